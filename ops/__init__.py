@@ -1,0 +1,11 @@
+"""tfgrad's gradient rules, one module per op family (TF's file names).
+
+Importing this package registers every rule with `tfgrad.registry`; it is
+imported once, by `tfgrad/__init__.py`. In a source checkout this folder is
+the top-level `ops/`; installed, it is `tfgrad.ops`.
+"""
+
+from tfgrad.ops import array_grad  # noqa: F401
+from tfgrad.ops import math_grad  # noqa: F401
+from tfgrad.ops import nn_grad  # noqa: F401
+from tfgrad.ops import resource_variable_grad  # noqa: F401

@@ -1,0 +1,66 @@
+"""Helpers shared by the rule families: static shapes, un-broadcasting,
+complex conjugation. All emit ops only through TF's public API."""
+
+import numpy as np
+import tensorflow as tf
+
+
+def static_shape(t):
+  """`t`'s shape as a tuple of ints, or None unless fully known."""
+  shape = t.shape
+  if shape.rank is None or not shape.is_fully_defined():
+    return None
+  return tuple(shape.as_list())
+
+
+def shape_of(t):
+  """`t`'s shape: a constant when static, else a Shape op (int32)."""
+  static = static_shape(t)
+  if static is not None:
+    return tf.constant(static, dtype=tf.int32)
+  return tf.shape(t)
+
+
+def conj(t):
+  """conj(t) for complex `t`; `t` itself (no op) otherwise."""
+  return tf.math.conj(t) if t.dtype.is_complex else t
+
+
+def _static_reduction_axes(from_shape, to_shape):
+  """Axes of `from_shape` to sum so the result broadcasts to `to_shape`."""
+  lead = len(from_shape) - len(to_shape)
+  axes = list(range(lead))
+  for i, dim in enumerate(to_shape):
+    if dim == 1 and from_shape[lead + i] != 1:
+      axes.append(lead + i)
+  return axes
+
+
+def unbroadcast(grad, x):
+  """Sums `grad` (shaped like a broadcast result) down to `x`'s shape."""
+  if grad is None:
+    return None
+  x_shape, g_shape = static_shape(x), static_shape(grad)
+  if x_shape is not None and x_shape == g_shape:
+    return grad
+  if x_shape is not None and g_shape is not None:
+    axes = _static_reduction_axes(g_shape, x_shape)
+    summed = tf.reduce_sum(grad, axis=axes) if axes else grad
+    if tuple(summed.shape.as_list()) == x_shape:
+      return summed
+    return tf.reshape(summed, x_shape)
+  x_dyn = tf.shape(x)
+  axes, _ = tf.raw_ops.BroadcastGradientArgs(s0=x_dyn, s1=tf.shape(grad))
+  return tf.reshape(tf.reduce_sum(grad, axis=axes), x_dyn)
+
+
+def unbroadcast_pair(gx, x, gy, y):
+  """`unbroadcast` for both operands of a broadcasting binary op."""
+  return unbroadcast(gx, x), unbroadcast(gy, y)
+
+
+def reduced_shape(input_shape, axes):
+  """Static shape of a keepdims reduction of `input_shape` over `axes`."""
+  rank = len(input_shape)
+  axes = {int(a) % rank for a in np.ravel(axes)} if rank else set()
+  return [1 if i in axes else d for i, d in enumerate(input_shape)]

@@ -1,0 +1,1 @@
+"""Gradient rules for neural-network ops (TF's nn_grad.py family)."""

@@ -1,0 +1,213 @@
+"""The reverse-mode pass over a tf.Graph, in named phases.
+
+    walk      graph_walk.between: ops between xs and ys, pending counts, stops
+    seed      the ys' gradients go in, ready ys' ops are queued
+    per op    aggregate its output gradients -> find its rule -> fill zeros
+              -> call the rule -> verify -> hand gradients to its inputs
+    collect   one gradient (or None / zeros) per x
+
+The module holds no op-type names: rules come from the registry (and TF's,
+as fallback) through `find_rule`.
+"""
+
+import collections
+import contextlib
+import dataclasses
+
+import tensorflow as tf
+
+from tfgrad import aggregate
+from tfgrad import graph_walk
+from tfgrad import registry
+from tfgrad import tf_compat
+
+_MISSING = object()
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  colocate: bool
+  gate: bool
+  aggregation: int
+  unconnected: tf.UnconnectedGradients
+  strict: bool
+  optimize_identity_n: bool = False
+
+
+@dataclasses.dataclass
+class _Pass:
+  """State of one backprop pass."""
+  options: Options
+  src_graph: tf.Graph
+  resolver: graph_walk.InputResolver
+  subgraph: graph_walk.Subgraph
+  to_ops: list
+  gradient_uid: str
+  grad_scope: str
+  grads: dict = dataclasses.field(default_factory=dict)  # op -> per output
+
+  def colocated(self, op):
+    if self.options.colocate:
+      return tf_compat.colocate_for_gradient(op, self.gradient_uid)
+    return contextlib.nullcontext()
+
+
+def add_gradient(grads, t, grad):
+  """Records one gradient contribution for tensor `t`."""
+  per_output = grads.get(t.op)
+  if per_output is None:
+    per_output = grads[t.op] = [[] for _ in t.op.outputs]
+  per_output[t.value_index].append(grad)
+
+
+def run(state, ys, grad_ys, xs):
+  """Seeds ys' gradients, processes ops in dependency order, collects."""
+  for y, grad_y in zip(ys, grad_ys):
+    add_gradient(state.grads, y, grad_y)
+  pending = state.subgraph.pending
+  queue, queued = collections.deque(), set()
+  for op in state.to_ops:
+    if (pending[op] == 0 and op not in queued
+        and op in state.subgraph.reachable_to_ops):
+      queued.add(op)
+      queue.append(op)
+  while queue:
+    op = queue.popleft()
+    with state.colocated(op):
+      out_grads = _aggregated_output_grads(state, op)
+      in_grads = _input_grads(state, op, out_grads)
+      if in_grads is not None:
+        _hand_to_inputs(state, op, in_grads)
+    for t in state.resolver.graph_inputs(op):
+      pending[t.op] -= 1
+      if pending[t.op] == 0:
+        queue.append(t.op)
+  return [_collect(state, x) for x in xs]
+
+
+def _aggregated_output_grads(state, op):
+  per_output = state.grads.get(op)
+  if per_output is None:
+    return [None] * len(op.outputs)
+  for i, contributions in enumerate(per_output):
+    per_output[i] = aggregate.aggregate(contributions, op, i,
+                                        state.options.aggregation,
+                                        state.gradient_uid)
+  return list(per_output)
+
+
+def find_rule(op, src_graph, strict):
+  """Returns (rule, function_call) for `op`; rule None = no gradient.
+
+  Order: a gradient attached to the op by TF (function calls, control flow
+  v2) or named by `gradient_override_map`/`tf.custom_gradient`; then
+  tfgrad's registry; then TF's registry (refused in strict mode, except for
+  override names, which are the user's own); then, for calls of graph
+  functions, the function's own gradient or TF's SymbolicGradient.
+  """
+  if not op.inputs:
+    return None, None
+  kind, value = tf_compat.override(op)
+  if kind == "function":
+    return value, None
+  op_type = value if kind == "type" else op.type
+  rule = registry.GRADIENTS.get(op_type, _MISSING)
+  if rule is not _MISSING:
+    return rule, None
+  if not strict or kind == "type":
+    try:
+      return tf_compat.tf_registry_lookup(op_type), None
+    except LookupError:
+      pass
+  if tf_compat.is_function_call(op, src_graph):
+    func = tf_compat.function_definition(op, src_graph)
+    return func.python_grad_func, func
+  return _MISSING, None
+
+
+def _missing_rule_error(state, op):
+  chain = graph_walk.path_from_ys(op, state.to_ops, state.resolver)
+  where = ("tfgrad's registry (strict mode: TF's registry is not consulted)"
+           if state.options.strict else "tfgrad's or TF's registry")
+  return LookupError(
+      f"No gradient defined for operation '{op.name}' (op type: {op.type}): "
+      f"no rule for '{op.type}' in {where}. Path from a y to this op: "
+      f"{' <- '.join(chain)}. Register one with tfgrad.RegisterGradient, or "
+      "wrap the value in tf.stop_gradient if it should be a constant.")
+
+
+def _input_grads(state, op, out_grads):
+  """Calls the op's rule; None when nothing flows back through `op`."""
+  if all(g is None for g in out_grads) or op in state.subgraph.stop_ops:
+    return None
+  rule, func_call = find_rule(op, state.src_graph, state.options.strict)
+  if rule is _MISSING:
+    raise _missing_rule_error(state, op)
+  is_call = func_call is not None
+  if rule is None and not is_call:
+    return None
+  _fill_missing_output_grads(state, op, out_grads, needs_all=rule is None)
+  with tf.compat.v1.name_scope(op.name + "_grad"), \
+      tf_compat.original_op(state.src_graph, op), \
+      tf_compat.xla_attr_scope(op, func_call, state.grad_scope):
+    if rule is not None:
+      in_grads = rule(op, *out_grads)
+    else:
+      in_grads = tf_compat.symbolic_gradient(op, out_grads)
+    in_grads = list(in_grads) if isinstance(in_grads, (list, tuple)) \
+        else [in_grads]
+    _check_arity(op, in_grads)
+    if state.options.gate and sum(g is not None for g in in_grads) > 1:
+      with tf.device(None), tf_compat.colocate_for_gradient(
+          None, state.gradient_uid, ignore_existing=True):
+        in_grads = tf.tuple(in_grads)
+  return in_grads
+
+
+def _fill_missing_output_grads(state, op, out_grads, needs_all):
+  """Rules receive zeros, not None, for trainable outputs nothing reached;
+  SymbolicGradient (`needs_all`) needs them for every output."""
+  if state.options.optimize_identity_n and op.type == "IdentityN":
+    return
+  for i, g in enumerate(out_grads):
+    out = op.outputs[i]
+    if g is None and (needs_all or tf_compat.is_trainable(out)) \
+        and tf_compat.supports_default_grad(out):
+      out_grads[i] = tf_compat.zeros_for_output(op, i)
+
+
+def _check_arity(op, in_grads):
+  if op.type in ("While", "StatelessWhile"):
+    return  # their rules return gradients for loop-carried inputs only
+  if len(in_grads) != len(op.inputs):
+    raise ValueError(
+        f"Gradient rule for op '{op.name}' (op type: {op.type}) returned "
+        f"{len(in_grads)} gradients, but the op has {len(op.inputs)} inputs")
+
+
+def _hand_to_inputs(state, op, in_grads):
+  """Checks each gradient's static shape against its input's and records it."""
+  for i, (t, g) in enumerate(zip(state.resolver.inputs(op), in_grads)):
+    if g is None:
+      continue
+    if isinstance(g, tf.Tensor) and t.dtype != tf.resource:
+      try:
+        g.set_shape(t.shape)
+      except ValueError:
+        raise ValueError(
+            "Incompatible shapes between op input and calculated input "
+            f"gradient: op '{op.name}' (op type: {op.type}), input index {i}, "
+            f"input shape {t.shape}, gradient shape {g.shape}") from None
+    if not tf_compat.is_eager_tensor(t):
+      add_gradient(state.grads, t, g)
+
+
+def _collect(state, x):
+  per_output = state.grads.get(x.op)
+  g = per_output[x.value_index] if per_output else None
+  if isinstance(g, list):  # x's op was never processed: sum what arrived
+    g = aggregate.aggregate(g, x.op, x.value_index, state.options.aggregation,
+                            state.gradient_uid)
+  if g is None and state.options.unconnected == tf.UnconnectedGradients.ZERO:
+    return tf_compat.zeros_like_unconnected(x)
+  return g

@@ -1,0 +1,142 @@
+"""Read-only graph queries for backprop: which ops lie between xs and ys,
+how many gradient contributions each waits for, and where backprop stops.
+
+Everything here is O(ops in the subgraph it visits); nothing scans a whole
+graph. Inputs are seen through `InputResolver`, which crosses function-graph
+capture boundaries so that a y inside a `tf.function` body can be
+differentiated with respect to an x in the graph that encloses it.
+"""
+
+import collections
+import dataclasses
+
+from tfgrad import tf_compat
+
+
+class InputResolver:
+  """Maps an op to its inputs, replacing captured placeholders of function
+  graphs by the outer tensors they stand for (unless the placeholder is
+  itself one of the xs). Results are cached per op for one backprop call."""
+
+  def __init__(self, xs, func_graphs):
+    self._x_ids = {id(x) for x in xs}
+    self._cache = {}
+    self._outer_of = {}     # id(placeholder) -> outer tensor
+    self._inner_of = collections.defaultdict(list)  # id(outer) -> placeholders
+    for graph in func_graphs:
+      for outer, inner in tf_compat.captures(graph):
+        self._inner_of[id(outer)].append(inner)
+    self._indexed_graphs = set()
+
+  def _index_captures(self, graph):
+    if graph not in self._indexed_graphs:
+      self._indexed_graphs.add(graph)
+      for outer, inner in tf_compat.captures(graph):
+        self._outer_of[id(inner)] = outer
+
+  def _resolve(self, t):
+    while (not tf_compat.is_eager_tensor(t) and t.op.type == "Placeholder"
+           and tf_compat.is_function_graph(t.graph)):
+      self._index_captures(t.graph)
+      outer = self._outer_of.get(id(t))
+      if outer is None:
+        break
+      t = outer
+    return t
+
+  def inputs(self, op):
+    """All inputs of `op` (eager captures included), capture-resolved."""
+    cached = self._cache.get(op)
+    if cached is None:
+      if tf_compat.is_function_graph(op.graph):
+        cached = [t if id(t) in self._x_ids else self._resolve(t)
+                  for t in op.inputs]
+      else:
+        cached = list(op.inputs)
+      self._cache[op] = cached
+    return cached
+
+  def graph_inputs(self, op):
+    """Inputs of `op` that are graph tensors (captured eager values dropped)."""
+    return [t for t in self.inputs(op) if not tf_compat.is_eager_tensor(t)]
+
+  def consumers(self, t):
+    """Ops consuming `t`, including through captures by function graphs."""
+    result = list(t.consumers())
+    for inner in self._inner_of.get(id(t), ()):
+      result.extend(self.consumers(inner))
+    return result
+
+
+@dataclasses.dataclass
+class Subgraph:
+  """The part of the graph backprop visits."""
+  ops: list                 # ops on some path from an x to a y, y side first
+  pending: dict             # op -> gradient contributions it still awaits
+  reachable_to_ops: set     # the ys' ops that some x reaches
+  stop_ops: set             # ops whose rules must not run
+
+
+def reachable_from(from_ops, resolver):
+  """Ops reachable from `from_ops` through trainable tensors."""
+  reached = set()
+  queue = collections.deque(from_ops)
+  while queue:
+    op = queue.popleft()
+    if op in reached:
+      continue
+    reached.add(op)
+    for out in op.outputs:
+      if tf_compat.is_trainable(out):
+        queue.extend(resolver.consumers(out))
+  return reached
+
+
+def between(to_ops, from_ops, stop_gradient_ops, resolver):
+  """The ops between xs' ops and ys' ops, their pending counts and stops."""
+  reached = reachable_from(from_ops, resolver)
+  reachable_to_ops = {op for op in to_ops if op in reached}
+  ops, members = [], set()
+  queue = collections.deque(to_ops)
+  while queue:
+    op = queue.popleft()
+    if op in reached and op not in members:
+      members.add(op)
+      ops.append(op)
+      queue.extend(t.op for t in resolver.graph_inputs(op))
+  pending = collections.defaultdict(int)
+  for op in ops:
+    for t in resolver.graph_inputs(op):
+      if t.op in members:
+        pending[t.op] += 1
+  stops = stop_ops(from_ops, stop_gradient_ops, pending, resolver)
+  return Subgraph(ops, pending, reachable_to_ops, stops)
+
+
+def stop_ops(from_ops, stop_gradient_ops, pending, resolver):
+  """xs' ops with no x upstream of them, plus explicit `stop_gradients` ops:
+  backprop does not run rules for these."""
+  stops = {op for op in from_ops
+           if not any(pending.get(t.op, 0) > 0
+                      for t in resolver.graph_inputs(op))}
+  stops.update(stop_gradient_ops)
+  return stops
+
+
+def path_from_ys(op, to_ops, resolver):
+  """One chain of op names from a y's op down to `op`, for error messages."""
+  parent = {y_op: None for y_op in to_ops}
+  queue = collections.deque(to_ops)
+  while queue:
+    cur = queue.popleft()
+    if cur is op:
+      chain = []
+      while cur is not None:
+        chain.append(cur.name)
+        cur = parent[cur]
+      return list(reversed(chain))
+    for t in resolver.graph_inputs(cur):
+      if t.op not in parent:
+        parent[t.op] = cur
+        queue.append(t.op)
+  return [op.name]

@@ -1,0 +1,75 @@
+"""Routing TensorFlow's own gradient entry points through tfgrad.
+
+After `install()`, `tf.gradients`, `tf.compat.v1.gradients`, the
+`gradients_impl`/`gradients` module functions that v1 optimizers and
+`tf.hessians` call, and TF's internal `_GradientsHelper` (which TF's
+gradients of `tf.cond`, `tf.while_loop` and `tf.function` calls use, with
+`src_graph=`) all run tfgrad. `uninstall()` puts back the very objects that
+were there before.
+"""
+
+import contextlib
+import importlib
+
+import tensorflow as tf
+
+from tfgrad import api
+
+# (module path, attribute, replacement). Module paths are resolved lazily.
+_PATCHES = (
+    ("tensorflow", "gradients", api.gradients),
+    ("tensorflow.compat.v1", "gradients", api.gradients_v1),
+    ("tensorflow.compat.v2", "gradients", api.gradients),
+    ("tensorflow.python.ops.gradients_impl", "gradients", api.gradients_v1),
+    ("tensorflow.python.ops.gradients_impl", "gradients_v2", api.gradients),
+    ("tensorflow.python.ops.gradients", "gradients", api.gradients_v1),
+    ("tensorflow.python.ops.gradients", "gradients_v2", api.gradients),
+    ("tensorflow.python.ops.gradients_util", "_GradientsHelper",
+     api.gradients_helper),
+)
+
+_saved = {}  # (module path, attribute) -> original object
+
+
+def _module(path):
+  if path == "tensorflow":
+    return tf
+  if path == "tensorflow.compat.v1":
+    return tf.compat.v1
+  if path == "tensorflow.compat.v2":
+    return tf.compat.v2
+  return importlib.import_module(path)
+
+
+def is_installed():
+  return bool(_saved)
+
+
+def install():
+  """Makes TF's gradient entry points run tfgrad; idempotent."""
+  if _saved:
+    return
+  for path, attr, replacement in _PATCHES:
+    module = _module(path)
+    if hasattr(module, attr):
+      _saved[(path, attr)] = getattr(module, attr)
+      setattr(module, attr, replacement)
+
+
+def uninstall():
+  """Restores exactly the objects `install()` replaced; idempotent."""
+  for (path, attr), original in _saved.items():
+    setattr(_module(path), attr, original)
+  _saved.clear()
+
+
+@contextlib.contextmanager
+def installed():
+  """Context manager: tfgrad installed inside, previous state restored after."""
+  was_installed = is_installed()
+  install()
+  try:
+    yield
+  finally:
+    if not was_installed:
+      uninstall()

@@ -1,0 +1,230 @@
+"""Every touchpoint with TensorFlow internals, in one place.
+
+The engine needs a few things TF exposes only privately: the TF gradient
+registry (our fallback and the home of `gradient_override_map` and
+`tf.custom_gradient` overrides), colocation for gradients, function-graph
+captures, XLA attribute scopes and the v1 control-flow loop state. Keeping
+them here means a TF upgrade that moves one of them breaks exactly one module.
+"""
+
+import contextlib
+
+import tensorflow as tf
+from tensorflow.python.eager import backprop_util
+from tensorflow.python.framework import ops as tf_ops
+from tensorflow.python.ops import control_flow_state
+from tensorflow.python.ops import control_flow_util
+from tensorflow.python.ops import default_gradient
+from tensorflow.python.ops import gen_functional_ops
+from tensorflow.python.ops import resource_variable_ops
+
+from tensorflow.core.framework import attr_value_pb2
+
+Tensor = tf.Tensor
+IndexedSlices = tf.IndexedSlices
+
+_FLOAT_LIKE = frozenset([tf.float16, tf.bfloat16, tf.float32, tf.float64,
+                         tf.complex64, tf.complex128, tf.resource])
+
+
+def is_trainable(t):
+  """True if `t` can carry a gradient (TF's IsTrainable, fast path first)."""
+  dtype = t.dtype
+  if dtype in _FLOAT_LIKE:
+    return True
+  if dtype == tf.variant:
+    return backprop_util.IsTrainable(t)
+  return backprop_util.IsTrainable(dtype)
+
+
+def is_eager_tensor(t):
+  return isinstance(t, tf_ops.EagerTensor)
+
+
+def is_function_graph(graph):
+  return getattr(graph, "_building_function", False)
+
+
+def function_graph_chain(graph):
+  """`graph` and its enclosing function graphs, innermost first."""
+  chain = []
+  while is_function_graph(graph):
+    chain.append(graph)
+    graph = graph.outer_graph
+  return chain
+
+
+def captures(func_graph):
+  """(outer tensor, inner placeholder) pairs captured by a function graph."""
+  return func_graph.captures
+
+
+def is_resource_variable(x):
+  return resource_variable_ops.is_resource_variable(x)
+
+
+def tf_registry_lookup(op_type):
+  """TF's registered gradient for `op_type`; LookupError when absent."""
+  return tf_ops.gradient_registry.lookup(op_type)
+
+
+def tf_registry_keys():
+  return list(tf_ops.gradient_registry.list())
+
+
+def override(op):
+  """The gradient TF would use for `op` instead of its type's: a function
+  attached to the op (tf.function call ops, control flow v2) or the name
+  from `gradient_override_map` / `tf.custom_gradient`. Returns
+  (kind, value): ("function", fn), ("type", op_type_name) or (None, None).
+  """
+  fn = op._gradient_function  # pylint: disable=protected-access
+  if fn:
+    return "function", fn
+  try:
+    name = op.get_attr("_gradient_op_type")
+  except ValueError:
+    return None, None
+  return "type", name.decode() if isinstance(name, bytes) else name
+
+
+def new_gradient_uid(graph):
+  return graph.unique_name("uid")
+
+
+def colocate_for_gradient(op, gradient_uid, ignore_existing=False):
+  return tf_ops._colocate_with_for_gradient(  # pylint: disable=protected-access
+      op, gradient_uid, ignore_existing=ignore_existing)
+
+
+def original_op(graph, op):
+  return graph._original_op(op)  # pylint: disable=protected-access
+
+
+def mutation_lock(graph):
+  return graph._mutation_lock()  # pylint: disable=protected-access
+
+
+def xla_attr_scope(op, func_call, grad_scope):
+  """Context that tags gradient ops for XLA when the forward op is compiled."""
+  if func_call is not None:
+    attrs = func_call.cached_definition.attr
+    compile_ = attrs["_XlaCompile"].b
+    separate = attrs["_XlaSeparateCompiledGradients"].b
+    scope = attrs["_XlaScope"].s.decode()
+  else:
+    try:
+      compile_ = op.get_attr("_XlaCompile")
+      separate = op.get_attr("_XlaSeparateCompiledGradients")
+      scope = op.get_attr("_XlaScope").decode()
+    except ValueError:
+      compile_ = False
+  if not compile_:
+    return contextlib.nullcontext()
+  if separate:
+    suffix = grad_scope.rstrip("/").replace("/", "_")
+    scope = f"{scope}_grad_{suffix}"
+  attr_map = {"_XlaCompile": attr_value_pb2.AttrValue(b=compile_),
+              "_XlaScope": attr_value_pb2.AttrValue(s=scope.encode())}
+  return op.graph._attr_scope(attr_map)  # pylint: disable=protected-access
+
+
+def zeros_for_output(op, index):
+  """Zeros standing in for the missing gradient of `op.outputs[index]`."""
+  return control_flow_state.ZerosLike(op, index)
+
+
+def supports_default_grad(t):
+  return default_gradient.supports_default_grad(t)
+
+
+def zeros_like_unconnected(t):
+  """Zeros for an unconnected x; for a resource handle, the variable's shape
+  and dtype (stock TF mis-handles this case)."""
+  if t.dtype == tf.resource:
+    shape, dtype = default_gradient.shape_and_dtype(t)
+    if shape.is_fully_defined():
+      return tf.zeros(shape, dtype)
+    return tf.zeros(tf.raw_ops.VariableShape(input=t), dtype)
+  return tf.zeros_like(t, dtype=default_gradient.get_zeros_dtype(t))
+
+
+# ----- function call ops -----
+
+def is_partitioned_call(op):
+  return op.type in ("PartitionedCall", "StatefulPartitionedCall")
+
+
+def is_function_call(op, src_graph):
+  """Call of a graph function (legacy Defun calls use the function name as
+  the op type)."""
+  return is_partitioned_call(op) or src_graph._is_function(op.type)  # pylint: disable=protected-access
+
+
+def function_definition(op, src_graph):
+  """The function a call op calls, searched through enclosing graphs."""
+  if is_partitioned_call(op):
+    name = op.get_attr("f").name
+    graph = src_graph
+    func = None
+    while graph is not None and func is None:
+      func = graph._get_function(tf.compat.as_bytes(name))  # pylint: disable=protected-access
+      graph = getattr(graph, "outer_graph", None)
+  else:
+    func = src_graph._get_function(op.type)  # pylint: disable=protected-access
+  return getattr(op, "__defun", func)
+
+
+def symbolic_gradient(op, out_grads):
+  """Gradient of a function call by TF's SymbolicGradient runtime op."""
+  f = attr_value_pb2.NameAttrList()
+  f.name = op.get_attr("f").name if is_partitioned_call(op) else op.type
+  for key, value in op.node_def.attr.items():
+    f.attr[key].CopyFrom(value)
+  zeros_dtypes = [default_gradient.get_zeros_dtype(t) for t in op.inputs]
+  return gen_functional_ops.symbolic_gradient(
+      input=list(op.inputs) + list(out_grads), Tout=zeros_dtypes, f=f)
+
+
+# ----- v1 (graph-rewriting) control flow -----
+
+def has_v1_control_flow(ops_):
+  """True if any op belongs to a v1 while loop (Enter/Exit frames)."""
+  return any(control_flow_util.IsLoopExit(op) or op.type in ("Enter", "RefEnter")
+             for op in ops_)
+
+
+# ----- argument conversion (the exact conversions tf.gradients applies) -----
+
+from tensorflow.python.framework import composite_tensor  # pylint: disable=g-import-not-at-top
+from tensorflow.python.framework import composite_tensor_gradient  # pylint: disable=g-import-not-at-top
+from tensorflow.python.framework import indexed_slices  # pylint: disable=g-import-not-at-top
+from tensorflow.python.ops import gradients_util  # pylint: disable=g-import-not-at-top
+from tensorflow.python.util import variable_utils  # pylint: disable=g-import-not-at-top
+
+# TF's own implementation, kept before any `tfgrad.install()` replaces it.
+ORIGINAL_GRADIENTS_HELPER = gradients_util._GradientsHelper  # pylint: disable=protected-access
+
+
+def variables_to_tensors(values):
+  return variable_utils.convert_variables_to_tensors(values)
+
+
+def any_composite(values):
+  return any(isinstance(v, composite_tensor.CompositeTensor) for v in values)
+
+
+def flatten_composites(values):
+  return composite_tensor_gradient.get_flat_tensors_for_gradients(values)
+
+
+def unflatten_composites(values, flat_grads):
+  return composite_tensor_gradient.replace_flat_tensors_for_gradients(
+      values, flat_grads)
+
+
+def to_tensors_or_slices(values, name, as_ref=False):
+  if as_ref:
+    return indexed_slices.internal_convert_n_to_tensor_or_indexed_slices(
+        values, name=name, as_ref=True)
+  return indexed_slices.convert_n_to_tensor_or_indexed_slices(values, name=name)
