@@ -1,0 +1,3 @@
+"""Specs for ops/nn_grad.py rules."""
+
+SPECS = []
