@@ -1,0 +1,123 @@
+"""Run tfgrad and stock tf.gradients on the same graph and compare.
+
+Used by the semantic tests: a case is a `build()` returning (ys, xs) built
+in the current graph; both engines get the same keyword arguments, in a
+TF1-style `tf.Graph` (`in_graph`) and inside a `tf.function`
+(`in_function`). Compared: None pattern, Tensor vs IndexedSlices, dtype,
+static shape, values.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+import tfgrad
+
+
+def describe(g):
+  """Structure of one gradient: None, or (kind, dtype, static shape)."""
+  if g is None:
+    return None
+  if isinstance(g, tf.IndexedSlices):
+    return ("IndexedSlices", g.dtype.name, g.values.shape.as_list())
+  return ("Tensor", g.dtype.name, g.shape.as_list())
+
+
+def _fetch(g):
+  if g is None:
+    return None
+  if isinstance(g, tf.IndexedSlices):
+    return tf.convert_to_tensor(g)
+  return g
+
+
+def _run(sess, grads):
+  """Values of the non-None gradients, None kept in place."""
+  values = iter(sess.run([_fetch(g) for g in grads if g is not None]))
+  return [None if g is None else next(values) for g in grads]
+
+
+class _FunctionVariables:
+  """Variables made while tracing a tf.function: created on the first trace,
+  handed back in the same order on later traces (tf.function refuses
+  variables created after the first trace)."""
+  made = None   # list while a tf.function case runs, else None
+  next = 0
+
+
+def variable(value, dtype=tf.float32):
+  """A resource variable usable in both kinds of case."""
+  cache = _FunctionVariables
+  if cache.made is None:
+    return tf.Variable(tf.constant(value, dtype=dtype))
+  if cache.next == len(cache.made):
+    with tf.init_scope():
+      cache.made.append(tf.Variable(tf.constant(value, dtype=dtype)))
+  cache.next += 1
+  return cache.made[cache.next - 1]
+
+
+def assert_same(ours, theirs, ours_values, theirs_values, rtol=1e-6):
+  assert len(ours) == len(theirs)
+  assert [describe(g) for g in ours] == [describe(g) for g in theirs]
+  for i, (a, b) in enumerate(zip(ours_values, theirs_values)):
+    if a is None or b is None:
+      assert a is None and b is None, f"gradient {i}: None pattern differs"
+    else:
+      np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol,
+                                 err_msg=f"gradient {i} differs")
+
+
+def in_graph(build, v1=False, **kwargs):
+  """Both engines in a fresh tf.Graph; returns (ours, theirs, values...)."""
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = build()
+    if v1:
+      ours = tfgrad.compat.v1.gradients(ys, xs, **kwargs)
+      theirs = tf.compat.v1.gradients(ys, xs, **kwargs)
+    else:
+      ours = tfgrad.gradients(ys, xs, **kwargs)
+      theirs = tf.gradients(ys, xs, **kwargs)
+    init = tf.compat.v1.global_variables_initializer()
+    with tf.compat.v1.Session(graph=graph) as sess:
+      sess.run(init)
+      ours_v, theirs_v = _run(sess, ours), _run(sess, theirs)
+  assert_same(ours, theirs, ours_v, theirs_v)
+  return ours, theirs, ours_v, theirs_v
+
+
+def in_function(build, **kwargs):
+  """Both engines inside one tf.function; returns the values."""
+  structure = {}
+
+  @tf.function
+  def run():
+    _FunctionVariables.next = 0
+    ys, xs = build()
+    ours = tfgrad.gradients(ys, xs, **kwargs)
+    theirs = tf.gradients(ys, xs, **kwargs)
+    structure["ours"] = [describe(g) for g in ours]
+    structure["theirs"] = [describe(g) for g in theirs]
+    return [_fetch(g) for g in ours], [_fetch(g) for g in theirs]
+
+  _FunctionVariables.made = []
+  try:
+    ours_v, theirs_v = run()
+  finally:
+    _FunctionVariables.made = None
+  assert structure["ours"] == structure["theirs"]
+  ours_v = [None if v is None else v.numpy() for v in ours_v]
+  theirs_v = [None if v is None else v.numpy() for v in theirs_v]
+  for i, (a, b) in enumerate(zip(ours_v, theirs_v)):
+    if a is None or b is None:
+      assert a is None and b is None, f"gradient {i}: None pattern differs"
+    else:
+      np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+  return ours_v, theirs_v
+
+
+def both(build, **kwargs):
+  """The case in a tf.Graph and in a tf.function; returns graph values."""
+  result = in_graph(build, **kwargs)
+  in_function(build, **kwargs)
+  return result

@@ -1,0 +1,386 @@
+"""tf.gradients semantics, each case against stock TF on the same graph,
+in a TF1-style tf.Graph and inside a tf.function."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfgrad
+from compat_tests import differential
+
+both = differential.both
+
+
+def _c(value, dtype=tf.float32):
+  return tf.constant(value, dtype=dtype)
+
+
+def test_single_y_several_xs():
+  def build():
+    x, w = _c([[1.0, 2.0], [3.0, 4.0]]), _c([0.5, -1.0])
+    return tf.reduce_sum(x * w + x), [x, w]
+  both(build)
+
+
+def test_several_ys_are_summed():
+  def build():
+    x = _c([1.0, 2.0, 3.0])
+    return [x * x, 3.0 * x], [x]
+  _, _, ours, _ = both(build)
+  np.testing.assert_allclose(ours[0], [5.0, 7.0, 9.0])
+
+
+def test_grad_ys_weights_each_y():
+  def build():
+    x = _c([1.0, 2.0])
+    return [x * x, x], [x]
+  both(build, grad_ys=[np.float32([1.0, 10.0]), np.float32([100.0, 1000.0])])
+
+
+def test_grad_ys_none_entries_default_to_ones():
+  def build():
+    x = _c([1.0, 2.0])
+    return [x * x, x], [x]
+  both(build, grad_ys=[None, np.float32([2.0, 2.0])])
+
+
+def test_stop_gradients_partial_vs_total_derivative():
+  def build():
+    a = _c(0.0)
+    b = 2.0 * a
+    build.stops = [a, b]
+    return a + b, [a, b]
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = build()
+    partial = tfgrad.gradients(ys, xs, stop_gradients=build.stops)
+    total = tfgrad.gradients(ys, xs)
+    stock = tf.gradients(ys, xs, stop_gradients=build.stops)
+    with tf.compat.v1.Session() as sess:
+      p, t, s = sess.run((partial, total, stock))
+  np.testing.assert_allclose(p, [1.0, 1.0])
+  np.testing.assert_allclose(t, [3.0, 1.0])
+  np.testing.assert_allclose(p, s)
+
+
+def test_stop_gradients_inside_function():
+  def build():
+    a = _c(0.0)
+    b = 2.0 * a
+    return a + b, [a, b]
+  # stop_gradients must be tensors of the same graph: build them in place.
+  @tf.function
+  def run():
+    a = _c(0.0)
+    b = 2.0 * a
+    return (tfgrad.gradients(a + b, [a, b], stop_gradients=[a, b]),
+            tf.gradients(a + b, [a, b], stop_gradients=[a, b]))
+  ours, theirs = run()
+  np.testing.assert_allclose(ours, theirs)
+  both(build)
+
+
+def test_tf_stop_gradient_blocks_a_path():
+  def build():
+    x = _c([1.0, 2.0])
+    return x * tf.stop_gradient(x) + x, [x]
+  both(build)
+
+
+def test_stop_gradient_op_and_stop_gradients_argument_together():
+  def build():
+    x = _c(2.0)
+    y = x * x
+    z = tf.stop_gradient(y) * x + y
+    build.stops = [y]
+    return z, [x, y]
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = build()
+    ours = tfgrad.gradients(ys, xs, stop_gradients=build.stops)
+    theirs = tf.gradients(ys, xs, stop_gradients=build.stops)
+    with tf.compat.v1.Session() as sess:
+      np.testing.assert_allclose(*sess.run((ours, theirs)))
+
+
+def test_integer_tensors_are_constants():
+  def build():
+    x = _c([1.5, 2.5])
+    as_int = tf.cast(x, tf.int32)
+    return tf.cast(as_int * 2, tf.float32) * x, [x]
+  both(build)
+
+
+def test_integer_xs_get_none():
+  def build():
+    i = tf.constant([1, 2])
+    x = _c([1.0, 2.0])
+    return tf.cast(i, tf.float32) * x, [i, x]
+  both(build)
+
+
+@pytest.mark.parametrize("mode", ["none", "zero", tf.UnconnectedGradients.NONE,
+                                  tf.UnconnectedGradients.ZERO])
+def test_unconnected_gradients(mode):
+  def build():
+    x, unused = _c([1.0, 2.0]), _c([[3.0], [4.0]])
+    return x * 2.0, [x, unused]
+  both(build, unconnected_gradients=mode)
+
+
+def test_unconnected_resource_variable_gets_zeros_of_variable_shape():
+  graph = tf.Graph()
+  with graph.as_default():
+    x = _c([1.0, 2.0])
+    v = tf.Variable(tf.ones([3, 2], tf.float64))
+    (g,) = tfgrad.gradients(x * 2.0, [v], unconnected_gradients="zero")
+    assert g.dtype == tf.float64
+    assert g.shape.as_list() == [3, 2]
+    (stock,) = tf.gradients(x * 2.0, [v], unconnected_gradients="zero")
+    with tf.compat.v1.Session() as sess:
+      sess.run(tf.compat.v1.global_variables_initializer())
+      ours_v, stock_v = sess.run((g, stock))
+  np.testing.assert_array_equal(ours_v, np.zeros([3, 2]))
+  np.testing.assert_array_equal(ours_v, stock_v)
+
+
+@pytest.mark.parametrize("method", [
+    None, tf.AggregationMethod.ADD_N, tf.AggregationMethod.EXPERIMENTAL_TREE,
+    tf.AggregationMethod.EXPERIMENTAL_ACCUMULATE_N,
+    tfgrad.AggregationMethod.EXPERIMENTAL_TREE])
+def test_aggregation_methods(method):
+  def build():
+    x = _c([1.0, 2.0])
+    y = x * 2.0
+    return y + y + y + x * x, [x, y]
+  both(build, aggregation_method=method)
+
+
+def test_aggregation_adds_one_addn_per_fan_out():
+  graph = tf.Graph()
+  with graph.as_default():
+    x = _c([1.0, 2.0])
+    y = tf.add_n([x * float(k) for k in range(5)])
+    tfgrad.gradients(y, [x])
+    added = [op.type for op in graph.get_operations()
+             if op.name.startswith("gradients/")]
+  assert added.count("AddN") == 1
+
+
+def test_gather_from_variable_gives_indexed_slices():
+  def build():
+    v = differential.variable(np.arange(12.0).reshape(4, 3))
+    rows = tf.gather(v, [0, 2, 2])
+    return tf.reduce_sum(rows * rows), [v]
+  ours, _, _, _ = both(build)
+  assert isinstance(ours[0], tf.IndexedSlices)
+
+
+def test_two_sparse_contributions_stay_sparse():
+  def build():
+    v = differential.variable(np.arange(12.0).reshape(4, 3))
+    return (tf.reduce_sum(tf.gather(v, [0, 1]))
+            + tf.reduce_sum(tf.gather(v, [3]) * 2.0)), [v]
+  ours, _, _, _ = both(build)
+  assert isinstance(ours[0], tf.IndexedSlices)
+
+
+def test_dense_and_sparse_contributions_are_summed_densely():
+  def build():
+    v = differential.variable(np.arange(12.0).reshape(4, 3))
+    return tf.reduce_sum(tf.gather(v, [1])) + tf.reduce_sum(v * v), [v]
+  ours, _, _, _ = both(build)
+  assert isinstance(ours[0], tf.Tensor)
+
+
+def test_gate_gradients():
+  def build():
+    x, w = _c([[1.0, 2.0]]), _c([[3.0], [4.0]])
+    return tf.matmul(x, w), [x, w]
+  both(build, gate_gradients=True)
+
+
+def test_colocate_gradients_with_ops_v1():
+  def build():
+    with tf.device("/cpu:0"):
+      x = _c([1.0, 2.0])
+      y = x * x
+    return y, [x]
+  ours, theirs, _, _ = differential.in_graph(
+      build, v1=True, colocate_gradients_with_ops=True)
+  assert ours[0].op.colocation_groups() == theirs[0].op.colocation_groups()
+
+
+def test_resource_variables_as_xs_and_ys():
+  def build():
+    v = differential.variable([1.0, 2.0])
+    w = differential.variable([3.0, 4.0])
+    return [v * w, w], [v, w]
+  both(build)
+
+
+def test_same_x_twice_and_y_that_is_an_x():
+  def build():
+    x = _c([1.0, 2.0])
+    y = x * x
+    return [y, x], [x, x, y]
+  both(build)
+
+
+def test_x_not_reachable_from_ys():
+  def build():
+    x, z = _c(1.0), _c(2.0)
+    return x * 3.0, [z, x]
+  both(build)
+
+
+def test_y_not_depending_on_anything():
+  def build():
+    x = _c(1.0)
+    return _c(5.0), [x]
+  both(build)
+
+
+def test_gradient_ops_live_under_the_name_scope():
+  graph = tf.Graph()
+  with graph.as_default():
+    x = _c([1.0, 2.0])
+    y = x * x
+    (g,) = tfgrad.gradients(y, [x])
+    (h,) = tfgrad.gradients(y, [x], name="my_grads")
+    assert g.name.startswith("gradients/")
+    assert h.name.startswith("my_grads/")
+    with tf.name_scope("outer"):
+      (k,) = tfgrad.gradients(y, [x])
+    assert k.name.startswith("outer/gradients")
+
+
+def test_custom_gradient_is_used():
+  @tf.custom_gradient
+  def clip_grad(x):
+    return tf.identity(x), lambda dy: tf.clip_by_value(dy, -0.1, 0.1)
+
+  def build():
+    x = _c([1.0, 2.0])
+    return clip_grad(x) * 5.0, [x]
+  _, _, ours, _ = both(build)
+  np.testing.assert_allclose(ours[0], [0.1, 0.1])
+
+
+_OVERRIDE_NAME = "TfgradTestDoubledGrad"
+
+
+@tf.RegisterGradient(_OVERRIDE_NAME)
+def _doubled_square_grad(op, grad):
+  return grad * 4.0 * op.inputs[0]
+
+
+def test_gradient_override_map_is_used():
+  def build():
+    x = _c([1.0, 2.0])
+    with tf.compat.v1.get_default_graph().gradient_override_map(
+        {"Square": _OVERRIDE_NAME}):
+      y = tf.square(x)
+    return y, [x]
+  _, _, ours, _ = differential.in_graph(build)
+  np.testing.assert_allclose(ours[0], [4.0, 8.0])
+
+
+def test_override_map_can_name_a_tfgrad_rule():
+  name = "TfgradOnlyTripleGrad"
+  if name not in tfgrad.registry.GRADIENTS:
+    @tfgrad.RegisterGradient(name)
+    def _triple(op, grad):
+      del op
+      return grad * 3.0
+  graph = tf.Graph()
+  with graph.as_default():
+    x = _c([1.0, 2.0])
+    with graph.gradient_override_map({"Identity": name}):
+      y = tf.identity(x)
+    (g,) = tfgrad.gradients(y, [x])
+    with tf.compat.v1.Session() as sess:
+      np.testing.assert_allclose(sess.run(g), [3.0, 3.0])
+
+
+def test_cond_and_while_loop_in_function():
+  def build():
+    x = _c(1.5)
+    y = tf.cond(x > 1.0, lambda: x * x, lambda: x)
+    _, z = tf.while_loop(lambda i, acc: i < 3,
+                         lambda i, acc: (i + 1, acc * x),
+                         [tf.constant(0), y])
+    return z, [x]
+  differential.in_function(build)
+
+
+def test_nested_function_calls():
+  @tf.function
+  def inner(x):
+    return tf.reduce_sum(x * x)
+
+  @tf.function
+  def middle(x):
+    return inner(x) * 2.0 + tf.reduce_sum(x)
+
+  def build():
+    x = _c([1.0, 2.0, 3.0])
+    return middle(x), [x]
+  both(build)
+
+
+def test_y_inside_function_x_captured_from_outside():
+  x = tf.Variable([1.0, 2.0])
+
+  @tf.function
+  def run():
+    y = tf.reduce_sum(x * x)
+    return tfgrad.gradients(y, [x]), tf.gradients(y, [x])
+  ours, theirs = run()
+  np.testing.assert_allclose(ours[0], theirs[0])
+
+
+def test_complex_ys_with_grad_ys():
+  def build():
+    x = tf.constant([1.0 + 2.0j, 3.0 - 1.0j], dtype=tf.complex128)
+    return x * x, [x]
+  both(build, grad_ys=[np.complex128([1.0 + 0.5j, -1.0j])])
+
+
+def test_indexed_slices_grad_ys():
+  def build():
+    x = _c([[1.0, 2.0], [3.0, 4.0]])
+    return tf.identity(x), [x]
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = build()
+    slices = tf.IndexedSlices(_c([[1.0, 1.0]]), tf.constant([1]),
+                              tf.constant([2, 2]))
+    ours = tfgrad.gradients(ys, xs, grad_ys=[slices])
+    theirs = tf.gradients(ys, xs, grad_ys=[slices])
+    assert differential.describe(ours[0]) == differential.describe(theirs[0])
+
+
+def test_strict_mode_refuses_tf_fallback():
+  graph = tf.Graph()
+  with graph.as_default():
+    x = _c([0.3, 0.6])
+    y = tf.raw_ops.Betainc(a=_c([1.0, 2.0]), b=_c([2.0, 1.0]), x=x)
+    assert "Betainc" not in tfgrad.registry.GRADIENTS
+    tfgrad.gradients(y, [x])  # falls back to TF's registry
+    with pytest.raises(LookupError, match="Betainc"):
+      tfgrad.gradients(y, [x], strict=True)
+    with tfgrad.strict_mode():
+      with pytest.raises(LookupError, match="strict"):
+        tfgrad.gradients(y, [x])
+
+
+def test_strict_mode_from_environment(monkeypatch):
+  monkeypatch.setenv("TFGRAD_STRICT", "1")
+  graph = tf.Graph()
+  with graph.as_default():
+    x = _c([0.3, 0.6])
+    y = tf.raw_ops.Betainc(a=_c([1.0, 2.0]), b=_c([2.0, 1.0]), x=x)
+    with pytest.raises(LookupError):
+      tfgrad.gradients(y, [x])
+    assert tfgrad.gradients(y, [x], strict=False)[0] is not None
