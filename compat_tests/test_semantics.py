@@ -288,19 +288,22 @@ def test_gradient_override_map_is_used():
 
 def test_override_map_can_name_a_tfgrad_rule():
   name = "TfgradOnlyTripleGrad"
-  if name not in tfgrad.registry.GRADIENTS:
-    @tfgrad.RegisterGradient(name)
-    def _triple(op, grad):
-      del op
-      return grad * 3.0
-  graph = tf.Graph()
-  with graph.as_default():
-    x = _c([1.0, 2.0])
-    with graph.gradient_override_map({"Identity": name}):
-      y = tf.identity(x)
-    (g,) = tfgrad.gradients(y, [x])
-    with tf.compat.v1.Session() as sess:
-      np.testing.assert_allclose(sess.run(g), [3.0, 3.0])
+
+  @tfgrad.RegisterGradient(name)
+  def _triple(op, grad):
+    del op
+    return grad * 3.0
+  try:
+    graph = tf.Graph()
+    with graph.as_default():
+      x = _c([1.0, 2.0])
+      with graph.gradient_override_map({"Identity": name}):
+        y = tf.identity(x)
+      (g,) = tfgrad.gradients(y, [x])
+      with tf.compat.v1.Session() as sess:
+        np.testing.assert_allclose(sess.run(g), [3.0, 3.0])
+  finally:
+    tfgrad.registry.GRADIENTS.unregister(name)
 
 
 def test_cond_and_while_loop_in_function():
