@@ -120,3 +120,14 @@ def test_prevent_gradient_is_a_lookup_error():
     x = tf.constant([1.0, 2.0])
     return tf.raw_ops.PreventGradient(input=x, message="no way") * 2.0, [x]
   _raises_like_tf(build, LookupError, match="no way")
+
+
+def test_invalid_aggregation_method_is_refused_even_when_nothing_aggregates():
+  """Deliberate difference: stock TF checks the method only once some
+  gradient needs aggregating, so here it accepts the bad value."""
+  graph = tf.Graph()
+  with graph.as_default():
+    x, unused = tf.constant(1.0), tf.constant(2.0)
+    tf.gradients(x * 2.0, [unused], aggregation_method=7)
+    with pytest.raises(ValueError, match="aggregation_method"):
+      tfgrad.gradients(x * 2.0, [unused], aggregation_method=7)

@@ -387,3 +387,38 @@ def test_strict_mode_from_environment(monkeypatch):
     with pytest.raises(LookupError):
       tfgrad.gradients(y, [x])
     assert tfgrad.gradients(y, [x], strict=False)[0] is not None
+
+
+def test_stop_gradients_on_a_function_call_op():
+  """Stock TF 2.21 ignores stop_gradients for a call of a tf.function (it
+  builds a SymbolicGradient through it and returns 7 here); the partial
+  derivative with y held constant is 1."""
+  graph = tf.Graph()
+  with graph.as_default():
+    square = tf.function(lambda v: v * v)
+    x = _c(3.0)
+    y = square(x)
+    assert y.op.type in ("PartitionedCall", "StatefulPartitionedCall")
+    (g,) = tfgrad.gradients(y + x, [x], stop_gradients=[y])
+    (total,) = tfgrad.gradients(y + x, [x])
+    (stock_total,) = tf.gradients(y + x, [x])
+    with tf.compat.v1.Session() as sess:
+      g, total, stock_total = sess.run((g, total, stock_total))
+  assert g == 1.0
+  assert total == stock_total == 7.0
+
+
+@pytest.mark.parametrize("op", [tf.floor, tf.math.ceil, tf.round, tf.math.rint])
+def test_piecewise_constant_ops_match_tf(op):
+  def build():
+    x = _c([1.3, -2.7])
+    return op(x) * x + op(x * x), [x]
+  both(build)
+
+
+def test_argmax_path_matches_tf():
+  def build():
+    x = _c([[1.0, 5.0, 2.0]])
+    idx = tf.cast(tf.argmax(x, axis=1), tf.float32)
+    return idx * x, [x]
+  both(build)
