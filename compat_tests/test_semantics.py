@@ -422,3 +422,28 @@ def test_argmax_path_matches_tf():
     idx = tf.cast(tf.argmax(x, axis=1), tf.float32)
     return idx * x, [x]
   both(build)
+
+
+@pytest.mark.parametrize("separate", [False, True])
+def test_xla_jit_scope_tags_gradient_ops_like_tf(separate):
+  def xla_tags(engine):
+    graph = tf.Graph()
+    with graph.as_default():
+      x = _c([1.0, 2.0])
+      with tf.xla.experimental.jit_scope(
+          separate_compiled_gradients=separate):
+        y = tf.tanh(x) * x
+      before = set(graph.get_operations())
+      engine(y, [x])
+      tags = set()
+      for op in graph.get_operations():
+        if op in before or op.type == "Const":
+          continue
+        try:
+          tags.add((op.get_attr("_XlaCompile"), op.get_attr("_XlaScope")))
+        except ValueError:
+          tags.add(None)
+      return tags
+  ours, theirs = xla_tags(tfgrad.gradients), xla_tags(tf.gradients)
+  assert any(t is not None for t in ours)
+  assert ours == theirs

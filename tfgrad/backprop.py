@@ -96,7 +96,7 @@ def _aggregated_output_grads(state, op):
   return list(per_output)
 
 
-def find_rule(op, src_graph, strict):
+def find_rule(op, src_graph, strict, attrs=None):
   """Returns (rule, function_call) for `op`; rule None = no gradient.
 
   Order: a gradient attached to the op by TF (function calls, control flow
@@ -104,10 +104,13 @@ def find_rule(op, src_graph, strict):
   tfgrad's registry; then TF's registry (refused in strict mode, except for
   override names, which are the user's own); then, for calls of graph
   functions, the function's own gradient or TF's SymbolicGradient.
+  `attrs` is `tf_compat.private_attrs(op)` when the caller has it.
   """
   if not op.inputs:
     return None, None
-  kind, value = tf_compat.override(op)
+  if attrs is None:
+    attrs = tf_compat.private_attrs(op)
+  kind, value = tf_compat.override(op, attrs)
   if kind == "function":
     return value, None
   op_type = value if kind == "type" else op.type
@@ -140,7 +143,8 @@ def _input_grads(state, op, out_grads):
   """Calls the op's rule; None when nothing flows back through `op`."""
   if all(g is None for g in out_grads) or op in state.subgraph.stop_ops:
     return None
-  rule, func_call = find_rule(op, state.src_graph, state.options.strict)
+  attrs = tf_compat.private_attrs(op)
+  rule, func_call = find_rule(op, state.src_graph, state.options.strict, attrs)
   if rule is _MISSING:
     raise _missing_rule_error(state, op)
   is_call = func_call is not None
@@ -149,7 +153,7 @@ def _input_grads(state, op, out_grads):
   _fill_missing_output_grads(state, op, out_grads, needs_all=rule is None)
   with tf.compat.v1.name_scope(op.name + "_grad"), \
       tf_compat.original_op(state.src_graph, op), \
-      tf_compat.xla_attr_scope(op, func_call, state.grad_scope):
+      tf_compat.xla_attr_scope(op, attrs, func_call, state.grad_scope):
     if rule is not None:
       in_grads = rule(op, *out_grads)
     else:
