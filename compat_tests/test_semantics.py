@@ -447,3 +447,50 @@ def test_xla_jit_scope_tags_gradient_ops_like_tf(separate):
   ours, theirs = xla_tags(tfgrad.gradients), xla_tags(tf.gradients)
   assert any(t is not None for t in ours)
   assert ours == theirs
+
+
+def test_while_loop_and_cond_in_graph():
+  def build():
+    x = _c([1.5, 0.5])
+    _, z = tf.while_loop(lambda i, acc: i < 3,
+                         lambda i, acc: (i + 1, tf.sin(acc) * x),
+                         [tf.constant(0), x])
+    return tf.cond(tf.reduce_sum(z) > 0.0, lambda: z * z, lambda: z), [x]
+  differential.in_graph(build)
+
+
+def test_v1_while_loop_goes_to_tf_and_strict_mode_refuses_it():
+  tf.compat.v1.disable_control_flow_v2()
+  try:
+    def build():
+      x = _c(1.2)
+      _, z = tf.compat.v1.while_loop(lambda i, acc: i < 3,
+                                     lambda i, acc: (i + 1, acc * x),
+                                     [tf.constant(0), x])
+      assert any(op.type == "Enter" for op in z.graph.get_operations())
+      return z, [x]
+    differential.in_graph(build)
+    graph = tf.Graph()
+    with graph.as_default():
+      ys, xs = build()
+      with pytest.raises(LookupError, match="v1 while loop"):
+        tfgrad.gradients(ys, xs, strict=True)
+  finally:
+    tf.compat.v1.enable_control_flow_v2()
+
+
+def test_ragged_tensors():
+  def build():
+    values = _c([1.0, 2.0, 3.0, 4.0])
+    rt = tf.RaggedTensor.from_row_splits(values, [0, 1, 4])
+    return tf.reduce_sum(rt * rt, axis=1), [rt, values]
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = build()
+    ours = tfgrad.gradients(ys, xs)
+    theirs = tf.gradients(ys, xs)
+    assert type(ours[0]) is type(theirs[0])
+    with tf.compat.v1.Session() as sess:
+      a, b = sess.run((ours, theirs))
+  np.testing.assert_allclose(a[1], b[1])
+  np.testing.assert_allclose(a[0].flat_values, b[0].flat_values)
