@@ -494,3 +494,13 @@ def test_ragged_tensors():
       a, b = sess.run((ours, theirs))
   np.testing.assert_allclose(a[1], b[1])
   np.testing.assert_allclose(a[0].flat_values, b[0].flat_values)
+
+
+def test_skip_input_indices_does_not_outlive_the_call():
+  graph = tf.Graph()
+  with graph.as_default():
+    x = _c([1.0, 2.0])
+    y = tf.math.xlogy(_c([3.0, 4.0]), x) * x
+    tfgrad.gradients(y, [x])
+    assert not any(hasattr(op, "skip_input_indices")
+                   for op in graph.get_operations())

@@ -155,7 +155,10 @@ def _input_grads(state, op, out_grads):
       tf_compat.original_op(state.src_graph, op), \
       tf_compat.xla_attr_scope(op, attrs, func_call, state.grad_scope):
     if rule is not None:
-      in_grads = rule(op, *out_grads)
+      skip = graph_walk.unneeded_inputs(op, state.subgraph.members,
+                                        state.resolver)
+      with _skipping(op, skip):
+        in_grads = rule(op, *out_grads)
     else:
       in_grads = tf_compat.symbolic_gradient(op, out_grads)
     in_grads = list(in_grads) if isinstance(in_grads, (list, tuple)) \
@@ -166,6 +169,26 @@ def _input_grads(state, op, out_grads):
           None, state.gradient_uid, ignore_existing=True):
         in_grads = tf.tuple(in_grads)
   return in_grads
+
+
+@contextlib.contextmanager
+def _skipping(op, skip):
+  """Tells the rule which inputs need no gradient, by TF's own convention
+  (`op.skip_input_indices`, which TF's rules read too), for this call only:
+  the attribute lives on the shared Operation object, so it is removed
+  again before anyone else differentiates the same op."""
+  if not skip:
+    yield
+    return
+  previous = getattr(op, "skip_input_indices", None)
+  op.skip_input_indices = skip
+  try:
+    yield
+  finally:
+    if previous is None:
+      del op.skip_input_indices
+    else:
+      op.skip_input_indices = previous
 
 
 def _fill_missing_output_grads(state, op, out_grads, needs_all):

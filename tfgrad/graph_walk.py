@@ -72,6 +72,7 @@ class InputResolver:
 class Subgraph:
   """The part of the graph backprop visits."""
   ops: list                 # ops on some path from an x to a y, y side first
+  members: set              # the same ops, as a set
   pending: dict             # op -> gradient contributions it still awaits
   reachable_to_ops: set     # the ys' ops that some x reaches
   stop_ops: set             # ops whose rules must not run
@@ -110,7 +111,7 @@ def between(to_ops, from_ops, stop_gradient_ops, resolver):
       if t.op in members:
         pending[t.op] += 1
   stops = stop_ops(from_ops, stop_gradient_ops, pending, resolver)
-  return Subgraph(ops, pending, reachable_to_ops, stops)
+  return Subgraph(ops, members, pending, reachable_to_ops, stops)
 
 
 def stop_ops(from_ops, stop_gradient_ops, pending, resolver):
@@ -121,6 +122,13 @@ def stop_ops(from_ops, stop_gradient_ops, pending, resolver):
                       for t in resolver.graph_inputs(op))}
   stops.update(stop_gradient_ops)
   return stops
+
+
+def unneeded_inputs(op, members, resolver):
+  """Indices of `op`'s inputs through which no x can be reached: their
+  gradients would be dead ops."""
+  return tuple(i for i, t in enumerate(resolver.inputs(op))
+               if tf_compat.is_eager_tensor(t) or t.op not in members)
 
 
 def path_from_ys(op, to_ops, resolver):
