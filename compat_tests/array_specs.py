@@ -1,10 +1,255 @@
 """Specs for ops/array_grad.py rules."""
 
+import numpy as np
 import tensorflow as tf
 
 from compat_tests.spec import Spec
 
+_C = ("float64", "float32", "complex128")
+
+
+def _i32(values):
+  return tf.constant(values, tf.int32)
+
+
+def _i64(values):
+  return tf.constant(values, tf.int64)
+
+
+def _sq(y):
+  """y * y: makes a linear op's second derivative non-trivial."""
+  return y * y
+
+
 SPECS = [
-    Spec("Identity", tf.identity, [(2, 3)],
-         dtypes=("float64", "float32", "complex128")),
+    # ----- Identities -----
+    Spec("Identity", tf.identity, [(2, 3)], dtypes=_C),
+    Spec("IdentityN", lambda x, y: tf.identity_n([x, y]), [(2, 3), (3,)],
+         dtypes=_C),
+    Spec("IdentityN", lambda x, y: tf.identity_n([x, y])[0], [(2,), (3,)],
+         "one_output_used"),
+    Spec("PlaceholderWithDefault",
+         lambda x: tf.compat.v1.placeholder_with_default(x, [2, 3]),
+         [(2, 3)]),
+    Spec("EnsureShape", lambda x: tf.ensure_shape(x, [2, None]), [(2, 3)],
+         dtypes=_C),
+    Spec("CheckNumerics", lambda x: tf.debugging.check_numerics(x, "m"),
+         [(2, 3)]),
+    Spec("CheckNumericsV2",
+         lambda x: tf.raw_ops.CheckNumericsV2(tensor=x, message="m"),
+         [(2, 3)]),
+    Spec("StopGradient", lambda x: x * tf.stop_gradient(x), [(3,)], order=0,
+         note="treats x as a constant on purpose: finite differences see "
+         "the true derivative"),
+
+    # ----- Reshaping -----
+    Spec("Reshape", lambda x: _sq(tf.reshape(x, [3, 2])), [(2, 3)],
+         dtypes=_C),
+    Spec("Reshape", lambda x: tf.reshape(x, [-1]), [()], "scalar"),
+    Spec("Reshape", lambda x: tf.reshape(tf.gather(x, [0, 2, 0]), [-1]),
+         [(3, 2)], "sliced_grad"),
+    Spec("ExpandDims", lambda x: _sq(tf.expand_dims(x, -1)), [(2, 3)],
+         dtypes=_C),
+    Spec("Squeeze", lambda x: _sq(tf.squeeze(x, [1])), [(2, 1, 3)],
+         dtypes=_C),
+    Spec("Transpose", lambda x: _sq(tf.transpose(x)), [(2, 3)], dtypes=_C),
+    Spec("Transpose", lambda x: tf.transpose(x, _i64([2, 0, 1])),
+         [(2, 3, 4)], "rank3_int64_perm"),
+    Spec("ConjugateTranspose", lambda x: tf.transpose(x, conjugate=True),
+         [(2, 3)], dtypes=_C),
+    Spec("BroadcastTo", lambda x: _sq(tf.broadcast_to(x, [2, 3, 4])),
+         [(3, 1)], dtypes=_C),
+    Spec("BroadcastTo", lambda x: tf.broadcast_to(x, [2, 3]), [(2, 3)],
+         "same_shape"),
+    Spec("Tile", lambda x: _sq(tf.tile(x, [2, 3])), [(2, 3)], dtypes=_C),
+    Spec("Tile", lambda x: tf.tile(x, _i64([3])), [(1,)],
+         "int64_multiples"),
+    Spec("Tile", lambda x: tf.gather(tf.tile(x, [2, 1]), [0, 3, 3]),
+         [(2, 3)], "sliced_grad"),
+    Spec("ReverseV2", lambda x: _sq(tf.reverse(x, [1])), [(2, 3)],
+         dtypes=_C),
+    Spec("ReverseV2", lambda x: tf.reverse(x, [0, -1]), [(2, 3, 2)],
+         "two_axes"),
+    Spec("Reverse", lambda x: tf.raw_ops.Reverse(tensor=x,
+                                                 dims=[True, False]),
+         [(2, 3)]),
+    Spec("ReverseSequence",
+         lambda x: _sq(tf.reverse_sequence(x, [1, 3], seq_axis=1,
+                                           batch_axis=0)), [(2, 3)]),
+
+    # ----- Concatenation, stacking, splitting -----
+    Spec("ConcatV2", lambda x, y: _sq(tf.concat([x, y], 1)),
+         [(2, 3), (2, 1)], dtypes=_C),
+    Spec("ConcatV2", lambda x, y, z: tf.concat([x, y, z], -1),
+         [(2,), (3,), (1,)], "three_neg_axis"),
+    Spec("ConcatV2", lambda x: tf.concat([x], 0), [(2,)], "single"),
+    Spec("ConcatV2", lambda x, y: tf.gather(tf.concat([x, y], 0), [0, 3, 4, 3]),
+         [(2, 2), (3, 2)], "sliced_grad_axis0"),
+    Spec("ConcatV2", lambda x, y: tf.gather(tf.concat([x, y], 1), [1, 0, 1]),
+         [(2, 2), (2, 3)], "sliced_grad_axis1"),
+    Spec("Concat", lambda x, y: tf.raw_ops.Concat(concat_dim=0,
+                                                  values=[x, y]),
+         [(2, 3), (1, 3)]),
+    Spec("Pack", lambda x, y: _sq(tf.stack([x, y], 1)), [(2, 3), (2, 3)],
+         dtypes=_C),
+    Spec("Pack", lambda x: tf.stack([x, x]), [()], "scalars"),
+    Spec("Unpack", lambda x: [_sq(t) for t in tf.unstack(x, axis=1)],
+         [(2, 3)], dtypes=_C),
+    Spec("Unpack", lambda x: tf.unstack(x)[1], [(3, 2)], "one_output_used"),
+    Spec("Split", lambda x: [_sq(t) for t in tf.split(x, 3, axis=1)],
+         [(2, 3)], dtypes=_C),
+    Spec("Split", lambda x: tf.split(x, 2)[0], [(4,)], "one_output_used"),
+    Spec("SplitV", lambda x: [_sq(t) for t in tf.split(x, [1, 2], axis=-1)],
+         [(2, 3)], dtypes=_C),
+
+    # ----- Slicing and padding -----
+    Spec("Slice", lambda x: _sq(tf.slice(x, [1, 0], [1, 2])), [(2, 3)],
+         dtypes=_C),
+    Spec("Slice", lambda x: tf.slice(x, _i64([1, 1]), _i64([-1, 2])),
+         [(3, 4)], "int64_minus_one"),
+    Spec("StridedSlice", lambda x: _sq(x[1:, ::2]), [(3, 4)], dtypes=_C),
+    Spec("StridedSlice", lambda x: x[::-1, -2::-2], [(3, 4)],
+         "negative_strides"),
+    Spec("StridedSlice", lambda x: x[1, tf.newaxis, :2], [(3, 4)],
+         "shrink_new_axis"),
+    Spec("StridedSlice", lambda x: x[..., 1], [(2, 3, 2)], "ellipsis"),
+    Spec("StridedSliceGrad",
+         lambda x: tf.gradients(_sq(x[1:, ::2]), x)[0], [(3, 4)],
+         note="the gradient of a StridedSlice, differentiated again"),
+    Spec("Pad", lambda x: _sq(tf.pad(x, [[1, 0], [2, 1]])), [(2, 3)],
+         dtypes=_C),
+    Spec("Pad", lambda x: tf.pad(x, _i64([[0, 2]])), [(2,)], "int64"),
+    Spec("PadV2", lambda x: tf.pad(x, [[1, 1], [0, 2]], constant_values=3.),
+         [(2, 3)]),
+    Spec("MirrorPad", lambda x: _sq(tf.pad(x, [[1, 1], [2, 0]], "REFLECT")),
+         [(3, 3)], dtypes=_C),
+    Spec("MirrorPad", lambda x: tf.pad(x, [[1, 2]], "SYMMETRIC"), [(3,)],
+         "symmetric"),
+    Spec("MirrorPadGrad",
+         lambda x: tf.raw_ops.MirrorPadGrad(input=x, paddings=[[1, 1]],
+                                            mode="REFLECT"), [(5,)]),
+
+    # ----- Gather and scatter -----
+    Spec("GatherV2", lambda x: _sq(tf.gather(x, [2, 0, 2])), [(3, 2)],
+         dtypes=_C),
+    Spec("GatherV2", lambda x: tf.gather(x, _i64([[1, 0], [1, 1]])), [(3,)],
+         "matrix_indices"),
+    Spec("GatherV2", lambda x: _sq(tf.gather(x, [[2], [0]], axis=1)),
+         [(2, 3, 2)], "axis1", dtypes=_C),
+    Spec("GatherV2", lambda x: tf.gather(x, [1, 1, 0], axis=-1), [(2, 3)],
+         "last_axis"),
+    Spec("GatherV2", lambda x: tf.gather(x, [[0, 1], [2, 2]], axis=1,
+                                         batch_dims=1), [(2, 3)],
+         "batch_dims1"),
+    Spec("GatherV2", lambda x: tf.gather(x, [[1, 0], [0, 0]], axis=2,
+                                         batch_dims=1), [(2, 3, 2)],
+         "batch_dims1_axis2"),
+    Spec("GatherV2", lambda x: tf.gather(x, [[[1], [0]], [[0], [2]]],
+                                         axis=2, batch_dims=-1),
+         [(2, 2, 3)], "batch_dims_negative"),
+    Spec("GatherV2", lambda x: tf.gather(tf.gather(x, [1, 0, 1]), [2, 2]),
+         [(2, 3)], "sliced_grad"),
+    Spec("Gather", lambda x: _sq(tf.raw_ops.Gather(params=x,
+                                                   indices=[1, 1, 0])),
+         [(2, 3)]),
+    Spec("GatherNd", lambda x: _sq(tf.gather_nd(x, [[1, 0], [0, 2]])),
+         [(2, 3)], dtypes=_C),
+    Spec("GatherNd", lambda x: tf.gather_nd(x, [[1], [0], [1]]), [(2, 3)],
+         "row_indices"),
+    Spec("ScatterNd", lambda x: _sq(tf.scatter_nd([[1], [3]], x, [4, 2])),
+         [(2, 2)], dtypes=_C),
+
+    # ----- Selection and filling -----
+    Spec("Select", lambda x, y: _sq(tf.raw_ops.Select(
+        condition=tf.constant([[True, False, True], [False, False, True]]),
+        x=x, y=y)), [(2, 3), (2, 3)], dtypes=_C),
+    Spec("Select", lambda x, y: tf.raw_ops.Select(
+        condition=tf.constant([False, True]), x=x, y=y), [(2, 3), (2, 3)],
+         "row_condition"),
+    Spec("SelectV2", lambda x, y: _sq(tf.where(
+        tf.constant([[True, False, True], [False, False, True]]), x, y)),
+         [(2, 3), (2, 3)], dtypes=_C),
+    Spec("SelectV2", lambda x, y: tf.where(tf.constant([[True], [False]]),
+                                           x, y), [(3,), ()], "broadcast"),
+    Spec("Fill", lambda x: _sq(tf.fill([2, 3], x)), [()], dtypes=_C),
+
+    # ----- Diagonals and bands -----
+    Spec("Diag", lambda x: _sq(tf.linalg.tensor_diag(x)), [(3,)], dtypes=_C),
+    Spec("DiagPart", lambda x: _sq(tf.linalg.tensor_diag_part(x)), [(3, 3)],
+         dtypes=_C),
+    Spec("MatrixDiag", lambda x: _sq(tf.raw_ops.MatrixDiag(diagonal=x)),
+         [(2, 3)]),
+    Spec("MatrixDiagV3", lambda x: _sq(tf.linalg.diag(x)), [(2, 3)],
+         dtypes=_C),
+    Spec("MatrixDiagV3", lambda x: tf.linalg.diag(x, k=(-1, 0), num_cols=3),
+         [(2, 2)], "band"),
+    Spec("MatrixDiagPart", lambda x: _sq(tf.raw_ops.MatrixDiagPart(input=x)),
+         [(2, 3, 3)]),
+    Spec("MatrixDiagPart", lambda x: tf.raw_ops.MatrixDiagPart(input=x),
+         [(2, 3)], "wide"),
+    Spec("MatrixDiagPartV3", lambda x: _sq(tf.linalg.diag_part(x)),
+         [(2, 3, 3)], dtypes=_C),
+    Spec("MatrixDiagPartV3", lambda x: tf.linalg.diag_part(x, k=(0, 1)),
+         [(3, 4)], "band"),
+    Spec("MatrixSetDiag", lambda x, d: _sq(tf.raw_ops.MatrixSetDiag(
+        input=x, diagonal=d)), [(3, 2), (2,)]),
+    Spec("MatrixSetDiagV3", lambda x, d: _sq(tf.linalg.set_diag(x, d)),
+         [(2, 3, 3), (2, 3)], dtypes=_C),
+    Spec("MatrixSetDiagV3", lambda x, d: tf.linalg.set_diag(x, d, k=(-1, 0)),
+         [(3, 3), (2, 3)], "band"),
+    Spec("MatrixBandPart", lambda x: _sq(tf.linalg.band_part(x, 1, 0)),
+         [(3, 3)], dtypes=_C),
+    Spec("MatrixBandPart", lambda x: tf.linalg.band_part(x, -1, 1),
+         [(2, 3, 4)], "upper"),
+
+    # ----- Block rearrangements -----
+    Spec("SpaceToDepth", lambda x: _sq(tf.nn.space_to_depth(x, 2)),
+         [(1, 2, 4, 1)]),
+    Spec("DepthToSpace", lambda x: _sq(tf.nn.depth_to_space(x, 2)),
+         [(1, 1, 2, 4)]),
+    Spec("SpaceToBatchND", lambda x: _sq(tf.space_to_batch(
+        x, [2], [[0, 1]])), [(1, 3, 2)]),
+    Spec("BatchToSpaceND", lambda x: _sq(tf.batch_to_space(
+        x, [2], [[0, 1]])), [(2, 2, 1)]),
+
+    # ----- Not differentiable -----
+    Spec("Shape", lambda x: tf.reshape(_sq(x), tf.shape(x)), [(2, 3)]),
+    Spec("ShapeN", lambda x: tf.reshape(_sq(x), tf.shape_n([x, x])[1]),
+         [(2, 3)]),
+    Spec("Size", lambda x: tf.reshape(x, [tf.size(x)]), [(2, 2)]),
+    Spec("Rank", lambda x: tf.reverse(x, [tf.rank(x) - 1]), [(2, 3)]),
+    Spec("InvertPermutation",
+         lambda x: tf.transpose(x, tf.math.invert_permutation([1, 0])),
+         [(2, 3)]),
+    Spec("BroadcastGradientArgs", lambda x: tf.reduce_sum(
+        x, tf.raw_ops.BroadcastGradientArgs(s0=tf.shape(x), s1=[1, 3])[0]),
+         [(2, 3)]),
+    Spec("ConcatOffset", lambda x: tf.slice(x, tf.raw_ops.ConcatOffset(
+        concat_dim=1, shape=[[2, 1], [2, 2]])[1], [2, 2]), [(2, 3)]),
+    Spec("Const", lambda x: x * tf.constant(2.0, x.dtype), [(2,)]),
+    Spec("EditDistance", lambda x: [tf.identity(x), tf.raw_ops.EditDistance(
+        hypothesis_indices=_i64([[0, 0], [0, 1]]), hypothesis_values=x,
+        hypothesis_shape=_i64([1, 2]), truth_indices=_i64([[0, 0]]),
+        truth_values=tf.constant([9.0], x.dtype), truth_shape=_i64([1, 1]))],
+         [(2,)]),
+    Spec("FakeQuantWithMinMaxArgsGradient",
+         lambda x: x * tf.raw_ops.FakeQuantWithMinMaxArgsGradient(
+             gradients=x, inputs=x), [(3,)], dtypes=("float32",), order=0,
+         note="float32-only op; finite differences run in float64"),
+    Spec("FakeQuantWithMinMaxVarsGradient",
+         lambda x: x * tf.raw_ops.FakeQuantWithMinMaxVarsGradient(
+             gradients=x, inputs=x, min=-3.0, max=3.0)[0], [(3,)],
+         dtypes=("float32",), order=0,
+         note="float32-only op; finite differences run in float64"),
+    Spec("FakeQuantWithMinMaxVarsPerChannelGradient",
+         lambda x: x * tf.raw_ops.FakeQuantWithMinMaxVarsPerChannelGradient(
+             gradients=x, inputs=x, min=[-3.0] * 3, max=[3.0] * 3)[0],
+         [(2, 3)], dtypes=("float32",), order=0,
+         note="float32-only op; finite differences run in float64"),
+    Spec("OnesLike", lambda x: x * tf.ones_like(x), [(2,)]),
+    Spec("ZerosLike", lambda x: x + tf.zeros_like(x), [(2,)]),
+    Spec("OneHot", lambda x: x * tf.one_hot([1, 0], 2, on_value=x[0, 0]),
+         [(2, 2)], order=0,
+         note="on_value is treated as a constant on purpose: finite "
+         "differences see the true derivative"),
 ]

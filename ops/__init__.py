@@ -8,4 +8,5 @@ the top-level `ops/`; installed, it is `tfgrad.ops`.
 from tfgrad.ops import array_grad  # noqa: F401
 from tfgrad.ops import math_grad  # noqa: F401
 from tfgrad.ops import nn_grad  # noqa: F401
+from tfgrad.ops import random_grad  # noqa: F401
 from tfgrad.ops import resource_variable_grad  # noqa: F401
