@@ -83,6 +83,8 @@ SPECS = [
     Spec("ConcatV2", lambda x, y, z: tf.concat([x, y, z], -1),
          [(2,), (3,), (1,)], "three_neg_axis"),
     Spec("ConcatV2", lambda x: tf.concat([x], 0), [(2,)], "single"),
+    Spec("ConcatV2", lambda x, y: tf.concat([x, y], tf.rank(x) - 1),
+         [(2, 3), (2, 1)], "dynamic_axis"),
     Spec("ConcatV2", lambda x, y: tf.gather(tf.concat([x, y], 0), [0, 3, 4, 3]),
          [(2, 2), (3, 2)], "sliced_grad_axis0"),
     Spec("ConcatV2", lambda x, y: tf.gather(tf.concat([x, y], 1), [1, 0, 1]),

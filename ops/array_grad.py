@@ -210,13 +210,14 @@ def _reverse_sequence_grad(op, grad):
 # ----- Concatenation, stacking, splitting -----
 
 
-def _split_like(grad, values, axis):
-  """Cuts dense `grad` into pieces shaped like `values` along `axis`."""
+def _split_like(grad, values, axis, axis_t):
+  """Cuts dense `grad` into pieces shaped like `values` along the axis
+  (`axis` when known statically, else the tensor `axis_t`)."""
   shapes = [_helpers.static_shape(v) for v in values]
   if axis is not None and None not in shapes:
     axis = int(axis) % len(shapes[0])
     return tf.split(grad, [s[axis] for s in shapes], axis)
-  axis = tf.math.floormod(axis, tf.rank(values[0]))
+  axis = tf.math.floormod(axis_t, tf.rank(values[0]))
   sizes = tf.shape_n(values)
   offsets = tf.raw_ops.ConcatOffset(concat_dim=axis, shape=sizes)
   return [tf.slice(grad, o, s) for o, s in zip(offsets, sizes)]
@@ -253,7 +254,7 @@ def _concat_grad(grad, values, axis_t):
   axis = tf.get_static_value(axis_t)
   if isinstance(grad, tf.IndexedSlices):
     return _split_slices_like(grad, values, axis)
-  return _split_like(grad, values, axis if axis is not None else axis_t)
+  return _split_like(grad, values, axis, axis_t)
 
 
 @RegisterGradient("ConcatV2")
