@@ -6,6 +6,8 @@ the top-level `ops/`; installed, it is `tfgrad.ops`.
 """
 
 from tfgrad.ops import array_grad  # noqa: F401
+from tfgrad.ops import fft_grad  # noqa: F401
+from tfgrad.ops import linalg_grad  # noqa: F401
 from tfgrad.ops import math_grad  # noqa: F401
 from tfgrad.ops import nn_grad  # noqa: F401
 from tfgrad.ops import random_grad  # noqa: F401

@@ -1,0 +1,17 @@
+"""ops/linalg_grad.py: every spec against stock TF and finite differences."""
+
+import pytest
+
+from compat_tests import harness
+from compat_tests import linalg_specs
+from tfgrad.ops import linalg_grad  # noqa: F401
+
+
+@pytest.mark.parametrize(**harness.cases(linalg_specs.SPECS))
+def test_matches_tf(spec, dtype):
+  harness.check_matches_tf(spec, dtype)
+
+
+@pytest.mark.parametrize(**harness.numeric_cases(linalg_specs.SPECS))
+def test_numeric(spec, order):
+  harness.check_numeric(spec, order)
