@@ -1,0 +1,316 @@
+r"""Benchmarks gradient construction with tfgrad against stock tf.gradients.
+
+    python tools/bench.py                         # every model, 5 repeats
+    python tools/bench.py --quick --repeats=3     # small sizes, a minute
+    python tools/bench.py --models=mlp_100,fanout_1000 --json=bench.json
+
+For each model and engine, every repeat builds the model in a fresh graph,
+calls the engine once and measures: construction time, ops added, dead ops
+(added ops from which no returned gradient is reachable) and the run time
+of the gradient tensors in a Session. Engines alternate which goes first.
+Reported: medians over repeats and tfgrad/stock ratios, the cost of one
+trivial op (the floor) and each engine's cost per added op against it, and
+scaling exponents between model sizes.
+"""
+
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+if __package__ in (None, ""):
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+      __file__))))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app
+from absl import flags
+import tensorflow as tf
+
+import tfgrad
+from tools import models
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("models", None,
+                  "Subset of model configurations to run (default: all).")
+flags.DEFINE_bool("quick", False, "Smaller sizes of the large models.")
+flags.DEFINE_integer("repeats", 5, "Measurements per model and engine.")
+flags.DEFINE_integer("run_repeats", 3,
+                     "Timed Session runs per measurement (after a warm-up).")
+flags.DEFINE_bool("run", True,
+                  "Measure the gradient graph's run time (on the first two "
+                  "repeats, one in each engine order).")
+flags.DEFINE_enum("clock", "wall", ["wall", "cpu"],
+                  "Construction timer: wall = time.perf_counter, cpu = "
+                  "time.process_time (steadier on a loaded machine).")
+flags.DEFINE_bool("strict", False, "tfgrad in strict mode (no TF fallback).")
+flags.DEFINE_string("json", None, "Write the results to this path.")
+
+# name -> (builder, sizes, quick sizes; None = same as full)
+_CONFIGS = {
+    "mlp_10": ("mlp", dict(depth=10, width=64), None),
+    "mlp_100": ("mlp", dict(depth=100, width=32, batch=16), None),
+    "mlp_1000": ("mlp", dict(depth=1000, width=16, batch=8),
+                 dict(depth=300, width=16, batch=8)),
+    "cnn": ("cnn", dict(), None),
+    "transformer_1": ("transformer", dict(blocks=1), None),
+    "transformer_16": ("transformer", dict(blocks=16),
+                       dict(blocks=4)),
+    "embedding": ("embedding", dict(), None),
+    "fanout_100": ("fanout", dict(n=100), None),
+    "fanout_1000": ("fanout", dict(n=1000), dict(n=300)),
+    "many_ys_1000x1000": ("many_ys", dict(n_ys=1000, n_xs=1000),
+                          dict(n_ys=200, n_xs=200)),
+    "while_rnn": ("while_rnn", dict(steps=16), None),
+    "nested_function": ("nested_function", dict(), None),
+}
+# (family, size parameter, smaller config, larger config)
+_SCALING = (("mlp", "depth", "mlp_100", "mlp_1000"),
+            ("fanout", "n", "fanout_100", "fanout_1000"))
+
+
+def _sizes(config):
+  _, sizes, quick = _CONFIGS[config]
+  return quick if FLAGS.quick and quick is not None else sizes
+
+
+def _tfgrad(ys, xs):
+  return tfgrad.gradients(ys, xs, strict=FLAGS.strict)
+
+
+def _stock(ys, xs):
+  return tf.gradients(ys, xs)
+
+
+ENGINES = {"tfgrad": _tfgrad, "stock": _stock}
+
+
+def _log(message):
+  print(message, file=sys.stderr, flush=True)
+
+
+# ----- One measurement -----
+
+
+def _tensors_of(grads):
+  """Graph tensors making up the gradients (IndexedSlices components)."""
+  out = []
+  for g in grads:
+    if isinstance(g, tf.IndexedSlices):
+      out.extend(t for t in (g.values, g.indices, g.dense_shape)
+                 if t is not None)
+    elif g is not None:
+      out.append(g)
+  return out
+
+
+def dead_ops(added, grads):
+  """Ops in `added` from which no tensor of `grads` is reachable."""
+  added = set(added)
+  reached, stack = set(), [t.op for t in _tensors_of(grads)]
+  while stack:
+    op = stack.pop()
+    if op in reached or op not in added:
+      continue
+    reached.add(op)
+    stack.extend(t.op for t in op.inputs)
+    stack.extend(op.control_inputs)
+  return len(added - reached)
+
+
+def _run_ms(graph, grads):
+  fetches = _tensors_of(grads)
+  if not fetches:
+    return None
+  with tf.compat.v1.Session(graph=graph) as sess:
+    sess.run(tf.compat.v1.global_variables_initializer())
+    sess.run(fetches)
+    times = []
+    for _ in range(FLAGS.run_repeats):
+      start = time.perf_counter()
+      sess.run(fetches)
+      times.append(time.perf_counter() - start)
+  return 1e3 * statistics.median(times)
+
+
+def _clock():
+  return time.perf_counter() if FLAGS.clock == "wall" else time.process_time()
+
+
+def measure(config, engine, run=True):
+  """Builds `config` in a fresh graph and differentiates it once."""
+  family, _, _ = _CONFIGS[config]
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = models.build(family, **_sizes(config))
+    before = len(graph.get_operations())
+    start = _clock()
+    grads = ENGINES[engine](ys, xs)
+    build_s = _clock() - start
+    added = graph.get_operations()[before:]
+  result = {"ops": len(added), "build_ms": 1e3 * build_s,
+            "dead_ops": dead_ops(added, grads), "forward_ops": before}
+  if FLAGS.run and run:
+    with graph.as_default():
+      result["run_ms"] = _run_ms(graph, grads)
+  return result
+
+
+def floor_us(count=2000):
+  """Microseconds to create one trivial op (raw_ops.Identity)."""
+  best = math.inf
+  for _ in range(3):
+    graph = tf.Graph()
+    with graph.as_default():
+      c = tf.constant(1.0)
+      start = _clock()
+      for _ in range(count):
+        tf.raw_ops.Identity(input=c)
+      best = min(best, _clock() - start)
+  return 1e6 * best / count
+
+
+# ----- Aggregation and report -----
+
+
+def _median(samples, key):
+  values = [s[key] for s in samples if s.get(key) is not None]
+  return statistics.median(values) if values else None
+
+
+def _ratio(a, b):
+  return a / b if a is not None and b else None
+
+
+def summarise(config, samples):
+  quick = FLAGS.quick and _CONFIGS[config][2] is not None
+  row = {"model": config, "label": config + ("*" if quick else ""),
+         "sizes": _sizes(config)}
+  for engine in ENGINES:
+    for key in ("ops", "build_ms", "dead_ops", "run_ms", "forward_ops"):
+      row[f"{key}_{engine}"] = _median(samples[engine], key)
+  for key in ("ops", "build_ms", "run_ms"):
+    row[f"{key}_ratio"] = _ratio(row[f"{key}_tfgrad"], row[f"{key}_stock"])
+  return row
+
+
+def scaling(rows):
+  """log(t2/t1)/log(n2/n1) between the two configs of each _SCALING entry
+  (both must have been run), per engine, for build time and ops."""
+  by_name = {r["model"]: r for r in rows}
+  out = {}
+  for family, param, small, large in _SCALING:
+    if small not in by_name or large not in by_name:
+      continue
+    r1, r2 = by_name[small], by_name[large]
+    n1, n2 = r1["sizes"][param], r2["sizes"][param]
+    entry = {"from": f"{small} ({param}={n1})", "to": f"{large} ({param}={n2})"}
+    for engine in ENGINES:
+      for key in ("build_ms", "ops"):
+        a, b = r1[f"{key}_{engine}"], r2[f"{key}_{engine}"]
+        entry[f"{key}_{engine}"] = (math.log(b / a) / math.log(n2 / n1)
+                                    if a and b else None)
+    out[family] = entry
+  return out
+
+
+def _fmt(value, spec):
+  return "-" if value is None else format(value, spec)
+
+
+def print_table(rows, floor):
+  print(f"construction timer: {FLAGS.clock} clock; medians over {FLAGS.repeats} repeats")
+  header = ["model", "ops stock", "ops tfgrad", "ratio", "build ms stock",
+            "build ms tfgrad", "ratio", "dead stock", "dead tfgrad",
+            "run ms ratio", "us/op stock", "us/op tfgrad"]
+  lines = []
+  for r in rows:
+    per_op = {e: (1e3 * r[f"build_ms_{e}"] / r[f"ops_{e}"]
+                  if r[f"ops_{e}"] else None) for e in ENGINES}
+    lines.append([
+        r["label"], _fmt(r["ops_stock"], ".0f"), _fmt(r["ops_tfgrad"], ".0f"),
+        _fmt(r["ops_ratio"], ".2f"), _fmt(r["build_ms_stock"], ".1f"),
+        _fmt(r["build_ms_tfgrad"], ".1f"), _fmt(r["build_ms_ratio"], ".2f"),
+        _fmt(r["dead_ops_stock"], ".0f"), _fmt(r["dead_ops_tfgrad"], ".0f"),
+        _fmt(r["run_ms_ratio"], ".2f"), _fmt(per_op["stock"], ".0f"),
+        _fmt(per_op["tfgrad"], ".0f")])
+  widths = [max(len(x[i]) for x in [header, *lines])
+            for i in range(len(header))]
+  fmt = lambda cells: "  ".join(  # pylint: disable=g-long-lambda
+      [cells[0].ljust(widths[0])] +
+      [c.rjust(w) for c, w in zip(cells[1:], widths[1:])])
+  print(fmt(header))
+  print("-" * len(fmt(header)))
+  for cells in lines:
+    print(fmt(cells))
+  quick = [r for r in rows if r["label"] != r["model"]]
+  if quick:
+    print("* --quick sizes: " + "; ".join(
+        f"{r['model']} " + ", ".join(f"{k}={v}" for k, v in r["sizes"].items())
+        for r in quick))
+  print()
+  print(f"floor: {floor:.1f} us per trivial op (tf.raw_ops.Identity); "
+        "per-added-op cost in floors:")
+  for r in rows:
+    costs = []
+    for e in ENGINES:
+      if r[f"ops_{e}"]:
+        costs.append(f"{e} {1e3 * r[f'build_ms_{e}'] / r[f'ops_{e}'] / floor:.1f}x")
+    print(f"  {r['label']:<20} " + "   ".join(costs))
+
+
+def print_scaling(exponents):
+  if not exponents:
+    return
+  print()
+  print("scaling exponents, log(t2/t1)/log(n2/n1) (1.0 = linear):")
+  for family, e in exponents.items():
+    print(f"  {family:<8} {e['from']} -> {e['to']}:  build ms: stock "
+          f"{_fmt(e['build_ms_stock'], '.2f')}, tfgrad "
+          f"{_fmt(e['build_ms_tfgrad'], '.2f')};  ops: stock "
+          f"{_fmt(e['ops_stock'], '.2f')}, tfgrad "
+          f"{_fmt(e['ops_tfgrad'], '.2f')}")
+
+
+def main(argv):
+  del argv
+  configs = FLAGS.models or list(_CONFIGS)
+  unknown = [c for c in configs if c not in _CONFIGS]
+  if unknown:
+    raise app.UsageError(f"unknown --models {unknown}; choose from "
+                         f"{', '.join(_CONFIGS)}")
+  if tf.gradients is tfgrad.gradients:
+    raise app.UsageError("tfgrad is installed over tf.gradients; the stock "
+                         "engine is not reachable")
+  _log("warming up")
+  for engine in ENGINES:
+    measure("mlp_10", engine)
+  floor = floor_us()
+  rows = []
+  for config in configs:
+    samples = {engine: [] for engine in ENGINES}
+    for r in range(FLAGS.repeats):
+      order = list(ENGINES) if r % 2 == 0 else list(reversed(ENGINES))
+      for engine in order:
+        samples[engine].append(measure(config, engine, run=r < 2))
+      _log(f"{config}: repeat {r + 1}/{FLAGS.repeats}: " + ", ".join(
+          f"{e} {samples[e][-1]['build_ms']:.1f} ms" for e in ENGINES))
+    rows.append(summarise(config, samples))
+  exponents = scaling(rows)
+  print_table(rows, floor)
+  print_scaling(exponents)
+  if FLAGS.json:
+    with open(FLAGS.json, "w") as f:
+      json.dump({"tf_version": tf.__version__,
+                 "tfgrad_version": tfgrad.__version__,
+                 "quick": FLAGS.quick, "repeats": FLAGS.repeats,
+                 "strict": FLAGS.strict, "floor_us": floor,
+                 "models": rows, "scaling": exponents}, f, indent=1)
+    _log(f"wrote {FLAGS.json}")
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)
