@@ -369,3 +369,119 @@ SPECS = [
          note="TF declares LinSpace not differentiable though it is smooth "
               "in start/stop; only the differential check applies"),
 ]
+
+# ----- Segment reductions, accumulation, clipping -----
+
+_IDS = [0, 0, 1, 2]
+_UIDS = [1, -1, 0, 1]
+_raw = tf.raw_ops
+
+
+def _ids(values, dtype=tf.int32):
+  return tf.constant(values, dtype)
+
+
+def _one_zero_per_segment(rng, shape):
+  """Nonzero values, except one zero in the first segment's first row."""
+  values = rng.choice([-1.0, 1.0], shape) * rng.uniform(0.5, 2.0, shape)
+  values.flat[0] = 0.0
+  return values
+
+
+def _clusters(rng, shape):
+  """Values near -1.5, 0 or 1.5: clear of the clip bounds built below."""
+  return rng.choice([-1.5, 0.0, 1.5], shape) + rng.uniform(-0.3, 0.3, shape)
+
+
+def _clip(x, lo, hi):
+  """clip_by_value with bounds in about [-1.2, -0.4] and [0.4, 1.2]."""
+  return tf.clip_by_value(x, lo * 0.2 - 0.8, hi * 0.2 + 0.8)
+
+
+def _pinned(y, rows):
+  """y with its segment count fixed statically (shape inference leaves it
+  unknown when the data is fed)."""
+  return tf.ensure_shape(y, [rows] + y.shape.as_list()[1:])
+
+
+def _segment_specs(op, fn, domain="real", dtypes=F, **kw):
+  """A segmented reduction over rows (matrix data) and over a vector."""
+  return [Spec(op, lambda x: _pinned(fn(x, _ids(_IDS)), 3), [(4, 3)],
+               "matrix", dtypes=dtypes, domain=domain, **kw),
+          Spec(op, lambda x: _pinned(fn(x, _ids(_IDS, tf.int64)), 3), [(4,)],
+               "vector", domain=domain, **kw)]
+
+
+def _unsorted_specs(op, fn, domain="real", dtypes=F, **kw):
+  """An unsorted segmented reduction with a dropped (negative) id."""
+  return [Spec(op, lambda x: fn(x, _ids(_UIDS), 2), [(4, 3)], "matrix",
+               dtypes=dtypes, domain=domain, **kw),
+          Spec(op, lambda x: fn(x, _ids([[0, 1], [1, -1]]), 2), [(2, 2, 3)],
+               "ids_matrix", domain=domain, **kw)]
+
+
+def _sparse_segment_specs(kind):
+  """SparseSegment<kind>, with and without num_segments / sparse_gradient."""
+  plain = getattr(_raw, f"SparseSegment{kind}")
+  numbered = getattr(_raw, f"SparseSegment{kind}WithNumSegments")
+  idx, seg = [0, 2, 2, 3], [0, 0, 1, 1]
+  specs = []
+  for sparse in (False, True):
+    tag = "_sparse_grad" if sparse else ""
+    specs.append(Spec(f"SparseSegment{kind}", lambda x, s=sparse: _pinned(
+        plain(data=x, indices=_ids(idx), segment_ids=_ids(seg),
+              sparse_gradient=s), 2), [(4, 3)], f"matrix{tag}"))
+    specs.append(Spec(
+        f"SparseSegment{kind}WithNumSegments", lambda x, s=sparse: numbered(
+            data=x, indices=_ids(idx, tf.int64), segment_ids=_ids(seg),
+            num_segments=3, sparse_gradient=s), [(5,)], f"vector{tag}"))
+  return specs
+
+
+def _sparse_matmul(ta, tb, sa, sb):
+  return lambda a, b: _raw.SparseMatMul(a=a, b=b, transpose_a=ta,
+                                        transpose_b=tb, a_is_sparse=sa,
+                                        b_is_sparse=sb)
+
+
+_SPARSE_MATMUL_NOTE = ("SparseMatMul has float32/bfloat16 kernels only, so "
+                       "no float64 finite-difference check")
+
+SPECS += [
+    *_segment_specs("SegmentSum", tf.math.segment_sum, dtypes=FC),
+    *_segment_specs("SegmentMean", tf.math.segment_mean, dtypes=FC),
+    *_segment_specs("SegmentMax", tf.math.segment_max, domain="distinct"),
+    *_segment_specs("SegmentMin", tf.math.segment_min, domain="distinct"),
+    *_segment_specs("SegmentProd", tf.math.segment_prod, domain="nonzero"),
+    Spec("SegmentProd", lambda x: _pinned(tf.math.segment_prod(
+        x, _ids(_IDS)), 3), [(4, 3)], "one_zero",
+         domain=_one_zero_per_segment),
+    *_unsorted_specs("UnsortedSegmentSum", tf.math.unsorted_segment_sum,
+                     dtypes=FC),
+    *_unsorted_specs("UnsortedSegmentMax", tf.math.unsorted_segment_max,
+                     domain="distinct"),
+    *_unsorted_specs("UnsortedSegmentMin", tf.math.unsorted_segment_min,
+                     domain="distinct"),
+    *_unsorted_specs("UnsortedSegmentProd", tf.math.unsorted_segment_prod,
+                     domain="nonzero"),
+    Spec("UnsortedSegmentProd", lambda x: tf.math.unsorted_segment_prod(
+        x, _ids([1, 1, -1, 0]), 2), [(4, 3)], "one_zero",
+         domain=_one_zero_per_segment),
+    *_sparse_segment_specs("Sum"),
+    *_sparse_segment_specs("Mean"),
+    *_sparse_segment_specs("SqrtN"),
+    Spec("AccumulateNV2", lambda x, y: _raw.AccumulateNV2(
+        inputs=[x, y, x], shape=[2, 3]), [(2, 3), (2, 3)], dtypes=FC),
+    Spec("ClipByValue", _clip, [(2, 3), (), ()], "scalar_bounds",
+         domain=_clusters),
+    Spec("ClipByValue", _clip, [(2, 3), (2, 3), (2, 3)], "tensor_bounds",
+         domain=_clusters),
+    *[Spec("SparseMatMul", _sparse_matmul(ta, tb, sa, sb),
+           [(3, 2) if ta else (2, 3), (4, 3) if tb else (3, 4)],
+           f"t{int(ta)}{int(tb)}_s{int(sa)}{int(sb)}", dtypes=("float32",),
+           order=0, note=_SPARSE_MATMUL_NOTE)
+      for ta, tb, sa, sb in [(False, False, False, False),
+                             (False, True, True, False),
+                             (True, False, False, True),
+                             (True, True, True, True)]],
+]

@@ -317,3 +317,101 @@ NUMERIC_ONLY_SPECS = [
          note="TF's rule omits d(backprop)/d(labels) = -I, so its gradient "
          "for labels is wrong once the backprop output is used"),
 ]
+
+# ----- 3-D pooling, other pooling, morphology, selection -----
+
+_X3 = (1, 3, 3, 3, 2)
+_P3 = dict(ksize=[1, 2, 2, 2, 1], strides=[1, 1, 1, 1, 1], padding="VALID")
+_Y3 = (1, 2, 2, 2, 2)
+_FIRST_ORDER = "{} has no gradient (in TF either): first order only"
+
+
+def _max_pool3d_grad(x, g):
+  y = raw.MaxPool3D(input=x, **_P3)
+  return raw.MaxPool3DGrad(orig_input=x, orig_output=y, grad=g, **_P3)
+
+
+def _max_pool3d_grad_grad(x, g):
+  y = raw.MaxPool3D(input=x, **_P3)
+  return raw.MaxPool3DGradGrad(orig_input=x, orig_output=y, grad=g, **_P3)
+
+
+def _fractional(op, overlapping):
+  """A seeded, deterministic fractional pool of x (its pooled output)."""
+  return lambda x: getattr(raw, op)(
+      value=x, pooling_ratio=[1.0, 1.5, 1.5, 1.0], pseudo_random=True,
+      overlapping=overlapping, deterministic=True, seed=7, seed2=11)[0]
+
+
+def _dilation_domain(rng, shape):
+  """Images 1.0 apart with filters in [0, 0.3]: each window's max of x + w
+  is unique and clear of ties."""
+  if len(shape) == 4:
+    return rng.permutation(int(np.prod(shape))).reshape(shape) * 1.0
+  return rng.uniform(0.0, 0.3, shape)
+
+
+def _dilation(padding):
+  return lambda x, w: raw.Dilation2D(input=x, filter=w, strides=[1, 1, 1, 1],
+                                     rates=[1, 1, 1, 1], padding=padding)
+
+
+def _argmax_pool(include_batch):
+  return lambda x: raw.MaxPoolWithArgmax(
+      input=x, ksize=[1, 2, 2, 1], strides=[1, 1, 1, 1], padding="VALID",
+      include_batch_in_index=include_batch)[0]
+
+
+_MORE_POOLING = [
+    Spec("AvgPool3D", lambda x: raw.AvgPool3D(input=x, **_P3), [_X3],
+         dtypes=_F32, order=0, note=_NO_F64),
+    Spec("AvgPool3DGrad", lambda g: raw.AvgPool3DGrad(
+        orig_input_shape=tf.constant(_X3), grad=g, **_P3), [_Y3],
+         dtypes=_F32, order=0, note=_NO_F64),
+    Spec("MaxPool3D", lambda x: raw.MaxPool3D(input=x, **_P3), [_X3],
+         dtypes=_F32, domain="distinct", order=0, note=_NO_F64),
+    Spec("MaxPool3DGrad", _max_pool3d_grad, [_X3, _Y3], dtypes=_F32,
+         domain="distinct", order=0, note=_NO_F64),
+    Spec("MaxPool3DGradGrad", _max_pool3d_grad_grad, [_X3, _X3],
+         dtypes=_F32, domain="distinct", order=0, note=_NO_F64),
+    Spec("MaxPoolWithArgmax", _argmax_pool(False), [(1, 3, 3, 2)],
+         domain="distinct", order=1,
+         note=_FIRST_ORDER.format("MaxPoolGradWithArgmax")),
+    Spec("MaxPoolWithArgmax", _argmax_pool(True), [(2, 3, 3, 1)],
+         "batch_in_index", domain="distinct", order=1,
+         note=_FIRST_ORDER.format("MaxPoolGradWithArgmax")),
+    *[Spec("FractionalMaxPool", _fractional("FractionalMaxPool", o),
+           [(1, 4, 4, 2)], f"overlapping{int(o)}", domain="distinct", order=1,
+           note=_FIRST_ORDER.format("FractionalMaxPoolGrad"))
+      for o in (False, True)],
+    *[Spec("FractionalAvgPool", _fractional("FractionalAvgPool", o),
+           [(1, 4, 4, 2)], f"overlapping{int(o)}") for o in (False, True)],
+    *[Spec("Dilation2D", _dilation(p), [(1, 3, 3, 2), (2, 2, 2)], p,
+           domain=_dilation_domain, order=1,
+           note=_FIRST_ORDER.format("Dilation2DBackpropInput/Filter"))
+      for p in ("VALID", "SAME")],
+]
+
+_SELECTION = [
+    Spec("TopKV2", lambda x: tf.math.top_k(x, k=2).values, [(2, 5)],
+         "matrix", domain="distinct"),
+    Spec("TopKV2", lambda x: tf.math.top_k(x, k=3).values, [(2, 2, 4)],
+         "rank3", domain="distinct"),
+    Spec("TopKV2", lambda x: tf.math.top_k(x, k=1).values, [(4,)],
+         "vector", domain="distinct"),
+    Spec("ApproxTopK", lambda x: tf.math.approx_max_k(x, 2)[0], [(2, 6)],
+         dtypes=_F32, domain="distinct", order=0, note=_NO_F64),
+    Spec("ApproxTopK", lambda x: tf.math.approx_max_k(x, 2)[0], [(2, 2, 5)],
+         "rank3", dtypes=_F32, domain="distinct", order=0,
+         note=_NO_F64 + "; the CPU kernel only reduces the last axis"),
+    Spec("NthElement", lambda x: tf.raw_ops.NthElement(input=x, n=1),
+         [(2, 4)], domain="distinct"),
+    Spec("NthElement", lambda x: tf.raw_ops.NthElement(
+        input=x, n=0, reverse=True), [(4,)], "reverse", domain="distinct"),
+    Spec("IsotonicRegression", lambda x: tf.nn.isotonic_regression(x)[0],
+         [(2, 5)]),
+    Spec("IsotonicRegression", lambda x: tf.nn.isotonic_regression(
+        x, decreasing=False, axis=0)[0], [(4, 2)], "increasing_axis0"),
+]
+
+SPECS += _MORE_POOLING + _SELECTION

@@ -521,3 +521,36 @@ def test_skip_input_indices_does_not_outlive_the_call():
     tfgrad.gradients(y, [x])
     assert not any(hasattr(op, "skip_input_indices")
                    for op in graph.get_operations())
+
+
+def test_control_flow_bodies_are_differentiated_by_tfgrad_in_strict_mode(
+    monkeypatch):
+  """If/While rules are TF's (declared UseTFGradient); the bodies they
+  differentiate go through tfgrad's engine, strictly, without install()."""
+  from tfgrad import backprop  # pylint: disable=g-import-not-at-top
+  calls = []
+  real_run = backprop.run
+
+  def counting_run(*args, **kwargs):
+    calls.append(1)
+    return real_run(*args, **kwargs)
+  monkeypatch.setattr(backprop, "run", counting_run)
+  assert "While" in tfgrad.registry.GRADIENTS.use_tf_keys()
+
+  def build():
+    x = _c([1.5, 0.5])
+    _, z = tf.while_loop(lambda i, acc: i < 3,
+                         lambda i, acc: (i + 1, tf.sin(acc) * x),
+                         [tf.constant(0), x])
+    y = tf.cond(tf.reduce_sum(z) > 0.0, lambda: z * z, lambda: z)
+    return y, [x]
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = build()
+    ours = tfgrad.gradients(ys, xs, strict=True)
+    theirs = tf.gradients(ys, xs)
+    with tf.compat.v1.Session() as sess:
+      np.testing.assert_allclose(*sess.run((ours, theirs)), rtol=1e-6)
+  assert len(calls) >= 3  # the outer pass, the cond branch, the loop body
+  from tensorflow.python.ops import gradients_util  # pylint: disable=g-import-not-at-top
+  assert gradients_util._GradientsHelper is tfgrad.tf_compat.ORIGINAL_GRADIENTS_HELPER  # pylint: disable=protected-access

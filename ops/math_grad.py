@@ -13,7 +13,8 @@ import tensorflow as tf
 from tfgrad.registry import RegisterGradient
 
 from tfgrad.ops import _helpers
-from tfgrad.ops.registrars import def_binary, def_not_differentiable
+from tfgrad.ops.registrars import def_binary, def_linear
+from tfgrad.ops.registrars import def_not_differentiable
 
 _FLOATISH = (tf.float16, tf.float32, tf.float64, tf.bfloat16, tf.complex64,
              tf.complex128)
@@ -755,6 +756,210 @@ def _cross_grad(op, grad):
   """d (u x v) = du x v + u x dv: (v x grad, grad x u)."""
   u, v = op.inputs
   return tf.linalg.cross(v, grad), tf.linalg.cross(grad, u)
+
+
+# ----- Segment reductions -----
+
+def _segment_ones(ids, data, dtype):
+  """Ones of shape ids.shape + [1] * (rank(data) - 1): one count per row."""
+  ids_shape, rank = _helpers.static_shape(ids), data.shape.rank
+  if ids_shape is not None and rank is not None:
+    return tf.ones(list(ids_shape) + [1] * (rank - ids.shape.rank), dtype)
+  tail = tf.ones([tf.rank(data) - tf.rank(ids)], tf.int32)
+  return tf.ones(tf.concat([tf.shape(ids), tail], 0), dtype)
+
+
+def _valid_rows(ids, like):
+  """ids >= 0, shaped to broadcast against `like` (rows indexed by ids)."""
+  valid = tf.greater_equal(ids, tf.zeros([], ids.dtype))
+  ids_shape, rank = _helpers.static_shape(ids), like.shape.rank
+  if ids_shape is not None and rank is not None:
+    return tf.reshape(valid, list(ids_shape) + [1] * (rank - len(ids_shape)))
+  tail = tf.ones([tf.rank(like) - tf.rank(ids)], tf.int32)
+  return tf.reshape(valid, tf.concat([tf.shape(ids), tail], 0))
+
+
+def _gather_valid(params, ids, valid=None):
+  """params[ids] with zero rows where ids < 0 (dropped by unsorted ops)."""
+  gathered = tf.gather(params, tf.maximum(ids, tf.zeros([], ids.dtype)))
+  if valid is None:
+    valid = _valid_rows(ids, gathered)
+  return tf.where(valid, gathered, tf.zeros([], gathered.dtype))
+
+
+def _extremum_share(data, hits, grad, ids, count_fn, gather_fn):
+  """grad of a segment max/min, split evenly among the rows attaining it."""
+  count = count_fn(tf.cast(hits, grad.dtype))
+  shared = gather_fn(tf.math.truediv(grad, count))
+  return tf.where(hits, shared, tf.zeros_like(data))
+
+
+def _prod_partials(data, prod, ids, prod_fn, sum_fn, gather_fn):
+  """d prod / d data per row: prod / x, or the product of the others at a
+  single zero (segments with two or more zeros have zero partials)."""
+  is_zero = tf.equal(data, tf.zeros([], data.dtype))
+  zeros_in = sum_fn(tf.cast(is_zero, tf.int32))
+  safe = tf.where(is_zero, tf.ones_like(data), data)
+  others = gather_fn(prod_fn(safe))
+  partial = tf.where(is_zero, others, tf.math.truediv(gather_fn(prod), safe))
+  return partial, tf.greater(zeros_in, 1)
+
+
+@RegisterGradient("SegmentSum")
+def _segment_sum_grad(op, grad):
+  """Each row receives its segment's grad."""
+  return tf.gather(grad, op.inputs[1]), None
+
+
+@RegisterGradient("SegmentMean")
+def _segment_mean_grad(op, grad):
+  """Each row receives its segment's grad over the segment's size."""
+  data, ids = op.inputs
+  count = tf.math.segment_sum(_segment_ones(ids, data, grad.dtype), ids)
+  return tf.gather(tf.math.truediv(grad, count), ids), None
+
+
+def _segment_min_or_max_grad(op, grad):
+  """grad goes to the rows equal to their segment's extremum, shared evenly."""
+  data, ids = op.inputs
+  hits = tf.equal(data, tf.gather(op.outputs[0], ids))
+  return _extremum_share(data, hits, grad, ids,
+                         lambda c: tf.math.segment_sum(c, ids),
+                         lambda t: tf.gather(t, ids)), None
+
+
+RegisterGradient("SegmentMax")(_segment_min_or_max_grad)
+RegisterGradient("SegmentMin")(_segment_min_or_max_grad)
+
+
+@RegisterGradient("SegmentProd")
+def _segment_prod_grad(op, grad):
+  """grad times the product of the segment's other rows."""
+  data, ids = op.inputs
+  partial, dead = _prod_partials(
+      data, op.outputs[0], ids, lambda t: tf.math.segment_prod(t, ids),
+      lambda t: tf.math.segment_sum(t, ids), lambda t: tf.gather(t, ids))
+  grad = tf.where(dead, tf.zeros_like(grad), grad)
+  return tf.gather(grad, ids) * partial, None
+
+
+@RegisterGradient("UnsortedSegmentSum")
+def _unsorted_segment_sum_grad(op, grad):
+  """Each row receives its segment's grad (zero for negative ids)."""
+  return _gather_valid(grad, op.inputs[1]), None, None
+
+
+def _unsorted_segment_min_or_max_grad(op, grad):
+  """grad goes to the rows equal to their segment's extremum, shared evenly;
+  rows with negative ids get zero."""
+  data, ids, num = op.inputs
+  gathered = tf.gather(op.outputs[0], tf.maximum(ids, tf.zeros([], ids.dtype)))
+  valid = _valid_rows(ids, gathered)
+  hits = tf.logical_and(tf.equal(data, gathered), valid)
+  return _extremum_share(
+      data, hits, grad, ids,
+      lambda c: tf.math.unsorted_segment_sum(c, ids, num),
+      lambda t: _gather_valid(t, ids, valid)), None, None
+
+
+RegisterGradient("UnsortedSegmentMax")(_unsorted_segment_min_or_max_grad)
+RegisterGradient("UnsortedSegmentMin")(_unsorted_segment_min_or_max_grad)
+
+
+@RegisterGradient("UnsortedSegmentProd")
+def _unsorted_segment_prod_grad(op, grad):
+  """grad times the product of the segment's other rows (zero for negative
+  ids)."""
+  data, ids, num = op.inputs
+  clipped = tf.maximum(ids, tf.zeros([], ids.dtype))
+  partial, dead = _prod_partials(
+      data, op.outputs[0], ids,
+      lambda t: tf.math.unsorted_segment_prod(t, ids, num),
+      lambda t: tf.math.unsorted_segment_sum(t, ids, num),
+      lambda t: tf.gather(t, clipped))
+  grad = tf.where(dead, tf.zeros_like(grad), grad)
+  return _gather_valid(grad, ids) * partial, None, None
+
+
+_SPARSE_SEGMENT_GRAD = {"Sum": "SparseSegmentSumGrad",
+                        "Mean": "SparseSegmentMeanGrad",
+                        "SqrtN": "SparseSegmentSqrtNGrad"}
+
+
+def _def_sparse_segment_grad(kind):
+  """Rules for SparseSegment<kind> and its WithNumSegments form: the rows of
+  data picked by indices receive their segment's (scaled) grad, summed; as
+  IndexedSlices over the distinct indices when sparse_gradient is set."""
+
+  def rule(op, grad):
+    data, indices, ids = op.inputs[:3]
+    rest = [None] * (len(op.inputs) - 1)
+    dim0 = data.shape[0] if data.shape.rank else None
+    dim0 = tf.shape(data)[0] if dim0 is None else dim0
+    if op.get_attr("sparse_gradient"):
+      values, unique = getattr(tf.raw_ops, _SPARSE_SEGMENT_GRAD[kind] + "V2")(
+          grad=grad, indices=indices, segment_ids=ids, dense_output_dim0=dim0)
+      return [tf.IndexedSlices(values, unique, _helpers.shape_of(data))] + rest
+    dx = getattr(tf.raw_ops, _SPARSE_SEGMENT_GRAD[kind])(
+        grad=grad, indices=indices, segment_ids=ids, output_dim0=dim0)
+    return [dx] + rest
+
+  rule.__name__ = f"_sparse_segment_{kind.lower()}_grad"
+  rule.__doc__ = f"SparseSegment{kind}: summed, scaled rows via its Grad op."
+  RegisterGradient(f"SparseSegment{kind}")(rule)
+  RegisterGradient(f"SparseSegment{kind}WithNumSegments")(rule)
+
+
+for _kind in ("Sum", "Mean", "SqrtN"):
+  _def_sparse_segment_grad(_kind)
+
+
+# ----- Accumulation, clipping -----
+
+def_linear("AccumulateNV2")
+
+
+@RegisterGradient("ClipByValue")
+def _clip_by_value_grad(op, grad):
+  """grad goes to x inside [lo, hi], to lo below it and to hi above it."""
+  x, lo, hi = op.inputs
+  below, above = tf.less(x, lo), tf.greater(x, hi)
+  zero = tf.zeros([], grad.dtype)
+  inside = tf.where(tf.logical_or(below, above), zero, grad)
+  return (inside, _helpers.unbroadcast(tf.where(below, grad, zero), lo),
+          _helpers.unbroadcast(tf.where(above, grad, zero), hi))
+
+
+# ----- Sparse-flagged matrix product -----
+
+def _sparse_matmul(x, y, dtype, flags, transpose_a=False, transpose_b=False):
+  """SparseMatMul of x and y (each with its sparsity hint), cast to dtype;
+  y is transposed up front (the kernel's transpose_b is avoided)."""
+  y = tf.transpose(y) if transpose_b else y
+  out = tf.raw_ops.SparseMatMul(a=x, b=y, transpose_a=transpose_a,
+                                a_is_sparse=flags[0], b_is_sparse=flags[1])
+  return out if out.dtype == dtype else tf.cast(out, dtype)
+
+
+@RegisterGradient("SparseMatMul")
+def _sparse_matmul_grad(op, grad):
+  """C = op(A) op(B): dA = grad op(B)^T, dB = op(A)^T grad, as SparseMatMuls
+  keeping each operand's sparsity hint."""
+  a, b = op.inputs
+  t_a, t_b = op.get_attr("transpose_a"), op.get_attr("transpose_b")
+  sa, sb = op.get_attr("a_is_sparse"), op.get_attr("b_is_sparse")
+  g_sparse = grad.op.type == "ReluGrad"
+  if not t_a:
+    ga = _sparse_matmul(grad, b, a.dtype, (g_sparse, sb), transpose_b=not t_b)
+  else:
+    ga = _sparse_matmul(b, grad, a.dtype, (sb, g_sparse), transpose_a=t_b,
+                        transpose_b=True)
+  if not t_b:
+    gb = _sparse_matmul(a, grad, b.dtype, (sa, g_sparse), transpose_a=not t_a)
+  else:
+    gb = _sparse_matmul(grad, a, b.dtype, (g_sparse, sa), transpose_a=True,
+                        transpose_b=t_a)
+  return ga, gb
 
 
 # ----- Not differentiable -----

@@ -412,3 +412,165 @@ def _fused_batch_norm_grad_grad(op, *grads):
   x_type = op.inputs[1].dtype
   return ([tf.cast(g_dy, x_type), tf.cast(g_x, x_type), g_scale]
           + [None] * (len(op.inputs) - 3))
+
+
+# ----- 3-D pooling -----
+
+_POOL3D_ATTRS = ("ksize", "strides", "padding", "data_format")
+
+
+@RegisterGradient("AvgPool3D")
+def _avg_pool3d_grad(op, grad):
+  """Spreads each window's grad evenly over the window (AvgPool3DGrad)."""
+  return tf.raw_ops.AvgPool3DGrad(
+      orig_input_shape=_helpers.shape_of(op.inputs[0]), grad=grad,
+      **_attrs(op, _POOL3D_ATTRS))
+
+
+@RegisterGradient("AvgPool3DGrad")
+def _avg_pool3d_grad_grad(op, grad):
+  """AvgPool3DGrad is linear in grad with adjoint AvgPool3D."""
+  return [None, tf.raw_ops.AvgPool3D(input=grad, **_attrs(op, _POOL3D_ATTRS))]
+
+
+@RegisterGradient("MaxPool3D")
+def _max_pool3d_grad(op, grad):
+  """Routes each window's grad to its max (MaxPool3DGrad)."""
+  return tf.raw_ops.MaxPool3DGrad(
+      orig_input=op.inputs[0], orig_output=op.outputs[0], grad=grad,
+      **_attrs(op, _POOL3D_ATTRS))
+
+
+_def_max_pool_grad_grad("MaxPool3DGrad", tf.raw_ops.MaxPool3DGradGrad,
+                        _POOL3D_ATTRS)
+_def_max_pool_grad_grad("MaxPool3DGradGrad", tf.raw_ops.MaxPool3DGrad,
+                        _POOL3D_ATTRS)
+
+
+# ----- Other pooling and morphology -----
+
+@RegisterGradient("MaxPoolWithArgmax")
+def _max_pool_with_argmax_grad(op, grad, unused_argmax_grad):
+  """Routes each window's grad to the recorded argmax position.
+  MaxPoolGradWithArgmax has no gradient: first order only."""
+  del unused_argmax_grad
+  return tf.raw_ops.MaxPoolGradWithArgmax(
+      input=op.inputs[0], grad=grad, argmax=op.outputs[1],
+      **_attrs(op, ("ksize", "strides", "padding", "include_batch_in_index")))
+
+
+@RegisterGradient("FractionalMaxPool")
+def _fractional_max_pool_grad(op, grad, unused_rows, unused_cols):
+  """Routes each region's grad to its max, regions from the op's sequences.
+  FractionalMaxPoolGrad has no gradient: first order only."""
+  del unused_rows, unused_cols
+  y, rows, cols = op.outputs
+  return tf.raw_ops.FractionalMaxPoolGrad(
+      orig_input=op.inputs[0], orig_output=y, out_backprop=grad,
+      row_pooling_sequence=rows, col_pooling_sequence=cols,
+      overlapping=op.get_attr("overlapping"))
+
+
+def _shape64(x):
+  """x's shape as int64: a constant when static, else a Shape op."""
+  static = _helpers.static_shape(x)
+  if static is not None:
+    return tf.constant(static, tf.int64)
+  return tf.shape(x, out_type=tf.int64)
+
+
+@RegisterGradient("FractionalAvgPool")
+def _fractional_avg_pool_grad(op, grad, unused_rows, unused_cols):
+  """Spreads each region's grad evenly over the region (linear in grad)."""
+  del unused_rows, unused_cols
+  return tf.raw_ops.FractionalAvgPoolGrad(
+      orig_input_tensor_shape=_shape64(op.inputs[0]),
+      out_backprop=grad, row_pooling_sequence=op.outputs[1],
+      col_pooling_sequence=op.outputs[2],
+      overlapping=op.get_attr("overlapping"))
+
+
+@RegisterGradient("Dilation2D")
+def _dilation2d_grad(op, grad):
+  """Grayscale dilation routes grad to the argmax of x + w in each window.
+  Its backprop ops have no gradient: first order only."""
+  x, w = op.inputs
+  a = _attrs(op, ("strides", "rates", "padding"))
+  return [tf.raw_ops.Dilation2DBackpropInput(input=x, filter=w,
+                                             out_backprop=grad, **a),
+          tf.raw_ops.Dilation2DBackpropFilter(input=x, filter=w,
+                                              out_backprop=grad, **a)]
+
+
+# ----- Selection -----
+
+def _scatter_last_axis(grad, indices, x_shape):
+  """Zeros of `x_shape` (a tuple, or a Shape tensor) with grad[..., j] added
+  at position indices[..., j] of the last axis."""
+  k = indices.shape[-1]
+  if isinstance(x_shape, tuple) and k is not None:
+    n, rows = x_shape[-1], int(np.prod(x_shape[:-1], dtype=np.int64))
+    x_shape = list(x_shape)
+  else:
+    n, k = x_shape[-1], tf.shape(indices)[-1]
+    rows = tf.size(indices) // k
+  offsets = tf.reshape(tf.range(rows) * n, [-1, 1])
+  flat = tf.reshape(tf.reshape(indices, [-1, k]) + offsets, [-1, 1])
+  dx = tf.scatter_nd(flat, tf.reshape(grad, [-1]), [rows * n])
+  return tf.reshape(dx, x_shape)
+
+
+def _static_or_dynamic_shape(x):
+  static = _helpers.static_shape(x)
+  return static if static is not None else tf.shape(x)
+
+
+@RegisterGradient("TopKV2")
+def _top_k_v2_grad(op, grad, unused_indices_grad):
+  """Each kept value's grad goes back to its position in the input."""
+  del unused_indices_grad
+  x, k = op.inputs
+  return [_scatter_last_axis(grad, op.outputs[1], _static_or_dynamic_shape(x)),
+          tf.zeros([], k.dtype)]
+
+
+@RegisterGradient("ApproxTopK")
+def _approx_top_k_grad(op, grad, unused_indices_grad):
+  """Each kept value's grad goes back to its position along the reduction
+  dimension (static shapes, as the op requires)."""
+  del unused_indices_grad
+  x_shape, indices = _helpers.static_shape(op.inputs[0]), op.outputs[1]
+  axis = op.get_attr("reduction_dimension") % len(x_shape)
+  if axis == len(x_shape) - 1:
+    return _scatter_last_axis(grad, indices, x_shape)
+  perm = list(range(len(x_shape)))
+  perm[axis], perm[-1] = perm[-1], perm[axis]
+  moved = _scatter_last_axis(tf.transpose(grad, perm),
+                             tf.transpose(indices, perm),
+                             tuple(x_shape[p] for p in perm))
+  return tf.transpose(moved, perm)
+
+
+@RegisterGradient("NthElement")
+def _nth_element_grad(op, grad):
+  """grad goes to the inputs equal to the selected value, shared evenly."""
+  x, y = op.inputs[0], op.outputs[0]
+  hits = tf.cast(tf.equal(tf.expand_dims(y, -1), x), grad.dtype)
+  share = hits / tf.reduce_sum(hits, -1, keepdims=True)
+  return [share * tf.expand_dims(grad, -1), None]
+
+
+@RegisterGradient("IsotonicRegression")
+def _isotonic_regression_grad(op, grad, unused_segments_grad):
+  """Each output is the mean of the inputs in its pooled block, so each
+  input receives the mean of its block's grad (per row)."""
+  del unused_segments_grad
+  segments = op.outputs[1]
+  static = _helpers.static_shape(grad)
+  rows, n = static if static is not None else tf.unstack(tf.shape(grad))
+  ids = segments + tf.reshape(tf.range(rows) * n, [-1, 1])
+  sums = tf.math.unsorted_segment_sum(grad, ids, rows * n)
+  counts = tf.math.unsorted_segment_sum(tf.ones_like(grad), ids, rows * n)
+  dx = tf.gather(tf.math.divide_no_nan(sums, counts), ids)
+  x_type = op.inputs[0].dtype
+  return dx if dx.dtype == x_type else tf.cast(dx, x_type)

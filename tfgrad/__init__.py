@@ -15,6 +15,7 @@ import sys
 from tfgrad.registry import NoGradient
 from tfgrad.registry import NotDifferentiable
 from tfgrad.registry import RegisterGradient
+from tfgrad.registry import UseTFGradient
 from tfgrad.aggregate import AggregationMethod
 from tfgrad.api import gradients
 from tfgrad.api import strict_mode

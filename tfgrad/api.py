@@ -130,7 +130,17 @@ def gradients_helper(ys, xs, grad_ys=None, name="gradients",
     grad_ys = _default_grad_ys(grad_ys, ys, options.colocate, gradient_uid)
     state = backprop._Pass(options, src_graph, resolver, subgraph, to_ops,  # pylint: disable=protected-access
                            gradient_uid, scope)
-    return backprop.run(state, ys, grad_ys, xs)
+    with tf_compat.routing_tf_helper(_strict_scoped(options.strict)):
+      return backprop.run(state, ys, grad_ys, xs)
+
+
+def _strict_scoped(strict):
+  """`gradients_helper` for re-entrant calls from TF's control-flow and
+  function-call rules, keeping the outer call's strictness."""
+  def helper(*args, **kwargs):
+    kwargs.setdefault("strict", strict)
+    return gradients_helper(*args, **kwargs)
+  return helper
 
 
 def _v1_control_flow_fallback(ys, xs, grad_ys, scope, options, stop_gradients,

@@ -101,8 +101,9 @@ def find_rule(op, src_graph, strict, attrs=None):
 
   Order: a gradient attached to the op by TF (function calls, control flow
   v2) or named by `gradient_override_map`/`tf.custom_gradient`; then
-  tfgrad's registry; then TF's registry (refused in strict mode, except for
-  override names, which are the user's own); then, for calls of graph
+  tfgrad's registry (where `UseTFGradient` types name TF's rule); then TF's
+  registry (refused in strict mode, except for override names, which are
+  the user's own); then, for calls of graph
   functions, the function's own gradient or TF's SymbolicGradient.
   `attrs` is `tf_compat.private_attrs(op)` when the caller has it.
   """
@@ -115,6 +116,8 @@ def find_rule(op, src_graph, strict, attrs=None):
     return value, None
   op_type = value if kind == "type" else op.type
   rule = registry.GRADIENTS.get(op_type, _MISSING)
+  if rule is registry.USE_TF_GRADIENT:
+    return tf_compat.tf_registry_lookup(op_type), None
   if rule is not _MISSING:
     return rule, None
   if not strict or kind == "type":

@@ -13,6 +13,16 @@ import traceback
 _NOT_DIFFERENTIABLE = None
 
 
+class _UseTF:
+  """Marker rule: tfgrad deliberately uses TF's registered gradient."""
+
+  def __repr__(self):
+    return "USE_TF_GRADIENT"
+
+
+USE_TF_GRADIENT = _UseTF()
+
+
 class Registry:
   """A map from op type to gradient rule that refuses silent overwrites."""
 
@@ -65,7 +75,13 @@ class Registry:
     return sorted(self._rules)
 
   def differentiable_keys(self):
-    return sorted(k for k, r in self._rules.items() if r is not None)
+    """Types with a tfgrad rule of their own."""
+    return sorted(k for k, r in self._rules.items()
+                  if r is not None and r is not USE_TF_GRADIENT)
+
+  def use_tf_keys(self):
+    """Types declared with `UseTFGradient`."""
+    return sorted(k for k, r in self._rules.items() if r is USE_TF_GRADIENT)
 
   def not_differentiable_keys(self):
     return sorted(k for k, r in self._rules.items() if r is None)
@@ -108,6 +124,16 @@ def NotDifferentiable(op_type):  # pylint: disable=invalid-name
   if not isinstance(op_type, str):
     raise TypeError("op_type must be a string")
   GRADIENTS.register(op_type, _NOT_DIFFERENTIABLE, _caller_origin(2))
+
+
+def UseTFGradient(op_type):  # pylint: disable=invalid-name
+  """Declares that tfgrad uses TF's registered gradient for `op_type` on
+  purpose, also in strict mode. Meant for rules that are plumbing around
+  tfgrad's own engine (functional control flow, whose TF rules differentiate
+  branch and body graphs through the entry point tfgrad routes to itself)."""
+  if not isinstance(op_type, str):
+    raise TypeError("op_type must be a string")
+  GRADIENTS.register(op_type, USE_TF_GRADIENT, _caller_origin(2))
 
 
 # TF spells it both ways.

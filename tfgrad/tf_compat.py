@@ -212,6 +212,23 @@ from tensorflow.python.util import variable_utils  # pylint: disable=g-import-no
 ORIGINAL_GRADIENTS_HELPER = gradients_util._GradientsHelper  # pylint: disable=protected-access
 
 
+@contextlib.contextmanager
+def routing_tf_helper(helper):
+  """While tfgrad builds gradients, TF's internal `_GradientsHelper` (which
+  TF's rules for If/While/Case and function calls use to differentiate
+  their bodies) runs `helper`, so those bodies get tfgrad's rules too.
+  Leaves an existing replacement (tfgrad.install()) alone."""
+  current = gradients_util._GradientsHelper  # pylint: disable=protected-access
+  if current is not ORIGINAL_GRADIENTS_HELPER:
+    yield
+    return
+  gradients_util._GradientsHelper = helper  # pylint: disable=protected-access
+  try:
+    yield
+  finally:
+    gradients_util._GradientsHelper = current  # pylint: disable=protected-access
+
+
 def variables_to_tensors(values):
   return variable_utils.convert_variables_to_tensors(values)
 

@@ -1,0 +1,17 @@
+"""ops/data_flow_grad.py: every spec against stock TF and finite differences."""
+
+import pytest
+
+from tfgrad.ops import data_flow_grad  # noqa: F401
+from compat_tests import harness
+from compat_tests import data_flow_specs
+
+
+@pytest.mark.parametrize(**harness.cases(data_flow_specs.SPECS))
+def test_matches_tf(spec, dtype):
+  harness.check_matches_tf(spec, dtype)
+
+
+@pytest.mark.parametrize(**harness.numeric_cases(data_flow_specs.SPECS))
+def test_numeric(spec, order):
+  harness.check_numeric(spec, order)

@@ -1,0 +1,18 @@
+"""ops/image_grad.py: every spec against stock TF and finite differences."""
+
+import pytest
+
+from tfgrad.ops import image_grad  # noqa: F401
+from compat_tests import harness
+from compat_tests import image_specs
+
+
+@pytest.mark.parametrize(**harness.cases(image_specs.SPECS))
+def test_matches_tf(spec, dtype):
+  harness.check_matches_tf(spec, dtype)
+
+
+@pytest.mark.parametrize(**harness.numeric_cases(image_specs.SPECS))
+def test_numeric(spec, order):
+  harness.check_numeric(spec, order)
+

@@ -1,0 +1,19 @@
+"""ops/sparse_csr_matrix_grad.py: every spec against stock TF and finite
+differences."""
+
+import pytest
+
+from tfgrad.ops import sparse_csr_matrix_grad  # noqa: F401
+from compat_tests import harness
+from compat_tests import sparse_csr_matrix_specs
+
+
+@pytest.mark.parametrize(**harness.cases(sparse_csr_matrix_specs.SPECS))
+def test_matches_tf(spec, dtype):
+  harness.check_matches_tf(spec, dtype)
+
+
+@pytest.mark.parametrize(**harness.numeric_cases(sparse_csr_matrix_specs.SPECS))
+def test_numeric(spec, order):
+  harness.check_numeric(spec, order)
+

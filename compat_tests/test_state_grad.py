@@ -1,0 +1,17 @@
+"""ops/state_grad.py: every spec against stock TF and finite differences."""
+
+import pytest
+
+from tfgrad.ops import state_grad  # noqa: F401
+from compat_tests import harness
+from compat_tests import state_specs
+
+
+@pytest.mark.parametrize(**harness.cases(state_specs.SPECS))
+def test_matches_tf(spec, dtype):
+  harness.check_matches_tf(spec, dtype)
+
+
+@pytest.mark.parametrize(**harness.numeric_cases(state_specs.SPECS))
+def test_numeric(spec, order):
+  harness.check_numeric(spec, order)

@@ -1,0 +1,21 @@
+"""Functional control flow: If, While, Case and their stateless forms.
+
+TF's rules for these ops build the gradient of each branch or loop body as a
+new function graph, differentiating the body with TF's internal
+`_GradientsHelper(..., src_graph=body)`. While tfgrad builds gradients it
+routes that entry point to its own engine (see
+`tf_compat.routing_tf_helper`), so the bodies are differentiated with
+tfgrad's rules; the surrounding plumbing (accumulators for loop
+intermediates, rewriting the forward op to output them) stays TF's. Strict
+mode accepts these types for that reason.
+
+The v1 control-flow ops (Switch, Merge, Enter, Exit, NextIteration,
+LoopCond and their Ref forms) are not listed: graphs with v1 while loops
+are handed to TF's engine as a whole (see `tfgrad.api`).
+"""
+
+from tfgrad.registry import UseTFGradient
+
+for _op_type in ("If", "StatelessIf", "While", "StatelessWhile", "Case",
+                 "StatelessCase"):
+  UseTFGradient(_op_type)
