@@ -22,6 +22,8 @@ class Spec:
   order: int = 2                   # numeric check up to this order (0: none)
   strict: bool = True              # compare with TF's registry fallback off
   variables: bool = False          # xs are tf.Variables (build reads them)
+  runs: bool = True                # False: no CPU kernel, so the graphs are
+                                   # compared but not run (order must be 0)
   rtol: float = 1e-5               # numeric-check tolerance (float64)
   atol: float = 1e-6
   note: Optional[str] = None       # why a check is limited, where it is
