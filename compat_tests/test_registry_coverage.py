@@ -21,7 +21,7 @@ _ALL_NONE = "TF's registered rule returns None for every input"
 DELIBERATELY_NOT_DIFFERENTIABLE = {
     op_type: _ALL_NONE for op_type in (
         "ArgMax", "ArgMin", "Ceil", "Floor", "FloorDiv", "Rint", "Round",
-        "TruncateDiv")}
+        "LoopCond", "TruncateDiv")}
 
 
 def test_every_native_rule_has_a_spec():

@@ -554,3 +554,21 @@ def test_control_flow_bodies_are_differentiated_by_tfgrad_in_strict_mode(
   assert len(calls) >= 3  # the outer pass, the cond branch, the loop body
   from tensorflow.python.ops import gradients_util  # pylint: disable=g-import-not-at-top
   assert gradients_util._GradientsHelper is tfgrad.tf_compat.ORIGINAL_GRADIENTS_HELPER  # pylint: disable=protected-access
+
+
+def test_v1_cond_switch_and_merge_through_tfgrad_engine():
+  tf.compat.v1.disable_control_flow_v2()
+  try:
+    def build():
+      x = _c([1.5, -0.5])
+      y = tf.compat.v1.cond(tf.reduce_sum(x) > 0.0, lambda: tf.sin(x) * x,
+                            lambda: x * x)
+      assert any(op.type == "Switch" for op in y.graph.get_operations())
+      return y, [x]
+    differential.in_graph(build)
+    graph = tf.Graph()
+    with graph.as_default():
+      ys, xs = build()
+      assert tfgrad.gradients(ys, xs, strict=True)[0] is not None
+  finally:
+    tf.compat.v1.enable_control_flow_v2()

@@ -14,8 +14,20 @@ LoopCond and their Ref forms) are not listed: graphs with v1 while loops
 are handed to TF's engine as a whole (see `tfgrad.api`).
 """
 
+from tfgrad.registry import NotDifferentiable
 from tfgrad.registry import UseTFGradient
 
 for _op_type in ("If", "StatelessIf", "While", "StatelessWhile", "Case",
                  "StatelessCase"):
   UseTFGradient(_op_type)
+
+# v1 control flow. Loops (Enter/Exit/NextIteration frames) never reach a
+# rule here: graphs holding them are handed to TF's engine whole. Switch and
+# Merge of a v1 `tf.cond` do, and TF's rules for them work from the cond's
+# control-flow context, which lives on the forward ops.
+for _op_type in ("Switch", "RefSwitch", "Merge", "RefMerge", "Enter",
+                 "RefEnter", "Exit", "RefExit", "NextIteration",
+                 "RefNextIteration"):
+  UseTFGradient(_op_type)
+
+NotDifferentiable("LoopCond")  # TF's rule returns None: a boolean predicate

@@ -15,9 +15,6 @@ from tfgrad.ops.registrars import def_not_differentiable
 
 raw = tf.raw_ops
 
-# The all-None rules TF registers for these are declared not differentiable.
-ALL_NONE_IN_TF = ()
-
 _RESIZE_ATTRS = ("align_corners", "half_pixel_centers")
 
 

@@ -14,9 +14,6 @@ from tfgrad.ops.registrars import def_not_differentiable
 
 raw = tf.raw_ops
 
-# The all-None rules TF registers for these are declared not differentiable.
-ALL_NONE_IN_TF = ()
-
 
 def _to_coo(csr, dtype):
   """(indices, values, dense_shape) of a CSR matrix."""

@@ -15,9 +15,6 @@ from tfgrad.ops.registrars import def_not_differentiable
 
 raw = tf.raw_ops
 
-# The all-None rules TF registers for these are declared not differentiable.
-ALL_NONE_IN_TF = ()
-
 
 def _with_shape_of(t, like):
   """`t` with `like`'s static shape merged in (the grad ops drop it)."""

@@ -7,6 +7,8 @@ r"""Coverage of TF's gradient registry by tfgrad's registry, by op family.
 Every op type in TF's gradient registry is one of:
   native       tfgrad has a rule for it;
   native-nd    tfgrad declares it NotDifferentiable;
+  use-tf       tfgrad declares UseTFGradient: TF's rule, on purpose (also in
+               strict mode), e.g. functional control flow;
   fallback     tfgrad has nothing, TF's registry is used (non-strict mode).
 The family is the TF module that registered the type (math_grad.py ->
 math). Types tfgrad knows but TF does not are listed after the table.
@@ -158,6 +160,13 @@ def _relative(origin):
 # ----- Classification -----
 
 
+def _status(ours, op_type):
+  rule = ours.get(op_type)
+  if rule is registry.USE_TF_GRADIENT:
+    return "use-tf"
+  return "native" if rule is not None else "native-nd"
+
+
 def classify():
   """Returns the coverage report as a dict (the json format)."""
   tf_types = sorted(tf_ops.gradient_registry.list())
@@ -166,10 +175,7 @@ def classify():
   rows = {}
   for op_type in tf_types:
     tf_nd = tf_ops.gradient_registry.lookup(op_type) is None
-    if op_type in ours:
-      status = "native" if ours.get(op_type) is not None else "native-nd"
-    else:
-      status = "fallback"
+    status = _status(ours, op_type) if op_type in ours else "fallback"
     rows[op_type] = {"family": families[op_type], "status": status,
                      "tf_not_differentiable": tf_nd}
   per_family = collections.defaultdict(collections.Counter)
@@ -182,8 +188,8 @@ def classify():
       t for t, r in rows.items()
       if (r["status"] == "native-nd") != r["tf_not_differentiable"]
       and r["status"] != "fallback"]
-  tfgrad_only = [{"op_type": t, "status": "native" if ours.get(t) is not None
-                  else "native-nd", "family": _tfgrad_family(t),
+  tfgrad_only = [{"op_type": t, "status": _status(ours, t),
+                  "family": _tfgrad_family(t),
                   "origin": _relative(ours.origin(t))}
                  for t in ours.keys() if t not in rows]
   return {"tf_version": tf.__version__, "tfgrad_version": tfgrad.__version__,
@@ -195,7 +201,7 @@ def classify():
 
 # ----- Output -----
 
-_COLUMNS = ("native", "native-nd", "fallback", "total", "covered")
+_COLUMNS = ("native", "native-nd", "use-tf", "fallback", "total", "covered")
 
 
 def _family_rows(report):
@@ -214,7 +220,7 @@ def _cells(counts):
   fallback, total = counts.get("fallback", 0), counts["total"]
   tf_nd = counts.get("fallback_tf_nd", 0)
   fb = f"{fallback} ({tf_nd} nd)" if tf_nd else str(fallback)
-  return [str(native), str(nd), fb, str(total),
+  return [str(native), str(nd), str(counts.get("use-tf", 0)), fb, str(total),
           f"{100.0 * (native + nd) / total:.1f}%"]
 
 
@@ -248,11 +254,13 @@ def _render(report, markdown):
   total = totals["total"]
   native, nd = totals.get("native", 0), totals.get("native-nd", 0)
   fallback = totals.get("fallback", 0)
+  use_tf = totals.get("use-tf", 0)
   out.append("")
   out.append(f"TF {report['tf_version']}, tfgrad {report['tfgrad_version']}: "
              f"{total} op types in TF's gradient registry; native rule "
              f"{native} ({_percent(native, total)}), native NotDifferentiable "
-             f"{nd} ({_percent(nd, total)}), fallback to TF {fallback} "
+             f"{nd} ({_percent(nd, total)}), TF's rule on purpose (use-tf) "
+             f"{use_tf} ({_percent(use_tf, total)}), fallback to TF {fallback} "
              f"({_percent(fallback, total)}, of which "
              f"{totals.get('fallback_tf_nd', 0)} are NotDifferentiable in "
              "TF).")
@@ -270,6 +278,7 @@ def _render(report, markdown):
                for r in report["tfgrad_only"])
   for flag, statuses, title in (
       (FLAGS.list_native, ("native", "native-nd"), "with a tfgrad entry"),
+      (True, ("use-tf",), "using TF's rule on purpose (UseTFGradient)"),
       (FLAGS.list_fallback, ("fallback",), "falling back to TF")):
     if not flag:
       continue
