@@ -255,3 +255,73 @@ SPECS = [
          note="on_value is treated as a constant on purpose: finite "
          "differences see the true derivative"),
 ]
+
+# ----- Diagonals v2, block rearrangements v1, scatter, fake quantization -----
+
+_raw = tf.raw_ops
+_F32_ONLY = ("float32",)
+_STRAIGHT_THROUGH = ("straight-through estimator: the rule's gradient is not "
+                     "the (zero almost everywhere) derivative of the "
+                     "quantizer, so finite differences do not apply")
+_NO_F64_KERNEL = "no float64 kernel, so no finite-difference check; " + \
+    _STRAIGHT_THROUGH
+
+
+def _in_range(rng, shape):
+  """Values inside the quantization range [-1, 1] used below."""
+  return rng.uniform(-0.9, 0.9, shape)
+
+
+def _padding(t):
+  return tf.zeros([], t.dtype)
+
+
+SPECS += [
+    Spec("MatrixDiagV2", lambda d: _raw.MatrixDiagV2(
+        diagonal=d, k=1, num_rows=-1, num_cols=-1, padding_value=_padding(d)),
+         [(2, 3)], "superdiagonal"),
+    Spec("MatrixDiagV2", lambda d: _raw.MatrixDiagV2(
+        diagonal=d, k=-1, num_rows=3, num_cols=4, padding_value=_padding(d)),
+         [(2,)], "rectangular"),
+    Spec("MatrixDiagPartV2", lambda x: _raw.MatrixDiagPartV2(
+        input=x, k=0, padding_value=_padding(x)), [(2, 3, 3)], "main"),
+    Spec("MatrixDiagPartV2", lambda x: _raw.MatrixDiagPartV2(
+        input=x, k=1, padding_value=_padding(x)), [(3, 4)], "superdiagonal"),
+    Spec("MatrixSetDiagV2", lambda x, d: _raw.MatrixSetDiagV2(
+        input=x, diagonal=d, k=0), [(2, 3, 3), (2, 3)], "main"),
+    Spec("MatrixSetDiagV2", lambda x, d: _raw.MatrixSetDiagV2(
+        input=x, diagonal=d, k=-1), [(3, 4), (2,)], "subdiagonal"),
+    Spec("SpaceToBatch", lambda x: _raw.SpaceToBatch(
+        input=x, paddings=[[0, 0], [1, 1]], block_size=2), [(1, 2, 2, 1)]),
+    Spec("BatchToSpace", lambda x: _raw.BatchToSpace(
+        input=x, crops=[[0, 0], [1, 1]], block_size=2), [(4, 1, 2, 1)]),
+    Spec("ScatterNdNonAliasingAdd", lambda x, u: _raw.ScatterNdNonAliasingAdd(
+        input=x, indices=[[1], [3], [1]], updates=u), [(4, 2), (3, 2)]),
+    Spec("QuantizeAndDequantizeV2", lambda x: _raw.QuantizeAndDequantizeV2(
+        input=x, input_min=-1.0, input_max=1.0, range_given=True),
+         [(2, 3)], domain=_in_range, order=0, note=_STRAIGHT_THROUGH),
+    Spec("QuantizeAndDequantizeV3", lambda x: _raw.QuantizeAndDequantizeV3(
+        input=x, input_min=-1.0, input_max=1.0, num_bits=4,
+        range_given=True), [(2, 3)], domain=_in_range, order=0,
+         note=_STRAIGHT_THROUGH),
+    Spec("QuantizeAndDequantizeV4", lambda x: _raw.QuantizeAndDequantizeV4(
+        input=x, input_min=-0.5, input_max=0.5, range_given=True),
+         [(2, 3)], "some_clamped", domain=_in_range, order=0,
+         note=_STRAIGHT_THROUGH),
+    Spec("FakeQuantWithMinMaxArgs", lambda x: _raw.FakeQuantWithMinMaxArgs(
+        inputs=x, min=-0.5, max=0.5), [(2, 3)], dtypes=_F32_ONLY,
+         domain=_in_range, order=0, note=_NO_F64_KERNEL),
+    Spec("FakeQuantWithMinMaxVars", lambda x: _raw.FakeQuantWithMinMaxVars(
+        inputs=x, min=-0.5, max=0.5), [(2, 3)], dtypes=_F32_ONLY,
+         domain=_in_range, order=0, note=_NO_F64_KERNEL),
+    Spec("FakeQuantWithMinMaxVars", lambda x, lo, hi:
+         _raw.FakeQuantWithMinMaxVars(inputs=x, min=lo - 1.0, max=hi + 1.0,
+                                      num_bits=4), [(2, 3), (), ()],
+         "learned_range", dtypes=_F32_ONLY, domain=_in_range, order=0,
+         note=_NO_F64_KERNEL),
+    Spec("FakeQuantWithMinMaxVarsPerChannel", lambda x, lo, hi:
+         _raw.FakeQuantWithMinMaxVarsPerChannel(inputs=x, min=lo - 0.6,
+                                                max=hi + 0.6),
+         [(2, 3), (3,), (3,)], dtypes=_F32_ONLY, domain=_in_range, order=0,
+         note=_NO_F64_KERNEL),
+]

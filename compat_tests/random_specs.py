@@ -134,3 +134,24 @@ SPECS = [
             seed=tf.constant([1, 2, 3], tf.int64),
             max_index=tf.constant(2, tf.int64))), [(3,)]),
 ]
+
+
+def _truncated_normal(shape):
+  """A seeded truncated normal with mean in [-0.5, 1], stddev in [0.5, 2]
+  and bounds in [-3, -1.5] and [1.5, 3] (inputs drawn positive)."""
+  def build(m, s, lo, hi):
+    return tf.raw_ops.StatelessParameterizedTruncatedNormal(
+        shape=shape, seed=_SEED, means=m - 1.0, stddevs=s, minvals=-lo - 1.0,
+        maxvals=hi + 1.0)
+  return build
+
+
+SPECS += [
+    # ----- Truncated normal -----
+    Spec("StatelessParameterizedTruncatedNormal", _truncated_normal([2, 3]),
+         [(3,), (), (), ()], "broadcast", domain="positive", order=0,
+         note=_GAMMA),
+    Spec("StatelessParameterizedTruncatedNormal", _truncated_normal([3]),
+         [(3,), (3,), (3,), (3,)], "same_shape", domain="positive", order=0,
+         note=_GAMMA),
+]

@@ -1,11 +1,13 @@
 """The rule table: every spec of every family, in one list."""
 
 from compat_tests import array_specs
+from compat_tests import ctc_specs
 from compat_tests import data_flow_specs
 from compat_tests import fft_specs
 from compat_tests import image_specs
 from compat_tests import linalg_specs
 from compat_tests import list_specs
+from compat_tests import manip_specs
 from compat_tests import math_specs
 from compat_tests import nn_specs
 from compat_tests import random_specs
@@ -15,8 +17,9 @@ from compat_tests import sparse_specs
 from compat_tests import state_specs
 from compat_tests import tensor_array_specs
 
-SPECS = (array_specs.SPECS + data_flow_specs.SPECS + fft_specs.SPECS
+SPECS = (array_specs.SPECS + ctc_specs.SPECS + data_flow_specs.SPECS + fft_specs.SPECS
          + image_specs.SPECS + linalg_specs.SPECS + list_specs.SPECS
+         + manip_specs.SPECS
          + math_specs.SPECS + nn_specs.SPECS + random_specs.SPECS
          + resource_variable_specs.SPECS + sparse_csr_matrix_specs.SPECS
          + sparse_specs.SPECS + state_specs.SPECS + tensor_array_specs.SPECS)

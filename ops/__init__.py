@@ -7,11 +7,13 @@ the top-level `ops/`; installed, it is `tfgrad.ops`.
 
 from tfgrad.ops import array_grad  # noqa: F401
 from tfgrad.ops import control_flow_grad  # noqa: F401
+from tfgrad.ops import ctc_grad  # noqa: F401
 from tfgrad.ops import data_flow_grad  # noqa: F401
 from tfgrad.ops import fft_grad  # noqa: F401
 from tfgrad.ops import image_grad  # noqa: F401
 from tfgrad.ops import linalg_grad  # noqa: F401
 from tfgrad.ops import list_grad  # noqa: F401
+from tfgrad.ops import manip_grad  # noqa: F401
 from tfgrad.ops import math_grad  # noqa: F401
 from tfgrad.ops import nn_grad  # noqa: F401
 from tfgrad.ops import not_differentiable  # noqa: F401

@@ -605,3 +605,116 @@ def _matrix_set_diag_v3_grad(op, grad):
 def _matrix_band_part_grad(op, grad):
   """dx = the same band of grad."""
   return tf.linalg.band_part(grad, op.inputs[1], op.inputs[2]), None, None
+
+
+# ----- Diagonals, version 2 (diagonals packed left-aligned) -----
+
+
+@RegisterGradient("MatrixDiagV2")
+def _matrix_diag_v2_grad(op, grad):
+  """d diagonals = the k-band diagonals of grad; the sizes and padding value
+  get none."""
+  d = tf.raw_ops.MatrixDiagPartV2(input=grad, k=op.inputs[1],
+                                  padding_value=tf.zeros([], grad.dtype))
+  return d, None, None, None, None
+
+
+@RegisterGradient("MatrixDiagPartV2")
+def _matrix_diag_part_v2_grad(op, grad):
+  """dx = grad placed on the k-band diagonals of zeros."""
+  x, k = op.inputs[0], op.inputs[1]
+  zero = tf.zeros([], grad.dtype)
+  matrix = x.shape[-2:] if x.shape.rank is not None else tf.TensorShape(None)
+  if matrix.is_fully_defined():
+    dx = tf.raw_ops.MatrixDiagV2(diagonal=grad, k=k, num_rows=matrix[0],
+                                 num_cols=matrix[1], padding_value=zero)
+  else:
+    dx = tf.raw_ops.MatrixSetDiagV2(input=tf.zeros_like(x), diagonal=grad, k=k)
+  return dx, None, None
+
+
+@RegisterGradient("MatrixSetDiagV2")
+def _matrix_set_diag_v2_grad(op, grad):
+  """dx = grad with its k-band zeroed; d diagonals = grad's k-band."""
+  k = op.inputs[2]
+  zeros = _zeros_shaped_like(op.inputs[1], grad.dtype)
+  return (tf.raw_ops.MatrixSetDiagV2(input=grad, diagonal=zeros, k=k),
+          tf.raw_ops.MatrixDiagPartV2(input=grad, k=k,
+                                      padding_value=tf.zeros([], grad.dtype)),
+          None)
+
+
+# ----- Block rearrangements, version 1 -----
+
+
+@RegisterGradient("SpaceToBatch")
+def _space_to_batch_grad(op, grad):
+  """The adjoint of SpaceToBatch is BatchToSpace."""
+  return tf.raw_ops.BatchToSpace(input=grad, crops=op.inputs[1],
+                                 block_size=op.get_attr("block_size")), None
+
+
+@RegisterGradient("BatchToSpace")
+def _batch_to_space_grad(op, grad):
+  """The adjoint of BatchToSpace is SpaceToBatch."""
+  return tf.raw_ops.SpaceToBatch(input=grad, paddings=op.inputs[1],
+                                 block_size=op.get_attr("block_size")), None
+
+
+# ----- Scatter -----
+
+
+@RegisterGradient("ScatterNdNonAliasingAdd")
+def _scatter_nd_non_aliasing_add_grad(op, grad):
+  """d input = grad; d updates = grad gathered at the scatter indices."""
+  return grad, None, tf.gather_nd(grad, op.inputs[1])
+
+
+# ----- Fake quantization (straight-through estimators) -----
+
+
+def _pass_through(op, grad):
+  """Straight-through: grad goes to the input unchanged, none to the range."""
+  return [grad] + [None] * (len(op.inputs) - 1)
+
+
+RegisterGradient("QuantizeAndDequantizeV2")(_pass_through)
+RegisterGradient("QuantizeAndDequantizeV3")(_pass_through)
+
+
+@RegisterGradient("QuantizeAndDequantizeV4")
+def _quantize_and_dequantize_v4_grad(op, grad):
+  """grad passes where min <= x <= max (QuantizeAndDequantizeV4Grad)."""
+  x, lo, hi = op.inputs
+  return tf.raw_ops.QuantizeAndDequantizeV4Grad(
+      gradients=grad, input=x, input_min=lo, input_max=hi,
+      axis=op.get_attr("axis"))
+
+
+@RegisterGradient("FakeQuantWithMinMaxArgs")
+def _fake_quant_with_min_max_args_grad(op, grad):
+  """grad passes inside the clamping range [min, max]."""
+  attrs = {n: op.get_attr(n) for n in ("min", "max", "num_bits",
+                                       "narrow_range")}
+  return tf.raw_ops.FakeQuantWithMinMaxArgsGradient(
+      gradients=grad, inputs=op.inputs[0], **attrs)
+
+
+def _def_fake_quant_vars_grad(op_type):
+  """Registers the rule for `op_type`: its *Gradient op gives the input's
+  straight-through grad and the grads of the learned min and max."""
+  grad_op = getattr(tf.raw_ops, f"{op_type}Gradient")
+
+  def rule(op, grad):
+    x, lo, hi = op.inputs
+    return grad_op(gradients=grad, inputs=x, min=lo, max=hi,
+                   num_bits=op.get_attr("num_bits"),
+                   narrow_range=op.get_attr("narrow_range"))
+
+  rule.__name__ = f"_{op_type.lower()}_grad"
+  rule.__doc__ = f"{op_type}: input, min and max grads from its Gradient op."
+  RegisterGradient(op_type)(rule)
+
+
+_def_fake_quant_vars_grad("FakeQuantWithMinMaxVars")
+_def_fake_quant_vars_grad("FakeQuantWithMinMaxVarsPerChannel")

@@ -7,10 +7,12 @@ F the Gamma CDF, computed by the RandomGammaGrad op (which itself has no
 gradient, so these rules are first order only).
 """
 
+import numpy as np
 import tensorflow as tf
 
 from tfgrad.registry import RegisterGradient
 
+from tfgrad.ops import _helpers
 from tfgrad.ops.registrars import def_not_differentiable
 
 
@@ -73,3 +75,50 @@ def _stateless_gamma_grad(op, grad):
 
 RegisterGradient("StatelessRandomGammaV2")(_stateless_gamma_grad)
 RegisterGradient("StatelessRandomGammaV3")(_stateless_gamma_grad)
+
+
+# ----- Truncated normal -----
+
+
+def _ndtr(x):
+  """The standard normal CDF, accurate in both tails."""
+  half_sqrt2 = tf.constant(0.5 * np.sqrt(2.0), x.dtype)
+  w = x * half_sqrt2
+  z = tf.abs(w)
+  tail = tf.where(w > 0.0, 2.0 - tf.math.erfc(z), tf.math.erfc(z))
+  return 0.5 * tf.where(z < half_sqrt2, 1.0 + tf.math.erf(w), tail)
+
+
+def _sum_to(g, param, lead):
+  """Sums g over the `lead` leading sample dims, then down to param's shape."""
+  if isinstance(lead, int):
+    g = tf.reduce_sum(g, list(range(lead))) if lead else g
+  else:
+    g = tf.reduce_sum(g, tf.range(lead))
+  return _helpers.unbroadcast(g, param)
+
+
+@RegisterGradient("StatelessParameterizedTruncatedNormal")
+def _stateless_parameterized_truncated_normal_grad(op, grad):
+  """Implicit reparameterization: with s, a, b the sample and bounds
+  standardised and c = (Phi(s) - Phi(a)) / (Phi(b) - Phi(a)), d sample is
+  1 d mean + s d stddev + c e^((s^2 - b^2)/2) d max
+  + (1 - c) e^((s^2 - a^2)/2) d min, summed to each parameter's shape."""
+  shape, _, mean, stddev, lo, hi = op.inputs
+  std = lambda t: (t - mean) / stddev
+  s, a, b = std(op.outputs[0]), std(lo), std(hi)
+  info = np.finfo(mean.dtype.as_numpy_dtype)
+  cdf = (_ndtr(s) - _ndtr(a)) / (_ndtr(b) - _ndtr(a))
+  cdf = tf.clip_by_value(cdf, info.tiny, 1.0 - info.eps)
+  d_hi = tf.exp(0.5 * (s * s - b * b) + tf.math.log(cdf))
+  d_lo = tf.exp(0.5 * (s * s - a * a) + tf.math.log1p(-cdf))
+  params = (mean, stddev, lo, hi)
+  ranks = [p.shape.rank for p in params]
+  lead = _num_dims(shape)
+  if None in ranks or not isinstance(lead, int):
+    ranks = tf.stack([tf.rank(p) for p in params])
+    lead = tf.size(shape) - tf.reduce_max(ranks)
+  else:
+    lead -= max(ranks)
+  partials = (grad, grad * s, grad * d_lo, grad * d_hi)
+  return [None, None] + [_sum_to(g, p, lead) for g, p in zip(partials, params)]

@@ -10,8 +10,8 @@ accumulator. Flow tensors carry the ordering: a reader's rule returns the
 flow of its gradient write, which a writer's rule receives as its flow
 gradient, so every gradient write happens before the gradient read.
 
-TensorArray V1 and V2 ops can no longer be added to a graph, so only V3
-rules are registered here.
+TensorArray V1 and V2 ops can no longer be added to a graph; their read and
+write ops share the V3 rules (see the end of this file).
 """
 
 import tensorflow as tf
@@ -134,3 +134,19 @@ def _split_grad(op, flow_grad):
                                           flow_in=grad_flow,
                                           dtype=op.get_attr("T"))
   return None, value_grad, None, flow_grad
+
+
+# ----- Legacy names -----
+
+# TensorArray{Read,Write,Gather,Scatter,Concat,Split} and their V2 forms are
+# older names of the V3 ops with the same inputs, outputs and semantics; new
+# graphs cannot contain them, but imported ones are differentiated alike.
+for _rule, _name in ((_read_grad, "TensorArrayRead"),
+                     (_gather_grad, "TensorArrayGather"),
+                     (_concat_grad, "TensorArrayConcat"),
+                     (_write_grad, "TensorArrayWrite"),
+                     (_scatter_grad, "TensorArrayScatter"),
+                     (_split_grad, "TensorArraySplit")):
+  RegisterGradient(_name)(_rule)
+  RegisterGradient(_name + "V2")(_rule)
+del _rule, _name

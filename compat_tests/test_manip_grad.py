@@ -1,0 +1,18 @@
+"""ops/manip_grad.py: every spec against stock TF and finite differences."""
+
+from tfgrad.ops import manip_grad  # noqa: F401
+
+import pytest
+
+from compat_tests import harness
+from compat_tests import manip_specs
+
+
+@pytest.mark.parametrize(**harness.cases(manip_specs.SPECS))
+def test_matches_tf(spec, dtype):
+  harness.check_matches_tf(spec, dtype)
+
+
+@pytest.mark.parametrize(**harness.numeric_cases(manip_specs.SPECS))
+def test_numeric(spec, order):
+  harness.check_numeric(spec, order)

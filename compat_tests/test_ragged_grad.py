@@ -1,0 +1,17 @@
+"""ops/ragged_grad.py: every spec against stock TF and finite differences."""
+
+import pytest
+
+from tfgrad.ops import ragged_grad  # noqa: F401
+from compat_tests import harness
+from compat_tests import ragged_specs
+
+
+@pytest.mark.parametrize(**harness.cases(ragged_specs.SPECS))
+def test_matches_tf(spec, dtype):
+  harness.check_matches_tf(spec, dtype)
+
+
+@pytest.mark.parametrize(**harness.numeric_cases(ragged_specs.SPECS))
+def test_numeric(spec, order):
+  harness.check_numeric(spec, order)
