@@ -8,10 +8,16 @@ from compat_tests import specs
 
 # Native rules without a spec of their own, each with the reason and the
 # test that exercises it instead.
+_LEGACY_TENSOR_ARRAY = ("legacy name of the V3 op's semantics, sharing its "
+                        "rule; TF cannot build these ops any more (removed "
+                        "in GraphDef version 26), the V3 specs check the rule")
 UNSPECCED = {
     "PreventGradient": "its rule raises LookupError by design; "
                        "test_array_grad.py::test_prevent_gradient_raises_"
                        "lookup_error and test_errors.py check it",
+    **{f"TensorArray{kind}{version}": _LEGACY_TENSOR_ARRAY
+       for kind in ("Read", "Write", "Gather", "Scatter", "Concat", "Split")
+       for version in ("", "V2")},
 }
 
 # Types we declare NotDifferentiable although TF registers a gradient rule:
