@@ -325,3 +325,32 @@ SPECS += [
          [(2, 3), (3,), (3,)], dtypes=_F32_ONLY, domain=_in_range, order=0,
          note=_NO_F64_KERNEL),
 ]
+
+
+def _image_patches(sizes, strides, rates, padding):
+  return lambda x: tf.image.extract_patches(
+      x, [1, *sizes, 1], [1, *strides, 1], [1, *rates, 1], padding)
+
+
+def _volume_patches(sizes, strides, padding):
+  return lambda x: tf.extract_volume_patches(
+      x, [1, *sizes, 1], [1, *strides, 1], padding)
+
+
+SPECS += [
+    Spec("ExtractImagePatches", _image_patches((2, 2), (1, 1), (1, 1),
+                                               "VALID"), [(2, 3, 4, 2)],
+         "valid", dtypes=("float64", "float32", "complex128")),
+    Spec("ExtractImagePatches", _image_patches((2, 3), (2, 1), (1, 1),
+                                               "SAME"), [(1, 4, 4, 1)],
+         "same_strided"),
+    Spec("ExtractImagePatches", _image_patches((2, 2), (1, 2), (2, 1),
+                                               "SAME"), [(1, 4, 5, 2)],
+         "dilated"),
+    Spec("ExtractVolumePatches", _volume_patches((2, 2, 1), (1, 1, 1),
+                                                 "VALID"), [(1, 3, 3, 2, 1)],
+         "valid"),
+    Spec("ExtractVolumePatches", _volume_patches((2, 1, 2), (2, 1, 1),
+                                                 "SAME"), [(2, 3, 2, 3, 2)],
+         "same_strided"),
+]

@@ -718,3 +718,47 @@ def _def_fake_quant_vars_grad(op_type):
 
 _def_fake_quant_vars_grad("FakeQuantWithMinMaxVars")
 _def_fake_quant_vars_grad("FakeQuantWithMinMaxVarsPerChannel")
+
+
+# ----- Patch extraction -----
+
+
+def _patches_grad(op, grad, extract, spatial_rank):
+  """Sums each patch element's gradient back onto the input pixel it was
+  copied from. The pixel of every patch element is found by extracting
+  patches, with the op's own attributes, from an image of pixel numbers
+  (1-based; the 0 that padding yields collects gradients nobody owns)."""
+  x = op.inputs[0]
+  shape = tf.shape(x, out_type=tf.int64)
+  spatial = shape[1:1 + spatial_rank]
+  pixels = tf.reduce_prod(spatial)
+  numbers = tf.reshape(tf.range(1, pixels + 1, dtype=tf.int64),
+                       tf.concat([[1], spatial, [1]], 0))
+  sources = tf.reshape(extract(numbers), [-1])
+  batch, channels = shape[0], shape[-1]
+  per_element = tf.transpose(tf.reshape(grad, [batch, -1, channels]),
+                             [1, 0, 2])
+  summed = tf.math.unsorted_segment_sum(per_element, sources, pixels + 1)
+  image = tf.reshape(summed[1:], tf.concat([spatial, [batch, channels]], 0))
+  perm = list(range(spatial_rank, spatial_rank + 1)) + list(
+      range(spatial_rank)) + [spatial_rank + 1]
+  return tf.transpose(image, perm)
+
+
+@RegisterGradient("ExtractImagePatches")
+def _extract_image_patches_grad(op, grad):
+  """Each input pixel gets the sum of the grads of its copies in patches."""
+  attrs = {n: op.get_attr(n) for n in ("ksizes", "strides", "rates",
+                                       "padding")}
+  return _patches_grad(
+      op, grad, lambda t: tf.raw_ops.ExtractImagePatches(images=t, **attrs),
+      spatial_rank=2)
+
+
+@RegisterGradient("ExtractVolumePatches")
+def _extract_volume_patches_grad(op, grad):
+  """Each input voxel gets the sum of the grads of its copies in patches."""
+  attrs = {n: op.get_attr(n) for n in ("ksizes", "strides", "padding")}
+  return _patches_grad(
+      op, grad, lambda t: tf.raw_ops.ExtractVolumePatches(input=t, **attrs),
+      spatial_rank=3)
