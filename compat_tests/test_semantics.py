@@ -572,3 +572,29 @@ def test_v1_cond_switch_and_merge_through_tfgrad_engine():
       assert tfgrad.gradients(ys, xs, strict=True)[0] is not None
   finally:
     tf.compat.v1.enable_control_flow_v2()
+
+
+def test_no_gradient_is_built_for_inputs_that_lead_to_no_x():
+  """A conv over constant images, a matmul by a constant and a product with
+  a constant: stock TF builds the gradient toward the constant too (dead
+  ops); tfgrad does not. Results are the same."""
+  def build():
+    images = tf.constant(np.ones([1, 4, 4, 2]), tf.float32)
+    w = differential.variable(np.full([2, 2, 2, 3], 0.1))
+    h = tf.nn.conv2d(images, w, 1, "VALID")
+    m = tf.matmul(tf.reshape(h, [1, -1]), tf.ones([27, 2]))
+    return tf.reduce_sum(m * tf.constant([1.0, 2.0])), [w]
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = build()
+    n0 = len(graph.get_operations())
+    tfgrad.gradients(ys, xs)
+    ours = [op.type for op in graph.get_operations()[n0:]]
+    n1 = len(graph.get_operations())
+    tf.gradients(ys, xs)
+    theirs = [op.type for op in graph.get_operations()[n1:]]
+  assert "Conv2DBackpropInput" in theirs
+  assert "Conv2DBackpropInput" not in ours
+  assert ours.count("MatMul") == theirs.count("MatMul") - 1
+  assert len(ours) < len(theirs)
+  both(build)

@@ -5,6 +5,14 @@ import numpy as np
 import tensorflow as tf
 
 
+def needs_grad(op, index):
+  """False when input `index` of `op` leads to no x, so its gradient would
+  be a dead op. Backprop says so through `op.skip_input_indices` (TF's own
+  convention, which TF's rules read too)."""
+  skip = getattr(op, "skip_input_indices", None)
+  return not skip or index not in skip
+
+
 def static_shape(t):
   """`t`'s shape as a tuple of ints, or None unless fully known."""
   shape = t.shape

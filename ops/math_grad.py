@@ -43,6 +43,11 @@ def _on_output(op_type, formula):
   RegisterGradient(op_type)(rule)
 
 
+def _if_needed(op, index, grad):
+  """`grad` when input `index` needs a gradient, else None."""
+  return grad if _helpers.needs_grad(op, index) else None
+
+
 def _const(value, dtype):
   return tf.constant(value, dtype=dtype)
 
@@ -139,7 +144,8 @@ def _batch_unbroadcast(gx, x, gy, y):
 def _add_grad(op, grad):
   """d (x + y) = dx + dy."""
   x, y = op.inputs
-  return _helpers.unbroadcast_pair(grad, x, grad, y)
+  return _helpers.unbroadcast_pair(_if_needed(op, 0, grad), x,
+                                   _if_needed(op, 1, grad), y)
 
 
 RegisterGradient("Add")(_add_grad)
@@ -150,7 +156,8 @@ RegisterGradient("AddV2")(_add_grad)
 def _sub_grad(op, grad):
   """d (x - y) = dx - dy."""
   x, y = op.inputs
-  return _helpers.unbroadcast_pair(grad, x, -grad, y)
+  gy = -grad if _helpers.needs_grad(op, 1) else None
+  return _helpers.unbroadcast_pair(_if_needed(op, 0, grad), x, gy, y)
 
 
 def_binary("Mul", dx=lambda x, y, g: g * y, dy=lambda x, y, g: x * g)
@@ -518,14 +525,17 @@ def _matmul_grad(op, grad):
   t_a, t_b = op.get_attr("transpose_a"), op.get_attr("transpose_b")
   a, b = (_helpers.conj(t) for t in op.inputs)
   mm = tf.raw_ops.MatMul
-  if not t_a:
-    ga = mm(a=grad, b=b, transpose_b=not t_b, grad_a=True)
-  else:
-    ga = mm(a=b, b=grad, transpose_a=t_b, transpose_b=True, grad_a=True)
-  if not t_b:
-    gb = mm(a=a, b=grad, transpose_a=not t_a, grad_b=True)
-  else:
-    gb = mm(a=grad, b=a, transpose_a=True, transpose_b=t_a, grad_b=True)
+  ga = gb = None
+  if _helpers.needs_grad(op, 0):
+    if not t_a:
+      ga = mm(a=grad, b=b, transpose_b=not t_b, grad_a=True)
+    else:
+      ga = mm(a=b, b=grad, transpose_a=t_b, transpose_b=True, grad_a=True)
+  if _helpers.needs_grad(op, 1):
+    if not t_b:
+      gb = mm(a=a, b=grad, transpose_a=not t_a, grad_b=True)
+    else:
+      gb = mm(a=grad, b=a, transpose_a=True, transpose_b=t_a, grad_b=True)
   return ga, gb
 
 
@@ -536,14 +546,17 @@ def _batch_matmul_grads(op, grad, hints=False):
   hx = {"grad_a": True} if hints else {}
   hy = {"grad_b": True} if hints else {}
   mm = tf.linalg.matmul
-  if not adj_x:
-    gx = mm(grad, y, adjoint_b=not adj_y, **hx)
-  else:
-    gx = mm(y, grad, adjoint_a=adj_y, adjoint_b=True, **hx)
-  if not adj_y:
-    gy = mm(x, grad, adjoint_a=not adj_x, **hy)
-  else:
-    gy = mm(grad, x, adjoint_a=True, adjoint_b=adj_x, **hy)
+  gx = gy = None
+  if _helpers.needs_grad(op, 0):
+    if not adj_x:
+      gx = mm(grad, y, adjoint_b=not adj_y, **hx)
+    else:
+      gx = mm(y, grad, adjoint_a=adj_y, adjoint_b=True, **hx)
+  if _helpers.needs_grad(op, 1):
+    if not adj_y:
+      gy = mm(x, grad, adjoint_a=not adj_x, **hy)
+    else:
+      gy = mm(grad, x, adjoint_a=True, adjoint_b=adj_x, **hy)
   return gx, gy
 
 

@@ -218,26 +218,36 @@ def _def_conv_family(conv_type, attr_names, version=""):
   def conv_grad(op, grad):
     x, w = op.inputs
     a = _attrs(op, attr_names)
-    return [backprop_input(input_sizes=_helpers.shape_of(x), filter=w,
-                           out_backprop=grad, **a),
-            backprop_filter(input=x, filter_sizes=_helpers.shape_of(w),
-                            out_backprop=grad, **a)]
+    dx = dw = None
+    if _helpers.needs_grad(op, 0):
+      dx = backprop_input(input_sizes=_helpers.shape_of(x), filter=w,
+                          out_backprop=grad, **a)
+    if _helpers.needs_grad(op, 1):
+      dw = backprop_filter(input=x, filter_sizes=_helpers.shape_of(w),
+                           out_backprop=grad, **a)
+    return [dx, dw]
 
   def backprop_input_grad(op, grad):
     _, w, dy = op.inputs
     a = _attrs(op, attr_names)
-    return [None,
-            backprop_filter(input=grad, filter_sizes=_helpers.shape_of(w),
-                            out_backprop=dy, **a),
-            conv(input=grad, filter=w, **a)]
+    dw = d_dy = None
+    if _helpers.needs_grad(op, 1):
+      dw = backprop_filter(input=grad, filter_sizes=_helpers.shape_of(w),
+                           out_backprop=dy, **a)
+    if _helpers.needs_grad(op, 2):
+      d_dy = conv(input=grad, filter=w, **a)
+    return [None, dw, d_dy]
 
   def backprop_filter_grad(op, grad):
     x, _, dy = op.inputs
     a = _attrs(op, attr_names)
-    return [backprop_input(input_sizes=_helpers.shape_of(x), filter=grad,
-                           out_backprop=dy, **a),
-            None,
-            conv(input=x, filter=grad, **a)]
+    dx = d_dy = None
+    if _helpers.needs_grad(op, 0):
+      dx = backprop_input(input_sizes=_helpers.shape_of(x), filter=grad,
+                          out_backprop=dy, **a)
+    if _helpers.needs_grad(op, 2):
+      d_dy = conv(input=x, filter=grad, **a)
+    return [dx, None, d_dy]
 
   for rule, name, doc in (
       (conv_grad, conv_type, "backprops of y = conv(x, w) to x and w."),

@@ -31,13 +31,14 @@ def def_unary(op_type, formula):
 
 def def_binary(op_type, dx, dy):
   """Registers the partials `dx(x, y, g)`, `dy(x, y, g)` of a broadcasting
-  binary op; either may be None (that input gets no gradient)."""
+  binary op; either may be None (that input gets no gradient). A partial
+  is not built for an input backprop does not need."""
 
   def rule(op, grad):
     x, y = op.inputs[0], op.inputs[1]
     cx, cy = _helpers.conj(x), _helpers.conj(y)
-    gx = dx(cx, cy, grad) if dx is not None else None
-    gy = dy(cx, cy, grad) if dy is not None else None
+    gx = dx(cx, cy, grad) if dx and _helpers.needs_grad(op, 0) else None
+    gy = dy(cx, cy, grad) if dy and _helpers.needs_grad(op, 1) else None
     return _helpers.unbroadcast_pair(gx, x, gy, y)
 
   rule.__name__ = f"_{op_type.lower()}_grad"
