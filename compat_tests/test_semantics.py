@@ -524,17 +524,10 @@ def test_skip_input_indices_does_not_outlive_the_call():
 
 
 def test_control_flow_bodies_are_differentiated_by_tfgrad_in_strict_mode(
-    monkeypatch):
+    backprop_passes):
   """If/While rules are TF's (declared UseTFGradient); the bodies they
   differentiate go through tfgrad's engine, strictly, without install()."""
-  from tfgrad import backprop  # pylint: disable=g-import-not-at-top
-  calls = []
-  real_run = backprop.run
-
-  def counting_run(*args, **kwargs):
-    calls.append(1)
-    return real_run(*args, **kwargs)
-  monkeypatch.setattr(backprop, "run", counting_run)
+  calls = backprop_passes
   assert "While" in tfgrad.registry.GRADIENTS.use_tf_keys()
 
   def build():
