@@ -61,3 +61,31 @@ NUMERIC_ONLY_SPECS = [
          "kernel on the IFCO forward op)")
     for op, variant, attrs, n in CASES if op in TF_WRONG_GRADIENT
 ]
+
+
+# ----- cuDNN RNNs (GPU kernels only) -----
+
+_CUDNN_NOTE = "cuDNN kernels only exist on GPU: graph structure compared only"
+_PARAMS = {"lstm": 48, "gru": 36, "rnn_tanh": 12}  # for input and cell size 2
+
+
+def _cudnn(op_type, rnn_mode, **attrs):
+  def build(x, h, c, params):
+    extra = ({"sequence_lengths": tf.constant([3, 2])}
+             if op_type == "CudnnRNNV3" else {})
+    out = getattr(raw, op_type)(input=x, input_h=h, input_c=c, params=params,
+                                rnn_mode=rnn_mode, is_training=True, **extra,
+                                **attrs)
+    return list(out[:3])
+  return build
+
+
+SPECS += [
+    Spec(op, _cudnn(op, mode, **attrs),
+         [(3, 2, 2), (n_dir, 2, 2), (n_dir, 2, 2), (_PARAMS[mode] * n_dir,)],
+         variant, runs=False, order=0, note=_CUDNN_NOTE)
+    for op in ("CudnnRNN", "CudnnRNNV2", "CudnnRNNV3")
+    for variant, mode, n_dir, attrs in (
+        ("", "lstm", 1, {}), ("gru", "gru", 1, {}),
+        ("bidirectional", "rnn_tanh", 2, dict(direction="bidirectional")))
+]

@@ -120,7 +120,28 @@ _SPARSE_MATMUL_FLAGS = {
     "transpose_a_adjoint_b": dict(transpose_a=True, adjoint_b=True),
 }
 
+_NO_CPU = "no CPU kernel: graph structure compared only"
+_C_IDX = [[0, 1], [1, 1], [2, 0]]  # three entries of a 3x4 matrix
+
+
+def _add(a_values, b_values):
+  total = raw.SparseMatrixAdd(
+      a=_csr(a_values), b=_csr(b_values, _C_IDX, _A_SHAPE),
+      alpha=tf.constant(2.0, a_values.dtype),
+      beta=tf.constant(-0.5, a_values.dtype))
+  return _dense(total, a_values.dtype)
+
+
+def _softmax(values):
+  return _dense(raw.SparseMatrixSoftmax(logits=_csr(values),
+                                        type=values.dtype), values.dtype)
+
+
 SPECS = [
+    Spec("SparseMatrixAdd", _add, [(5,), (3,)], dtypes=_WITH_COMPLEX,
+         runs=False, order=0, note=_NO_CPU),
+    Spec("SparseMatrixSoftmax", _softmax, [(5,)], runs=False, order=0,
+         note=_NO_CPU),
     Spec("SparseTensorToCSRSparseMatrix", _round_trip(_A_IDX, _A_SHAPE),
          [(5,)], dtypes=_WITH_COMPLEX),
     Spec("SparseTensorToCSRSparseMatrix",

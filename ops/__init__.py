@@ -6,9 +6,11 @@ the top-level `ops/`; installed, it is `tfgrad.ops`.
 """
 
 from tfgrad.ops import array_grad  # noqa: F401
+from tfgrad.ops import collective_grad  # noqa: F401
 from tfgrad.ops import control_flow_grad  # noqa: F401
 from tfgrad.ops import ctc_grad  # noqa: F401
 from tfgrad.ops import data_flow_grad  # noqa: F401
+from tfgrad.ops import debug_grad  # noqa: F401
 from tfgrad.ops import fft_grad  # noqa: F401
 from tfgrad.ops import image_grad  # noqa: F401
 from tfgrad.ops import linalg_grad  # noqa: F401
@@ -17,8 +19,10 @@ from tfgrad.ops import manip_grad  # noqa: F401
 from tfgrad.ops import math_grad  # noqa: F401
 from tfgrad.ops import nn_grad  # noqa: F401
 from tfgrad.ops import not_differentiable  # noqa: F401
+from tfgrad.ops import ragged_grad  # noqa: F401
 from tfgrad.ops import random_grad  # noqa: F401
 from tfgrad.ops import resource_variable_grad  # noqa: F401
+from tfgrad.ops import rnn_grad  # noqa: F401
 from tfgrad.ops import sparse_csr_matrix_grad  # noqa: F401
 from tfgrad.ops import sparse_grad  # noqa: F401
 from tfgrad.ops import state_grad  # noqa: F401

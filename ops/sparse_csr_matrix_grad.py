@@ -172,6 +172,35 @@ def _b_values_grad(b_indices, op_a, grad_c0, b_flags):
   return _sampled_product(left, right, b_indices, conjugate=b_conj)
 
 
+# ----- Elementwise -----
+
+
+def _scaled_on_pattern(dense_grad, pattern, scale):
+  """conj(scale) * dense_grad read at `pattern`'s entries, as a CSR matrix
+  of that pattern."""
+  indices, _, dense_shape = _to_coo(pattern, dense_grad.dtype)
+  values = _helpers.conj(scale) * tf.gather_nd(dense_grad, indices)
+  return _on_pattern(indices, values, dense_shape)
+
+
+@RegisterGradient("SparseMatrixAdd")
+def _sparse_matrix_add_grad(op, grad):
+  """C = alpha A + beta B: dA = conj(alpha) G on A's pattern, dB likewise;
+  the scalars get None, as in TF."""
+  a, b, alpha, beta = op.inputs
+  dense = raw.CSRSparseMatrixToDense(sparse_input=grad, type=alpha.dtype)
+  return (_scaled_on_pattern(dense, a, alpha),
+          _scaled_on_pattern(dense, b, beta), None, None)
+
+
+@RegisterGradient("SparseMatrixSoftmax")
+def _sparse_matrix_softmax_grad(op, grad):
+  """Row-wise softmax over the stored entries: the fused backward kernel
+  on the forward output (which has no gradient itself: first order)."""
+  return raw.SparseMatrixSoftmaxGrad(softmax=op.outputs[0], grad_softmax=grad,
+                                     type=op.get_attr("type"))
+
+
 # ----- Not differentiable -----
 
 def_not_differentiable("SparseMatrixNNZ", "SparseMatrixZeros")

@@ -1,0 +1,14 @@
+"""ops/collective_grad.py: every spec against stock TF (structure only)."""
+
+import pytest
+
+from tfgrad.ops import collective_grad  # noqa: F401
+from compat_tests import harness
+from compat_tests import collective_specs
+
+
+@pytest.mark.parametrize(**harness.cases(collective_specs.SPECS))
+def test_matches_tf(spec, dtype):
+  harness.check_matches_tf(spec, dtype)
+
+
