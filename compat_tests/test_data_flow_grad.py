@@ -2,7 +2,6 @@
 
 import pytest
 
-from tfgrad.ops import data_flow_grad  # noqa: F401
 from compat_tests import harness
 from compat_tests import data_flow_specs
 

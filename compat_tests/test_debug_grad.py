@@ -6,7 +6,6 @@ import tensorflow as tf
 from tensorflow.python.debug.lib import debug_gradients
 
 import tfgrad
-from tfgrad.ops import debug_grad  # noqa: F401
 from compat_tests import debug_specs
 from compat_tests import harness
 

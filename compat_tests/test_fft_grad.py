@@ -6,7 +6,6 @@ import tensorflow as tf
 
 from compat_tests import fft_specs
 from compat_tests import harness
-from tfgrad.ops import fft_grad  # noqa: F401
 
 
 @pytest.mark.parametrize(**harness.cases(fft_specs.SPECS))

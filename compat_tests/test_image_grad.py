@@ -2,7 +2,6 @@
 
 import pytest
 
-from tfgrad.ops import image_grad  # noqa: F401
 from compat_tests import harness
 from compat_tests import image_specs
 

@@ -4,7 +4,6 @@ import pytest
 
 from compat_tests import harness
 from compat_tests import linalg_specs
-from tfgrad.ops import linalg_grad  # noqa: F401
 
 
 @pytest.mark.parametrize(**harness.cases(linalg_specs.SPECS))

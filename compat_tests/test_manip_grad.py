@@ -1,6 +1,5 @@
 """ops/manip_grad.py: every spec against stock TF and finite differences."""
 
-from tfgrad.ops import manip_grad  # noqa: F401
 
 import pytest
 

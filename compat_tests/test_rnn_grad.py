@@ -6,7 +6,6 @@ import pytest
 import tensorflow as tf
 
 import tfgrad
-from tfgrad.ops import rnn_grad  # noqa: F401
 from compat_tests import harness
 from compat_tests import rnn_specs
 

@@ -3,7 +3,6 @@ differences."""
 
 import pytest
 
-from tfgrad.ops import sparse_csr_matrix_grad  # noqa: F401
 from compat_tests import harness
 from compat_tests import sparse_csr_matrix_specs
 

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfgrad.ops import sparse_grad  # noqa: F401
 from compat_tests import harness
 from compat_tests import sparse_specs
 

@@ -9,7 +9,6 @@ existing handle; they work with control flow v1, which these tests enable.
 import pytest
 from tensorflow.python.ops import control_flow_util
 
-from tfgrad.ops import tensor_array_grad  # noqa: F401
 from compat_tests import harness
 from compat_tests import tensor_array_specs
 
