@@ -12,19 +12,14 @@ def _version():
     return re.search(r'__version__ = "([^"]+)"', f.read()).group(1)
 
 
-def _tensorflow_requirement():
-  """`tensorflow>=2.16`, unless a TF distribution is already installed: then
-  nothing, so a user of tensorflow-cpu or tf-nightly does not get a second
-  TensorFlow pulled in (they share the import name)."""
-  from importlib import metadata  # pylint: disable=g-import-not-at-top
-  for dist in ("tensorflow", "tensorflow-cpu", "tf-nightly", "tf-nightly-cpu",
-               "tensorflow-macos", "tensorflow-intel", "tensorflow-aarch64"):
-    try:
-      metadata.version(dist)
-      return []
-    except metadata.PackageNotFoundError:
-      continue
-  return ["tensorflow>=2.16"]
+# TensorFlow is not a hard requirement: its distributions (tensorflow,
+# tensorflow-cpu, tf-nightly, ...) share one import name, so requiring any one
+# of them would pull a second TensorFlow in beside the one a user already has.
+# `tfgrad` checks for TF >= 2.16 when imported; the extras install one.
+_TF_EXTRAS = {
+    "tensorflow": ["tensorflow>=2.16"],
+    "tensorflow-cpu": ["tensorflow-cpu>=2.16"],
+}
 
 
 setup(
@@ -36,7 +31,7 @@ setup(
     packages=["tfgrad", "tfgrad.ops"],
     package_dir={"tfgrad": "tfgrad", "tfgrad.ops": "ops"},
     python_requires=">=3.9",
-    install_requires=_tensorflow_requirement() + ["numpy", "absl-py"],
-    extras_require={"test": ["pytest", "pytest-xdist"]},
+    install_requires=["numpy", "absl-py"],
+    extras_require={**_TF_EXTRAS, "test": ["pytest", "pytest-xdist"]},
     license="Apache-2.0",
 )

@@ -12,6 +12,16 @@ import importlib.util
 import os
 import sys
 
+try:
+  import tensorflow as _tf
+except ImportError as e:
+  raise ImportError(
+      "tfgrad needs TensorFlow >= 2.16, which is not a hard dependency (so "
+      "that an existing tensorflow, tensorflow-cpu or tf-nightly is never "
+      "doubled): install one, e.g. `pip install tfgrad[tensorflow]`") from e
+if tuple(int(p) for p in _tf.__version__.split(".")[:2]) < (2, 16):
+  raise ImportError(f"tfgrad needs TensorFlow >= 2.16, found {_tf.__version__}")
+
 from tfgrad.registry import NoGradient
 from tfgrad.registry import NotDifferentiable
 from tfgrad.registry import RegisterGradient

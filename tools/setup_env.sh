@@ -27,7 +27,7 @@ if [ -z "${TFGRAD_TF_SPEC:-}" ]; then
     *) TFGRAD_TF_SPEC="tensorflow==2.21.0" ;;
   esac
 fi
-requirements=(numpy absl-py pytest pytest-xdist)
+requirements=(numpy absl-py pytest pytest-xdist setuptools)
 stamp="$venv/.tfgrad-stamp"
 # The stamp records what was asked for; when this script's requirements change,
 # the next run installs again.
