@@ -354,3 +354,36 @@ SPECS += [
                                                  "SAME"), [(2, 3, 2, 3, 2)],
          "same_strided"),
 ]
+
+# ----- Rules TF gets wrong: finite differences only -----
+
+# TF's rule for these takes one incoming gradient although the op has three
+# outputs, so stock tf.gradients raises TypeError on them.
+TF_WRONG_GRADIENT = ("QuantizeAndDequantizeV4Grad",)
+_TF_RAISES = ("stock TF's rule raises TypeError (it accepts one gradient for "
+              "the op's three outputs)")
+
+
+def _off_boundaries(rng, shape):
+  """Values at least 0.2 away from the range ends (-1, 0, 1) used below."""
+  return rng.choice([-1.0, 1.0], shape) * (rng.integers(0, 2, shape)
+                                           + rng.uniform(0.2, 0.8, shape))
+
+
+def _qdq_v4_grad(lo, hi, axis=-1):
+  def build(g, x):
+    return _raw.QuantizeAndDequantizeV4Grad(
+        gradients=g, input=x, input_min=tf.constant(lo, g.dtype),
+        input_max=tf.constant(hi, g.dtype), axis=axis)
+  return build
+
+
+NUMERIC_ONLY_SPECS = [
+    Spec("QuantizeAndDequantizeV4Grad", _qdq_v4_grad(-1.0, 1.0),
+         [(2, 3), (2, 3)], "per_tensor", domain=_off_boundaries,
+         note=_TF_RAISES),
+    Spec("QuantizeAndDequantizeV4Grad",
+         _qdq_v4_grad([-1.0, 0.0, -1.0], [1.0, 1.0, 0.0], axis=1),
+         [(2, 3), (2, 3)], "per_channel", domain=_off_boundaries,
+         note=_TF_RAISES),
+]

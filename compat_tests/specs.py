@@ -5,6 +5,7 @@ from compat_tests import collective_specs
 from compat_tests import ctc_specs
 from compat_tests import data_flow_specs
 from compat_tests import debug_specs
+from compat_tests import dtensor_specs
 from compat_tests import fft_specs
 from compat_tests import image_specs
 from compat_tests import linalg_specs
@@ -20,19 +21,23 @@ from compat_tests import sparse_csr_matrix_specs
 from compat_tests import sparse_specs
 from compat_tests import state_specs
 from compat_tests import tensor_array_specs
+from compat_tests import xla_specs
 
 SPECS = (array_specs.SPECS + collective_specs.SPECS + ctc_specs.SPECS
-         + data_flow_specs.SPECS + debug_specs.SPECS + fft_specs.SPECS
+         + data_flow_specs.SPECS + debug_specs.SPECS + dtensor_specs.SPECS
+         + fft_specs.SPECS
          + image_specs.SPECS + linalg_specs.SPECS + list_specs.SPECS
          + manip_specs.SPECS
          + math_specs.SPECS + nn_specs.SPECS + ragged_specs.SPECS
          + random_specs.SPECS + resource_variable_specs.SPECS
          + rnn_specs.SPECS + sparse_csr_matrix_specs.SPECS
-         + sparse_specs.SPECS + state_specs.SPECS + tensor_array_specs.SPECS)
+         + sparse_specs.SPECS + state_specs.SPECS + tensor_array_specs.SPECS
+         + xla_specs.SPECS)
 
 # Rules whose value cannot be compared with stock TF (TF has no gradient for
 # the op, or a wrong one): checked by finite differences only.
-NUMERIC_ONLY_SPECS = (fft_specs.NUMERIC_ONLY_SPECS + nn_specs.NUMERIC_ONLY_SPECS
+NUMERIC_ONLY_SPECS = (array_specs.NUMERIC_ONLY_SPECS
+                      + fft_specs.NUMERIC_ONLY_SPECS + nn_specs.NUMERIC_ONLY_SPECS
                       + rnn_specs.NUMERIC_ONLY_SPECS
                       + sparse_specs.NUMERIC_ONLY_SPECS)
 

@@ -15,6 +15,9 @@ UNSPECCED = {
     "PreventGradient": "its rule raises LookupError by design; "
                        "test_array_grad.py::test_prevent_gradient_raises_"
                        "lookup_error and test_errors.py check it",
+    "XlaClusterOutput": "its rule raises RuntimeError by design, as TF's "
+                        "does; test_xla_grad.py::test_cluster_output_grad_"
+                        "raises_like_tf checks it",
     **{f"TensorArray{kind}{version}": _LEGACY_TENSOR_ARRAY
        for kind in ("Read", "Write", "Gather", "Scatter", "Concat", "Split")
        for version in ("", "V2")},
@@ -66,3 +69,55 @@ def test_not_differentiable_declarations_agree_with_tf():
     if tf_rule is not None and op_type not in DELIBERATELY_NOT_DIFFERENTIABLE:
       disagree.append(op_type)
   assert not disagree, f"declared NotDifferentiable but TF differentiates: {disagree}"
+
+
+# Op types TF can differentiate that tfgrad leaves to TF's registry (they
+# fall back in non-strict mode), each with the reason. Together with the
+# UseTFGradient declarations this list must stay under 5% of TF's registry.
+LEFT_TO_TF = {
+    "EagerPyFunc": "its gradient lives in TF's private py_func token "
+                   "registry and tape cache; there is nothing a rule of ours "
+                   "could own",
+    "_EagerConst": "eager-only op; TF's rule only raises",
+    "TopK": "removed from current GraphDefs (TopKV2 replaces it); TF cannot "
+            "build it, so no rule could be tested",
+    "QuantizeAndDequantize": "removed from current GraphDefs (V2-V4 have "
+                             "rules); cannot be built",
+    "BatchNormWithGlobalNormalization": "removed from current GraphDefs "
+                                        "(FusedBatchNorm* have rules); "
+                                        "cannot be built",
+    "CTCLossV2": "GPU-only kernel, and TF's rule reads the op's own "
+                 "gradient output; CTCLoss has a rule",
+    "SparseMatrixMul": "TF's rule raises NotImplementedError; no CPU kernel "
+                       "to check one of ours against",
+    "NcclAllReduce": "TF's rule needs every tensor on an assigned GPU device",
+    "NcclBroadcast": "TF's rule needs every tensor on an assigned GPU device",
+    "NcclReduce": "TF's rule needs every tensor on an assigned GPU device",
+    "TPUEmbeddingActivations": "TF's rule stores the gradient in a "
+                               "collection that TPU embedding training sets "
+                               "up; not buildable without it",
+}
+
+
+def _tf_differentiable_types():
+  return [t for t in tf_ops.gradient_registry.list()
+          if tf_ops.gradient_registry.lookup(t) is not None]
+
+
+def test_every_tf_differentiable_type_is_covered_or_left_on_purpose():
+  ours = registry.GRADIENTS
+  uncovered = [t for t in _tf_differentiable_types()
+               if t not in ours and t not in LEFT_TO_TF]
+  assert not uncovered, (
+      f"op types TF differentiates with no tfgrad rule, NotDifferentiable "
+      f"or UseTFGradient declaration, and not in LEFT_TO_TF: {uncovered}")
+
+
+def test_left_to_tf_list_is_current_and_small():
+  ours = registry.GRADIENTS
+  stale = [t for t in LEFT_TO_TF if t in ours]
+  assert not stale, f"LEFT_TO_TF entries that now have a tfgrad entry: {stale}"
+  left = set(LEFT_TO_TF) | set(ours.use_tf_keys())
+  total = len(tf_ops.gradient_registry.list())
+  assert len(left) < 0.05 * total, (
+      f"{len(left)} op types left to TF on purpose: more than 5% of {total}")

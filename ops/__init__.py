@@ -11,6 +11,7 @@ from tfgrad.ops import control_flow_grad  # noqa: F401
 from tfgrad.ops import ctc_grad  # noqa: F401
 from tfgrad.ops import data_flow_grad  # noqa: F401
 from tfgrad.ops import debug_grad  # noqa: F401
+from tfgrad.ops import dtensor_grad  # noqa: F401
 from tfgrad.ops import fft_grad  # noqa: F401
 from tfgrad.ops import image_grad  # noqa: F401
 from tfgrad.ops import linalg_grad  # noqa: F401
@@ -27,3 +28,4 @@ from tfgrad.ops import sparse_csr_matrix_grad  # noqa: F401
 from tfgrad.ops import sparse_grad  # noqa: F401
 from tfgrad.ops import state_grad  # noqa: F401
 from tfgrad.ops import tensor_array_grad  # noqa: F401
+from tfgrad.ops import xla_grad  # noqa: F401

@@ -691,6 +691,19 @@ def _quantize_and_dequantize_v4_grad(op, grad):
       axis=op.get_attr("axis"))
 
 
+@RegisterGradient("QuantizeAndDequantizeV4Grad")
+def _quantize_and_dequantize_v4_grad_grad(op, grad, unused_min, unused_max):
+  """input_backprop = g * [min <= x <= max] is linear in g with that mask;
+  the mask is piecewise constant in x, min and max; the range backprops are
+  constant zeros."""
+  del unused_min, unused_max
+  _, x, lo, hi = op.inputs
+  masked = tf.raw_ops.QuantizeAndDequantizeV4Grad(
+      gradients=grad, input=x, input_min=lo, input_max=hi,
+      axis=op.get_attr("axis"))[0]
+  return masked, None, None, None
+
+
 @RegisterGradient("FakeQuantWithMinMaxArgs")
 def _fake_quant_with_min_max_args_grad(op, grad):
   """grad passes inside the clamping range [min, max]."""

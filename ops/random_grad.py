@@ -43,9 +43,10 @@ def_not_differentiable(
     "RandomShuffle", "RandomStandardNormal", "RandomUniform",
     "StatelessMultinomial", "StatelessRandomBinomial", "StatelessRandomNormal",
     "StatelessRandomNormalV2", "StatelessRandomPoisson",
-    "StatelessRandomUniform", "StatelessRandomUniformFullInt",
-    "StatelessRandomUniformFullIntV2", "StatelessRandomUniformInt",
-    "StatelessRandomUniformIntV2", "StatelessRandomUniformV2",
+    "StatelessRandomShuffle", "StatelessRandomUniform",
+    "StatelessRandomUniformFullInt", "StatelessRandomUniformFullIntV2",
+    "StatelessRandomUniformInt", "StatelessRandomUniformIntV2",
+    "StatelessRandomUniformV2",
     "StatelessTruncatedNormal", "StatelessTruncatedNormalV2",
     "TruncatedNormal")
 
