@@ -103,8 +103,8 @@ def find_rule(op, src_graph, strict, attrs=None):
   v2) or named by `gradient_override_map`/`tf.custom_gradient`; then
   tfgrad's registry (where `UseTFGradient` types name TF's rule); then TF's
   registry (refused in strict mode, except for override names, which are
-  the user's own); then, for calls of graph
-  functions, the function's own gradient or TF's SymbolicGradient.
+  the user's own); then, for calls of graph functions, the function's own
+  gradient or TF's SymbolicGradient.
   `attrs` is `tf_compat.private_attrs(op)` when the caller has it.
   """
   if not op.inputs:
@@ -197,7 +197,7 @@ def _skipping(op, skip):
 def _fill_missing_output_grads(state, op, out_grads, needs_all):
   """Rules receive zeros, not None, for trainable outputs nothing reached;
   SymbolicGradient (`needs_all`) needs them for every output."""
-  if state.options.optimize_identity_n and op.type == "IdentityN":
+  if state.options.optimize_identity_n and tf_compat.is_identity_n(op):
     return
   for i, g in enumerate(out_grads):
     out = op.outputs[i]
@@ -207,8 +207,8 @@ def _fill_missing_output_grads(state, op, out_grads, needs_all):
 
 
 def _check_arity(op, in_grads):
-  if op.type in ("While", "StatelessWhile"):
-    return  # their rules return gradients for loop-carried inputs only
+  if tf_compat.rule_may_return_fewer_grads(op):
+    return
   if len(in_grads) != len(op.inputs):
     raise ValueError(
         f"Gradient rule for op '{op.name}' (op type: {op.type}) returned "

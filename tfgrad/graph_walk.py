@@ -35,8 +35,9 @@ class InputResolver:
         self._outer_of[id(inner)] = outer
 
   def _resolve(self, t):
-    while (not tf_compat.is_eager_tensor(t) and t.op.type == "Placeholder"
-           and tf_compat.is_function_graph(t.graph)):
+    while (not tf_compat.is_eager_tensor(t)
+           and tf_compat.is_function_graph(t.graph)
+           and tf_compat.is_placeholder(t.op)):
       self._index_captures(t.graph)
       outer = self._outer_of.get(id(t))
       if outer is None:

@@ -155,6 +155,24 @@ def zeros_like_unconnected(t):
   return tf.zeros_like(t, dtype=default_gradient.get_zeros_dtype(t))
 
 
+# ----- op types TF's engine treats specially -----
+
+def is_placeholder(op):
+  """Function-graph inputs and captures are Placeholder ops."""
+  return op.type == "Placeholder"
+
+
+def is_identity_n(op):
+  """IdentityN: TF's `optimize_identity_n` leaves its missing output
+  gradients as None (tf.custom_gradient and function gradients rely on it)."""
+  return op.type == "IdentityN"
+
+
+def rule_may_return_fewer_grads(op):
+  """TF's While rules return gradients for the loop-carried inputs only."""
+  return op.type in ("While", "StatelessWhile")
+
+
 # ----- function call ops -----
 
 def is_partitioned_call(op):
