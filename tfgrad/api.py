@@ -128,8 +128,8 @@ def gradients_helper(ys, xs, grad_ys=None, name="gradients",
       return _v1_control_flow_fallback(
           ys, xs, grad_ys, scope, options, stop_gradients, src_graph)
     grad_ys = _default_grad_ys(grad_ys, ys, options.colocate, gradient_uid)
-    state = backprop._Pass(options, src_graph, resolver, subgraph, to_ops,  # pylint: disable=protected-access
-                           gradient_uid, scope)
+    state = backprop.Pass(options, src_graph, resolver, subgraph, to_ops,
+                          gradient_uid, scope)
     with tf_compat.routing_tf_helper(_strict_scoped(options.strict)):
       return backprop.run(state, ys, grad_ys, xs)
 

@@ -35,7 +35,7 @@ class Options:
 
 
 @dataclasses.dataclass
-class _Pass:
+class Pass:
   """State of one backprop pass."""
   options: Options
   src_graph: tf.Graph
