@@ -1,8 +1,11 @@
 """Helpers shared by the rule families: static shapes, un-broadcasting,
-complex conjugation. All emit ops only through TF's public API."""
+complex conjugation. Ops are built through `tfgrad.emit` (the cheap path)."""
 
 import numpy as np
 import tensorflow as tf
+
+from tfgrad import emit
+from tfgrad.emit import raw
 
 
 def needs_grad(op, index):
@@ -25,13 +28,13 @@ def shape_of(t):
   """`t`'s shape: a constant when static, else a Shape op (int32)."""
   static = static_shape(t)
   if static is not None:
-    return tf.constant(static, dtype=tf.int32)
-  return tf.shape(t)
+    return emit.const(static, tf.int32)
+  return raw.Shape(input=t)
 
 
 def conj(t):
   """conj(t) for complex `t`; `t` itself (no op) otherwise."""
-  return tf.math.conj(t) if t.dtype.is_complex else t
+  return raw.Conj(input=t) if t.dtype.is_complex else t
 
 
 def _static_reduction_axes(from_shape, to_shape):
@@ -53,13 +56,14 @@ def unbroadcast(grad, x):
     return grad
   if x_shape is not None and g_shape is not None:
     axes = _static_reduction_axes(g_shape, x_shape)
-    summed = tf.reduce_sum(grad, axis=axes) if axes else grad
+    summed = raw.Sum(input=grad, axis=emit.const(axes, tf.int32)) \
+        if axes else grad
     if tuple(summed.shape.as_list()) == x_shape:
       return summed
-    return tf.reshape(summed, x_shape)
-  x_dyn = tf.shape(x)
-  axes, _ = tf.raw_ops.BroadcastGradientArgs(s0=x_dyn, s1=tf.shape(grad))
-  return tf.reshape(tf.reduce_sum(grad, axis=axes), x_dyn)
+    return raw.Reshape(tensor=summed, shape=emit.const(x_shape, tf.int32))
+  x_dyn = raw.Shape(input=x)
+  axes, _ = raw.BroadcastGradientArgs(s0=x_dyn, s1=raw.Shape(input=grad))
+  return raw.Reshape(tensor=raw.Sum(input=grad, axis=axes), shape=x_dyn)
 
 
 def unbroadcast_pair(gx, x, gy, y):

@@ -9,6 +9,7 @@ whenever they are fully known, so no Shape ops are emitted in that case.
 import numpy as np
 import tensorflow as tf
 
+from tfgrad.emit import raw
 from tfgrad.registry import RegisterGradient
 
 from tfgrad.ops import _helpers
@@ -112,7 +113,7 @@ def _check_numerics_grad(op, grad):
 def _check_numerics_v2_grad(op, grad):
   """dx = grad, itself checked for NaN/Inf (V2 also flags -Inf/+Inf)."""
   message = op.get_attr("message").decode()
-  return tf.raw_ops.CheckNumericsV2(
+  return raw.CheckNumericsV2(
       tensor=grad, message="Not a number (NaN) or infinity (Inf) values "
       f"detected in gradient. {message}")
 
@@ -196,7 +197,7 @@ def _reverse_v2_grad(op, grad):
 @RegisterGradient("Reverse")
 def _reverse_grad(op, grad):
   """dx = reverse(grad, dims) (boolean-mask form)."""
-  return tf.raw_ops.Reverse(tensor=grad, dims=op.inputs[1]), None
+  return raw.Reverse(tensor=grad, dims=op.inputs[1]), None
 
 
 @RegisterGradient("ReverseSequence")
@@ -219,7 +220,7 @@ def _split_like(grad, values, axis, axis_t):
     return tf.split(grad, [s[axis] for s in shapes], axis)
   axis = tf.math.floormod(axis_t, tf.rank(values[0]))
   sizes = tf.shape_n(values)
-  offsets = tf.raw_ops.ConcatOffset(concat_dim=axis, shape=sizes)
+  offsets = raw.ConcatOffset(concat_dim=axis, shape=sizes)
   return [tf.slice(grad, o, s) for o, s in zip(offsets, sizes)]
 
 
@@ -324,7 +325,7 @@ def _strided_slice_grad(op, grad):
   static = _helpers.static_shape(x)
   shape = (np.array(static, begin.dtype.as_numpy_dtype) if static is not None
            else tf.shape(x, out_type=begin.dtype))
-  dx = tf.raw_ops.StridedSliceGrad(shape=shape, begin=begin, end=end,
+  dx = raw.StridedSliceGrad(shape=shape, begin=begin, end=end,
                                    strides=strides, dy=grad, **_mask_attrs(op))
   return dx, None, None, None
 
@@ -333,7 +334,7 @@ def _strided_slice_grad(op, grad):
 def _strided_slice_grad_grad(op, grad):
   """d(dy) = the same strided slice of grad."""
   _, begin, end, strides, _ = op.inputs
-  ddy = tf.raw_ops.StridedSlice(input=grad, begin=begin, end=end,
+  ddy = raw.StridedSlice(input=grad, begin=begin, end=end,
                                 strides=strides, **_mask_attrs(op))
   return None, None, None, None, ddy
 
@@ -356,14 +357,14 @@ RegisterGradient("PadV2")(_pad_grad)
 @RegisterGradient("MirrorPad")
 def _mirror_pad_grad(op, grad):
   """dx = grad with the mirrored borders folded back in."""
-  return tf.raw_ops.MirrorPadGrad(input=grad, paddings=op.inputs[1],
+  return raw.MirrorPadGrad(input=grad, paddings=op.inputs[1],
                                   mode=op.get_attr("mode")), None
 
 
 @RegisterGradient("MirrorPadGrad")
 def _mirror_pad_grad_grad(op, grad):
   """MirrorPadGrad is linear; its adjoint is MirrorPad."""
-  return tf.raw_ops.MirrorPad(input=grad, paddings=op.inputs[1],
+  return raw.MirrorPad(input=grad, paddings=op.inputs[1],
                               mode=op.get_attr("mode")), None
 
 
@@ -444,7 +445,7 @@ def _gather_nd_grad(op, grad):
            else tf.shape(params, out_type=indices.dtype))
   if indices.shape.rank == 2 and indices.shape[-1] == 1:
     return tf.IndexedSlices(grad, tf.squeeze(indices, -1), shape), None
-  dx = tf.raw_ops.ScatterNd(indices=indices, updates=grad, shape=shape,
+  dx = raw.ScatterNd(indices=indices, updates=grad, shape=shape,
                             bad_indices_policy=op.get_attr(
                                 "bad_indices_policy"))
   return dx, None
@@ -465,8 +466,8 @@ def _select_grad(op, grad):
   selecting rows)."""
   cond, x = op.inputs[0], op.inputs[1]
   zeros = tf.zeros_like(x)
-  return (None, tf.raw_ops.Select(condition=cond, x=grad, y=zeros),
-          tf.raw_ops.Select(condition=cond, x=zeros, y=grad))
+  return (None, raw.Select(condition=cond, x=grad, y=zeros),
+          raw.Select(condition=cond, x=zeros, y=grad))
 
 
 @RegisterGradient("SelectV2")
@@ -474,8 +475,8 @@ def _select_v2_grad(op, grad):
   """dx = grad where cond, dy = grad where not cond, each un-broadcast."""
   cond, x, y = op.inputs
   zero = tf.zeros([], grad.dtype)
-  gx = tf.raw_ops.SelectV2(condition=cond, t=grad, e=zero)
-  gy = tf.raw_ops.SelectV2(condition=cond, t=zero, e=grad)
+  gx = raw.SelectV2(condition=cond, t=grad, e=zero)
+  gy = raw.SelectV2(condition=cond, t=zero, e=grad)
   return None, _helpers.unbroadcast(gx, x), _helpers.unbroadcast(gy, y)
 
 
@@ -550,7 +551,7 @@ def _diag_part_grad(op, grad):
 def _matrix_diag_grad(op, grad):
   """d diagonal = matrix_diag_part(grad)."""
   del op
-  return tf.raw_ops.MatrixDiagPart(input=grad)
+  return raw.MatrixDiagPart(input=grad)
 
 
 @RegisterGradient("MatrixDiagV3")
@@ -566,8 +567,8 @@ def _matrix_diag_part_grad(op, grad):
   x = op.inputs[0]
   rows, cols = x.shape[-2:] if x.shape.rank is not None else (None, None)
   if rows is not None and rows == cols:
-    return tf.raw_ops.MatrixDiag(diagonal=grad)
-  return tf.raw_ops.MatrixSetDiag(input=tf.zeros_like(x), diagonal=grad)
+    return raw.MatrixDiag(diagonal=grad)
+  return raw.MatrixSetDiag(input=tf.zeros_like(x), diagonal=grad)
 
 
 @RegisterGradient("MatrixDiagPartV3")
@@ -588,8 +589,8 @@ def _matrix_diag_part_v3_grad(op, grad):
 def _matrix_set_diag_grad(op, grad):
   """dx = grad with its diagonal zeroed; d diagonal = grad's diagonal."""
   zeros = _zeros_shaped_like(op.inputs[1], grad.dtype)
-  return (tf.raw_ops.MatrixSetDiag(input=grad, diagonal=zeros),
-          tf.raw_ops.MatrixDiagPart(input=grad))
+  return (raw.MatrixSetDiag(input=grad, diagonal=zeros),
+          raw.MatrixDiagPart(input=grad))
 
 
 @RegisterGradient("MatrixSetDiagV3")
@@ -614,7 +615,7 @@ def _matrix_band_part_grad(op, grad):
 def _matrix_diag_v2_grad(op, grad):
   """d diagonals = the k-band diagonals of grad; the sizes and padding value
   get none."""
-  d = tf.raw_ops.MatrixDiagPartV2(input=grad, k=op.inputs[1],
+  d = raw.MatrixDiagPartV2(input=grad, k=op.inputs[1],
                                   padding_value=tf.zeros([], grad.dtype))
   return d, None, None, None, None
 
@@ -626,10 +627,10 @@ def _matrix_diag_part_v2_grad(op, grad):
   zero = tf.zeros([], grad.dtype)
   matrix = x.shape[-2:] if x.shape.rank is not None else tf.TensorShape(None)
   if matrix.is_fully_defined():
-    dx = tf.raw_ops.MatrixDiagV2(diagonal=grad, k=k, num_rows=matrix[0],
+    dx = raw.MatrixDiagV2(diagonal=grad, k=k, num_rows=matrix[0],
                                  num_cols=matrix[1], padding_value=zero)
   else:
-    dx = tf.raw_ops.MatrixSetDiagV2(input=tf.zeros_like(x), diagonal=grad, k=k)
+    dx = raw.MatrixSetDiagV2(input=tf.zeros_like(x), diagonal=grad, k=k)
   return dx, None, None
 
 
@@ -638,8 +639,8 @@ def _matrix_set_diag_v2_grad(op, grad):
   """dx = grad with its k-band zeroed; d diagonals = grad's k-band."""
   k = op.inputs[2]
   zeros = _zeros_shaped_like(op.inputs[1], grad.dtype)
-  return (tf.raw_ops.MatrixSetDiagV2(input=grad, diagonal=zeros, k=k),
-          tf.raw_ops.MatrixDiagPartV2(input=grad, k=k,
+  return (raw.MatrixSetDiagV2(input=grad, diagonal=zeros, k=k),
+          raw.MatrixDiagPartV2(input=grad, k=k,
                                       padding_value=tf.zeros([], grad.dtype)),
           None)
 
@@ -650,14 +651,14 @@ def _matrix_set_diag_v2_grad(op, grad):
 @RegisterGradient("SpaceToBatch")
 def _space_to_batch_grad(op, grad):
   """The adjoint of SpaceToBatch is BatchToSpace."""
-  return tf.raw_ops.BatchToSpace(input=grad, crops=op.inputs[1],
+  return raw.BatchToSpace(input=grad, crops=op.inputs[1],
                                  block_size=op.get_attr("block_size")), None
 
 
 @RegisterGradient("BatchToSpace")
 def _batch_to_space_grad(op, grad):
   """The adjoint of BatchToSpace is SpaceToBatch."""
-  return tf.raw_ops.SpaceToBatch(input=grad, paddings=op.inputs[1],
+  return raw.SpaceToBatch(input=grad, paddings=op.inputs[1],
                                  block_size=op.get_attr("block_size")), None
 
 
@@ -686,7 +687,7 @@ RegisterGradient("QuantizeAndDequantizeV3")(_pass_through)
 def _quantize_and_dequantize_v4_grad(op, grad):
   """grad passes where min <= x <= max (QuantizeAndDequantizeV4Grad)."""
   x, lo, hi = op.inputs
-  return tf.raw_ops.QuantizeAndDequantizeV4Grad(
+  return raw.QuantizeAndDequantizeV4Grad(
       gradients=grad, input=x, input_min=lo, input_max=hi,
       axis=op.get_attr("axis"))
 
@@ -698,7 +699,7 @@ def _quantize_and_dequantize_v4_grad_grad(op, grad, unused_min, unused_max):
   constant zeros."""
   del unused_min, unused_max
   _, x, lo, hi = op.inputs
-  masked = tf.raw_ops.QuantizeAndDequantizeV4Grad(
+  masked = raw.QuantizeAndDequantizeV4Grad(
       gradients=grad, input=x, input_min=lo, input_max=hi,
       axis=op.get_attr("axis"))[0]
   return masked, None, None, None
@@ -709,14 +710,14 @@ def _fake_quant_with_min_max_args_grad(op, grad):
   """grad passes inside the clamping range [min, max]."""
   attrs = {n: op.get_attr(n) for n in ("min", "max", "num_bits",
                                        "narrow_range")}
-  return tf.raw_ops.FakeQuantWithMinMaxArgsGradient(
+  return raw.FakeQuantWithMinMaxArgsGradient(
       gradients=grad, inputs=op.inputs[0], **attrs)
 
 
 def _def_fake_quant_vars_grad(op_type):
   """Registers the rule for `op_type`: its *Gradient op gives the input's
   straight-through grad and the grads of the learned min and max."""
-  grad_op = getattr(tf.raw_ops, f"{op_type}Gradient")
+  grad_op = getattr(raw, f"{op_type}Gradient")
 
   def rule(op, grad):
     x, lo, hi = op.inputs
@@ -764,7 +765,7 @@ def _extract_image_patches_grad(op, grad):
   attrs = {n: op.get_attr(n) for n in ("ksizes", "strides", "rates",
                                        "padding")}
   return _patches_grad(
-      op, grad, lambda t: tf.raw_ops.ExtractImagePatches(images=t, **attrs),
+      op, grad, lambda t: raw.ExtractImagePatches(images=t, **attrs),
       spatial_rank=2)
 
 
@@ -773,5 +774,5 @@ def _extract_volume_patches_grad(op, grad):
   """Each input voxel gets the sum of the grads of its copies in patches."""
   attrs = {n: op.get_attr(n) for n in ("ksizes", "strides", "padding")}
   return _patches_grad(
-      op, grad, lambda t: tf.raw_ops.ExtractVolumePatches(input=t, **attrs),
+      op, grad, lambda t: raw.ExtractVolumePatches(input=t, **attrs),
       spatial_rank=3)

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from tfgrad.registry import RegisterGradient
 
-raw = tf.raw_ops
+from tfgrad.emit import raw
 
 
 @RegisterGradient("AllToAll")

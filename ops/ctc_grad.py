@@ -8,6 +8,7 @@ second derivative fails loudly instead of silently returning zeros.
 
 import tensorflow as tf
 
+from tfgrad.emit import raw
 from tfgrad.registry import RegisterGradient
 
 _NO_SECOND_ORDER = ("CTCLoss has no second derivative: its fused kernel "
@@ -21,6 +22,6 @@ def _ctc_loss_grad(op, grad_loss, unused_grad_gradient):
   """d logits = grad_loss[b] * (the kernel's d loss[b] / d logits); the
   labels and sequence lengths get none."""
   del unused_grad_gradient
-  fused = tf.raw_ops.PreventGradient(input=op.outputs[1],
+  fused = raw.PreventGradient(input=op.outputs[1],
                                      message=_NO_SECOND_ORDER)
   return [tf.expand_dims(grad_loss, -1) * fused, None, None, None]

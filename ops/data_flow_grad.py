@@ -6,6 +6,7 @@ not functions of their inputs: they are declared not differentiable.
 
 import tensorflow as tf
 
+from tfgrad.emit import raw
 from tfgrad.registry import RegisterGradient
 
 from tfgrad.ops import _helpers
@@ -44,10 +45,10 @@ def _dynamic_partition_grad(op, *grads):
   """d data = the partition grads stitched back to their source positions."""
   data, partitions = op.inputs
   num = op.get_attr("num_partitions")
-  where = tf.raw_ops.DynamicPartition(data=_positions(partitions),
+  where = raw.DynamicPartition(data=_positions(partitions),
                                       partitions=partitions,
                                       num_partitions=num)
-  stitched = tf.raw_ops.ParallelDynamicStitch(
+  stitched = raw.ParallelDynamicStitch(
       indices=where, data=[_dense(g) for g in grads])
   return tf.reshape(stitched, _helpers.shape_of(data)), None
 

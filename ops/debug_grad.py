@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from tfgrad.registry import RegisterGradient
 
-raw = tf.raw_ops
+from tfgrad.emit import raw
 
 _DEBUG_TAG = "gradient_debug_"
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from tfgrad.registry import RegisterGradient
 
-_RAW = tf.raw_ops
+from tfgrad.emit import raw as _RAW
 
 
 def _points(t, rank):

@@ -13,7 +13,7 @@ from tfgrad.registry import RegisterGradient
 from tfgrad.ops import _helpers
 from tfgrad.ops.registrars import def_not_differentiable
 
-raw = tf.raw_ops
+from tfgrad.emit import raw
 
 _RESIZE_ATTRS = ("align_corners", "half_pixel_centers")
 

@@ -10,6 +10,7 @@ degenerate spectra give finite (if meaningless) values instead of NaN.
 import numpy as np
 import tensorflow as tf
 
+from tfgrad.emit import raw
 from tfgrad.registry import RegisterGradient
 
 from tfgrad.ops import _helpers
@@ -399,7 +400,7 @@ def _three_diagonals_of_product(a, b):
 @RegisterGradient("TridiagonalSolve")
 def _tridiagonal_solve_grad(op, grad):
   """X = T^-1 B: dB = T^-T G, dT = -tridiagonal part of dB X^T."""
-  gb = tf.raw_ops.TridiagonalSolve(
+  gb = raw.TridiagonalSolve(
       diagonals=_transposed_diagonals(op.inputs[0]), rhs=grad,
       partial_pivoting=op.get_attr("partial_pivoting"),
       perturb_singular=op.get_attr("perturb_singular"))

@@ -10,6 +10,7 @@ they are known, so no Shape ops are emitted in that case.
 import numpy as np
 import tensorflow as tf
 
+from tfgrad.emit import raw
 from tfgrad.registry import RegisterGradient
 
 from tfgrad.ops import _helpers
@@ -106,7 +107,7 @@ def _prod_layout(x, axes):
   else:
     r = tf.rank(x)
     reduced = tf.math.floormod(tf.cast(tf.reshape(axes, [-1]), tf.int32), r)
-    other, _ = tf.raw_ops.ListDiff(x=tf.range(r), y=reduced,
+    other, _ = raw.ListDiff(x=tf.range(r), y=reduced,
                                    out_idx=tf.int32)
   x_shape = tf.shape(x)
   return (tf.concat([reduced, other], 0),
@@ -252,8 +253,8 @@ _on_input("Cos", lambda x, g: -g * tf.sin(x))
 _on_input("Tan", lambda x, g: tf.square(tf.math.reciprocal(tf.cos(x))) * g)
 _on_input("Sinh", lambda x, g: g * tf.cosh(x))
 _on_input("Cosh", lambda x, g: g * tf.sinh(x))
-_on_output("Tanh", lambda y, g: tf.raw_ops.TanhGrad(y=y, dy=g))
-_on_output("Sigmoid", lambda y, g: tf.raw_ops.SigmoidGrad(y=y, dy=g))
+_on_output("Tanh", lambda y, g: raw.TanhGrad(y=y, dy=g))
+_on_output("Sigmoid", lambda y, g: raw.SigmoidGrad(y=y, dy=g))
 _on_output("Asinh", lambda y, g: g / tf.cosh(y))
 _on_output("Acosh", lambda y, g: g / tf.sinh(y))
 _on_input("Atanh", lambda x, g: g * tf.math.reciprocal(
@@ -294,25 +295,25 @@ def _sign_grad(op, grad):
 @RegisterGradient("Sqrt")
 def _sqrt_grad(op, grad):
   """d sqrt(x) = dx / (2 conj(y)); SqrtGrad conjugates y itself."""
-  return tf.raw_ops.SqrtGrad(y=op.outputs[0], dy=grad)
+  return raw.SqrtGrad(y=op.outputs[0], dy=grad)
 
 
 @RegisterGradient("Rsqrt")
 def _rsqrt_grad(op, grad):
   """d x^(-1/2) = -conj(y)^3 dx / 2; RsqrtGrad conjugates y itself."""
-  return tf.raw_ops.RsqrtGrad(y=op.outputs[0], dy=grad)
+  return raw.RsqrtGrad(y=op.outputs[0], dy=grad)
 
 
 @RegisterGradient("Reciprocal")
 def _reciprocal_grad(op, grad):
   """d (1/x) = -conj(y)^2 dx; ReciprocalGrad conjugates y itself."""
-  return tf.raw_ops.ReciprocalGrad(y=op.outputs[0], dy=grad)
+  return raw.ReciprocalGrad(y=op.outputs[0], dy=grad)
 
 
 @RegisterGradient("Inv")
 def _inv_grad(op, grad):
   """Same as Reciprocal: -conj(y)^2 grad."""
-  return tf.raw_ops.ReciprocalGrad(y=op.outputs[0], dy=grad)
+  return raw.ReciprocalGrad(y=op.outputs[0], dy=grad)
 
 
 @RegisterGradient("Polygamma")
@@ -339,14 +340,14 @@ def _rsqrt_grad_grad(op, grad):
   a, b = op.inputs
   ca, cg = _helpers.conj(a), _helpers.conj(grad)
   return (-1.5 * cg * b * tf.square(ca),
-          tf.raw_ops.RsqrtGrad(y=ca, dy=grad))
+          raw.RsqrtGrad(y=ca, dy=grad))
 
 
 def _reciprocal_grad_grad(op, grad):
   """out = -b conj(a)^2: d/da = -2 b a, d/db = -a^2."""
   a, b = op.inputs
   ca, cg = _helpers.conj(a), _helpers.conj(grad)
-  return cg * -2.0 * b * ca, tf.raw_ops.ReciprocalGrad(y=ca, dy=grad)
+  return cg * -2.0 * b * ca, raw.ReciprocalGrad(y=ca, dy=grad)
 
 
 RegisterGradient("ReciprocalGrad")(_reciprocal_grad_grad)
@@ -357,7 +358,7 @@ RegisterGradient("InvGrad")(_reciprocal_grad_grad)
 def _tanh_grad_grad(op, grad):
   """out = b (1 - a^2): d/da = -2 a b, d/db = 1 - a^2."""
   a, b = (_helpers.conj(t) for t in op.inputs)
-  return grad * -2.0 * b * a, tf.raw_ops.TanhGrad(y=a, dy=grad)
+  return grad * -2.0 * b * a, raw.TanhGrad(y=a, dy=grad)
 
 
 @RegisterGradient("SigmoidGrad")
@@ -365,7 +366,7 @@ def _sigmoid_grad_grad(op, grad):
   """out = b a (1 - a): d/da = b (1 - 2a), d/db = a (1 - a)."""
   a, b = (_helpers.conj(t) for t in op.inputs)
   gb = grad * b
-  return gb - 2.0 * gb * a, tf.raw_ops.SigmoidGrad(y=a, dy=grad)
+  return gb - 2.0 * gb * a, raw.SigmoidGrad(y=a, dy=grad)
 
 
 # ----- Complex parts -----
@@ -524,7 +525,7 @@ def _matmul_grad(op, grad):
   """C = op(A) op(B): dA = grad B^H, dB = A^H grad (with transposes)."""
   t_a, t_b = op.get_attr("transpose_a"), op.get_attr("transpose_b")
   a, b = (_helpers.conj(t) for t in op.inputs)
-  mm = tf.raw_ops.MatMul
+  mm = raw.MatMul
   ga = gb = None
   if _helpers.needs_grad(op, 0):
     if not t_a:
@@ -613,7 +614,7 @@ def _unreduce(grad, grad_subs, subs, x, reduced):
     ones = tf.concat([tf.ones([len(reduced)], tf.int32), g_dims], 0)
     full = tf.concat([tf.stack(lead), g_dims], 0)
   spread = tf.broadcast_to(tf.reshape(grad, ones), full)
-  return tf.raw_ops.Einsum(inputs=[spread],
+  return raw.Einsum(inputs=[spread],
                            equation=f"{reduced}{grad_subs}->{subs}")
 
 
@@ -621,7 +622,7 @@ def _einsum_operand_grad(grad, out_subs, other, other_subs, x, subs):
   """VJP of a binary einsum for the operand `x` (before unbroadcasting)."""
   reduced = set(subs) - set(out_subs + other_subs + ".")
   left = "".join(s for s in subs if s not in reduced)
-  g = tf.raw_ops.Einsum(inputs=[grad, other],
+  g = raw.Einsum(inputs=[grad, other],
                         equation=f"{out_subs},{other_subs}->{left}")
   return _unreduce(g, left, subs, x, reduced) if reduced else g
 
@@ -640,7 +641,7 @@ def _einsum_unbroadcast(g, x, subs):
         if x_shape[start + i] == 1 and g_shape[start + lead + i] != 1]
     return tf.reshape(tf.reduce_sum(g, axes), x_shape)
   sx, sg = tf.shape(x), tf.shape(g)
-  axes, _ = tf.raw_ops.BroadcastGradientArgs(
+  axes, _ = raw.BroadcastGradientArgs(
       s0=sx[start:tf.size(sx) - tail], s1=sg[start:tf.size(sg) - tail])
   return tf.reshape(tf.reduce_sum(g, start + axes), sx)
 
@@ -656,7 +657,7 @@ def _einsum_grad(op, grad):
     reduced = set(in_subs) - set(out_subs + ".")
     if reduced:
       return _unreduce(grad, out_subs, in_subs, x, reduced)
-    return tf.raw_ops.Einsum(inputs=[grad], equation=f"{out_subs}->{in_subs}")
+    return raw.Einsum(inputs=[grad], equation=f"{out_subs}->{in_subs}")
   x_subs, y_subs = in_subs.split(",")
   if _ELLIPSIS in out_subs:
     x_subs += "" if _ELLIPSIS in x_subs else _ELLIPSIS
@@ -721,7 +722,7 @@ _on_input_output("BesselY1", lambda x, y, g: g * (_sm.bessel_y0(x) - y / x))
 def _igamma_partials(op, grad):
   """Partials of the lower regularized gamma P(a, x), unbroadcast."""
   a, x = op.inputs
-  ga = tf.raw_ops.IgammaGradA(a=a, x=x) * grad
+  ga = raw.IgammaGradA(a=a, x=x) * grad
   gx = tf.exp(-x + (a - 1) * tf.math.log(x) - tf.math.lgamma(a)) * grad
   return _helpers.unbroadcast_pair(ga, a, gx, x)
 
@@ -910,10 +911,10 @@ def _def_sparse_segment_grad(kind):
     dim0 = data.shape[0] if data.shape.rank else None
     dim0 = tf.shape(data)[0] if dim0 is None else dim0
     if op.get_attr("sparse_gradient"):
-      values, unique = getattr(tf.raw_ops, _SPARSE_SEGMENT_GRAD[kind] + "V2")(
+      values, unique = getattr(raw, _SPARSE_SEGMENT_GRAD[kind] + "V2")(
           grad=grad, indices=indices, segment_ids=ids, dense_output_dim0=dim0)
       return [tf.IndexedSlices(values, unique, _helpers.shape_of(data))] + rest
-    dx = getattr(tf.raw_ops, _SPARSE_SEGMENT_GRAD[kind])(
+    dx = getattr(raw, _SPARSE_SEGMENT_GRAD[kind])(
         grad=grad, indices=indices, segment_ids=ids, output_dim0=dim0)
     return [dx] + rest
 
@@ -949,7 +950,7 @@ def _sparse_matmul(x, y, dtype, flags, transpose_a=False, transpose_b=False):
   """SparseMatMul of x and y (each with its sparsity hint), cast to dtype;
   y is transposed up front (the kernel's transpose_b is avoided)."""
   y = tf.transpose(y) if transpose_b else y
-  out = tf.raw_ops.SparseMatMul(a=x, b=y, transpose_a=transpose_a,
+  out = raw.SparseMatMul(a=x, b=y, transpose_a=transpose_a,
                                 a_is_sparse=flags[0], b_is_sparse=flags[1])
   return out if out.dtype == dtype else tf.cast(out, dtype)
 

@@ -8,6 +8,7 @@ too, so Hessians of conv/pool/activation nets stay native.
 import numpy as np
 import tensorflow as tf
 
+from tfgrad.emit import raw
 from tfgrad.registry import RegisterGradient
 
 from tfgrad.ops import _helpers
@@ -56,20 +57,20 @@ def _channel_axes(x, data_format):
 
 # ----- Activations -----
 
-def_unary("Relu", lambda x, y, g: tf.raw_ops.ReluGrad(gradients=g, features=y))
+def_unary("Relu", lambda x, y, g: raw.ReluGrad(gradients=g, features=y))
 def_unary("Relu6",
-          lambda x, y, g: tf.raw_ops.Relu6Grad(gradients=g, features=y))
-def_unary("Elu", lambda x, y, g: tf.raw_ops.EluGrad(gradients=g, outputs=y))
-def_unary("Selu", lambda x, y, g: tf.raw_ops.SeluGrad(gradients=g, outputs=y))
+          lambda x, y, g: raw.Relu6Grad(gradients=g, features=y))
+def_unary("Elu", lambda x, y, g: raw.EluGrad(gradients=g, outputs=y))
+def_unary("Selu", lambda x, y, g: raw.SeluGrad(gradients=g, outputs=y))
 def_unary("Softplus", lambda x, y, g: g * tf.sigmoid(x))
 def_unary("Softsign",
-          lambda x, y, g: tf.raw_ops.SoftsignGrad(gradients=g, features=x))
+          lambda x, y, g: raw.SoftsignGrad(gradients=g, features=x))
 
 
 @RegisterGradient("LeakyRelu")
 def _leaky_relu_grad(op, grad):
   """grad where x > 0, alpha * grad elsewhere."""
-  return tf.raw_ops.LeakyReluGrad(gradients=grad, features=op.inputs[0],
+  return raw.LeakyReluGrad(gradients=grad, features=op.inputs[0],
                                   alpha=op.get_attr("alpha"))
 
 
@@ -86,9 +87,9 @@ def _def_piecewise_linear_grad_grad(op_type, grad_op, attr_names=()):
   RegisterGradient(op_type)(rule)
 
 
-_def_piecewise_linear_grad_grad("ReluGrad", tf.raw_ops.ReluGrad)
-_def_piecewise_linear_grad_grad("Relu6Grad", tf.raw_ops.Relu6Grad)
-_def_piecewise_linear_grad_grad("LeakyReluGrad", tf.raw_ops.LeakyReluGrad,
+_def_piecewise_linear_grad_grad("ReluGrad", raw.ReluGrad)
+_def_piecewise_linear_grad_grad("Relu6Grad", raw.Relu6Grad)
+_def_piecewise_linear_grad_grad("LeakyReluGrad", raw.LeakyReluGrad,
                                 ("alpha",))
 
 
@@ -105,15 +106,15 @@ def _def_exp_linear_grad_grad(op_type, grad_op):
   RegisterGradient(op_type)(rule)
 
 
-_def_exp_linear_grad_grad("EluGrad", tf.raw_ops.EluGrad)
-_def_exp_linear_grad_grad("SeluGrad", tf.raw_ops.SeluGrad)
+_def_exp_linear_grad_grad("EluGrad", raw.EluGrad)
+_def_exp_linear_grad_grad("SeluGrad", raw.SeluGrad)
 
 
 @RegisterGradient("SoftplusGrad")
 def _softplus_grad_grad(op, grad):
   """out = g * sigmoid(x): d/dg = sigmoid(x), d/dx = g / (e^-x + 2 + e^x)."""
   dy, x = op.inputs
-  d_dy = tf.raw_ops.SoftplusGrad(gradients=grad, features=x)
+  d_dy = raw.SoftplusGrad(gradients=grad, features=x)
   return [d_dy, grad * dy / (tf.exp(-x) + 2.0 + tf.exp(x))]
 
 
@@ -121,7 +122,7 @@ def _softplus_grad_grad(op, grad):
 def _softsign_grad_grad(op, grad):
   """out = g / (1 + |x|)^2: d/dg as forward, d/dx = -2 g sign(x) / (1+|x|)^3."""
   dy, x = op.inputs
-  d_dy = tf.raw_ops.SoftsignGrad(gradients=grad, features=x)
+  d_dy = raw.SoftsignGrad(gradients=grad, features=x)
   denom = 1.0 + tf.abs(x)
   return [d_dy, -2.0 * grad * dy * tf.sign(x) / (denom * denom * denom)]
 
@@ -146,7 +147,7 @@ def _xent_logits_grad(op, grad_loss, grad_backprop):
   grad_loss comes with a trailing axis of size 1."""
   d_logits = grad_loss * op.outputs[1]
   if not _is_zero(grad_backprop):
-    softmax = tf.raw_ops.Softmax(logits=op.inputs[0])
+    softmax = raw.Softmax(logits=op.inputs[0])
     d_logits += _softmax_vjp(grad_backprop, softmax)
   return d_logits
 
@@ -156,7 +157,7 @@ def _softmax_xent_grad(op, grad_loss, grad_backprop):
   """logits: see _xent_logits_grad; labels: -g_loss * log_softmax - g_backprop
   (backprop = softmax - labels)."""
   grad_loss = tf.expand_dims(grad_loss, -1)
-  d_labels = grad_loss * -tf.raw_ops.LogSoftmax(logits=op.inputs[0])
+  d_labels = grad_loss * -raw.LogSoftmax(logits=op.inputs[0])
   if not _is_zero(grad_backprop):
     d_labels -= grad_backprop
   return [_xent_logits_grad(op, grad_loss, grad_backprop), d_labels]
@@ -174,7 +175,7 @@ def _sparse_softmax_xent_grad(op, grad_loss, grad_backprop):
 @RegisterGradient("BiasAdd")
 def _bias_add_grad(op, grad):
   """grad for the value; grad summed over all but the channel axis for bias."""
-  d_bias = tf.raw_ops.BiasAddGrad(out_backprop=grad,
+  d_bias = raw.BiasAddGrad(out_backprop=grad,
                                   data_format=op.get_attr("data_format"))
   return [grad, d_bias]
 
@@ -211,9 +212,9 @@ def _l2_loss_grad(op, grad):
 
 def _def_conv_family(conv_type, attr_names, version=""):
   """Rules for a convolution and its two backprop ops (all bilinear)."""
-  conv = getattr(tf.raw_ops, conv_type)
-  backprop_input = getattr(tf.raw_ops, f"{conv_type}BackpropInput{version}")
-  backprop_filter = getattr(tf.raw_ops, f"{conv_type}BackpropFilter{version}")
+  conv = getattr(raw, conv_type)
+  backprop_input = getattr(raw, f"{conv_type}BackpropInput{version}")
+  backprop_filter = getattr(raw, f"{conv_type}BackpropFilter{version}")
 
   def conv_grad(op, grad):
     x, w = op.inputs
@@ -271,20 +272,20 @@ _def_conv_family("Conv3D", _CONV3D_ATTRS, version="V2")
 def _avg_pool_grad(op, grad):
   """Spreads each window's grad evenly over the window (AvgPoolGrad)."""
   shape = _helpers.shape_of(op.inputs[0])
-  return tf.raw_ops.AvgPoolGrad(orig_input_shape=shape, grad=grad,
+  return raw.AvgPoolGrad(orig_input_shape=shape, grad=grad,
                                 **_attrs(op, _POOL_ATTRS))
 
 
 @RegisterGradient("AvgPoolGrad")
 def _avg_pool_grad_grad(op, grad):
   """AvgPoolGrad is linear in grad with adjoint AvgPool; the shape gets none."""
-  return [None, tf.raw_ops.AvgPool(value=grad, **_attrs(op, _POOL_ATTRS))]
+  return [None, raw.AvgPool(value=grad, **_attrs(op, _POOL_ATTRS))]
 
 
 @RegisterGradient("MaxPool")
 def _max_pool_grad(op, grad):
   """Routes each window's grad to its max (MaxPoolGrad)."""
-  return tf.raw_ops.MaxPoolGrad(
+  return raw.MaxPoolGrad(
       orig_input=op.inputs[0], orig_output=op.outputs[0], grad=grad,
       explicit_paddings=op.get_attr("explicit_paddings"),
       **_attrs(op, _POOL_ATTRS))
@@ -306,11 +307,11 @@ def _def_max_pool_grad_grad(op_type, adjoint, attr_names):
   RegisterGradient(op_type)(rule)
 
 
-_def_max_pool_grad_grad("MaxPoolGrad", tf.raw_ops.MaxPoolGradGrad, _POOL_ATTRS)
-_def_max_pool_grad_grad("MaxPoolGradGrad", tf.raw_ops.MaxPoolGrad, _POOL_ATTRS)
-_def_max_pool_grad_grad("MaxPoolGradV2", tf.raw_ops.MaxPoolGradGradV2,
+_def_max_pool_grad_grad("MaxPoolGrad", raw.MaxPoolGradGrad, _POOL_ATTRS)
+_def_max_pool_grad_grad("MaxPoolGradGrad", raw.MaxPoolGrad, _POOL_ATTRS)
+_def_max_pool_grad_grad("MaxPoolGradV2", raw.MaxPoolGradGradV2,
                         _MAX_POOL_V2_ATTRS)
-_def_max_pool_grad_grad("MaxPoolGradGradV2", tf.raw_ops.MaxPoolGradV2,
+_def_max_pool_grad_grad("MaxPoolGradGradV2", raw.MaxPoolGradV2,
                         _MAX_POOL_V2_ATTRS)
 
 
@@ -318,7 +319,7 @@ _def_max_pool_grad_grad("MaxPoolGradGradV2", tf.raw_ops.MaxPoolGradV2,
 def _max_pool_v2_grad(op, grad):
   """MaxPoolGradV2 for the input; ksize and strides get none."""
   x, ksize, strides = op.inputs
-  d_x = tf.raw_ops.MaxPoolGradV2(
+  d_x = raw.MaxPoolGradV2(
       orig_input=x, orig_output=op.outputs[0], grad=grad, ksize=ksize,
       strides=strides, **_attrs(op, _MAX_POOL_V2_ATTRS))
   return [d_x, None, None]
@@ -331,7 +332,7 @@ def _lrn_grad(op, grad):
   """LRNGrad from x and the output y. LRNGrad has no gradient (first order
   only), in TF as here."""
   attrs = _attrs(op, ("depth_radius", "bias", "alpha", "beta"))
-  return tf.raw_ops.LRNGrad(input_grads=grad, input_image=op.inputs[0],
+  return raw.LRNGrad(input_grads=grad, input_image=op.inputs[0],
                             output_image=op.outputs[0], **attrs)
 
 
@@ -348,7 +349,7 @@ _TO_CHANNELS_FIRST = {b"NCHW": [0, 3, 1, 2], b"NCDHW": [0, 4, 1, 2, 3]}
 def _fused_batch_norm_grad(op, grad_y, *unused_stat_grads):
   """x, scale, offset get the fused grad op's outputs (batch statistics in
   training; the given mean and variance, channels last, in inference)."""
-  grad_op = getattr(tf.raw_ops, _FUSED_BATCH_NORM_GRAD[op.type])
+  grad_op = getattr(raw, _FUSED_BATCH_NORM_GRAD[op.type])
   x, scale = op.inputs[0], op.inputs[1]
   fmt, training = op.get_attr("data_format"), op.get_attr("is_training")
   stats = op.outputs[3:5] if training else op.inputs[3:5]
@@ -432,7 +433,7 @@ _POOL3D_ATTRS = ("ksize", "strides", "padding", "data_format")
 @RegisterGradient("AvgPool3D")
 def _avg_pool3d_grad(op, grad):
   """Spreads each window's grad evenly over the window (AvgPool3DGrad)."""
-  return tf.raw_ops.AvgPool3DGrad(
+  return raw.AvgPool3DGrad(
       orig_input_shape=_helpers.shape_of(op.inputs[0]), grad=grad,
       **_attrs(op, _POOL3D_ATTRS))
 
@@ -440,20 +441,20 @@ def _avg_pool3d_grad(op, grad):
 @RegisterGradient("AvgPool3DGrad")
 def _avg_pool3d_grad_grad(op, grad):
   """AvgPool3DGrad is linear in grad with adjoint AvgPool3D."""
-  return [None, tf.raw_ops.AvgPool3D(input=grad, **_attrs(op, _POOL3D_ATTRS))]
+  return [None, raw.AvgPool3D(input=grad, **_attrs(op, _POOL3D_ATTRS))]
 
 
 @RegisterGradient("MaxPool3D")
 def _max_pool3d_grad(op, grad):
   """Routes each window's grad to its max (MaxPool3DGrad)."""
-  return tf.raw_ops.MaxPool3DGrad(
+  return raw.MaxPool3DGrad(
       orig_input=op.inputs[0], orig_output=op.outputs[0], grad=grad,
       **_attrs(op, _POOL3D_ATTRS))
 
 
-_def_max_pool_grad_grad("MaxPool3DGrad", tf.raw_ops.MaxPool3DGradGrad,
+_def_max_pool_grad_grad("MaxPool3DGrad", raw.MaxPool3DGradGrad,
                         _POOL3D_ATTRS)
-_def_max_pool_grad_grad("MaxPool3DGradGrad", tf.raw_ops.MaxPool3DGrad,
+_def_max_pool_grad_grad("MaxPool3DGradGrad", raw.MaxPool3DGrad,
                         _POOL3D_ATTRS)
 
 
@@ -464,7 +465,7 @@ def _max_pool_with_argmax_grad(op, grad, unused_argmax_grad):
   """Routes each window's grad to the recorded argmax position.
   MaxPoolGradWithArgmax has no gradient: first order only."""
   del unused_argmax_grad
-  return tf.raw_ops.MaxPoolGradWithArgmax(
+  return raw.MaxPoolGradWithArgmax(
       input=op.inputs[0], grad=grad, argmax=op.outputs[1],
       **_attrs(op, ("ksize", "strides", "padding", "include_batch_in_index")))
 
@@ -475,7 +476,7 @@ def _fractional_max_pool_grad(op, grad, unused_rows, unused_cols):
   FractionalMaxPoolGrad has no gradient: first order only."""
   del unused_rows, unused_cols
   y, rows, cols = op.outputs
-  return tf.raw_ops.FractionalMaxPoolGrad(
+  return raw.FractionalMaxPoolGrad(
       orig_input=op.inputs[0], orig_output=y, out_backprop=grad,
       row_pooling_sequence=rows, col_pooling_sequence=cols,
       overlapping=op.get_attr("overlapping"))
@@ -493,7 +494,7 @@ def _shape64(x):
 def _fractional_avg_pool_grad(op, grad, unused_rows, unused_cols):
   """Spreads each region's grad evenly over the region (linear in grad)."""
   del unused_rows, unused_cols
-  return tf.raw_ops.FractionalAvgPoolGrad(
+  return raw.FractionalAvgPoolGrad(
       orig_input_tensor_shape=_shape64(op.inputs[0]),
       out_backprop=grad, row_pooling_sequence=op.outputs[1],
       col_pooling_sequence=op.outputs[2],
@@ -506,9 +507,9 @@ def _dilation2d_grad(op, grad):
   Its backprop ops have no gradient: first order only."""
   x, w = op.inputs
   a = _attrs(op, ("strides", "rates", "padding"))
-  return [tf.raw_ops.Dilation2DBackpropInput(input=x, filter=w,
+  return [raw.Dilation2DBackpropInput(input=x, filter=w,
                                              out_backprop=grad, **a),
-          tf.raw_ops.Dilation2DBackpropFilter(input=x, filter=w,
+          raw.Dilation2DBackpropFilter(input=x, filter=w,
                                               out_backprop=grad, **a)]
 
 

@@ -12,7 +12,7 @@ from tfgrad.registry import RegisterGradient
 
 from tfgrad.ops import _helpers
 
-raw = tf.raw_ops
+from tfgrad.emit import raw
 
 
 def _leading_shape(t, n):

@@ -10,6 +10,7 @@ gradient, so these rules are first order only).
 import numpy as np
 import tensorflow as tf
 
+from tfgrad.emit import raw
 from tfgrad.registry import RegisterGradient
 
 from tfgrad.ops import _helpers
@@ -26,7 +27,7 @@ def _gamma_alpha_grad(alpha, sample, grad, lead):
     ones = tf.ones(tf.reshape(lead, [1]), tf.int32)
     alpha_b = tf.reshape(alpha, tf.concat([ones, tf.shape(alpha)], 0))
     axes = tf.range(lead)
-  partial = tf.raw_ops.RandomGammaGrad(alpha=alpha_b, sample=sample)
+  partial = raw.RandomGammaGrad(alpha=alpha_b, sample=sample)
   return tf.reduce_sum(grad * partial, axis=axes)
 
 

@@ -6,6 +6,7 @@ through, gathers give IndexedSlices over the variable's full shape.
 
 import tensorflow as tf
 
+from tfgrad.emit import raw
 from tfgrad.registry import RegisterGradient
 
 from tfgrad.ops.registrars import def_not_differentiable
@@ -18,7 +19,7 @@ def _variable_shape(handle, dtype=tf.int32):
     shape = tf.TensorShape(handle.op.get_attr("shape"))
     if shape.is_fully_defined():
       return tf.constant(shape.as_list(), dtype)
-  return tf.raw_ops.VariableShape(input=handle, out_type=dtype)
+  return raw.VariableShape(input=handle, out_type=dtype)
 
 
 # ----- Not differentiable -----

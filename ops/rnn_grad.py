@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tfgrad.registry import RegisterGradient
 
-raw = tf.raw_ops
+from tfgrad.emit import raw
 
 
 def _block_lstm_backward(grad_op, op, grads):

@@ -12,7 +12,7 @@ from tfgrad.registry import RegisterGradient
 from tfgrad.ops import _helpers
 from tfgrad.ops.registrars import def_not_differentiable
 
-raw = tf.raw_ops
+from tfgrad.emit import raw
 
 
 def _to_coo(csr, dtype):

@@ -9,6 +9,7 @@ to the input tensor.
 
 import tensorflow as tf
 
+from tfgrad.emit import raw
 from tfgrad.registry import RegisterGradient
 
 from tfgrad.ops import _helpers
@@ -34,14 +35,14 @@ def _scatter_min_max_grad(op, grad):
   out = op.outputs[0]
   policy = op.get_attr("bad_indices_policy")
   x_hits = tf.cast(tf.equal(x, out), grad.dtype)
-  picked = tf.raw_ops.GatherNd(params=out, indices=indices,
+  picked = raw.GatherNd(params=out, indices=indices,
                                bad_indices_policy=policy)
   u_hits = tf.cast(tf.equal(updates, picked), grad.dtype)
-  counts = x_hits + tf.raw_ops.ScatterNd(
+  counts = x_hits + raw.ScatterNd(
       indices=indices, updates=u_hits, shape=_shape(x, indices.dtype),
       bad_indices_policy=policy)
   share = grad / counts
-  du = tf.raw_ops.GatherNd(params=share, indices=indices,
+  du = raw.GatherNd(params=share, indices=indices,
                            bad_indices_policy=policy) * u_hits
   return share * x_hits, None, du
 
@@ -103,9 +104,9 @@ def _tensor_strided_slice_update_grad(op, grad):
       "begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask",
       "shrink_axis_mask")}
   grad = _dense(grad)
-  dslice = tf.raw_ops.StridedSlice(input=grad, begin=begin, end=end,
+  dslice = raw.StridedSlice(input=grad, begin=begin, end=end,
                                    strides=strides, **masks)
-  dx = tf.raw_ops.TensorStridedSliceUpdate(
+  dx = raw.TensorStridedSliceUpdate(
       input=grad, begin=begin, end=end, strides=strides,
       value=tf.zeros_like(dslice), **masks)
   return dx, None, None, None, _helpers.unbroadcast(dslice, value)

@@ -20,7 +20,7 @@ from tfgrad.registry import RegisterGradient
 
 from tfgrad.ops.registrars import def_not_differentiable
 
-raw = tf.raw_ops
+from tfgrad.emit import raw
 
 
 def _source():

@@ -6,12 +6,15 @@ import contextlib
 import os
 import threading
 
+import numpy as np
 import tensorflow as tf
 
 from tfgrad import aggregate
 from tfgrad import backprop
+from tfgrad import emit
 from tfgrad import graph_walk
 from tfgrad import tf_compat
+from tfgrad.emit import raw
 
 _STRICT_ENV = "TFGRAD_STRICT"
 _strict_local = threading.local()
@@ -127,11 +130,14 @@ def gradients_helper(ys, xs, grad_ys=None, name="gradients",
     if tf_compat.has_v1_control_flow(subgraph.ops):
       return _v1_control_flow_fallback(
           ys, xs, grad_ys, scope, options, stop_gradients, src_graph)
-    grad_ys = _default_grad_ys(grad_ys, ys, options.colocate, gradient_uid)
-    state = backprop.Pass(options, src_graph, resolver, subgraph, to_ops,
-                          gradient_uid, scope)
-    with tf_compat.routing_tf_helper(_strict_scoped(options.strict)):
-      return backprop.run(state, ys, grad_ys, xs)
+    # Rules share one constant per value, and the default ones seeds are
+    # constants whose values fold through shape-only ops (`emit`).
+    with emit.const_cache():
+      grad_ys = _default_grad_ys(grad_ys, ys, options.colocate, gradient_uid)
+      state = backprop.Pass(options, src_graph, resolver, subgraph, to_ops,
+                            gradient_uid, scope)
+      with tf_compat.routing_tf_helper(_strict_scoped(options.strict)):
+        return backprop.run(state, ys, grad_ys, xs)
 
 
 def _strict_scoped(strict):
@@ -191,8 +197,7 @@ def _default_grad_ys(grad_ys, ys, colocate, gradient_uid):
         if y.dtype.is_complex:
           raise TypeError(f"Gradients of complex tensors ({y}) must set "
                           f"grad_ys (y.dtype = {y.dtype.name})")
-        result.append(tf.ones(tf.shape(y), dtype=y.dtype,
-                              name=f"grad_ys_{i}"))
+        result.append(_ones_like(y, f"grad_ys_{i}"))
         continue
       _check_grad_y_dtype(y, grad_y)
       if isinstance(grad_y, tf.IndexedSlices):
@@ -203,6 +208,18 @@ def _default_grad_ys(grad_ys, ys, colocate, gradient_uid):
       else:
         result.append(tf.identity(grad_y, name=f"grad_ys_{i}"))
   return result
+
+
+def _ones_like(y, name):
+  """Ones of y's shape: a constant when the shape is static and small
+  (later folded by `emit`), else Fill(Shape(y), 1) as TF builds it."""
+  shape = y.shape
+  if shape.is_fully_defined() and shape.num_elements() <= emit.FOLD_MAX_ELEMENTS:
+    return emit.const(np.ones(shape.as_list(), y.dtype.as_numpy_dtype),
+                      y.dtype, name=name)
+  with tf.compat.v1.name_scope(name) as scope:
+    return raw.Fill(dims=raw.Shape(input=y), value=emit.const(1, y.dtype),
+                    name=scope)
 
 
 def _identity_if_tensor(t, name):

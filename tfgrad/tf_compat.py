@@ -11,6 +11,7 @@ import contextlib
 
 import tensorflow as tf
 from tensorflow.python.eager import backprop_util
+from tensorflow.python.framework import op_def_registry
 from tensorflow.python.framework import ops as tf_ops
 from tensorflow.python.ops import control_flow_state
 from tensorflow.python.ops import control_flow_util
@@ -19,6 +20,7 @@ from tensorflow.python.ops import gen_functional_ops
 from tensorflow.python.ops import resource_variable_ops
 
 from tensorflow.core.framework import attr_value_pb2
+from tensorflow.python.framework import traceable_stack
 
 Tensor = tf.Tensor
 IndexedSlices = tf.IndexedSlices
@@ -153,6 +155,57 @@ def zeros_like_unconnected(t):
       return tf.zeros(shape, dtype)
     return tf.zeros(tf.raw_ops.VariableShape(input=t), dtype)
   return tf.zeros_like(t, dtype=default_gradient.get_zeros_dtype(t))
+
+
+# ----- building ops (emit) -----
+
+AttrValue = attr_value_pb2.AttrValue
+
+
+def attr_value(**fields):
+  """An AttrValue proto; `list=dict(...)` fills its ListValue."""
+  items = fields.pop("list", None)
+  proto = AttrValue(**fields)
+  if items is not None:
+    proto.list.CopyFrom(AttrValue.ListValue(**items))
+  return proto
+
+
+def op_def(op_type):
+  """The registered OpDef of `op_type`, or None."""
+  return op_def_registry.get(op_type)
+
+
+default_graph = tf_ops.get_default_graph
+executing_eagerly = tf.executing_eagerly
+
+
+def create_op(graph, op_type, inputs, attrs, op_def_proto, name):
+  """One op through the graph's own constructor, below TF's generated
+  wrappers: name scope, control dependencies, device and colocation
+  stacks, XLA attribute scopes and function-graph captures all apply."""
+  return graph._create_op_internal(  # pylint: disable=protected-access
+      op_type, inputs, name=name, attrs=attrs, op_def=op_def_proto)
+
+
+def has_control_dependencies(graph):
+  return bool(graph._control_dependencies_stack)  # pylint: disable=protected-access
+
+
+def control_flow_context(graph):
+  return graph._get_control_flow_context()  # pylint: disable=protected-access
+
+
+@contextlib.contextmanager
+def no_colocation(graph):
+  """Ops created here are colocated with nothing; devices stay as they are
+  (unlike `colocate_with(None, ignore_existing=True)`, which drops them)."""
+  saved = graph._colocation_stack  # pylint: disable=protected-access
+  graph._colocation_stack = traceable_stack.TraceableStack()  # pylint: disable=protected-access
+  try:
+    yield
+  finally:
+    graph._colocation_stack = saved  # pylint: disable=protected-access
 
 
 # ----- op types TF's engine treats specially -----

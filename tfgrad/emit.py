@@ -1,0 +1,459 @@
+"""Creating gradient ops cheaply: `emit.raw.<OpType>(...)` and `emit.const`.
+
+`emit.raw` has the call shape of `tf.raw_ops` (keyword arguments named as
+in the op's OpDef, same return structure), but builds the op with one call
+to the graph's op constructor. TF's generated wrappers spend most of an
+op's construction time in Python-side type inference and attribute
+checking that the C++ graph repeats anyway; here each op type's OpDef is
+read once and its type attributes are inferred from the input tensors.
+Name scopes, control dependencies, devices, colocation and function-graph
+captures behave as for any op built under the current default graph.
+
+`emit.const` creates a `Const` directly. Inside a backprop pass
+(`const_cache()` active), one constant per (graph, control-flow context,
+dtype, shape, value) is created and then reused, so rules may ask for the
+same shape vector or scalar as often as they like.
+
+`emit.known_value(t)` is the value of a constant this module created (None
+for any other tensor); `raw` folds shape-only ops (Reshape, ExpandDims,
+BroadcastTo, Fill, ...) and float division/multiplication of such small
+constants into new constants, so a default `grad_ys` of ones travels
+through a mean or reshape as one constant instead of a chain of ops.
+"""
+
+import collections
+import contextlib
+import functools
+import inspect
+
+import numpy as np
+import tensorflow as tf
+
+from tfgrad import tf_compat
+
+FOLD_MAX_ELEMENTS = 4096
+
+
+# ----- attribute values -----
+
+def _shape_proto(value):
+  return tf.TensorShape(value).as_proto()
+
+
+_SCALAR_ATTR = {
+    "type": lambda v: tf_compat.attr_value(type=tf.as_dtype(v).as_datatype_enum),
+    "bool": lambda v: tf_compat.attr_value(b=bool(v)),
+    "int": lambda v: tf_compat.attr_value(i=int(v)),
+    "float": lambda v: tf_compat.attr_value(f=float(v)),
+    "string": lambda v: tf_compat.attr_value(s=tf.compat.as_bytes(v)),
+    "shape": lambda v: tf_compat.attr_value(shape=_shape_proto(v)),
+}
+
+
+def _list_attr(kind, values):
+  values = list(values)
+  if kind == "list(int)":
+    return tf_compat.attr_value(list=dict(i=[int(v) for v in values]))
+  if kind == "list(type)":
+    return tf_compat.attr_value(list=dict(
+        type=[tf.as_dtype(v).as_datatype_enum for v in values]))
+  if kind == "list(float)":
+    return tf_compat.attr_value(list=dict(f=[float(v) for v in values]))
+  if kind == "list(string)":
+    return tf_compat.attr_value(list=dict(
+        s=[tf.compat.as_bytes(v) for v in values]))
+  if kind == "list(bool)":
+    return tf_compat.attr_value(list=dict(b=[bool(v) for v in values]))
+  if kind == "list(shape)":
+    return tf_compat.attr_value(list=dict(
+        shape=[_shape_proto(v) for v in values]))
+  return None
+
+
+_attr_cache = {}
+
+
+def _attr(kind, value):
+  """AttrValue proto for `value` of OpDef attr type `kind` (cached: rules
+  pass the same handful of dtypes, flags and axes over and over)."""
+  if isinstance(value, tf_compat.AttrValue):
+    return value
+  if isinstance(value, (list, tuple)):
+    key = (kind, tuple(value))
+  elif isinstance(value, (np.ndarray, tf.TensorShape)):
+    key = None
+  else:
+    key = (kind, value)
+  if key is not None:
+    try:
+      return _attr_cache[key]
+    except (KeyError, TypeError):
+      pass
+  make = _SCALAR_ATTR.get(kind)
+  proto = make(value) if make else _list_attr(kind, value)
+  if proto is None:
+    raise TypeError(f"emit: attribute kind '{kind}' is not supported")
+  if key is not None and len(_attr_cache) < 100_000:
+    try:
+      _attr_cache[key] = proto
+    except TypeError:
+      pass
+  return proto
+
+
+# ----- per-op-type signature, read once from the OpDef -----
+
+_Arg = collections.namedtuple(
+    "_Arg", "name type_attr number_attr type_list_attr fixed_type")
+
+
+class _Signature:
+  """What `raw.<OpType>` needs to know about an op type's OpDef."""
+
+  def __init__(self, op_type):
+    op_def = tf_compat.op_def(op_type)
+    if op_def is None:
+      raise AttributeError(f"emit.raw: no op type named '{op_type}'")
+    self.op_type = op_type
+    self.op_def = op_def
+    # tf.raw_ops' keyword names: the OpDef's, except where TF's API
+    # definitions rename an input (Sum's reduction_indices is `axis`) or,
+    # once, an attribute (Squeeze's squeeze_dims is `axis`).
+    params = [p for p in inspect.signature(
+        getattr(tf.raw_ops, op_type)).parameters if p != "name"]
+    n_in = len(op_def.input_arg)
+    self.inputs = [
+        _Arg(py_name, a.type_attr or None, a.number_attr or None,
+             a.type_list_attr or None,
+             tf.as_dtype(a.type) if a.type else None)
+        for py_name, a in zip(params, op_def.input_arg)]
+    self.attr_kinds = {a.name: a.type for a in op_def.attr}
+    unknown = [p for p in params[n_in:] if p not in self.attr_kinds]
+    unused = [a.name for a in op_def.attr
+              if a.name not in params and not a.name[0].isupper()
+              and a.name not in _inferred_attrs(op_def)]
+    self.attr_alias = dict(zip(unknown, unused)) if len(unknown) == len(
+        unused) else {}
+    self.input_names = frozenset(a.name for a in self.inputs)
+    self.attr_defaults = {
+        a.name: a.default_value for a in op_def.attr
+        if a.HasField("default_value")}
+    self.is_stateful = op_def.is_stateful
+    outs = op_def.output_arg
+    self.output_names = [a.name for a in outs]
+    self.output_is_list = [bool(a.number_attr or a.type_list_attr)
+                           for a in outs]
+    self.output_tuple = (collections.namedtuple(op_type, self.output_names)
+                         if len(outs) > 1 else None)
+
+  def outputs(self, op):
+    """The op's outputs in tf.raw_ops' structure."""
+    if not self.output_names:
+      return op
+    if len(self.output_names) == 1:
+      return list(op.outputs) if self.output_is_list[0] else op.outputs[0]
+    values, at = [], 0
+    flat = op.outputs
+    n_lists = sum(self.output_is_list)
+    n_list_items = len(flat) - (len(self.output_names) - n_lists)
+    for is_list in self.output_is_list:
+      if is_list:
+        # Only ops with a single list output are split unambiguously;
+        # several list outputs share the remaining tensors equally.
+        size = n_list_items // n_lists
+        values.append(list(flat[at:at + size]))
+        at += size
+      else:
+        values.append(flat[at])
+        at += 1
+    return self.output_tuple(*values)
+
+
+@functools.lru_cache(maxsize=None)
+def _signature(op_type):
+  return _Signature(op_type)
+
+
+def _is_tensor(v):
+  return isinstance(v, tf.Tensor)
+
+
+def _dtype_of_attr(attrs, name, defaults):
+  proto = attrs.get(name)
+  if proto is None:
+    proto = defaults.get(name)
+  if proto is None or not proto.type:
+    return None
+  return tf.as_dtype(proto.type)
+
+
+def _inferred_attrs(op_def):
+  """Attributes set from the inputs (types and list lengths)."""
+  names = set()
+  for a in op_def.input_arg:
+    names.update(n for n in (a.type_attr, a.number_attr, a.type_list_attr)
+                 if n)
+  return names
+
+
+def _build(sig, kwargs):
+  """(flat inputs, attrs) for one `raw.<OpType>(**kwargs)` call."""
+  attrs = {}
+  for key, value in kwargs.items():
+    if key in sig.input_names:
+      continue
+    key = sig.attr_alias.get(key, key)
+    kind = sig.attr_kinds.get(key)
+    if kind is None:
+      raise TypeError(f"{sig.op_type}: unexpected argument '{key}'")
+    attrs[key] = _attr(kind, value)
+  values = []
+  for arg in sig.inputs:
+    try:
+      value = kwargs[arg.name]
+    except KeyError:
+      raise TypeError(f"{sig.op_type}: missing input '{arg.name}'") from None
+    if arg.number_attr or arg.type_list_attr:
+      value = list(value)
+      if arg.number_attr and arg.number_attr not in attrs:
+        attrs[arg.number_attr] = _attr("int", len(value))
+      if arg.type_attr and arg.type_attr not in attrs:
+        first = next((v for v in value if _is_tensor(v)), None)
+        if first is not None:
+          attrs[arg.type_attr] = _attr("type", first.dtype.base_dtype)
+    elif arg.type_attr and arg.type_attr not in attrs and _is_tensor(value):
+      attrs[arg.type_attr] = _attr("type", value.dtype.base_dtype)
+    values.append(value)
+  flat = []
+  for arg, value in zip(sig.inputs, values):
+    if arg.number_attr or arg.type_list_attr:
+      if arg.type_list_attr:
+        items = [_as_tensor(v, None) for v in value]
+        if arg.type_list_attr not in attrs:
+          attrs[arg.type_list_attr] = _attr(
+              "list(type)", [t.dtype.base_dtype for t in items])
+      else:
+        dtype = arg.fixed_type or _dtype_of_attr(attrs, arg.type_attr,
+                                                 sig.attr_defaults)
+        items = [_as_tensor(v, dtype) for v in value]
+        if arg.type_attr and arg.type_attr not in attrs and items:
+          attrs[arg.type_attr] = _attr("type", items[0].dtype.base_dtype)
+      flat.extend(items)
+    else:
+      dtype = arg.fixed_type or (
+          _dtype_of_attr(attrs, arg.type_attr, sig.attr_defaults)
+          if arg.type_attr else None)
+      t = _as_tensor(value, dtype)
+      if arg.type_attr and arg.type_attr not in attrs:
+        attrs[arg.type_attr] = _attr("type", t.dtype.base_dtype)
+      flat.append(t)
+  return flat, attrs
+
+
+def _as_tensor(value, dtype):
+  if _is_tensor(value):
+    return value
+  if isinstance(value, (tf.IndexedSlices, tf.Variable)) or hasattr(
+      value, "_as_graph_element"):
+    return tf.convert_to_tensor(value, dtype=dtype)
+  return const(value, dtype)
+
+
+class _RawOps:
+  """`tf.raw_ops` look-alike whose ops are built by `emit` (see module doc)."""
+
+  def __getattr__(self, op_type):
+    if op_type.startswith("_"):
+      raise AttributeError(op_type)
+    sig = _signature(op_type)
+    tf_fn = getattr(tf.raw_ops, op_type)
+    fold = _FOLDERS.get(op_type)
+
+    def make_op(name=None, **kwargs):
+      if tf_compat.executing_eagerly():
+        return tf_fn(name=name, **kwargs)
+      if fold is not None and _caches:
+        folded = fold(kwargs)
+        if folded is not None:
+          return const(folded, folded.dtype)
+      inputs, attrs = _build(sig, kwargs)
+      op = tf_compat.create_op(tf_compat.default_graph(), op_type, inputs,
+                               attrs, sig.op_def, name)
+      return sig.outputs(op)
+
+    make_op.__name__ = op_type
+    make_op.__doc__ = f"Builds a {op_type} op (emit.raw; see tf.raw_ops)."
+    setattr(self, op_type, make_op)
+    return make_op
+
+
+raw = _RawOps()
+
+
+# ----- constants -----
+
+class _ConstCache:
+  """Constants of one backprop pass, and the values of the ones it made."""
+
+  def __init__(self):
+    self.by_key = {}
+    # id(Tensor) -> (Tensor, np.ndarray), small constants only (tensors of
+    # function graphs are unhashable)
+    self.values = {}
+
+
+_caches = []
+
+
+@contextlib.contextmanager
+def const_cache():
+  """Within this context, equal constants are created once (per graph and
+  control-flow context) and their values are known to `known_value`."""
+  _caches.append(_ConstCache())
+  try:
+    yield
+  finally:
+    _caches.pop()
+
+
+def const(value, dtype=None, name="Const"):
+  """A `Const` tensor holding `value` (converted to `dtype` when given)."""
+  if dtype is not None:
+    dtype = tf.as_dtype(dtype).base_dtype
+  array = np.asarray(value, dtype=dtype.as_numpy_dtype if dtype else None)
+  if dtype is None:
+    dtype = _default_dtype(value, array)
+    array = array.astype(dtype.as_numpy_dtype, copy=False)
+  graph = tf_compat.default_graph()
+  cache = _caches[-1] if _caches else None
+  key = None
+  if cache is not None and not tf_compat.has_control_dependencies(graph):
+    key = (graph, tf_compat.control_flow_context(graph), dtype, array.shape,
+           array.tobytes())
+    hit = cache.by_key.get(key)
+    if hit is not None:
+      return hit
+  attrs = {"value": tf_compat.attr_value(
+               tensor=tf.make_tensor_proto(array, dtype=dtype)),
+           "dtype": _attr("type", dtype)}
+  if key is not None:
+    # A shared constant belongs to no one op: it is created outside the
+    # colocation of the op whose rule asked first.
+    with tf_compat.no_colocation(graph):
+      t = tf_compat.create_op(graph, "Const", [], attrs, None, name).outputs[0]
+    cache.by_key[key] = t
+  else:
+    t = tf_compat.create_op(graph, "Const", [], attrs, None, name).outputs[0]
+  if cache is not None and array.size <= FOLD_MAX_ELEMENTS:
+    cache.values[id(t)] = (t, array)
+  return t
+
+
+def _default_dtype(value, array):
+  """TF's dtype for a value given without one: numpy keeps its own; Python
+  floats are float32, Python ints int32 (int64 when they do not fit)."""
+  if isinstance(value, (np.ndarray, np.generic)):
+    return tf.as_dtype(array.dtype)
+  if array.dtype == np.float64:
+    return tf.float32
+  if array.dtype == np.int64:
+    fits = array.size == 0 or np.abs(array).max() < 2**31
+    return tf.int32 if fits else tf.int64
+  return tf.as_dtype(array.dtype)
+
+
+def known_value(t):
+  """The value of `t` if `emit.const` made it in this pass, else None."""
+  if not _caches:
+    return None
+  entry = _caches[-1].values.get(id(t))
+  return entry[1] if entry is not None and entry[0] is t else None
+
+
+# ----- folding of ops on known constants -----
+
+def _known(kwargs, *names):
+  values = [known_value(kwargs.get(n)) if _is_tensor(kwargs.get(n))
+            else _plain(kwargs.get(n)) for n in names]
+  return None if any(v is None for v in values) else values
+
+
+def _plain(value):
+  """A Python/numpy value given directly (not a tensor), as numpy."""
+  if value is None or isinstance(value, (tf.IndexedSlices, tf.Variable)):
+    return None
+  try:
+    return np.asarray(value)
+  except (TypeError, ValueError):
+    return None
+
+
+def _small(array):
+  return array is not None and array.size <= FOLD_MAX_ELEMENTS
+
+
+def _fold_reshape(kw):
+  known = _known(kw, "tensor", "shape")
+  if known and _is_tensor(kw["tensor"]):
+    out = known[0].reshape([int(d) for d in np.ravel(known[1])])
+    return out if _small(out) else None
+  return None
+
+
+def _fold_expand_dims(kw):
+  known = _known(kw, "input", "axis")
+  if known and _is_tensor(kw["input"]):
+    return np.expand_dims(known[0], int(known[1]))
+  return None
+
+
+def _fold_broadcast_to(kw):
+  known = _known(kw, "input", "shape")
+  if known and _is_tensor(kw["input"]):
+    out = np.broadcast_to(known[0], [int(d) for d in np.ravel(known[1])])
+    return np.ascontiguousarray(out) if _small(out) else None
+  return None
+
+
+def _fold_fill(kw):
+  known = _known(kw, "dims", "value")
+  if known and _is_tensor(kw["value"]):
+    out = np.full([int(d) for d in np.ravel(known[0])], known[1],
+                  dtype=known[1].dtype)
+    return out if _small(out) else None
+  return None
+
+
+_EXACT_FLOAT = (np.float32, np.float64)
+
+
+def _fold_arithmetic(fn):
+  """Folds one IEEE-exact float32/float64 operation on two known values
+  (both correctly rounded in numpy and in TF's kernels, so bit-identical)."""
+
+  def fold(kw):
+    x, y = kw.get("x"), kw.get("y")
+    if not (_is_tensor(x) and _is_tensor(y)):
+      return None
+    known = _known(kw, "x", "y")
+    if not known or known[0].dtype.type not in _EXACT_FLOAT \
+        or known[0].dtype != known[1].dtype:
+      return None
+    with np.errstate(all="ignore"):
+      out = np.asarray(fn(known[0], known[1]), dtype=known[0].dtype)
+    if not _small(out) or not np.all(np.isfinite(out)) or np.any(
+        (out != 0) & (np.abs(out) < np.finfo(out.dtype).tiny)):
+      return None  # leave infinities, NaNs and subnormals to the kernels
+    return out
+
+  return fold
+
+
+_FOLDERS = {
+    "Reshape": _fold_reshape,
+    "ExpandDims": _fold_expand_dims,
+    "BroadcastTo": _fold_broadcast_to,
+    "Fill": _fold_fill,
+    "RealDiv": _fold_arithmetic(np.true_divide),
+    "Mul": _fold_arithmetic(np.multiply),
+}
