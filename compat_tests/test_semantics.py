@@ -211,6 +211,39 @@ def test_colocate_gradients_with_ops_v1():
   assert ours[0].op.colocation_groups() == theirs[0].op.colocation_groups()
 
 
+def _gradient_ops_by_forward_op(engine):
+  """Builds a two-device graph, differentiates it with `engine` (which
+  colocates: the v2 signature does) and maps each added non-Const op to
+  (device, colocation groups, forward op it belongs to)."""
+  graph = tf.Graph()
+  with graph.as_default():
+    with tf.device("/job:a/task:0/device:CPU:0"):
+      x = _c([1.0, 2.0])
+      h = tf.sin(x)
+    with tf.device("/job:b/task:0/device:CPU:0"):
+      y = tf.reduce_sum(h * h)
+    before = len(graph.get_operations())
+    engine(y, [x])
+    found = {}
+    for op in graph.get_operations()[before:]:
+      scope = op.name.split("/")[1]
+      if op.type == "Const" or not scope.endswith("_grad"):
+        continue  # shared constants, the seed, sums of contributions
+      forward = graph.get_operation_by_name(scope[:-len("_grad")])
+      found[op.name] = (op.device, op.colocation_groups(), forward)
+  return found
+
+
+@pytest.mark.parametrize("engine", ["tfgrad", "stock"])
+def test_v2_gradient_ops_take_their_forward_ops_device_and_colocation(engine):
+  fn = tfgrad.gradients if engine == "tfgrad" else tf.gradients
+  found = _gradient_ops_by_forward_op(fn)
+  assert found
+  for name, (device, groups, forward) in found.items():
+    assert device == forward.device, name
+    assert groups == [f"loc:@{forward.name}".encode()], name
+
+
 def test_resource_variables_as_xs_and_ys():
   def build():
     v = differential.variable([1.0, 2.0])

@@ -48,7 +48,8 @@ class Pass:
 
   def colocated(self, op):
     if self.options.colocate:
-      return tf_compat.colocate_for_gradient(op, self.gradient_uid)
+      return tf_compat.colocated_with_op(tf_compat.default_graph(), op,
+                                         self.gradient_uid)
     return contextlib.nullcontext()
 
 
@@ -154,8 +155,8 @@ def _input_grads(state, op, out_grads):
   if rule is None and not is_call:
     return None
   _fill_missing_output_grads(state, op, out_grads, needs_all=rule is None)
-  with tf.compat.v1.name_scope(op.name + "_grad"), \
-      tf_compat.original_op(state.src_graph, op), \
+  with tf_compat.op_grad_scope(tf_compat.default_graph(), state.src_graph,
+                               op), \
       tf_compat.xla_attr_scope(op, attrs, func_call, state.grad_scope):
     if rule is not None:
       skip = graph_walk.unneeded_inputs(op, state.subgraph.members,

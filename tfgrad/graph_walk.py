@@ -21,6 +21,7 @@ class InputResolver:
   def __init__(self, xs, func_graphs):
     self._x_ids = {id(x) for x in xs}
     self._cache = {}
+    self._graph_inputs_cache = {}
     self._outer_of = {}     # id(placeholder) -> outer tensor
     self._inner_of = collections.defaultdict(list)  # id(outer) -> placeholders
     for graph in func_graphs:
@@ -59,7 +60,11 @@ class InputResolver:
 
   def graph_inputs(self, op):
     """Inputs of `op` that are graph tensors (captured eager values dropped)."""
-    return [t for t in self.inputs(op) if not tf_compat.is_eager_tensor(t)]
+    cached = self._graph_inputs_cache.get(op)
+    if cached is None:
+      cached = self._graph_inputs_cache[op] = [
+          t for t in self.inputs(op) if not tf_compat.is_eager_tensor(t)]
+    return cached
 
   def consumers(self, t):
     """Ops consuming `t`, including through captures by function graphs."""

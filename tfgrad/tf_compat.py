@@ -107,8 +107,93 @@ def colocate_for_gradient(op, gradient_uid, ignore_existing=False):
       op, gradient_uid, ignore_existing=ignore_existing)
 
 
-def original_op(graph, op):
-  return graph._original_op(op)  # pylint: disable=protected-access
+class _ColocationTarget:
+  """Stands for a forward op on the graph's colocation stack, reading its
+  name, device and colocation groups only once and only if an op is
+  created under it (TF re-reads the groups, through a failing `_class`
+  lookup, for every op created under the scope). TF pushes such stand-ins
+  (name, device, no colocation_groups) for variables itself."""
+
+  __slots__ = ("_op", "_name", "_device", "_groups")
+
+  def __init__(self, op):
+    self._op = op
+    self._name = self._device = self._groups = None
+
+  @property
+  def name(self):
+    if self._name is None:
+      self._name = self._op.name
+    return self._name
+
+  @property
+  def device(self):
+    if self._device is None:
+      self._device = self._op.device
+    return self._device
+
+  def colocation_groups(self):
+    if self._groups is None:
+      self._groups = self._op.colocation_groups()
+    return self._groups
+
+
+class colocated_with_op:  # pylint: disable=invalid-name
+  """`colocate_for_gradient(op, uid)` for the common case (an Operation,
+  no v1 control-flow context), without TF's per-created-op costs; other
+  cases go to TF's own context manager. Devices of ops created inside come
+  from `op`, as with TF's colocation."""
+
+  __slots__ = ("graph", "op", "uid", "_tf_ctx", "_saved_devices")
+
+  def __init__(self, graph, op, gradient_uid):
+    self.graph, self.op, self.uid = graph, op, gradient_uid
+    self._tf_ctx = None
+
+  def __enter__(self):
+    g = self.graph
+    if (not isinstance(self.op, tf_ops.Operation)
+        or tf_ops._get_enclosing_context(g) is not None):  # pylint: disable=protected-access
+      self._tf_ctx = colocate_for_gradient(self.op, self.uid)
+      return self._tf_ctx.__enter__()
+    self._saved_devices = g._device_function_stack  # pylint: disable=protected-access
+    g._device_function_stack = traceable_stack.TraceableStack()  # pylint: disable=protected-access
+    g._colocation_stack._stack.append(  # pylint: disable=protected-access
+        traceable_stack.TraceableObject(_ColocationTarget(self.op)))
+    return None
+
+  def __exit__(self, *exc):
+    if self._tf_ctx is not None:
+      return self._tf_ctx.__exit__(*exc)
+    g = self.graph
+    g._device_function_stack = self._saved_devices  # pylint: disable=protected-access
+    g._colocation_stack.pop_obj()  # pylint: disable=protected-access
+    return False
+
+
+class op_grad_scope:  # pylint: disable=invalid-name
+  """Name scope `<op name>_grad` in `graph` plus `src_graph`'s original-op
+  marker, as TF sets both around a rule call, in one cheap context (the
+  op's name is already a valid scope name)."""
+
+  __slots__ = ("graph", "src_graph", "op", "_name_stack", "_original")
+
+  def __init__(self, graph, src_graph, op):
+    self.graph, self.src_graph, self.op = graph, src_graph, op
+
+  def __enter__(self):
+    g, src = self.graph, self.src_graph
+    self._name_stack = g._name_stack  # pylint: disable=protected-access
+    scope = g.unique_name(self.op.name + "_grad")
+    g._name_stack = scope  # pylint: disable=protected-access
+    self._original = src._default_original_op  # pylint: disable=protected-access
+    src._default_original_op = self.op  # pylint: disable=protected-access
+    return scope + "/"
+
+  def __exit__(self, *exc):
+    self.graph._name_stack = self._name_stack  # pylint: disable=protected-access
+    self.src_graph._default_original_op = self._original  # pylint: disable=protected-access
+    return False
 
 
 def mutation_lock(graph):

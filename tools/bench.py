@@ -13,6 +13,7 @@ trivial op (the floor) and each engine's cost per added op against it, and
 scaling exponents between model sizes.
 """
 
+import gc
 import json
 import math
 import os
@@ -146,6 +147,7 @@ def measure(config, engine, run=True):
   with graph.as_default():
     ys, xs = models.build(family, **_sizes(config))
     before = len(graph.get_operations())
+    gc.collect()  # earlier graphs' garbage is not charged to this build
     start = _clock()
     grads = ENGINES[engine](ys, xs)
     build_s = _clock() - start
