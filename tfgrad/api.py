@@ -125,8 +125,10 @@ def gradients_helper(ys, xs, grad_ys=None, name="gradients",
     to_ops = [y.op for y in ys]
     resolver = graph_walk.InputResolver(
         xs, tf_compat.function_graph_chain(src_graph))
-    subgraph = graph_walk.between(to_ops, [x.op for x in xs],
-                                  [t.op for t in stop_gradients], resolver)
+    subgraph = graph_walk.between(
+        to_ops, [x.op for x in xs], [t.op for t in stop_gradients], resolver,
+        blocks=lambda op: backprop.blocks_gradient(op, src_graph,
+                                                   options.strict))
     if tf_compat.has_v1_control_flow(subgraph.ops):
       return _v1_control_flow_fallback(
           ys, xs, grad_ys, scope, options, stop_gradients, src_graph)

@@ -132,6 +132,15 @@ def find_rule(op, src_graph, strict, attrs=None):
   return _MISSING, None
 
 
+def blocks_gradient(op, src_graph, strict):
+  """True if `op` is declared not differentiable (no rule, no override):
+  nothing downstream of it needs a gradient through it."""
+  if registry.GRADIENTS.get(op.type, _MISSING) is not None:
+    return False
+  rule, func_call = find_rule(op, src_graph, strict)
+  return rule is None and func_call is None
+
+
 def _missing_rule_error(state, op):
   chain = graph_walk.path_from_ys(op, state.to_ops, state.resolver)
   where = ("tfgrad's registry (strict mode: TF's registry is not consulted)"
@@ -154,7 +163,8 @@ def _input_grads(state, op, out_grads):
   is_call = func_call is not None
   if rule is None and not is_call:
     return None
-  _fill_missing_output_grads(state, op, out_grads, needs_all=rule is None)
+  if not getattr(rule, "takes_none_for_unreached_outputs", False):
+    _fill_missing_output_grads(state, op, out_grads, needs_all=rule is None)
   with tf_compat.op_grad_scope(tf_compat.default_graph(), state.src_graph,
                                op), \
       tf_compat.xla_attr_scope(op, attrs, func_call, state.grad_scope):

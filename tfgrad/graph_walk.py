@@ -84,13 +84,19 @@ class Subgraph:
   stop_ops: set             # ops whose rules must not run
 
 
-def reachable_from(from_ops, resolver):
-  """Ops reachable from `from_ops` through trainable tensors."""
+def reachable_from(from_ops, resolver, blocks=None):
+  """Ops reachable from `from_ops` through trainable tensors, not passing
+  through ops for which `blocks(op)` is true (ops declared not
+  differentiable: no gradient crosses them, so inputs that reach an x only
+  through one need no gradient)."""
   reached = set()
   queue = collections.deque(from_ops)
+  starts = set(from_ops)
   while queue:
     op = queue.popleft()
     if op in reached:
+      continue
+    if blocks is not None and op not in starts and blocks(op):
       continue
     reached.add(op)
     for out in op.outputs:
@@ -99,9 +105,9 @@ def reachable_from(from_ops, resolver):
   return reached
 
 
-def between(to_ops, from_ops, stop_gradient_ops, resolver):
+def between(to_ops, from_ops, stop_gradient_ops, resolver, blocks=None):
   """The ops between xs' ops and ys' ops, their pending counts and stops."""
-  reached = reachable_from(from_ops, resolver)
+  reached = reachable_from(from_ops, resolver, blocks)
   reachable_to_ops = {op for op in to_ops if op in reached}
   ops, members = [], set()
   queue = collections.deque(to_ops)

@@ -138,3 +138,12 @@ def UseTFGradient(op_type):  # pylint: disable=invalid-name
 
 # TF spells it both ways.
 NoGradient = NotDifferentiable
+
+
+def takes_none_for_unreached_outputs(rule):
+  """Marks `rule` as handling None for outputs whose gradient nothing
+  reached. Unmarked rules get zeros there, as TF's rules expect; a rule
+  that ignores such outputs (batch norm's statistics, a loss's second
+  output) is marked so that no dead zeros op is built for them."""
+  rule.takes_none_for_unreached_outputs = True
+  return rule

@@ -6,11 +6,14 @@ r"""Benchmarks gradient construction with tfgrad against stock tf.gradients.
 
 For each model and engine, every repeat builds the model in a fresh graph,
 calls the engine once and measures: construction time, ops added, dead ops
-(added ops from which no returned gradient is reachable) and the run time
-of the gradient tensors in a Session. Engines alternate which goes first.
-Reported: medians over repeats and tfgrad/stock ratios, the cost of one
-trivial op (the floor) and each engine's cost per added op against it, and
-scaling exponents between model sizes.
+(added ops from which no returned gradient is reachable), and the run time
+(median of --run_repeats Session runs after a warm-up) and peak CPU
+allocator memory of one run of the gradient tensors (TF's BFC CPU allocator
+is switched on for this, unless TF_CPU_ALLOCATOR_USE_BFC is set). Engines alternate
+which goes first. Reported: medians over repeats and tfgrad/stock ratios,
+the cost of one trivial op created through the graph's own constructor
+(the floor) and each engine's cost per added op against it, and scaling
+exponents between model sizes.
 """
 
 import gc
@@ -20,6 +23,10 @@ import os
 import statistics
 import sys
 import time
+
+# TF's default CPU allocator keeps no statistics; its BFC allocator does, so
+# peak memory is measurable. Both engines run under the same allocator.
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 if __package__ in (None, ""):
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
@@ -31,6 +38,7 @@ from absl import flags
 import tensorflow as tf
 
 import tfgrad
+from tfgrad import tf_compat
 from tools import models
 
 FLAGS = flags.FLAGS
@@ -38,11 +46,11 @@ flags.DEFINE_list("models", None,
                   "Subset of model configurations to run (default: all).")
 flags.DEFINE_bool("quick", False, "Smaller sizes of the large models.")
 flags.DEFINE_integer("repeats", 5, "Measurements per model and engine.")
-flags.DEFINE_integer("run_repeats", 3,
+flags.DEFINE_integer("run_repeats", 10,
                      "Timed Session runs per measurement (after a warm-up).")
 flags.DEFINE_bool("run", True,
-                  "Measure the gradient graph's run time (on the first two "
-                  "repeats, one in each engine order).")
+                  "Measure the gradient graph's run time and peak memory "
+                  "(on every repeat).")
 flags.DEFINE_enum("clock", "wall", ["wall", "cpu"],
                   "Construction timer: wall = time.perf_counter, cpu = "
                   "time.process_time (steadier on a loaded machine).")
@@ -121,19 +129,23 @@ def dead_ops(added, grads):
   return len(added - reached)
 
 
-def _run_ms(graph, grads):
+def _run_stats(graph, grads):
+  """(median run ms, peak CPU allocator bytes of one run) for `grads`."""
   fetches = _tensors_of(grads)
   if not fetches:
-    return None
+    return None, None
   with tf.compat.v1.Session(graph=graph) as sess:
     sess.run(tf.compat.v1.global_variables_initializer())
     sess.run(fetches)
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    sess.run(fetches)
+    peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]
     times = []
     for _ in range(FLAGS.run_repeats):
       start = time.perf_counter()
       sess.run(fetches)
       times.append(time.perf_counter() - start)
-  return 1e3 * statistics.median(times)
+  return 1e3 * statistics.median(times), peak
 
 
 def _clock():
@@ -156,20 +168,22 @@ def measure(config, engine, run=True):
             "dead_ops": dead_ops(added, grads), "forward_ops": before}
   if FLAGS.run and run:
     with graph.as_default():
-      result["run_ms"] = _run_ms(graph, grads)
+      result["run_ms"], result["peak_bytes"] = _run_stats(graph, grads)
   return result
 
 
 def floor_us(count=2000):
-  """Microseconds to create one trivial op (raw_ops.Identity)."""
+  """Microseconds to create one trivial op (Identity) through the graph's
+  own op constructor, the lowest-level path TF offers in Python."""
   best = math.inf
   for _ in range(3):
     graph = tf.Graph()
     with graph.as_default():
       c = tf.constant(1.0)
+      gc.collect()
       start = _clock()
       for _ in range(count):
-        tf.raw_ops.Identity(input=c)
+        tf_compat.create_op(graph, "Identity", [c], None, None, None)
       best = min(best, _clock() - start)
   return 1e6 * best / count
 
@@ -191,9 +205,10 @@ def summarise(config, samples):
   row = {"model": config, "label": config + ("*" if quick else ""),
          "sizes": _sizes(config)}
   for engine in ENGINES:
-    for key in ("ops", "build_ms", "dead_ops", "run_ms", "forward_ops"):
+    for key in ("ops", "build_ms", "dead_ops", "run_ms", "peak_bytes",
+                "forward_ops"):
       row[f"{key}_{engine}"] = _median(samples[engine], key)
-  for key in ("ops", "build_ms", "run_ms"):
+  for key in ("ops", "build_ms", "run_ms", "peak_bytes"):
     row[f"{key}_ratio"] = _ratio(row[f"{key}_tfgrad"], row[f"{key}_stock"])
   return row
 
@@ -226,7 +241,8 @@ def print_table(rows, floor):
   print(f"construction timer: {FLAGS.clock} clock; medians over {FLAGS.repeats} repeats")
   header = ["model", "ops stock", "ops tfgrad", "ratio", "build ms stock",
             "build ms tfgrad", "ratio", "dead stock", "dead tfgrad",
-            "run ms ratio", "us/op stock", "us/op tfgrad"]
+            "run ms stock", "run ms tfgrad", "ratio", "peak MB ratio",
+            "us/op stock", "us/op tfgrad"]
   lines = []
   for r in rows:
     per_op = {e: (1e3 * r[f"build_ms_{e}"] / r[f"ops_{e}"]
@@ -236,7 +252,9 @@ def print_table(rows, floor):
         _fmt(r["ops_ratio"], ".2f"), _fmt(r["build_ms_stock"], ".1f"),
         _fmt(r["build_ms_tfgrad"], ".1f"), _fmt(r["build_ms_ratio"], ".2f"),
         _fmt(r["dead_ops_stock"], ".0f"), _fmt(r["dead_ops_tfgrad"], ".0f"),
-        _fmt(r["run_ms_ratio"], ".2f"), _fmt(per_op["stock"], ".0f"),
+        _fmt(r["run_ms_stock"], ".2f"), _fmt(r["run_ms_tfgrad"], ".2f"),
+        _fmt(r["run_ms_ratio"], ".2f"), _fmt(r["peak_bytes_ratio"], ".2f"),
+        _fmt(per_op["stock"], ".0f"),
         _fmt(per_op["tfgrad"], ".0f")])
   widths = [max(len(x[i]) for x in [header, *lines])
             for i in range(len(header))]
@@ -253,7 +271,8 @@ def print_table(rows, floor):
         f"{r['model']} " + ", ".join(f"{k}={v}" for k, v in r["sizes"].items())
         for r in quick))
   print()
-  print(f"floor: {floor:.1f} us per trivial op (tf.raw_ops.Identity); "
+  print(f"floor: {floor:.1f} us per trivial op (Identity through the graph's "
+        "op constructor); "
         "per-added-op cost in floors:")
   for r in rows:
     costs = []
@@ -296,7 +315,7 @@ def main(argv):
     for r in range(FLAGS.repeats):
       order = list(ENGINES) if r % 2 == 0 else list(reversed(ENGINES))
       for engine in order:
-        samples[engine].append(measure(config, engine, run=r < 2))
+        samples[engine].append(measure(config, engine))
       _log(f"{config}: repeat {r + 1}/{FLAGS.repeats}: " + ", ".join(
           f"{e} {samples[e][-1]['build_ms']:.1f} ms" for e in ENGINES))
     rows.append(summarise(config, samples))
