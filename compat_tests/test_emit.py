@@ -1,0 +1,207 @@
+"""tfgrad.emit against tf.raw_ops: the same ops (type, attributes, outputs,
+values), its constant sharing, and folding that is bit-identical to TF's
+kernels."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfgrad import emit
+
+raw = emit.raw
+
+
+def _f32(value):
+  return tf.constant(np.asarray(value, np.float32))
+
+
+# (op type, kwargs builder): each is built with tf.raw_ops and with emit.raw.
+CASES = {
+    "MatMul": lambda: dict(a=_f32([[1, 2], [3, 4]]), b=_f32([[5, 6], [7, 8]]),
+                           transpose_b=True),
+    "Sum": lambda: dict(input=_f32([[1, 2], [3, 4]]), axis=[0],
+                        keep_dims=True),
+    "Reshape": lambda: dict(tensor=_f32([1, 2, 3, 4]), shape=[2, 2]),
+    "ConcatV2": lambda: dict(values=[_f32([1]), _f32([2, 3])], axis=0),
+    "AddN": lambda: dict(inputs=[_f32([1, 2]), _f32([3, 4]), _f32([5, 6])]),
+    "Unpack": lambda: dict(value=_f32([[1, 2], [3, 4]]), num=2),
+    "BroadcastGradientArgs": lambda: dict(s0=[2, 1, 3], s1=[4, 3]),
+    "Squeeze": lambda: dict(input=_f32([[[1], [2]]]), axis=[0, 2]),
+    "Cast": lambda: dict(x=_f32([1.5, -2.5]), DstT=tf.int32),
+    "SelectV2": lambda: dict(condition=tf.constant([True, False]),
+                             t=_f32([1, 2]), e=_f32([3, 4])),
+    "Mul": lambda: dict(x=tf.constant([1.5, 2.0], tf.float64), y=3.0),
+    "Transpose": lambda: dict(x=_f32([[1, 2, 3]]), perm=[1, 0]),
+    "GatherV2": lambda: dict(params=_f32([[1, 2], [3, 4], [5, 6]]),
+                             indices=[2, 0], axis=0),
+    "Fill": lambda: dict(dims=[2, 3], value=_f32(7)),
+    "Conv2DBackpropFilter": lambda: dict(
+        input=tf.ones([1, 4, 4, 2]), filter_sizes=[3, 3, 2, 5],
+        out_backprop=tf.ones([1, 4, 4, 5]), strides=[1, 1, 1, 1],
+        padding="SAME"),
+}
+
+
+def _structure(result):
+  if isinstance(result, tf.Operation):
+    return "op"
+  if isinstance(result, tf.Tensor):
+    return "tensor"
+  if isinstance(result, list):
+    return ("list", len(result))
+  return (type(result).__name__, result._fields)  # namedtuple
+
+
+def _flat(result):
+  if isinstance(result, tf.Tensor):
+    return [result]
+  return list(result)
+
+
+def _attrs(op):
+  return {k: v for k, v in op.node_def.attr.items() if not k.startswith("_")}
+
+
+@pytest.mark.parametrize("op_type", sorted(CASES))
+def test_raw_builds_the_op_tf_raw_ops_builds(op_type):
+  graph = tf.Graph()
+  with graph.as_default():
+    theirs = getattr(tf.raw_ops, op_type)(**CASES[op_type]())
+    ours = getattr(raw, op_type)(**CASES[op_type]())
+    assert _structure(ours) == _structure(theirs)
+    ours_flat, theirs_flat = _flat(ours), _flat(theirs)
+    assert ours_flat[0].op.type == theirs_flat[0].op.type == op_type
+    assert _attrs(ours_flat[0].op) == _attrs(theirs_flat[0].op)
+    for a, b in zip(ours_flat, theirs_flat):
+      assert a.dtype == b.dtype
+      assert a.shape.as_list() == b.shape.as_list() if b.shape.rank is not None \
+          else a.shape.rank is None
+    with tf.compat.v1.Session() as sess:
+      got, want = sess.run([ours_flat, theirs_flat])
+  for a, b in zip(got, want):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_names_and_scopes_follow_the_graph():
+  graph = tf.Graph()
+  with graph.as_default(), tf.name_scope("outer"):
+    x = _f32([1.0])
+    assert raw.Neg(x=x).op.name == "outer/Neg"
+    assert raw.Neg(x=x).op.name == "outer/Neg_1"
+    assert raw.Neg(x=x, name="minus").op.name == "outer/minus"
+
+
+def test_control_dependencies_and_devices_apply():
+  graph = tf.Graph()
+  with graph.as_default():
+    x = _f32([1.0])
+    first = raw.Neg(x=x)
+    with tf.control_dependencies([first]), tf.device("/cpu:0"):
+      second = raw.Neg(x=x)
+    assert first.op in second.op.control_inputs
+    assert "CPU:0" in second.op.device
+
+
+def test_function_graph_inputs_are_captured():
+  outer = tf.constant([2.0])
+
+  @tf.function
+  def f():
+    return raw.Mul(x=outer, y=outer)
+
+  np.testing.assert_array_equal(f().numpy(), [4.0])
+
+
+def test_eager_calls_run_tf_raw_ops():
+  np.testing.assert_array_equal(raw.Mul(x=_f32([2.0]), y=_f32([3.0])).numpy(),
+                                [6.0])
+
+
+def test_missing_input_and_unknown_argument_are_type_errors():
+  graph = tf.Graph()
+  with graph.as_default():
+    with pytest.raises(TypeError, match="missing input 'y'"):
+      raw.Mul(x=_f32([1.0]))
+    with pytest.raises(TypeError, match="unexpected argument 'bogus'"):
+      raw.Neg(x=_f32([1.0]), bogus=1)
+
+
+def test_python_scalars_take_the_partner_tensors_dtype():
+  graph = tf.Graph()
+  with graph.as_default():
+    assert raw.Mul(x=tf.constant([1.0], tf.float64), y=2.0).dtype == tf.float64
+    assert raw.AddV2(x=3, y=tf.constant([1], tf.int64)).dtype == tf.int64
+
+
+def test_constants_are_shared_within_a_cache_only():
+  graph = tf.Graph()
+  with graph.as_default():
+    assert emit.const([1, 2], tf.int32) is not emit.const([1, 2], tf.int32)
+    with emit.const_cache():
+      a = emit.const([1, 2], tf.int32)
+      assert emit.const([1, 2], tf.int32) is a
+      assert emit.const([1, 2], tf.int64) is not a
+      assert emit.const([1, 3], tf.int32) is not a
+      with tf.control_dependencies([a.op]):
+        b = emit.const([1, 2], tf.int32)
+      assert b is not a and a.op in b.op.control_inputs
+
+
+def test_shared_constants_are_not_colocated_with_the_first_asker():
+  graph = tf.Graph()
+  with graph.as_default():
+    x = _f32([1.0])
+    with emit.const_cache():
+      with graph.colocate_with(x.op):
+        c = emit.const([5], tf.int32)
+      assert c.op.colocation_groups() == [f"loc:@{c.op.name}".encode()]
+
+
+def test_known_value_only_for_constants_of_the_current_cache():
+  graph = tf.Graph()
+  with graph.as_default():
+    other = tf.constant([1.0])
+    with emit.const_cache():
+      mine = emit.const([1.0], tf.float32)
+      np.testing.assert_array_equal(emit.known_value(mine), [1.0])
+      assert emit.known_value(other) is None
+    assert emit.known_value(mine) is None
+
+
+FOLDS = {
+    "Reshape": lambda c: dict(tensor=c(np.arange(6.0, dtype=np.float32)),
+                              shape=[2, 3]),
+    "ExpandDims": lambda c: dict(input=c(np.float32([1.0, 2.0])), axis=-1),
+    "BroadcastTo": lambda c: dict(input=c(np.float32([[1.0], [2.0]])),
+                                  shape=[2, 3]),
+    "Fill": lambda c: dict(dims=[2, 2], value=c(np.float64(0.25))),
+    "RealDiv": lambda c: dict(x=c(np.float32([1.0, 2.0, 10.0])),
+                              y=c(np.float32(3.0))),
+    "Mul": lambda c: dict(x=c(np.float64([0.1, 0.7])),
+                          y=c(np.float64([3.0, 1.1]))),
+}
+
+
+@pytest.mark.parametrize("op_type", sorted(FOLDS))
+def test_folding_is_bit_identical_to_tfs_kernel(op_type):
+  graph = tf.Graph()
+  with graph.as_default():
+    theirs = getattr(tf.raw_ops, op_type)(**FOLDS[op_type](tf.constant))
+    with emit.const_cache():
+      ours = getattr(raw, op_type)(**FOLDS[op_type](emit.const))
+    assert ours.op.type == "Const"
+    assert ours.dtype == theirs.dtype
+    with tf.compat.v1.Session() as sess:
+      got, want = sess.run([ours, theirs])
+  assert got.tobytes() == want.tobytes() and got.shape == want.shape
+
+
+def test_no_folding_into_subnormals_or_without_a_cache():
+  graph = tf.Graph()
+  with graph.as_default():
+    with emit.const_cache():
+      tiny = raw.RealDiv(x=emit.const(np.float32(1e-30)),
+                         y=emit.const(np.float32(1e10)))
+      assert tiny.op.type == "RealDiv"
+    x = emit.const(np.float32([1.0]))
+    assert raw.Reshape(tensor=x, shape=[1, 1]).op.type == "Reshape"
