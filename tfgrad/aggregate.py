@@ -12,6 +12,7 @@ import collections
 import tensorflow as tf
 
 from tfgrad import tf_compat
+from tfgrad.emit import raw
 
 
 class AggregationMethod:
@@ -54,7 +55,7 @@ def aggregate(contributions, op, index, method, gradient_uid):
     with tf.compat.v1.name_scope(op.name + "_gradient_sum"):
       total = contributions[0]
       for g in contributions[1:]:
-        total = tf.math.add_n([total, g])
+        total = raw.AddN(inputs=[total, g])
       return total
   return _sum_with_slices(contributions)
 
@@ -70,8 +71,8 @@ def _add_n_per_device(tensors, gradient_uid):
     group = by_device[device]
     with tf_compat.colocate_for_gradient(group[0].op, gradient_uid,
                                          ignore_existing=True):
-      partial.append(tf.math.add_n(group))
-  return partial[0] if len(partial) == 1 else tf.math.add_n(partial)
+      partial.append(raw.AddN(inputs=group) if len(group) > 1 else group[0])
+  return partial[0] if len(partial) == 1 else raw.AddN(inputs=partial)
 
 
 def _sum_with_slices(grads):
@@ -84,8 +85,8 @@ def _sum_with_slices(grads):
     grads = [tf.IndexedSlices(g.values, tf.cast(g.indices, tf.int64),
                               g.dense_shape) for g in grads]
   return tf.IndexedSlices(
-      tf.concat([g.values for g in grads], axis=0),
-      tf.concat([g.indices for g in grads], axis=0),
+      raw.ConcatV2(values=[g.values for g in grads], axis=0),
+      raw.ConcatV2(values=[g.indices for g in grads], axis=0),
       grads[0].dense_shape)
 
 
