@@ -8,6 +8,7 @@ too, so Hessians of conv/pool/activation nets stay native.
 import numpy as np
 import tensorflow as tf
 
+from tfgrad import emit
 from tfgrad.emit import raw
 from tfgrad.registry import RegisterGradient
 
@@ -41,10 +42,29 @@ def _is_zero(t):
   return value is not None and not np.any(value)
 
 
+def _cast(t, dtype):
+  """`t` as `dtype`: `t` itself when it already is, else a Cast."""
+  return t if t.dtype == dtype else raw.Cast(x=t, DstT=dtype)
+
+
+def _vector(items):
+  """A shape vector from ints and scalar tensors: a Pack of them when any
+  is a tensor, else the list itself (a constant once given to `raw`)."""
+  if any(isinstance(v, tf.Tensor) for v in items):
+    return raw.Pack(values=items)
+  return items
+
+
+def _last(vector):
+  """vector[-1] of a 1-D tensor (a scalar)."""
+  return raw.StridedSlice(input=vector, begin=[-1], end=[0], strides=[1],
+                          shrink_axis_mask=1)
+
+
 def _softmax_vjp(grad, softmax):
   """(grad - <grad, softmax>) * softmax over the last axis."""
-  inner = tf.reduce_sum(grad * softmax, -1, keepdims=True)
-  return (grad - inner) * softmax
+  inner = raw.Sum(input=raw.Mul(x=grad, y=softmax), axis=-1, keep_dims=True)
+  return raw.Mul(x=raw.Sub(x=grad, y=inner), y=softmax)
 
 
 def _channel_axes(x, data_format):
@@ -62,7 +82,7 @@ def_unary("Relu6",
           lambda x, y, g: raw.Relu6Grad(gradients=g, features=y))
 def_unary("Elu", lambda x, y, g: raw.EluGrad(gradients=g, outputs=y))
 def_unary("Selu", lambda x, y, g: raw.SeluGrad(gradients=g, outputs=y))
-def_unary("Softplus", lambda x, y, g: g * tf.sigmoid(x))
+def_unary("Softplus", lambda x, y, g: raw.Mul(x=g, y=raw.Sigmoid(x=x)))
 def_unary("Softsign",
           lambda x, y, g: raw.SoftsignGrad(gradients=g, features=x))
 
@@ -80,7 +100,7 @@ def _def_piecewise_linear_grad_grad(op_type, grad_op, attr_names=()):
   def rule(op, grad):
     x = op.inputs[1]
     d_grad = grad_op(gradients=grad, features=x, **_attrs(op, attr_names))
-    return [d_grad, tf.zeros_like(x)]
+    return [d_grad, raw.ZerosLike(x=x)]
 
   rule.__name__ = f"_{op_type.lower()}_grad"
   rule.__doc__ = f"{op_type} again for the gradients input, zeros for x."
@@ -98,7 +118,8 @@ def _def_exp_linear_grad_grad(op_type, grad_op):
 
   def rule(op, grad):
     dy, y = op.inputs
-    dout = tf.where(y < 0, grad * dy, tf.zeros_like(y))
+    dout = raw.SelectV2(condition=raw.Less(x=y, y=0),
+                        t=raw.Mul(x=grad, y=dy), e=raw.ZerosLike(x=y))
     return [grad_op(gradients=grad, outputs=y), dout]
 
   rule.__name__ = f"_{op_type.lower()}_grad"
@@ -115,7 +136,10 @@ def _softplus_grad_grad(op, grad):
   """out = g * sigmoid(x): d/dg = sigmoid(x), d/dx = g / (e^-x + 2 + e^x)."""
   dy, x = op.inputs
   d_dy = raw.SoftplusGrad(gradients=grad, features=x)
-  return [d_dy, grad * dy / (tf.exp(-x) + 2.0 + tf.exp(x))]
+  num = raw.Mul(x=grad, y=dy)
+  denom = raw.AddV2(x=raw.AddV2(x=raw.Exp(x=raw.Neg(x=x)), y=2.0),
+                    y=raw.Exp(x=x))
+  return [d_dy, raw.RealDiv(x=num, y=denom)]
 
 
 @RegisterGradient("SoftsignGrad")
@@ -123,8 +147,10 @@ def _softsign_grad_grad(op, grad):
   """out = g / (1 + |x|)^2: d/dg as forward, d/dx = -2 g sign(x) / (1+|x|)^3."""
   dy, x = op.inputs
   d_dy = raw.SoftsignGrad(gradients=grad, features=x)
-  denom = 1.0 + tf.abs(x)
-  return [d_dy, -2.0 * grad * dy * tf.sign(x) / (denom * denom * denom)]
+  denom = raw.AddV2(x=1.0, y=raw.Abs(x=x))
+  num = raw.Mul(x=raw.Mul(x=raw.Mul(x=-2.0, y=grad), y=dy), y=raw.Sign(x=x))
+  cube = raw.Mul(x=raw.Mul(x=denom, y=denom), y=denom)
+  return [d_dy, raw.RealDiv(x=num, y=cube)]
 
 
 # ----- Softmax and cross-entropy -----
@@ -138,17 +164,18 @@ def _softmax_grad(op, grad):
 @RegisterGradient("LogSoftmax")
 def _log_softmax_grad(op, grad):
   """g - sum(g, -1) * exp(y), reusing the output y."""
-  softmax = tf.exp(op.outputs[0])
-  return grad - tf.reduce_sum(grad, -1, keepdims=True) * softmax
+  softmax = raw.Exp(x=op.outputs[0])
+  total = raw.Sum(input=grad, axis=-1, keep_dims=True)
+  return raw.Sub(x=grad, y=raw.Mul(x=total, y=softmax))
 
 
 def _xent_logits_grad(op, grad_loss, grad_backprop):
   """g_loss * backprop, plus the softmax VJP of g_backprop when it is used;
   grad_loss comes with a trailing axis of size 1."""
-  d_logits = grad_loss * op.outputs[1]
+  d_logits = raw.Mul(x=grad_loss, y=op.outputs[1])
   if not _is_zero(grad_backprop):
     softmax = raw.Softmax(logits=op.inputs[0])
-    d_logits += _softmax_vjp(grad_backprop, softmax)
+    d_logits = raw.AddV2(x=d_logits, y=_softmax_vjp(grad_backprop, softmax))
   return d_logits
 
 
@@ -156,17 +183,18 @@ def _xent_logits_grad(op, grad_loss, grad_backprop):
 def _softmax_xent_grad(op, grad_loss, grad_backprop):
   """logits: see _xent_logits_grad; labels: -g_loss * log_softmax - g_backprop
   (backprop = softmax - labels)."""
-  grad_loss = tf.expand_dims(grad_loss, -1)
-  d_labels = grad_loss * -raw.LogSoftmax(logits=op.inputs[0])
+  grad_loss = raw.ExpandDims(input=grad_loss, axis=-1)
+  d_labels = raw.Mul(x=grad_loss,
+                     y=raw.Neg(x=raw.LogSoftmax(logits=op.inputs[0])))
   if not _is_zero(grad_backprop):
-    d_labels -= grad_backprop
+    d_labels = raw.Sub(x=d_labels, y=grad_backprop)
   return [_xent_logits_grad(op, grad_loss, grad_backprop), d_labels]
 
 
 @RegisterGradient("SparseSoftmaxCrossEntropyWithLogits")
 def _sparse_softmax_xent_grad(op, grad_loss, grad_backprop):
   """As the dense rule for logits; integer labels get none."""
-  grad_loss = tf.expand_dims(grad_loss, -1)
+  grad_loss = raw.ExpandDims(input=grad_loss, axis=-1)
   return [_xent_logits_grad(op, grad_loss, grad_backprop), None]
 
 
@@ -184,9 +212,9 @@ def _bias_add_grad(op, grad):
 def _bias_add_v1_grad(op, grad):
   """grad for the value; grad summed over all but the last axis for bias."""
   rank = grad.shape.rank
-  axes = list(range(rank - 1)) if rank is not None else tf.range(
-      tf.rank(grad) - 1)
-  return [grad, tf.reduce_sum(grad, axes)]
+  axes = list(range(rank - 1)) if rank is not None else raw.Range(
+      start=0, limit=raw.Sub(x=raw.Rank(input=grad), y=1), delta=1)
+  return [grad, raw.Sum(input=grad, axis=axes)]
 
 
 @RegisterGradient("BiasAddGrad")
@@ -197,15 +225,17 @@ def _bias_add_grad_grad(op, grad):
     if x.shape.rank is not None:
       shape = [1, -1] + [1] * (x.shape.rank - 2)
     else:
-      shape = tf.concat([[1, -1], tf.ones([tf.rank(x) - 2], tf.int32)], 0)
-    grad = tf.reshape(grad, shape)
-  return tf.broadcast_to(grad, _helpers.shape_of(x))
+      ones = raw.Fill(dims=_vector([raw.Sub(x=raw.Rank(input=x), y=2)]),
+                      value=emit.const(1, tf.int32))
+      shape = raw.ConcatV2(values=[[1, -1], ones], axis=0)
+    grad = raw.Reshape(tensor=grad, shape=shape)
+  return raw.BroadcastTo(input=grad, shape=_helpers.shape_of(x))
 
 
 @RegisterGradient("L2Loss")
 def _l2_loss_grad(op, grad):
   """L2Loss = sum(x^2) / 2, so x * g."""
-  return op.inputs[0] * grad
+  return raw.Mul(x=op.inputs[0], y=grad)
 
 
 # ----- Convolutions -----
@@ -300,7 +330,8 @@ def _def_max_pool_grad_grad(op_type, adjoint, attr_names):
     window = dict(zip(("ksize", "strides"), op.inputs[3:]))
     d_grad = adjoint(orig_input=x, orig_output=y, grad=grad, **window,
                      **_attrs(op, attr_names))
-    return [tf.zeros_like(x), tf.zeros_like(y), d_grad] + [None] * len(window)
+    return [raw.ZerosLike(x=x), raw.ZerosLike(x=y), d_grad] + [None] * len(
+        window)
 
   rule.__name__ = f"_{op_type.lower()}_grad"
   rule.__doc__ = "The adjoint pooling-gradient op of grad; zeros for x, y."
@@ -356,14 +387,16 @@ def _fused_batch_norm_grad(op, grad_y, *unused_stat_grads):
   extra = {"reserve_space_3": op.outputs[5]} if len(op.outputs) > 5 else {}
   to_last = None if training else _TO_CHANNELS_LAST.get(fmt)
   if to_last:
-    x, grad_y = tf.transpose(x, to_last), tf.transpose(grad_y, to_last)
+    x = raw.Transpose(x=x, perm=to_last)
+    grad_y = raw.Transpose(x=grad_y, perm=to_last)
     fmt = b"NHWC" if fmt == b"NCHW" else b"NDHWC"
   dx, dscale, doffset = grad_op(
       y_backprop=grad_y, x=x, scale=scale, reserve_space_1=stats[0],
       reserve_space_2=stats[1], epsilon=op.get_attr("epsilon"),
       data_format=fmt, is_training=training, **extra)[:3]
   if to_last:
-    dx = tf.transpose(dx, _TO_CHANNELS_FIRST[op.get_attr("data_format")])
+    dx = raw.Transpose(x=dx, perm=_TO_CHANNELS_FIRST[op.get_attr(
+        "data_format")])
   return [dx, dscale, doffset, None, None]
 
 
@@ -375,18 +408,24 @@ def _batch_norm_training_grad_grad(dy, x, scale, ggs, axes, epsilon):
   (per channel): dx = scale / sigma P(dy), dscale = sum(dy x_hat),
   doffset = sum(dy); d x_hat = P(d x) / sigma, d sigma = mean(x_hat d x).
   """
-  mean = lambda v: tf.reduce_mean(v, axes, keepdims=True)
+  mean = lambda v: raw.Mean(input=v, axis=axes, keep_dims=True)
+  mul, add, sub = raw.Mul, raw.AddV2, raw.Sub
   gg_x, gg_scale, gg_offset = ggs
-  centered = x - mean(x)
-  inv_sigma = tf.math.rsqrt(mean(tf.square(centered)) + epsilon)
-  x_hat = centered * inv_sigma
-  proj = lambda v: v - mean(v) - x_hat * mean(v * x_hat)
-  p_dy, c = proj(dy), scale * inv_sigma
-  g_dy = c * proj(gg_x) + gg_scale * x_hat + gg_offset
-  g_x_hat = gg_scale * dy - c * (mean(dy * x_hat) * gg_x
-                                 + mean(gg_x * x_hat) * dy)
-  g_x = inv_sigma * (proj(g_x_hat) - x_hat * mean(gg_x * c * p_dy))
-  g_scale = tf.reduce_sum(gg_x * p_dy * inv_sigma, axes)
+  centered = sub(x=x, y=mean(x))
+  inv_sigma = raw.Rsqrt(x=add(x=mean(raw.Square(x=centered)), y=epsilon))
+  x_hat = mul(x=centered, y=inv_sigma)
+  proj = lambda v: sub(x=sub(x=v, y=mean(v)),
+                       y=mul(x=x_hat, y=mean(mul(x=v, y=x_hat))))
+  p_dy, c = proj(dy), mul(x=scale, y=inv_sigma)
+  g_dy = add(x=add(x=mul(x=c, y=proj(gg_x)), y=mul(x=gg_scale, y=x_hat)),
+             y=gg_offset)
+  g_x_hat = sub(x=mul(x=gg_scale, y=dy),
+                y=mul(x=c, y=add(x=mul(x=mean(mul(x=dy, y=x_hat)), y=gg_x),
+                                 y=mul(x=mean(mul(x=gg_x, y=x_hat)), y=dy))))
+  g_x = mul(x=inv_sigma,
+            y=sub(x=proj(g_x_hat),
+                  y=mul(x=x_hat, y=mean(mul(x=mul(x=gg_x, y=c), y=p_dy)))))
+  g_scale = raw.Sum(input=mul(x=mul(x=gg_x, y=p_dy), y=inv_sigma), axis=axes)
   return g_dy, g_x, g_scale
 
 
@@ -395,9 +434,14 @@ def _batch_norm_inference_grad_grad(dy, x, scale, ggs, axes, stats, epsilon):
   with r = rsqrt(variance + epsilon) from the given statistics."""
   gg_x, gg_scale, gg_offset = ggs
   mean, variance = stats
-  r = tf.math.rsqrt(variance + epsilon)
-  g_dy = gg_x * scale * r + gg_scale * (x - mean) * r + gg_offset
-  return g_dy, gg_scale * dy * r, tf.reduce_sum(gg_x * dy * r, axes)
+  mul = raw.Mul
+  r = raw.Rsqrt(x=raw.AddV2(x=variance, y=epsilon))
+  g_dy = raw.AddV2(
+      x=raw.AddV2(x=mul(x=mul(x=gg_x, y=scale), y=r),
+                  y=mul(x=mul(x=gg_scale, y=raw.Sub(x=x, y=mean)), y=r)),
+      y=gg_offset)
+  return (g_dy, mul(x=mul(x=gg_scale, y=dy), y=r),
+          raw.Sum(input=mul(x=mul(x=gg_x, y=dy), y=r), axis=axes))
 
 
 @RegisterGradient("FusedBatchNormGrad")
@@ -409,8 +453,8 @@ def _fused_batch_norm_grad_grad(op, *grads):
   dy, x, scale = op.inputs[:3]
   u = scale.dtype
   axes, shape = _channel_axes(x, op.get_attr("data_format"))
-  per_channel = lambda v: tf.reshape(v, shape)
-  dy, x, gg_x = tf.cast(dy, u), tf.cast(x, u), tf.cast(grads[0], u)
+  per_channel = lambda v: raw.Reshape(tensor=v, shape=shape)
+  dy, x, gg_x = _cast(dy, u), _cast(x, u), _cast(grads[0], u)
   ggs = (gg_x, per_channel(grads[1]), per_channel(grads[2]))
   epsilon = op.get_attr("epsilon")
   if op.get_attr("is_training"):
@@ -421,7 +465,7 @@ def _fused_batch_norm_grad_grad(op, *grads):
     g_dy, g_x, g_scale = _batch_norm_inference_grad_grad(
         dy, x, per_channel(scale), ggs, axes, stats, epsilon)
   x_type = op.inputs[1].dtype
-  return ([tf.cast(g_dy, x_type), tf.cast(g_x, x_type), g_scale]
+  return ([_cast(g_dy, x_type), _cast(g_x, x_type), g_scale]
           + [None] * (len(op.inputs) - 3))
 
 
@@ -486,8 +530,8 @@ def _shape64(x):
   """x's shape as int64: a constant when static, else a Shape op."""
   static = _helpers.static_shape(x)
   if static is not None:
-    return tf.constant(static, tf.int64)
-  return tf.shape(x, out_type=tf.int64)
+    return emit.const(static, tf.int64)
+  return raw.Shape(input=x, out_type=tf.int64)
 
 
 @RegisterGradient("FractionalAvgPool")
@@ -521,19 +565,28 @@ def _scatter_last_axis(grad, indices, x_shape):
   k = indices.shape[-1]
   if isinstance(x_shape, tuple) and k is not None:
     n, rows = x_shape[-1], int(np.prod(x_shape[:-1], dtype=np.int64))
-    x_shape = list(x_shape)
   else:
-    n, k = x_shape[-1], tf.shape(indices)[-1]
-    rows = tf.size(indices) // k
-  offsets = tf.reshape(tf.range(rows) * n, [-1, 1])
-  flat = tf.reshape(tf.reshape(indices, [-1, k]) + offsets, [-1, 1])
-  dx = tf.scatter_nd(flat, tf.reshape(grad, [-1]), [rows * n])
-  return tf.reshape(dx, x_shape)
+    n = x_shape[-1] if isinstance(x_shape, tuple) else _last(x_shape)
+    k = _last(_helpers.shape_of(indices))
+    static = _helpers.static_shape(indices)
+    size = (emit.const(int(np.prod(static, dtype=np.int64)), tf.int32)
+            if static is not None else raw.Size(input=indices))
+    rows = raw.FloorDiv(x=size, y=k)
+  offsets = raw.Reshape(
+      tensor=raw.Mul(x=raw.Range(start=0, limit=rows, delta=1), y=n),
+      shape=[-1, 1])
+  flat = raw.Reshape(
+      tensor=raw.AddV2(x=raw.Reshape(tensor=indices, shape=_vector([-1, k])),
+                       y=offsets), shape=[-1, 1])
+  total = raw.Mul(x=rows, y=n) if isinstance(rows, tf.Tensor) else rows * n
+  dx = raw.ScatterNd(indices=flat, updates=raw.Reshape(tensor=grad, shape=[-1]),
+                     shape=_vector([total]))
+  return raw.Reshape(tensor=dx, shape=x_shape)
 
 
 def _static_or_dynamic_shape(x):
   static = _helpers.static_shape(x)
-  return static if static is not None else tf.shape(x)
+  return static if static is not None else raw.Shape(input=x)
 
 
 @RegisterGradient("TopKV2")
@@ -542,7 +595,7 @@ def _top_k_v2_grad(op, grad, unused_indices_grad):
   del unused_indices_grad
   x, k = op.inputs
   return [_scatter_last_axis(grad, op.outputs[1], _static_or_dynamic_shape(x)),
-          tf.zeros([], k.dtype)]
+          emit.const(0, k.dtype)]
 
 
 @RegisterGradient("ApproxTopK")
@@ -556,19 +609,21 @@ def _approx_top_k_grad(op, grad, unused_indices_grad):
     return _scatter_last_axis(grad, indices, x_shape)
   perm = list(range(len(x_shape)))
   perm[axis], perm[-1] = perm[-1], perm[axis]
-  moved = _scatter_last_axis(tf.transpose(grad, perm),
-                             tf.transpose(indices, perm),
+  moved = _scatter_last_axis(raw.Transpose(x=grad, perm=perm),
+                             raw.Transpose(x=indices, perm=perm),
                              tuple(x_shape[p] for p in perm))
-  return tf.transpose(moved, perm)
+  return raw.Transpose(x=moved, perm=perm)
 
 
 @RegisterGradient("NthElement")
 def _nth_element_grad(op, grad):
   """grad goes to the inputs equal to the selected value, shared evenly."""
   x, y = op.inputs[0], op.outputs[0]
-  hits = tf.cast(tf.equal(tf.expand_dims(y, -1), x), grad.dtype)
-  share = hits / tf.reduce_sum(hits, -1, keepdims=True)
-  return [share * tf.expand_dims(grad, -1), None]
+  hits = raw.Cast(x=raw.Equal(x=raw.ExpandDims(input=y, axis=-1), y=x),
+                  DstT=grad.dtype)
+  share = raw.RealDiv(x=hits,
+                      y=raw.Sum(input=hits, axis=-1, keep_dims=True))
+  return [raw.Mul(x=share, y=raw.ExpandDims(input=grad, axis=-1)), None]
 
 
 @RegisterGradient("IsotonicRegression")
@@ -578,10 +633,17 @@ def _isotonic_regression_grad(op, grad, unused_segments_grad):
   del unused_segments_grad
   segments = op.outputs[1]
   static = _helpers.static_shape(grad)
-  rows, n = static if static is not None else tf.unstack(tf.shape(grad))
-  ids = segments + tf.reshape(tf.range(rows) * n, [-1, 1])
-  sums = tf.math.unsorted_segment_sum(grad, ids, rows * n)
-  counts = tf.math.unsorted_segment_sum(tf.ones_like(grad), ids, rows * n)
-  dx = tf.gather(tf.math.divide_no_nan(sums, counts), ids)
-  x_type = op.inputs[0].dtype
-  return dx if dx.dtype == x_type else tf.cast(dx, x_type)
+  if static is not None:
+    rows, n = static
+  else:
+    rows, n = raw.Unpack(value=raw.Shape(input=grad), num=2)
+  offsets = raw.Reshape(
+      tensor=raw.Mul(x=raw.Range(start=0, limit=rows, delta=1), y=n),
+      shape=[-1, 1])
+  ids = raw.AddV2(x=segments, y=offsets)
+  total = rows * n if static is not None else raw.Mul(x=rows, y=n)
+  sums = raw.UnsortedSegmentSum(data=grad, segment_ids=ids, num_segments=total)
+  counts = raw.UnsortedSegmentSum(data=raw.OnesLike(x=grad), segment_ids=ids,
+                                  num_segments=total)
+  dx = raw.GatherV2(params=raw.DivNoNan(x=sums, y=counts), indices=ids, axis=0)
+  return _cast(dx, op.inputs[0].dtype)
