@@ -244,6 +244,40 @@ def test_v2_gradient_ops_take_their_forward_ops_device_and_colocation(engine):
     assert groups == [f"loc:@{forward.name}".encode()], name
 
 
+# Rules marked takes_none_for_unreached_outputs get None, not zeros, for
+# outputs nothing reached; each must still match TF whichever outputs are.
+def _xent(labels_dtype=tf.float32):
+  logits = _c([[1.0, 2.0, 0.5], [0.1, -1.0, 2.0]])
+  labels = _c([[0.2, 0.3, 0.5], [1.0, 0.0, 0.0]], labels_dtype)
+  loss, backprop = tf.raw_ops.SoftmaxCrossEntropyWithLogits(
+      features=logits, labels=labels)
+  return logits, labels, loss, backprop
+
+
+@pytest.mark.parametrize("reached", ["loss", "backprop", "both"])
+def test_xent_with_either_output_unreached(reached):
+  def build():
+    logits, labels, loss, backprop = _xent()
+    ys = {"loss": [loss], "backprop": [backprop * backprop],
+          "both": [loss, backprop * backprop]}[reached]
+    # Labels' gradient through `backprop` is a deliberate difference
+    # (README; test_nn_grad checks it numerically).
+    return ys, [logits, labels] if reached == "loss" else [logits]
+  both(build)
+
+
+@pytest.mark.parametrize("reached", ["y", "mean", "variance"])
+def test_fused_batch_norm_with_outputs_unreached(reached):
+  def build():
+    x = _c(np.arange(24.0).reshape(2, 2, 2, 3) / 7.0)
+    scale, offset = _c([1.0, 2.0, 0.5]), _c([0.0, 0.1, 0.2])
+    y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+        x, scale, offset, is_training=True)
+    out = {"y": y, "mean": mean, "variance": variance}[reached]
+    return [tf.reduce_sum(out * out)], [x, scale, offset]
+  both(build)
+
+
 def test_resource_variables_as_xs_and_ys():
   def build():
     v = differential.variable([1.0, 2.0])

@@ -11,6 +11,7 @@ import tensorflow as tf
 from tfgrad import emit
 from tfgrad.emit import raw
 from tfgrad.registry import RegisterGradient
+from tfgrad.registry import takes_none_for_unreached_outputs
 
 from tfgrad.ops import _helpers
 from tfgrad.ops.registrars import def_unary
@@ -179,22 +180,35 @@ def _xent_logits_grad(op, grad_loss, grad_backprop):
   return d_logits
 
 
+def _expanded_loss_grad(op, grad_loss):
+  """g_loss with a trailing axis; zeros when only `backprop` was reached."""
+  if grad_loss is None:
+    grad_loss = raw.ZerosLike(x=op.outputs[0])
+  return raw.ExpandDims(input=grad_loss, axis=-1)
+
+
 @RegisterGradient("SoftmaxCrossEntropyWithLogits")
+@takes_none_for_unreached_outputs
 def _softmax_xent_grad(op, grad_loss, grad_backprop):
   """logits: see _xent_logits_grad; labels: -g_loss * log_softmax - g_backprop
-  (backprop = softmax - labels)."""
-  grad_loss = raw.ExpandDims(input=grad_loss, axis=-1)
+  (backprop = softmax - labels), when labels lead to an x."""
+  grad_loss = _expanded_loss_grad(op, grad_loss)
+  d_logits = (_xent_logits_grad(op, grad_loss, grad_backprop)
+              if _helpers.needs_grad(op, 0) else None)
+  if not _helpers.needs_grad(op, 1):
+    return [d_logits, None]
   d_labels = raw.Mul(x=grad_loss,
                      y=raw.Neg(x=raw.LogSoftmax(logits=op.inputs[0])))
   if not _is_zero(grad_backprop):
     d_labels = raw.Sub(x=d_labels, y=grad_backprop)
-  return [_xent_logits_grad(op, grad_loss, grad_backprop), d_labels]
+  return [d_logits, d_labels]
 
 
 @RegisterGradient("SparseSoftmaxCrossEntropyWithLogits")
+@takes_none_for_unreached_outputs
 def _sparse_softmax_xent_grad(op, grad_loss, grad_backprop):
   """As the dense rule for logits; integer labels get none."""
-  grad_loss = raw.ExpandDims(input=grad_loss, axis=-1)
+  grad_loss = _expanded_loss_grad(op, grad_loss)
   return [_xent_logits_grad(op, grad_loss, grad_backprop), None]
 
 
@@ -377,9 +391,13 @@ _TO_CHANNELS_FIRST = {b"NCHW": [0, 3, 1, 2], b"NCDHW": [0, 4, 1, 2, 3]}
 @RegisterGradient("FusedBatchNorm")
 @RegisterGradient("FusedBatchNormV2")
 @RegisterGradient("FusedBatchNormV3")
+@takes_none_for_unreached_outputs
 def _fused_batch_norm_grad(op, grad_y, *unused_stat_grads):
   """x, scale, offset get the fused grad op's outputs (batch statistics in
-  training; the given mean and variance, channels last, in inference)."""
+  training; the given mean and variance, channels last, in inference).
+  The statistics' gradients are ignored, as by TF's rule."""
+  if grad_y is None:
+    grad_y = raw.ZerosLike(x=op.outputs[0])
   grad_op = getattr(raw, _FUSED_BATCH_NORM_GRAD[op.type])
   x, scale = op.inputs[0], op.inputs[1]
   fmt, training = op.get_attr("data_format"), op.get_attr("is_training")
