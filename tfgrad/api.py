@@ -132,8 +132,7 @@ def gradients_helper(ys, xs, grad_ys=None, name="gradients",
     if tf_compat.has_v1_control_flow(subgraph.ops):
       return _v1_control_flow_fallback(
           ys, xs, grad_ys, scope, options, stop_gradients, src_graph)
-    # Rules share one constant per value, and the default ones seeds are
-    # constants whose values fold through shape-only ops (`emit`).
+    # Rules share one constant per value (`emit.const_cache`).
     with emit.const_cache():
       grad_ys = _default_grad_ys(grad_ys, ys, options.colocate, gradient_uid)
       state = backprop.Pass(options, src_graph, resolver, subgraph, to_ops,
@@ -213,10 +212,10 @@ def _default_grad_ys(grad_ys, ys, colocate, gradient_uid):
 
 
 def _ones_like(y, name):
-  """Ones of y's shape: a constant when the shape is static and small
-  (later folded by `emit`), else Fill(Shape(y), 1) as TF builds it."""
+  """Ones of y's shape: one constant when the shape is static and small,
+  else Fill(Shape(y), 1) as TF builds it."""
   shape = y.shape
-  if shape.is_fully_defined() and shape.num_elements() <= emit.FOLD_MAX_ELEMENTS:
+  if shape.is_fully_defined() and shape.num_elements() <= emit.SMALL_CONSTANT_ELEMENTS:
     return emit.const(np.ones(shape.as_list(), y.dtype.as_numpy_dtype),
                       y.dtype, name=name)
   with tf.compat.v1.name_scope(name) as scope:

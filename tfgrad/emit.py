@@ -14,11 +14,12 @@ captures behave as for any op built under the current default graph.
 dtype, shape, value) is created and then reused, so rules may ask for the
 same shape vector or scalar as often as they like.
 
-`emit.known_value(t)` is the value of a constant this module created (None
-for any other tensor); `raw` folds shape-only ops (Reshape, ExpandDims,
-BroadcastTo, Fill, ...) and float division/multiplication of such small
-constants into new constants, so a default `grad_ys` of ones travels
-through a mean or reshape as one constant instead of a chain of ops.
+`emit.known_value(t)` is the value of a small constant this module created
+in the current pass (None for any other tensor), so rules can read a shape
+they were handed as a constant without building ops to look at it.
+
+Nothing is folded: a constant computed from constants would leave the
+constants it was computed from in the graph, unused.
 """
 
 import collections
@@ -31,7 +32,7 @@ import tensorflow as tf
 
 from tfgrad import tf_compat
 
-FOLD_MAX_ELEMENTS = 4096
+SMALL_CONSTANT_ELEMENTS = 4096
 
 
 # ----- attribute values -----
@@ -267,15 +268,10 @@ class _RawOps:
       raise AttributeError(op_type)
     sig = _signature(op_type)
     tf_fn = getattr(tf.raw_ops, op_type)
-    fold = _FOLDERS.get(op_type)
 
     def make_op(name=None, **kwargs):
       if tf_compat.executing_eagerly():
         return tf_fn(name=name, **kwargs)
-      if fold is not None and _caches:
-        folded = fold(kwargs)
-        if folded is not None:
-          return const(folded, folded.dtype)
       inputs, attrs = _build(sig, kwargs)
       op = tf_compat.create_op(tf_compat.default_graph(), op_type, inputs,
                                attrs, sig.op_def, name)
@@ -344,7 +340,7 @@ def const(value, dtype=None, name="Const"):
     cache.by_key[key] = t
   else:
     t = tf_compat.create_op(graph, "Const", [], attrs, None, name).outputs[0]
-  if cache is not None and array.size <= FOLD_MAX_ELEMENTS:
+  if cache is not None and array.size <= SMALL_CONSTANT_ELEMENTS:
     cache.values[id(t)] = (t, array)
   return t
 
@@ -368,92 +364,3 @@ def known_value(t):
     return None
   entry = _caches[-1].values.get(id(t))
   return entry[1] if entry is not None and entry[0] is t else None
-
-
-# ----- folding of ops on known constants -----
-
-def _known(kwargs, *names):
-  values = [known_value(kwargs.get(n)) if _is_tensor(kwargs.get(n))
-            else _plain(kwargs.get(n)) for n in names]
-  return None if any(v is None for v in values) else values
-
-
-def _plain(value):
-  """A Python/numpy value given directly (not a tensor), as numpy."""
-  if value is None or isinstance(value, (tf.IndexedSlices, tf.Variable)):
-    return None
-  try:
-    return np.asarray(value)
-  except (TypeError, ValueError):
-    return None
-
-
-def _small(array):
-  return array is not None and array.size <= FOLD_MAX_ELEMENTS
-
-
-def _fold_reshape(kw):
-  known = _known(kw, "tensor", "shape")
-  if known and _is_tensor(kw["tensor"]):
-    out = known[0].reshape([int(d) for d in np.ravel(known[1])])
-    return out if _small(out) else None
-  return None
-
-
-def _fold_expand_dims(kw):
-  known = _known(kw, "input", "axis")
-  if known and _is_tensor(kw["input"]):
-    return np.expand_dims(known[0], int(known[1]))
-  return None
-
-
-def _fold_broadcast_to(kw):
-  known = _known(kw, "input", "shape")
-  if known and _is_tensor(kw["input"]):
-    out = np.broadcast_to(known[0], [int(d) for d in np.ravel(known[1])])
-    return np.ascontiguousarray(out) if _small(out) else None
-  return None
-
-
-def _fold_fill(kw):
-  known = _known(kw, "dims", "value")
-  if known and _is_tensor(kw["value"]):
-    out = np.full([int(d) for d in np.ravel(known[0])], known[1],
-                  dtype=known[1].dtype)
-    return out if _small(out) else None
-  return None
-
-
-_EXACT_FLOAT = (np.float32, np.float64)
-
-
-def _fold_arithmetic(fn):
-  """Folds one IEEE-exact float32/float64 operation on two known values
-  (both correctly rounded in numpy and in TF's kernels, so bit-identical)."""
-
-  def fold(kw):
-    x, y = kw.get("x"), kw.get("y")
-    if not (_is_tensor(x) and _is_tensor(y)):
-      return None
-    known = _known(kw, "x", "y")
-    if not known or known[0].dtype.type not in _EXACT_FLOAT \
-        or known[0].dtype != known[1].dtype:
-      return None
-    with np.errstate(all="ignore"):
-      out = np.asarray(fn(known[0], known[1]), dtype=known[0].dtype)
-    if not _small(out) or not np.all(np.isfinite(out)) or np.any(
-        (out != 0) & (np.abs(out) < np.finfo(out.dtype).tiny)):
-      return None  # leave infinities, NaNs and subnormals to the kernels
-    return out
-
-  return fold
-
-
-_FOLDERS = {
-    "Reshape": _fold_reshape,
-    "ExpandDims": _fold_expand_dims,
-    "BroadcastTo": _fold_broadcast_to,
-    "Fill": _fold_fill,
-    "RealDiv": _fold_arithmetic(np.true_divide),
-    "Mul": _fold_arithmetic(np.multiply),
-}
