@@ -4,12 +4,14 @@ Elementwise rules follow TF's complex convention: the incoming gradient is
 multiplied by the conjugate of the derivative. Broadcasting binary ops sum
 each partial back to its operand's shape; reductions broadcast the gradient
 back over the reduced axes. Shapes and axes are used statically whenever
-they are known, so no Shape ops are emitted in that case.
+they are known, so no Shape ops are emitted in that case. Ops are built
+through `tfgrad.emit` (the cheap path).
 """
 
 import numpy as np
 import tensorflow as tf
 
+from tfgrad import emit
 from tfgrad.emit import raw
 from tfgrad.registry import RegisterGradient
 
@@ -49,13 +51,104 @@ def _if_needed(op, index, grad):
   return grad if _helpers.needs_grad(op, index) else None
 
 
-def _const(value, dtype):
-  return tf.constant(value, dtype=dtype)
+def _mul(a, b):
+  return raw.Mul(x=a, y=b)
+
+
+def _add(a, b):
+  return raw.AddV2(x=a, y=b)
+
+
+def _sub(a, b):
+  return raw.Sub(x=a, y=b)
+
+
+def _div(a, b):
+  """a / b (tf.math.truediv): RealDiv, through TF for integer dtypes."""
+  if a.dtype.is_integer:
+    return tf.math.truediv(a, b)
+  return raw.RealDiv(x=a, y=b)
+
+
+def _neg(t):
+  """-t; an IndexedSlices stays one (its values negated)."""
+  if isinstance(t, tf.IndexedSlices):
+    return tf.IndexedSlices(raw.Neg(x=t.values), t.indices, t.dense_shape)
+  return raw.Neg(x=t)
+
+
+def _dense(t):
+  """t as a Tensor (an IndexedSlices is densified, as TF's ops do)."""
+  return tf.convert_to_tensor(t) if isinstance(t, tf.IndexedSlices) else t
+
+
+def _cast(t, dtype):
+  """tf.cast: `t` itself when it has `dtype`; IndexedSlices cast values."""
+  if isinstance(t, tf.IndexedSlices):
+    return tf.IndexedSlices(_cast(t.values, dtype), t.indices, t.dense_shape)
+  return t if t.dtype.base_dtype == dtype else raw.Cast(x=t, DstT=dtype)
+
+
+def _where(condition, t, e):
+  return raw.SelectV2(condition=condition, t=t, e=e)
+
+
+def _complex(real, imag):
+  """real + imag i (tf.complex); 0 may stand for either part."""
+  dtype = (imag if isinstance(real, int) else real).dtype
+  out = tf.complex128 if dtype == tf.float64 else tf.complex64
+  if isinstance(real, int):
+    real = emit.const(real, dtype)
+  if isinstance(imag, int):
+    imag = emit.const(imag, dtype)
+  return raw.Complex(real=real, imag=imag, Tout=out)
+
+
+def _real(t):
+  return raw.Real(input=t, Tout=t.dtype.real_dtype)
+
+
+def _imag(t):
+  return raw.Imag(input=t, Tout=t.dtype.real_dtype)
+
+
+def _size(t):
+  """tf.size(t): a constant when t's shape is static."""
+  shape = _helpers.static_shape(t)
+  if shape is not None:
+    return emit.const(int(np.prod(shape, dtype=np.int64)), tf.int32)
+  return raw.Size(input=t)
+
+
+def _rank(t):
+  """tf.rank(t): a constant when t's rank is static."""
+  if t.shape.rank is not None:
+    return emit.const(t.shape.rank, tf.int32)
+  return raw.Rank(input=t)
+
+
+def _item(vector, i):
+  """vector[i] for a 1-D Tensor and a Python int i."""
+  return raw.StridedSlice(input=vector, begin=[i], end=[i + 1], strides=[1],
+                          shrink_axis_mask=1)
+
+
+def _vector(items):
+  """A 1-D int shape from a list of ints and scalar Tensors (packed when it
+  holds a Tensor); a Tensor is returned as it is."""
+  if isinstance(items, list) and any(isinstance(d, tf.Tensor) for d in items):
+    return raw.Pack(values=items, axis=0)
+  return items
+
+
+def _fill(dims, value, dtype):
+  """tf.fill(dims, value) in `dtype` (a constant when dims are known)."""
+  return raw.Fill(dims=dims, value=emit.const(value, dtype))
 
 
 def _nonzero_mask(x):
   """1 where x != 0 else 0, in x's dtype (no gradient flows through it)."""
-  return tf.cast(tf.not_equal(x, tf.zeros([], x.dtype)), x.dtype)
+  return raw.Cast(x=raw.NotEqual(x=x, y=0), DstT=x.dtype)
 
 
 def _kept_shape(x, axes):
@@ -63,11 +156,12 @@ def _kept_shape(x, axes):
   shape, static_axes = _helpers.static_shape(x), tf.get_static_value(axes)
   if shape is not None and static_axes is not None:
     return _helpers.reduced_shape(shape, static_axes)
-  x_shape = tf.shape(x)
-  axes = tf.math.floormod(tf.cast(tf.reshape(axes, [-1]), tf.int32),
-                          tf.size(x_shape))
-  return tf.tensor_scatter_nd_update(x_shape, tf.reshape(axes, [-1, 1]),
-                                     tf.ones_like(axes))
+  x_shape = _helpers.shape_of(x)
+  axes = raw.FloorMod(x=_cast(raw.Reshape(tensor=axes, shape=[-1]), tf.int32),
+                      y=_size(x_shape))
+  return raw.TensorScatterUpdate(
+      tensor=x_shape, indices=raw.Reshape(tensor=axes, shape=[-1, 1]),
+      updates=raw.OnesLike(x=axes))
 
 
 def _has_shape(t, shape):
@@ -77,8 +171,8 @@ def _has_shape(t, shape):
 
 
 def _reshape(t, shape):
-  """tf.reshape, skipped when t already has the static `shape`."""
-  return t if _has_shape(t, shape) else tf.reshape(t, shape)
+  """Reshape, skipped when t already has the static `shape`."""
+  return t if _has_shape(t, shape) else raw.Reshape(tensor=t, shape=shape)
 
 
 def _sum_grad_dense(op, grad):
@@ -88,7 +182,7 @@ def _sum_grad_dense(op, grad):
   shape = _helpers.static_shape(x)
   if shape is not None and _has_shape(grad, list(shape)):
     return grad
-  return tf.broadcast_to(grad, shape if shape is not None else tf.shape(x))
+  return raw.BroadcastTo(input=grad, shape=_helpers.shape_of(x))
 
 
 def _prod_layout(x, axes):
@@ -102,30 +196,33 @@ def _prod_layout(x, axes):
     if shape is not None:
       return (reduced + other, int(np.prod([shape[i] for i in reduced])),
               int(np.prod([shape[i] for i in other])))
-    reduced = tf.constant(reduced, tf.int32, shape=[len(reduced)])
-    other = tf.constant(other, tf.int32, shape=[len(other)])
+    reduced = emit.const(np.array(reduced, np.int32).reshape(len(reduced)))
+    other = emit.const(np.array(other, np.int32).reshape(len(other)))
   else:
-    r = tf.rank(x)
-    reduced = tf.math.floormod(tf.cast(tf.reshape(axes, [-1]), tf.int32), r)
-    other, _ = raw.ListDiff(x=tf.range(r), y=reduced,
-                                   out_idx=tf.int32)
-  x_shape = tf.shape(x)
-  return (tf.concat([reduced, other], 0),
-          tf.reduce_prod(tf.gather(x_shape, reduced)),
-          tf.reduce_prod(tf.gather(x_shape, other)))
+    r = _rank(x)
+    reduced = raw.FloorMod(
+        x=_cast(raw.Reshape(tensor=axes, shape=[-1]), tf.int32), y=r)
+    other, _ = raw.ListDiff(x=raw.Range(start=0, limit=r, delta=1),
+                            y=reduced, out_idx=tf.int32)
+  x_shape = _helpers.shape_of(x)
+  return (raw.ConcatV2(values=[reduced, other], axis=0),
+          raw.Prod(input=raw.GatherV2(params=x_shape, indices=reduced, axis=0),
+                   axis=[0]),
+          raw.Prod(input=raw.GatherV2(params=x_shape, indices=other, axis=0),
+                   axis=[0]))
 
 
 def _transpose(t, perm):
-  """tf.transpose, skipped for a static identity permutation."""
+  """Transpose, skipped for a static identity permutation."""
   if isinstance(perm, list) and perm == list(range(len(perm))):
     return t
-  return tf.transpose(t, perm)
+  return raw.Transpose(x=t, perm=perm)
 
 
 def _inverse_permutation(perm):
   if isinstance(perm, list):
     return [int(i) for i in np.argsort(perm)]
-  return tf.math.invert_permutation(perm)
+  return raw.InvertPermutation(x=perm)
 
 
 def _batch_unbroadcast(gx, x, gy, y):
@@ -157,47 +254,54 @@ RegisterGradient("AddV2")(_add_grad)
 def _sub_grad(op, grad):
   """d (x - y) = dx - dy."""
   x, y = op.inputs
-  gy = -grad if _helpers.needs_grad(op, 1) else None
+  gy = _neg(grad) if _helpers.needs_grad(op, 1) else None
   return _helpers.unbroadcast_pair(_if_needed(op, 0, grad), x, gy, y)
 
 
-def_binary("Mul", dx=lambda x, y, g: g * y, dy=lambda x, y, g: x * g)
-def_binary("MulNoNan", dx=lambda x, y, g: tf.math.multiply_no_nan(g, y),
-           dy=lambda x, y, g: tf.math.multiply_no_nan(x, g))
-def_binary("RealDiv", dx=lambda x, y, g: tf.math.truediv(g, y),
-           dy=lambda x, y, g: g * tf.math.truediv(tf.math.truediv(-x, y), y))
-def_binary("Div", dx=lambda x, y, g: tf.math.truediv(g, y),
-           dy=lambda x, y, g: g * tf.math.truediv(tf.math.truediv(-x, y), y))
-def_binary("DivNoNan", dx=lambda x, y, g: tf.math.divide_no_nan(g, y),
-           dy=lambda x, y, g: g * tf.math.divide_no_nan(
-               tf.math.divide_no_nan(-x, y), y))
+def _div_dy(x, y, g):
+  """g * ((-x / y) / y)."""
+  return _mul(g, _div(_div(raw.Neg(x=x), y), y))
+
+
+def_binary("Mul", dx=lambda x, y, g: _mul(g, y), dy=lambda x, y, g: _mul(x, g))
+def_binary("MulNoNan", dx=lambda x, y, g: raw.MulNoNan(x=g, y=y),
+           dy=lambda x, y, g: raw.MulNoNan(x=x, y=g))
+def_binary("RealDiv", dx=lambda x, y, g: _div(g, y), dy=_div_dy)
+def_binary("Div", dx=lambda x, y, g: _div(g, y), dy=_div_dy)
+def_binary("DivNoNan", dx=lambda x, y, g: raw.DivNoNan(x=g, y=y),
+           dy=lambda x, y, g: _mul(g, raw.DivNoNan(
+               x=raw.DivNoNan(x=raw.Neg(x=x), y=y), y=y)))
 def_binary("FloorMod", dx=lambda x, y, g: g,
-           dy=lambda x, y, g: g * -tf.math.floordiv(x, y))
-def_binary("Xlogy", dx=lambda x, y, g: tf.math.xlogy(_nonzero_mask(x), y) * g,
-           dy=lambda x, y, g: tf.math.xdivy(x, y) * g)
+           dy=lambda x, y, g: _mul(g, raw.Neg(x=raw.FloorDiv(x=x, y=y))))
+def_binary("Xlogy",
+           dx=lambda x, y, g: _mul(raw.Xlogy(x=_nonzero_mask(x), y=y), g),
+           dy=lambda x, y, g: _mul(raw.Xdivy(x=x, y=y), g))
 def_binary("Xlog1py",
-           dx=lambda x, y, g: tf.math.xlog1py(_nonzero_mask(x), y) * g,
-           dy=lambda x, y, g: tf.math.xdivy(x, y + 1.0) * g)
-def_binary("Xdivy", dx=lambda x, y, g: tf.math.xdivy(_nonzero_mask(x), y) * g,
-           dy=lambda x, y, g: tf.math.xdivy(-x, y**2) * g)
-def_binary("Complex", dx=lambda x, y, g: tf.math.real(g),
-           dy=lambda x, y, g: tf.math.imag(g))
+           dx=lambda x, y, g: _mul(raw.Xlog1py(x=_nonzero_mask(x), y=y), g),
+           dy=lambda x, y, g: _mul(raw.Xdivy(x=x, y=_add(y, 1.0)), g))
+def_binary("Xdivy",
+           dx=lambda x, y, g: _mul(raw.Xdivy(x=_nonzero_mask(x), y=y), g),
+           dy=lambda x, y, g: _mul(raw.Xdivy(
+               x=raw.Neg(x=x), y=raw.Pow(x=y, y=2)), g))
+def_binary("Complex", dx=lambda x, y, g: _real(g),
+           dy=lambda x, y, g: _imag(g))
 
 
 @RegisterGradient("SquaredDifference")
 def _squared_difference_grad(op, grad):
   """d (x - y)^2 = 2 (x - y) (dx - dy)."""
   x, y = op.inputs
-  gx = (2.0 * grad) * (x - y)
-  return _helpers.unbroadcast_pair(gx, x, -gx, y)
+  gx = _mul(_mul(2.0, _dense(grad)), _sub(x, y))
+  return _helpers.unbroadcast_pair(gx, x, raw.Neg(x=gx), y)
 
 
 @RegisterGradient("Atan2")
 def _atan2_grad(op, grad):
   """d atan2(y, x) = (x dy - y dx) / (x^2 + y^2); the inputs are (y, x)."""
   y, x = op.inputs
-  scaled = grad / (tf.square(y) + tf.square(x))
-  return _helpers.unbroadcast_pair(x * scaled, y, -y * scaled, x)
+  scaled = _div(grad, _add(raw.Square(x=y), raw.Square(x=x)))
+  return _helpers.unbroadcast_pair(_mul(x, scaled), y,
+                                   _mul(raw.Neg(x=y), scaled), x)
 
 
 @RegisterGradient("Pow")
@@ -205,33 +309,34 @@ def _pow_grad(op, grad):
   """d x^y = y x^(y-1) dx + x^y log(x) dy, with log(x) taken as 0 off-domain."""
   x, y = op.inputs
   cx, cy = _helpers.conj(x), _helpers.conj(y)
-  gx = grad * cy * tf.pow(cx, cy - 1)
-  mask = tf.not_equal(cx, 0) if x.dtype.is_complex else cx > 0
-  safe_x = tf.where(mask, cx, tf.ones_like(x))
-  log_x = tf.where(mask, tf.math.log(safe_x), tf.zeros_like(x))
-  gy = grad * _helpers.conj(op.outputs[0]) * log_x
+  gx = _mul(_mul(grad, cy), raw.Pow(x=cx, y=_sub(cy, 1)))
+  mask = (raw.NotEqual(x=cx, y=0) if x.dtype.is_complex
+          else raw.Greater(x=cx, y=0))
+  safe_x = _where(mask, cx, raw.OnesLike(x=x))
+  log_x = _where(mask, raw.Log(x=safe_x), raw.ZerosLike(x=x))
+  gy = _mul(_mul(grad, _helpers.conj(op.outputs[0])), log_x)
   return _helpers.unbroadcast_pair(gx, x, gy, y)
 
 
 def _select_grad(op, grad, x_wins):
   """Routes grad to x where x_wins(x, y) holds, else to y."""
   x, y = op.inputs
-  zeros = tf.zeros_like(grad)
-  mask = x_wins(x, y)
-  return _helpers.unbroadcast_pair(tf.where(mask, grad, zeros), x,
-                                   tf.where(mask, zeros, grad), y)
+  zeros = raw.ZerosLike(x=grad)
+  mask = x_wins(x=x, y=y)
+  return _helpers.unbroadcast_pair(_where(mask, grad, zeros), x,
+                                   _where(mask, zeros, grad), y)
 
 
 @RegisterGradient("Maximum")
 def _maximum_grad(op, grad):
   """grad goes to x where x >= y, else to y."""
-  return _select_grad(op, grad, tf.greater_equal)
+  return _select_grad(op, grad, raw.GreaterEqual)
 
 
 @RegisterGradient("Minimum")
 def _minimum_grad(op, grad):
   """grad goes to x where x <= y, else to y."""
-  return _select_grad(op, grad, tf.less_equal)
+  return _select_grad(op, grad, raw.LessEqual)
 
 
 @RegisterGradient("AddN")
@@ -242,54 +347,64 @@ def _add_n_grad(op, grad):
 
 # ----- Elementwise unary -----
 
-_on_input("Abs", lambda x, g: g * tf.sign(x))
-_on_input("Square", lambda x, g: tf.multiply(g, x * _const(2.0, x.dtype)))
-_on_output("Exp", lambda y, g: g * y)
-_on_input("Expm1", lambda x, g: g * tf.exp(x))
-_on_input("Log", lambda x, g: g * tf.math.reciprocal(x))
-_on_input("Log1p", lambda x, g: g * tf.math.reciprocal(1 + x))
-_on_input("Sin", lambda x, g: g * tf.cos(x))
-_on_input("Cos", lambda x, g: -g * tf.sin(x))
-_on_input("Tan", lambda x, g: tf.square(tf.math.reciprocal(tf.cos(x))) * g)
-_on_input("Sinh", lambda x, g: g * tf.cosh(x))
-_on_input("Cosh", lambda x, g: g * tf.sinh(x))
+def _one_minus_square(x, g):
+  """1 - x^2, the 1 in g's dtype."""
+  return _sub(emit.const(1, g.dtype), raw.Square(x=x))
+
+
+_on_input("Abs", lambda x, g: _mul(g, raw.Sign(x=x)))
+_on_input("Square", lambda x, g: _mul(g, _mul(x, emit.const(2.0, x.dtype))))
+_on_output("Exp", lambda y, g: _mul(g, y))
+_on_input("Expm1", lambda x, g: _mul(g, raw.Exp(x=x)))
+_on_input("Log", lambda x, g: _mul(g, raw.Reciprocal(x=x)))
+_on_input("Log1p", lambda x, g: _mul(g, raw.Reciprocal(x=_add(1, x))))
+_on_input("Sin", lambda x, g: _mul(g, raw.Cos(x=x)))
+_on_input("Cos", lambda x, g: _mul(raw.Neg(x=g), raw.Sin(x=x)))
+_on_input("Tan", lambda x, g: _mul(
+    raw.Square(x=raw.Reciprocal(x=raw.Cos(x=x))), g))
+_on_input("Sinh", lambda x, g: _mul(g, raw.Cosh(x=x)))
+_on_input("Cosh", lambda x, g: _mul(g, raw.Sinh(x=x)))
 _on_output("Tanh", lambda y, g: raw.TanhGrad(y=y, dy=g))
 _on_output("Sigmoid", lambda y, g: raw.SigmoidGrad(y=y, dy=g))
-_on_output("Asinh", lambda y, g: g / tf.cosh(y))
-_on_output("Acosh", lambda y, g: g / tf.sinh(y))
-_on_input("Atanh", lambda x, g: g * tf.math.reciprocal(
-    _const(1, g.dtype) - tf.square(x)))
-_on_input("Asin", lambda x, g: g * tf.math.reciprocal(
-    tf.sqrt(_const(1, g.dtype) - tf.square(x))))
-_on_input("Acos", lambda x, g: -g * tf.math.reciprocal(
-    tf.sqrt(_const(1, g.dtype) - tf.square(x))))
-_on_input("Atan", lambda x, g: g * tf.math.reciprocal(
-    _const(1, g.dtype) + tf.square(x)))
-_on_input("Erf", lambda x, g: g * _const(2 / np.sqrt(np.pi), g.dtype)
-          * tf.exp(-tf.square(x)))
-_on_input("Erfc", lambda x, g: g * _const(-2 / np.sqrt(np.pi), g.dtype)
-          * tf.exp(-tf.square(x)))
-_on_input("Lgamma", lambda x, g: g * tf.math.digamma(x))
-_on_input("Digamma", lambda x, g: g * tf.math.polygamma(
-    _const(1, x.dtype), x))
-_on_output("Erfinv", lambda y, g: g * _const(np.sqrt(np.pi) / 2, g.dtype)
-           * tf.exp(tf.square(y)))
-_on_output("Ndtri", lambda y, g: g * _const(np.sqrt(2 * np.pi), g.dtype)
-           * tf.exp(tf.square(y) / 2.0))
+_on_output("Asinh", lambda y, g: _div(g, raw.Cosh(x=y)))
+_on_output("Acosh", lambda y, g: _div(g, raw.Sinh(x=y)))
+_on_input("Atanh", lambda x, g: _mul(g, raw.Reciprocal(
+    x=_one_minus_square(x, g))))
+_on_input("Asin", lambda x, g: _mul(g, raw.Reciprocal(
+    x=raw.Sqrt(x=_one_minus_square(x, g)))))
+_on_input("Acos", lambda x, g: _mul(raw.Neg(x=g), raw.Reciprocal(
+    x=raw.Sqrt(x=_one_minus_square(x, g)))))
+_on_input("Atan", lambda x, g: _mul(g, raw.Reciprocal(
+    x=_add(emit.const(1, g.dtype), raw.Square(x=x)))))
+_on_input("Erf", lambda x, g: _mul(
+    _mul(g, emit.const(2 / np.sqrt(np.pi), g.dtype)),
+    raw.Exp(x=raw.Neg(x=raw.Square(x=x)))))
+_on_input("Erfc", lambda x, g: _mul(
+    _mul(g, emit.const(-2 / np.sqrt(np.pi), g.dtype)),
+    raw.Exp(x=raw.Neg(x=raw.Square(x=x)))))
+_on_input("Lgamma", lambda x, g: _mul(g, raw.Digamma(x=x)))
+_on_input("Digamma", lambda x, g: _mul(g, raw.Polygamma(
+    a=emit.const(1, x.dtype), x=x)))
+_on_output("Erfinv", lambda y, g: _mul(
+    _mul(g, emit.const(np.sqrt(np.pi) / 2, g.dtype)),
+    raw.Exp(x=raw.Square(x=y))))
+_on_output("Ndtri", lambda y, g: _mul(
+    _mul(g, emit.const(np.sqrt(2 * np.pi), g.dtype)),
+    raw.Exp(x=_div(raw.Square(x=y), 2.0))))
 
 
 @RegisterGradient("Neg")
 def _neg_grad(op, grad):
   """d (-x) = -dx."""
   del op
-  return -grad
+  return _neg(grad)
 
 
 @RegisterGradient("Sign")
 def _sign_grad(op, grad):
   """sign is piecewise constant: a zero gradient."""
   del grad
-  return tf.zeros_like(op.inputs[0])
+  return raw.ZerosLike(x=op.inputs[0])
 
 
 @RegisterGradient("Sqrt")
@@ -320,7 +435,8 @@ def _inv_grad(op, grad):
 def _polygamma_grad(op, grad):
   """d psi(n, x)/dx = psi(n + 1, x); no gradient for the order n."""
   n, x = op.inputs
-  gx = grad * tf.math.polygamma(_helpers.conj(n) + 1, _helpers.conj(x))
+  gx = _mul(grad, raw.Polygamma(a=_add(_helpers.conj(n), 1),
+                                x=_helpers.conj(x)))
   return None, _helpers.unbroadcast(gx, x)
 
 
@@ -330,24 +446,24 @@ def _polygamma_grad(op, grad):
 def _sqrt_grad_grad(op, grad):
   """out = b / (2 conj(a)): d/da = -conj(grad/a) out, d/db = grad / (2a)."""
   a, out = op.inputs[0], op.outputs[0]
-  ga = grad / a
-  return -tf.math.conj(ga) * out, 0.5 * ga
+  ga = _div(grad, a)
+  return _mul(raw.Neg(x=_helpers.conj(ga)), out), _mul(0.5, ga)
 
 
 @RegisterGradient("RsqrtGrad")
 def _rsqrt_grad_grad(op, grad):
   """out = -b conj(a)^3 / 2: d/da = -3/2 b a^2, d/db = -a^3 / 2."""
   a, b = op.inputs
-  ca, cg = _helpers.conj(a), _helpers.conj(grad)
-  return (-1.5 * cg * b * tf.square(ca),
+  ca, cg = _helpers.conj(a), _helpers.conj(_dense(grad))
+  return (_mul(_mul(_mul(-1.5, cg), b), raw.Square(x=ca)),
           raw.RsqrtGrad(y=ca, dy=grad))
 
 
 def _reciprocal_grad_grad(op, grad):
   """out = -b conj(a)^2: d/da = -2 b a, d/db = -a^2."""
   a, b = op.inputs
-  ca, cg = _helpers.conj(a), _helpers.conj(grad)
-  return cg * -2.0 * b * ca, raw.ReciprocalGrad(y=ca, dy=grad)
+  ca, cg = _helpers.conj(a), _helpers.conj(_dense(grad))
+  return _mul(_mul(_mul(cg, -2.0), b), ca), raw.ReciprocalGrad(y=ca, dy=grad)
 
 
 RegisterGradient("ReciprocalGrad")(_reciprocal_grad_grad)
@@ -358,15 +474,16 @@ RegisterGradient("InvGrad")(_reciprocal_grad_grad)
 def _tanh_grad_grad(op, grad):
   """out = b (1 - a^2): d/da = -2 a b, d/db = 1 - a^2."""
   a, b = (_helpers.conj(t) for t in op.inputs)
-  return grad * -2.0 * b * a, raw.TanhGrad(y=a, dy=grad)
+  return (_mul(_mul(_mul(_dense(grad), -2.0), b), a),
+          raw.TanhGrad(y=a, dy=grad))
 
 
 @RegisterGradient("SigmoidGrad")
 def _sigmoid_grad_grad(op, grad):
   """out = b a (1 - a): d/da = b (1 - 2a), d/db = a (1 - a)."""
   a, b = (_helpers.conj(t) for t in op.inputs)
-  gb = grad * b
-  return gb - 2.0 * gb * a, raw.SigmoidGrad(y=a, dy=grad)
+  gb = _mul(grad, b)
+  return _sub(gb, _mul(_mul(2.0, gb), a)), raw.SigmoidGrad(y=a, dy=grad)
 
 
 # ----- Complex parts -----
@@ -375,38 +492,38 @@ def _sigmoid_grad_grad(op, grad):
 def _real_grad(op, grad):
   """The real part's gradient is real: grad + 0i."""
   del op
-  return tf.complex(grad, tf.zeros([], grad.dtype))
+  return _complex(grad, 0)
 
 
 @RegisterGradient("Imag")
 def _imag_grad(op, grad):
   """The imaginary part's gradient is imaginary: 0 + grad i."""
   del op
-  return tf.complex(tf.zeros([], grad.dtype), grad)
+  return _complex(0, grad)
 
 
 @RegisterGradient("Conj")
 def _conj_grad(op, grad):
   """conj is its own adjoint."""
   del op
-  return tf.math.conj(grad)
+  return raw.Conj(input=grad)
 
 
 @RegisterGradient("Angle")
 def _angle_grad(op, grad):
   """d arg(z) gives -grad / (Im z + i Re z)."""
   x = op.inputs[0]
-  z = tf.math.reciprocal(tf.complex(tf.math.imag(x), tf.math.real(x)))
-  return -tf.complex(grad, tf.zeros([], grad.dtype)) * z
+  z = raw.Reciprocal(x=_complex(_imag(x), _real(x)))
+  return _mul(raw.Neg(x=_complex(grad, 0)), z)
 
 
 @RegisterGradient("ComplexAbs")
 def _complex_abs_grad(op, grad):
   """d |z| gives grad z / |z| (0 where z = 0)."""
   y = op.outputs[0]
-  return tf.math.divide_no_nan(
-      tf.complex(grad, tf.zeros_like(grad)) * op.inputs[0],
-      tf.complex(y, tf.zeros_like(y)))
+  return raw.DivNoNan(
+      x=_mul(_complex(grad, raw.ZerosLike(x=grad)), op.inputs[0]),
+      y=_complex(y, raw.ZerosLike(x=y)))
 
 
 @RegisterGradient("Cast")
@@ -414,7 +531,7 @@ def _cast_grad(op, grad):
   """Casts grad back to the source dtype; None unless both are floating."""
   src = op.inputs[0].dtype.base_dtype
   if src in _FLOATISH and grad.dtype.base_dtype in _FLOATISH:
-    return tf.cast(grad, src)
+    return _cast(grad, src)
   return None
 
 
@@ -433,13 +550,13 @@ def _mean_grad(op, grad):
   x_shape = _helpers.static_shape(op.inputs[0])
   y_shape = _helpers.static_shape(op.outputs[0])
   if x_shape is not None and y_shape is not None:
-    factor = _const(np.prod(x_shape, dtype=np.int64)
-                    // max(np.prod(y_shape, dtype=np.int64), 1),
-                    sum_grad.dtype)
+    factor = emit.const(np.prod(x_shape, dtype=np.int64)
+                        // max(np.prod(y_shape, dtype=np.int64), 1),
+                        sum_grad.dtype)
   else:
-    factor = tf.cast(tf.size(op.inputs[0]) // tf.maximum(
-        tf.size(op.outputs[0]), 1), sum_grad.dtype)
-  return tf.math.truediv(sum_grad, factor), None
+    factor = _cast(raw.FloorDiv(x=_size(op.inputs[0]), y=raw.Maximum(
+        x=_size(op.outputs[0]), y=1)), sum_grad.dtype)
+  return _div(sum_grad, factor), None
 
 
 def _min_or_max_grad(op, grad):
@@ -447,9 +564,9 @@ def _min_or_max_grad(op, grad):
   x, axes = op.inputs
   kept = _kept_shape(x, axes)
   y, grad = _reshape(op.outputs[0], kept), _reshape(grad, kept)
-  hits = tf.cast(tf.equal(y, x), grad.dtype)
-  count = tf.reduce_sum(hits, axes, keepdims=True)
-  return tf.math.truediv(hits, count) * grad, None
+  hits = _cast(raw.Equal(x=y, y=x), grad.dtype)
+  count = raw.Sum(input=hits, axis=axes, keep_dims=True)
+  return _mul(_div(hits, count), grad), None
 
 
 RegisterGradient("Max")(_min_or_max_grad)
@@ -460,18 +577,20 @@ RegisterGradient("Min")(_min_or_max_grad)
 def _prod_grad(op, grad):
   """grad times the product of all the other reduced elements."""
   x, axes = op.inputs
-  grad = tf.broadcast_to(_reshape(grad, _kept_shape(x, axes)),
-                         _helpers.shape_of(x))
+  grad = raw.BroadcastTo(input=_reshape(grad, _kept_shape(x, axes)),
+                         shape=_helpers.shape_of(x))
   perm, reduced_num, other_num = _prod_layout(x, axes)
   permuted = _transpose(x, perm)
-  flat = tf.reshape(permuted, [reduced_num, other_num])
-  left = tf.math.cumprod(flat, axis=0, exclusive=True)
-  right = tf.math.cumprod(flat, axis=0, exclusive=True, reverse=True)
-  others = tf.reshape(_helpers.conj(left) * _helpers.conj(right),
-                      _helpers.shape_of(permuted))
-  out = grad * _transpose(others, _inverse_permutation(perm))
+  flat = raw.Reshape(tensor=permuted, shape=_vector([reduced_num, other_num]))
+  left = raw.Cumprod(x=flat, axis=0, exclusive=True)
+  right = raw.Cumprod(x=flat, axis=0, exclusive=True, reverse=True)
+  others = raw.Reshape(
+      tensor=_mul(_helpers.conj(left), _helpers.conj(right)),
+      shape=_helpers.shape_of(permuted))
+  out = _mul(grad, _transpose(others, _inverse_permutation(perm)))
   shape = _helpers.static_shape(x)
-  return _reshape(out, list(shape) if shape is not None else tf.shape(x)), None
+  return _reshape(out, list(shape) if shape is not None
+                  else _helpers.shape_of(x)), None
 
 
 @RegisterGradient("EuclideanNorm")
@@ -481,15 +600,17 @@ def _euclidean_norm_grad(op, grad):
   y = op.outputs[0]
   if not op.get_attr("keep_dims"):
     kept = _kept_shape(x, axes)
-    y, grad = tf.reshape(y, kept), tf.reshape(grad, kept)
-  return tf.math.truediv(x, y / grad), None
+    y = raw.Reshape(tensor=y, shape=kept)
+    grad = raw.Reshape(tensor=grad, shape=kept)
+  return _div(x, _div(y, grad)), None
 
 
 @RegisterGradient("Cumsum")
 def _cumsum_grad(op, grad):
   """The adjoint of a cumulative sum runs the other way."""
-  return [tf.cumsum(grad, op.inputs[1], exclusive=op.get_attr("exclusive"),
-                    reverse=not op.get_attr("reverse")), None]
+  return [raw.Cumsum(x=grad, axis=op.inputs[1],
+                     exclusive=op.get_attr("exclusive"),
+                     reverse=not op.get_attr("reverse")), None]
 
 
 @RegisterGradient("CumulativeLogsumexp")
@@ -497,15 +618,18 @@ def _cumulative_logsumexp_grad(op, grad):
   """Reverse scan of grad e^(x - y), split by the sign of grad (in logs)."""
   x, axis = op.inputs
   y = op.outputs[0]
+  grad = _dense(grad)
   exclusive, reverse = op.get_attr("exclusive"), op.get_attr("reverse")
   floor = grad.dtype.min
 
   def scan(mask, magnitude):
-    log_g = tf.where(mask, tf.math.log(magnitude), floor)
-    return tf.exp(tf.math.cumulative_logsumexp(
-        log_g - y, axis=axis, exclusive=exclusive, reverse=not reverse) + x)
+    log_g = _where(mask, raw.Log(x=magnitude), floor)
+    return raw.Exp(x=_add(raw.CumulativeLogsumexp(
+        x=_sub(log_g, y), axis=axis, exclusive=exclusive,
+        reverse=not reverse), x))
 
-  return [scan(grad > 0, grad) - scan(grad < 0, -grad), None]
+  return [_sub(scan(raw.Greater(x=grad, y=0), grad),
+               scan(raw.Less(x=grad, y=0), raw.Neg(x=grad))), None]
 
 
 @RegisterGradient("Cumprod")
@@ -513,9 +637,9 @@ def _cumprod_grad(op, grad):
   """Reverse cumsum of grad * y, divided by x (0 where x = 0)."""
   x, axis = op.inputs
   exclusive, reverse = op.get_attr("exclusive"), op.get_attr("reverse")
-  out = tf.cumsum(op.outputs[0] * grad, axis, exclusive=exclusive,
-                  reverse=not reverse)
-  return [tf.math.divide_no_nan(out, x), None]
+  out = raw.Cumsum(x=_mul(op.outputs[0], grad), axis=axis,
+                   exclusive=exclusive, reverse=not reverse)
+  return [raw.DivNoNan(x=out, y=x), None]
 
 
 # ----- Matrix products -----
@@ -540,24 +664,38 @@ def _matmul_grad(op, grad):
   return ga, gb
 
 
+def _matmul(a, b, adjoint_a=False, adjoint_b=False, grad_a=False,
+            grad_b=False):
+  """tf.linalg.matmul with adjoint flags: BatchMatMulV2 when an operand may
+  have batch axes, else MatMul of the conjugates (transposed)."""
+  a, b = _dense(a), _dense(b)
+  ra, rb = a.shape.rank, b.shape.rank
+  if ra is None or ra > 2 or rb is None or rb > 2:
+    return raw.BatchMatMulV2(x=a, y=b, adj_x=adjoint_a, adj_y=adjoint_b,
+                             grad_x=grad_a, grad_y=grad_b)
+  a = _helpers.conj(a) if adjoint_a else a
+  b = _helpers.conj(b) if adjoint_b else b
+  return raw.MatMul(a=a, b=b, transpose_a=adjoint_a, transpose_b=adjoint_b,
+                    grad_a=grad_a, grad_b=grad_b)
+
+
 def _batch_matmul_grads(op, grad, hints=False):
   """dx, dy of z = adj?(x) adj?(y) for batched matrices (no unbroadcast)."""
   x, y = op.inputs
   adj_x, adj_y = op.get_attr("adj_x"), op.get_attr("adj_y")
   hx = {"grad_a": True} if hints else {}
   hy = {"grad_b": True} if hints else {}
-  mm = tf.linalg.matmul
   gx = gy = None
   if _helpers.needs_grad(op, 0):
     if not adj_x:
-      gx = mm(grad, y, adjoint_b=not adj_y, **hx)
+      gx = _matmul(grad, y, adjoint_b=not adj_y, **hx)
     else:
-      gx = mm(y, grad, adjoint_a=adj_y, adjoint_b=True, **hx)
+      gx = _matmul(y, grad, adjoint_a=adj_y, adjoint_b=True, **hx)
   if _helpers.needs_grad(op, 1):
     if not adj_y:
-      gy = mm(x, grad, adjoint_a=not adj_x, **hy)
+      gy = _matmul(x, grad, adjoint_a=not adj_x, **hy)
     else:
-      gy = mm(grad, x, adjoint_a=True, adjoint_b=adj_x, **hy)
+      gy = _matmul(grad, x, adjoint_a=True, adjoint_b=adj_x, **hy)
   return gx, gy
 
 
@@ -590,9 +728,12 @@ def _label_axis(subs, label):
 def _dims(t):
   """t's dims, each an int when static, else a scalar Tensor."""
   if t.shape.rank is None:
-    return tf.shape(t)
-  return [d if d is not None else tf.shape(t)[i]
-          for i, d in enumerate(t.shape.as_list())]
+    return raw.Shape(input=t)
+  dims = t.shape.as_list()
+  if None not in dims:
+    return dims
+  shape = raw.Shape(input=t)
+  return [d if d is not None else _item(shape, i) for i, d in enumerate(dims)]
 
 
 def _unreduce(grad, grad_subs, subs, x, reduced):
@@ -605,17 +746,20 @@ def _unreduce(grad, grad_subs, subs, x, reduced):
     rank = x.shape.rank
     kept = [1 if i in axes or i - rank in axes else d
             for i, d in enumerate(x_dims)]
-    return tf.broadcast_to(tf.reshape(grad, kept), x_dims)
-  lead = [x_dims[a] for a in axes]
+    return raw.BroadcastTo(input=raw.Reshape(tensor=grad, shape=_vector(kept)),
+                           shape=_vector(x_dims))
+  lead = [x_dims[a] if isinstance(x_dims, list) else _item(x_dims, a)
+          for a in axes]
   g_dims = _dims(grad)
   if isinstance(g_dims, list):
     ones, full = [1] * len(reduced) + g_dims, lead + g_dims
   else:
-    ones = tf.concat([tf.ones([len(reduced)], tf.int32), g_dims], 0)
-    full = tf.concat([tf.stack(lead), g_dims], 0)
-  spread = tf.broadcast_to(tf.reshape(grad, ones), full)
+    ones = raw.ConcatV2(values=[[1] * len(reduced), g_dims], axis=0)
+    full = raw.ConcatV2(values=[_vector(lead), g_dims], axis=0)
+  spread = raw.BroadcastTo(input=raw.Reshape(tensor=grad, shape=_vector(ones)),
+                           shape=_vector(full))
   return raw.Einsum(inputs=[spread],
-                           equation=f"{reduced}{grad_subs}->{subs}")
+                    equation=f"{reduced}{grad_subs}->{subs}")
 
 
 def _einsum_operand_grad(grad, out_subs, other, other_subs, x, subs):
@@ -623,7 +767,7 @@ def _einsum_operand_grad(grad, out_subs, other, other_subs, x, subs):
   reduced = set(subs) - set(out_subs + other_subs + ".")
   left = "".join(s for s in subs if s not in reduced)
   g = raw.Einsum(inputs=[grad, other],
-                        equation=f"{out_subs},{other_subs}->{left}")
+                 equation=f"{out_subs},{other_subs}->{left}")
   return _unreduce(g, left, subs, x, reduced) if reduced else g
 
 
@@ -639,11 +783,18 @@ def _einsum_unbroadcast(g, x, subs):
     axes = list(range(start, start + lead)) + [
         start + lead + i for i in range(len(x_shape) - start - tail)
         if x_shape[start + i] == 1 and g_shape[start + lead + i] != 1]
-    return tf.reshape(tf.reduce_sum(g, axes), x_shape)
-  sx, sg = tf.shape(x), tf.shape(g)
+    return raw.Reshape(tensor=raw.Sum(input=g, axis=axes), shape=x_shape)
+  sx, sg = _helpers.shape_of(x), _helpers.shape_of(g)
   axes, _ = raw.BroadcastGradientArgs(
-      s0=sx[start:tf.size(sx) - tail], s1=sg[start:tf.size(sg) - tail])
-  return tf.reshape(tf.reduce_sum(g, start + axes), sx)
+      s0=_middle(sx, start, tail), s1=_middle(sg, start, tail))
+  return raw.Reshape(tensor=raw.Sum(input=g, axis=_add(start, axes)),
+                     shape=sx)
+
+
+def _middle(shape, start, tail):
+  """shape[start:size(shape) - tail] for a 1-D shape Tensor."""
+  end = raw.Pack(values=[_sub(_size(shape), tail)], axis=0)
+  return raw.StridedSlice(input=shape, begin=[start], end=end, strides=[1])
 
 
 @RegisterGradient("Einsum")
@@ -665,7 +816,7 @@ def _einsum_grad(op, grad):
   x, y = op.inputs
   cx, cy = x, y
   if grad.dtype.is_complex:
-    cx, cy = tf.math.conj(x), tf.math.conj(y)
+    cx, cy = _helpers.conj(x), _helpers.conj(y)
   gx = _einsum_operand_grad(grad, out_subs, cy, y_subs, cx, x_subs)
   gy = _einsum_operand_grad(grad, out_subs, cx, x_subs, cy, y_subs)
   if _ELLIPSIS not in out_subs:
@@ -675,16 +826,18 @@ def _einsum_grad(op, grad):
 
 # ----- Special functions -----
 
-_sm = tf.math.special
-_on_input("Expint", lambda x, g: g * tf.exp(x) / x)
-_on_input("FresnelCos", lambda x, g: g * tf.cos((np.pi / 2.0) * tf.square(x)))
-_on_input("FresnelSin", lambda x, g: g * tf.sin((np.pi / 2.0) * tf.square(x)))
-_on_input("Spence", lambda x, g: g * tf.where(
-    tf.equal(x, 1.0), -tf.ones_like(x), tf.math.log(x) / (1 - x)))
-_on_input("BesselI0", lambda x, g: g * _sm.bessel_i1(x))
-_on_input("BesselK0", lambda x, g: g * -_sm.bessel_k1(x))
-_on_input("BesselJ0", lambda x, g: g * -_sm.bessel_j1(x))
-_on_input("BesselY0", lambda x, g: g * -_sm.bessel_y1(x))
+_on_input("Expint", lambda x, g: _div(_mul(g, raw.Exp(x=x)), x))
+_on_input("FresnelCos", lambda x, g: _mul(g, raw.Cos(
+    x=_mul(np.pi / 2.0, raw.Square(x=x)))))
+_on_input("FresnelSin", lambda x, g: _mul(g, raw.Sin(
+    x=_mul(np.pi / 2.0, raw.Square(x=x)))))
+_on_input("Spence", lambda x, g: _mul(g, _where(
+    raw.Equal(x=x, y=1.0), raw.Neg(x=raw.OnesLike(x=x)),
+    _div(raw.Log(x=x), _sub(1, x)))))
+_on_input("BesselI0", lambda x, g: _mul(g, raw.BesselI1(x=x)))
+_on_input("BesselK0", lambda x, g: _mul(g, raw.Neg(x=raw.BesselK1(x=x))))
+_on_input("BesselJ0", lambda x, g: _mul(g, raw.Neg(x=raw.BesselJ1(x=x))))
+_on_input("BesselY0", lambda x, g: _mul(g, raw.Neg(x=raw.BesselY1(x=x))))
 
 
 def _on_input_output(op_type, formula):
@@ -700,30 +853,41 @@ def _on_input_output(op_type, formula):
 
 def _at_zero(x, value, elsewhere):
   """`elsewhere`, with the limit `value` substituted where x == 0."""
-  return tf.where(tf.equal(x, 0.0), tf.cast(value, x.dtype), elsewhere)
+  return _where(raw.Equal(x=x, y=0.0), emit.const(value, x.dtype), elsewhere)
 
 
-_on_input_output("Dawsn", lambda x, y, g: g * (1.0 - 2 * x * y))
-_on_input_output("BesselI0e", lambda x, y, g: g * (
-    _sm.bessel_i1e(x) - tf.sign(x) * y))
-_on_input_output("BesselI1", lambda x, y, g: g * _at_zero(
-    x, 1.0, _sm.bessel_i0(x) - y / x))
-_on_input_output("BesselI1e", lambda x, y, g: g * _at_zero(
-    x, 0.5, _sm.bessel_i0e(x) - y * (tf.sign(x) + tf.math.reciprocal(x))))
-_on_input_output("BesselK0e", lambda x, y, g: g * (y - _sm.bessel_k1e(x)))
-_on_input_output("BesselK1", lambda x, y, g: g * (-_sm.bessel_k0(x) - y / x))
-_on_input_output("BesselK1e", lambda x, y, g: g * (
-    y * (1.0 - tf.math.reciprocal(x)) - _sm.bessel_k0e(x)))
-_on_input_output("BesselJ1", lambda x, y, g: g * _at_zero(
-    x, 0.5, _sm.bessel_j0(x) - y / x))
-_on_input_output("BesselY1", lambda x, y, g: g * (_sm.bessel_y0(x) - y / x))
+def _minus_y_over_x(minuend, x, y):
+  """minuend - y / x."""
+  return _sub(minuend, _div(y, x))
+
+
+_on_input_output("Dawsn", lambda x, y, g: _mul(
+    g, _sub(1.0, _mul(_mul(2, x), y))))
+_on_input_output("BesselI0e", lambda x, y, g: _mul(g, _sub(
+    raw.BesselI1e(x=x), _mul(raw.Sign(x=x), y))))
+_on_input_output("BesselI1", lambda x, y, g: _mul(g, _at_zero(
+    x, 1.0, _minus_y_over_x(raw.BesselI0(x=x), x, y))))
+_on_input_output("BesselI1e", lambda x, y, g: _mul(g, _at_zero(
+    x, 0.5, _sub(raw.BesselI0e(x=x), _mul(y, _add(
+        raw.Sign(x=x), raw.Reciprocal(x=x)))))))
+_on_input_output("BesselK0e", lambda x, y, g: _mul(g, _sub(
+    y, raw.BesselK1e(x=x))))
+_on_input_output("BesselK1", lambda x, y, g: _mul(g, _minus_y_over_x(
+    raw.Neg(x=raw.BesselK0(x=x)), x, y)))
+_on_input_output("BesselK1e", lambda x, y, g: _mul(g, _sub(
+    _mul(y, _sub(1.0, raw.Reciprocal(x=x))), raw.BesselK0e(x=x))))
+_on_input_output("BesselJ1", lambda x, y, g: _mul(g, _at_zero(
+    x, 0.5, _minus_y_over_x(raw.BesselJ0(x=x), x, y))))
+_on_input_output("BesselY1", lambda x, y, g: _mul(g, _minus_y_over_x(
+    raw.BesselY0(x=x), x, y)))
 
 
 def _igamma_partials(op, grad):
   """Partials of the lower regularized gamma P(a, x), unbroadcast."""
   a, x = op.inputs
-  ga = raw.IgammaGradA(a=a, x=x) * grad
-  gx = tf.exp(-x + (a - 1) * tf.math.log(x) - tf.math.lgamma(a)) * grad
+  ga = _mul(raw.IgammaGradA(a=a, x=x), grad)
+  gx = _mul(raw.Exp(x=_sub(_add(raw.Neg(x=x), _mul(
+      _sub(a, 1), raw.Log(x=x))), raw.Lgamma(x=a))), grad)
   return _helpers.unbroadcast_pair(ga, a, gx, x)
 
 
@@ -737,16 +901,18 @@ def _igamma_grad(op, grad):
 def _igammac_grad(op, grad):
   """Q = 1 - P: the negated Igamma partials."""
   ga, gx = _igamma_partials(op, grad)
-  return -ga, -gx
+  return _neg(ga), _neg(gx)
 
 
 @RegisterGradient("Betainc")
 def _betainc_grad(op, grad):
   """d I_x(a, b)/dx = x^(a-1) (1-x)^(b-1) / B(a, b); no gradient for a, b."""
   a, b, x = op.inputs
-  log_beta = tf.math.lgamma(a) + tf.math.lgamma(b) - tf.math.lgamma(a + b)
-  gx = tf.exp(tf.math.xlog1py(b - 1, -x) + tf.math.xlogy(a - 1, x)
-              - log_beta) * grad
+  log_beta = _sub(_add(raw.Lgamma(x=a), raw.Lgamma(x=b)),
+                  raw.Lgamma(x=_add(a, b)))
+  gx = _mul(raw.Exp(x=_sub(_add(
+      raw.Xlog1py(x=_sub(b, 1), y=raw.Neg(x=x)),
+      raw.Xlogy(x=_sub(a, 1), y=x)), log_beta)), grad)
   return None, None, _helpers.unbroadcast(gx, x)
 
 
@@ -754,7 +920,7 @@ def _betainc_grad(op, grad):
 def _zeta_grad(op, grad):
   """d zeta(x, q)/dq = -x zeta(x + 1, q); no gradient for x."""
   x, q = op.inputs
-  gq = -x * tf.math.zeta(x + 1, q) * grad
+  gq = _mul(_mul(raw.Neg(x=x), raw.Zeta(x=_add(x, 1), q=q)), grad)
   return None, _helpers.unbroadcast(gq, q)
 
 
@@ -762,84 +928,94 @@ def _zeta_grad(op, grad):
 def _next_after_grad(op, grad):
   """nextafter(x1, x2) moves x1 by one ulp: (grad, 0)."""
   x1, x2 = op.inputs
-  return _helpers.unbroadcast(grad, x1), tf.zeros_like(x2)
+  return _helpers.unbroadcast(grad, x1), raw.ZerosLike(x=x2)
 
 
 @RegisterGradient("Cross")
 def _cross_grad(op, grad):
   """d (u x v) = du x v + u x dv: (v x grad, grad x u)."""
   u, v = op.inputs
-  return tf.linalg.cross(v, grad), tf.linalg.cross(grad, u)
+  return raw.Cross(a=v, b=grad), raw.Cross(a=grad, b=u)
 
 
 # ----- Segment reductions -----
 
+def _row_shape(ids, like):
+  """ids.shape + [1] * (rank(like) - rank(ids)): a list when static."""
+  ids_shape, rank = _helpers.static_shape(ids), like.shape.rank
+  if ids_shape is not None and rank is not None:
+    return list(ids_shape) + [1] * (rank - len(ids_shape))
+  tail = _fill(raw.Pack(values=[_sub(_rank(like), _rank(ids))], axis=0), 1,
+               tf.int32)
+  return raw.ConcatV2(values=[_helpers.shape_of(ids), tail], axis=0)
+
+
 def _segment_ones(ids, data, dtype):
   """Ones of shape ids.shape + [1] * (rank(data) - 1): one count per row."""
-  ids_shape, rank = _helpers.static_shape(ids), data.shape.rank
-  if ids_shape is not None and rank is not None:
-    return tf.ones(list(ids_shape) + [1] * (rank - ids.shape.rank), dtype)
-  tail = tf.ones([tf.rank(data) - tf.rank(ids)], tf.int32)
-  return tf.ones(tf.concat([tf.shape(ids), tail], 0), dtype)
+  return _fill(_row_shape(ids, data), 1, dtype)
 
 
 def _valid_rows(ids, like):
   """ids >= 0, shaped to broadcast against `like` (rows indexed by ids)."""
-  valid = tf.greater_equal(ids, tf.zeros([], ids.dtype))
-  ids_shape, rank = _helpers.static_shape(ids), like.shape.rank
-  if ids_shape is not None and rank is not None:
-    return tf.reshape(valid, list(ids_shape) + [1] * (rank - len(ids_shape)))
-  tail = tf.ones([tf.rank(like) - tf.rank(ids)], tf.int32)
-  return tf.reshape(valid, tf.concat([tf.shape(ids), tail], 0))
+  valid = raw.GreaterEqual(x=ids, y=0)
+  return raw.Reshape(tensor=valid, shape=_row_shape(ids, like))
+
+
+def _gather(params, indices):
+  return raw.GatherV2(params=params, indices=indices, axis=0)
 
 
 def _gather_valid(params, ids, valid=None):
   """params[ids] with zero rows where ids < 0 (dropped by unsorted ops)."""
-  gathered = tf.gather(params, tf.maximum(ids, tf.zeros([], ids.dtype)))
+  gathered = _gather(params, raw.Maximum(x=ids, y=0))
   if valid is None:
     valid = _valid_rows(ids, gathered)
-  return tf.where(valid, gathered, tf.zeros([], gathered.dtype))
+  return _where(valid, gathered, emit.const(0, gathered.dtype))
 
 
 def _extremum_share(data, hits, grad, ids, count_fn, gather_fn):
   """grad of a segment max/min, split evenly among the rows attaining it."""
-  count = count_fn(tf.cast(hits, grad.dtype))
-  shared = gather_fn(tf.math.truediv(grad, count))
-  return tf.where(hits, shared, tf.zeros_like(data))
+  count = count_fn(_cast(hits, grad.dtype))
+  shared = gather_fn(_div(grad, count))
+  return _where(hits, shared, raw.ZerosLike(x=data))
 
 
 def _prod_partials(data, prod, ids, prod_fn, sum_fn, gather_fn):
   """d prod / d data per row: prod / x, or the product of the others at a
   single zero (segments with two or more zeros have zero partials)."""
-  is_zero = tf.equal(data, tf.zeros([], data.dtype))
-  zeros_in = sum_fn(tf.cast(is_zero, tf.int32))
-  safe = tf.where(is_zero, tf.ones_like(data), data)
+  is_zero = raw.Equal(x=data, y=0)
+  zeros_in = sum_fn(_cast(is_zero, tf.int32))
+  safe = _where(is_zero, raw.OnesLike(x=data), data)
   others = gather_fn(prod_fn(safe))
-  partial = tf.where(is_zero, others, tf.math.truediv(gather_fn(prod), safe))
-  return partial, tf.greater(zeros_in, 1)
+  partial = _where(is_zero, others, _div(gather_fn(prod), safe))
+  return partial, raw.Greater(x=zeros_in, y=1)
+
+
+def _segment_sum(data, ids):
+  return raw.SegmentSum(data=data, segment_ids=ids)
 
 
 @RegisterGradient("SegmentSum")
 def _segment_sum_grad(op, grad):
   """Each row receives its segment's grad."""
-  return tf.gather(grad, op.inputs[1]), None
+  return _gather(grad, op.inputs[1]), None
 
 
 @RegisterGradient("SegmentMean")
 def _segment_mean_grad(op, grad):
   """Each row receives its segment's grad over the segment's size."""
   data, ids = op.inputs
-  count = tf.math.segment_sum(_segment_ones(ids, data, grad.dtype), ids)
-  return tf.gather(tf.math.truediv(grad, count), ids), None
+  count = _segment_sum(_segment_ones(ids, data, grad.dtype), ids)
+  return _gather(_div(grad, count), ids), None
 
 
 def _segment_min_or_max_grad(op, grad):
   """grad goes to the rows equal to their segment's extremum, shared evenly."""
   data, ids = op.inputs
-  hits = tf.equal(data, tf.gather(op.outputs[0], ids))
+  hits = raw.Equal(x=data, y=_gather(op.outputs[0], ids))
   return _extremum_share(data, hits, grad, ids,
-                         lambda c: tf.math.segment_sum(c, ids),
-                         lambda t: tf.gather(t, ids)), None
+                         lambda c: _segment_sum(c, ids),
+                         lambda t: _gather(t, ids)), None
 
 
 RegisterGradient("SegmentMax")(_segment_min_or_max_grad)
@@ -851,10 +1027,11 @@ def _segment_prod_grad(op, grad):
   """grad times the product of the segment's other rows."""
   data, ids = op.inputs
   partial, dead = _prod_partials(
-      data, op.outputs[0], ids, lambda t: tf.math.segment_prod(t, ids),
-      lambda t: tf.math.segment_sum(t, ids), lambda t: tf.gather(t, ids))
-  grad = tf.where(dead, tf.zeros_like(grad), grad)
-  return tf.gather(grad, ids) * partial, None
+      data, op.outputs[0], ids,
+      lambda t: raw.SegmentProd(data=t, segment_ids=ids),
+      lambda t: _segment_sum(t, ids), lambda t: _gather(t, ids))
+  grad = _where(dead, raw.ZerosLike(x=grad), grad)
+  return _mul(_gather(grad, ids), partial), None
 
 
 @RegisterGradient("UnsortedSegmentSum")
@@ -863,16 +1040,20 @@ def _unsorted_segment_sum_grad(op, grad):
   return _gather_valid(grad, op.inputs[1]), None, None
 
 
+def _unsorted_segment_sum(data, ids, num):
+  return raw.UnsortedSegmentSum(data=data, segment_ids=ids, num_segments=num)
+
+
 def _unsorted_segment_min_or_max_grad(op, grad):
   """grad goes to the rows equal to their segment's extremum, shared evenly;
   rows with negative ids get zero."""
   data, ids, num = op.inputs
-  gathered = tf.gather(op.outputs[0], tf.maximum(ids, tf.zeros([], ids.dtype)))
+  gathered = _gather(op.outputs[0], raw.Maximum(x=ids, y=0))
   valid = _valid_rows(ids, gathered)
-  hits = tf.logical_and(tf.equal(data, gathered), valid)
+  hits = raw.LogicalAnd(x=raw.Equal(x=data, y=gathered), y=valid)
   return _extremum_share(
       data, hits, grad, ids,
-      lambda c: tf.math.unsorted_segment_sum(c, ids, num),
+      lambda c: _unsorted_segment_sum(c, ids, num),
       lambda t: _gather_valid(t, ids, valid)), None, None
 
 
@@ -885,14 +1066,15 @@ def _unsorted_segment_prod_grad(op, grad):
   """grad times the product of the segment's other rows (zero for negative
   ids)."""
   data, ids, num = op.inputs
-  clipped = tf.maximum(ids, tf.zeros([], ids.dtype))
+  clipped = raw.Maximum(x=ids, y=0)
   partial, dead = _prod_partials(
       data, op.outputs[0], ids,
-      lambda t: tf.math.unsorted_segment_prod(t, ids, num),
-      lambda t: tf.math.unsorted_segment_sum(t, ids, num),
-      lambda t: tf.gather(t, clipped))
-  grad = tf.where(dead, tf.zeros_like(grad), grad)
-  return _gather_valid(grad, ids) * partial, None, None
+      lambda t: raw.UnsortedSegmentProd(data=t, segment_ids=ids,
+                                        num_segments=num),
+      lambda t: _unsorted_segment_sum(t, ids, num),
+      lambda t: _gather(t, clipped))
+  grad = _where(dead, raw.ZerosLike(x=grad), grad)
+  return _mul(_gather_valid(grad, ids), partial), None, None
 
 
 _SPARSE_SEGMENT_GRAD = {"Sum": "SparseSegmentSumGrad",
@@ -909,7 +1091,7 @@ def _def_sparse_segment_grad(kind):
     data, indices, ids = op.inputs[:3]
     rest = [None] * (len(op.inputs) - 1)
     dim0 = data.shape[0] if data.shape.rank else None
-    dim0 = tf.shape(data)[0] if dim0 is None else dim0
+    dim0 = _item(raw.Shape(input=data), 0) if dim0 is None else dim0
     if op.get_attr("sparse_gradient"):
       values, unique = getattr(raw, _SPARSE_SEGMENT_GRAD[kind] + "V2")(
           grad=grad, indices=indices, segment_ids=ids, dense_output_dim0=dim0)
@@ -937,11 +1119,11 @@ def_linear("AccumulateNV2")
 def _clip_by_value_grad(op, grad):
   """grad goes to x inside [lo, hi], to lo below it and to hi above it."""
   x, lo, hi = op.inputs
-  below, above = tf.less(x, lo), tf.greater(x, hi)
-  zero = tf.zeros([], grad.dtype)
-  inside = tf.where(tf.logical_or(below, above), zero, grad)
-  return (inside, _helpers.unbroadcast(tf.where(below, grad, zero), lo),
-          _helpers.unbroadcast(tf.where(above, grad, zero), hi))
+  below, above = raw.Less(x=x, y=lo), raw.Greater(x=x, y=hi)
+  zero = emit.const(0, grad.dtype)
+  inside = _where(raw.LogicalOr(x=below, y=above), zero, grad)
+  return (inside, _helpers.unbroadcast(_where(below, grad, zero), lo),
+          _helpers.unbroadcast(_where(above, grad, zero), hi))
 
 
 # ----- Sparse-flagged matrix product -----
@@ -949,10 +1131,10 @@ def _clip_by_value_grad(op, grad):
 def _sparse_matmul(x, y, dtype, flags, transpose_a=False, transpose_b=False):
   """SparseMatMul of x and y (each with its sparsity hint), cast to dtype;
   y is transposed up front (the kernel's transpose_b is avoided)."""
-  y = tf.transpose(y) if transpose_b else y
+  y = raw.Transpose(x=y, perm=[1, 0]) if transpose_b else y
   out = raw.SparseMatMul(a=x, b=y, transpose_a=transpose_a,
-                                a_is_sparse=flags[0], b_is_sparse=flags[1])
-  return out if out.dtype == dtype else tf.cast(out, dtype)
+                         a_is_sparse=flags[0], b_is_sparse=flags[1])
+  return _cast(out, dtype)
 
 
 @RegisterGradient("SparseMatMul")

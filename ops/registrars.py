@@ -1,11 +1,14 @@
 """Registrars for the common rule shapes, so a formula is one line.
 
-    def_unary("Sin", lambda x, y, g: g * tf.cos(x))
-    def_binary("Mul", dx=lambda x, y, g: g * y, dy=lambda x, y, g: g * x)
+    def_unary("Sin", lambda x, y, g: raw.Mul(x=g, y=raw.Cos(x=x)))
+    def_binary("Mul", dx=lambda x, y, g: raw.Mul(x=g, y=y),
+               dy=lambda x, y, g: raw.Mul(x=x, y=g))
 
-For complex dtypes the formula receives conj(x) and conj(y) (for a
-holomorphic f, TF's convention is grad * conj(f'(x))), so formulas are
-written as for real numbers. `def_binary` sums each partial back to its
+Formulas build their ops with `tfgrad.emit.raw`; x and y are Tensors, g
+may be an IndexedSlices (which `raw` densifies). For complex dtypes the
+formula receives conj(x) and conj(y) (for a holomorphic f, TF's convention
+is grad * conj(f'(x))), so formulas are written as for real numbers.
+`def_binary` sums each partial back to its
 operand's shape (broadcasting), and skips partials given as None.
 """
 
