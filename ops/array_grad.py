@@ -9,6 +9,7 @@ whenever they are fully known, so no Shape ops are emitted in that case.
 import numpy as np
 import tensorflow as tf
 
+from tfgrad import emit
 from tfgrad.emit import raw
 from tfgrad.registry import RegisterGradient
 
@@ -20,14 +21,61 @@ def _dense(grad):
   """`grad` as a dense Tensor (IndexedSlices rows are summed into place)."""
   if not isinstance(grad, tf.IndexedSlices):
     return grad
-  return tf.math.unsorted_segment_sum(grad.values, grad.indices,
-                                      grad.dense_shape[0])
+  return raw.UnsortedSegmentSum(data=grad.values, segment_ids=grad.indices,
+                                num_segments=_dim(grad.dense_shape, 0))
 
 
 def _shape(t, dtype=tf.int32):
   """`t`'s shape: a Python list when static, else a Shape op of `dtype`."""
   static = _helpers.static_shape(t)
-  return list(static) if static is not None else tf.shape(t, out_type=dtype)
+  return list(static) if static is not None else raw.Shape(input=t,
+                                                           out_type=dtype)
+
+
+def _shape_tensor(t, dtype=tf.int32):
+  """`t`'s shape as a Tensor of `dtype`: a constant when static, else a
+  Shape op."""
+  static = _helpers.static_shape(t)
+  if static is not None:
+    return emit.const(static, dtype)
+  return raw.Shape(input=t, out_type=dtype)
+
+
+def _dim(shape, i):
+  """`shape[i]` of a shape from `_shape` (or any 1-D Tensor): an int when
+  known, else a StridedSlice op."""
+  if not isinstance(shape, tf.Tensor):
+    return shape[i]
+  known = emit.known_value(shape)
+  if known is not None:
+    return int(known[i])
+  return raw.StridedSlice(input=shape, begin=[i], end=[i + 1], strides=[1],
+                          shrink_axis_mask=1)
+
+
+def _piece(t, start=None, stop=None):
+  """`t[start:stop]` along the first axis: a slice of a list or array, a
+  StridedSlice op of a Tensor."""
+  if not isinstance(t, tf.Tensor):
+    return t[start:stop]
+  return raw.StridedSlice(input=t, begin=[start or 0], end=[stop or 0],
+                          strides=[1], begin_mask=int(start is None),
+                          end_mask=int(stop is None))
+
+
+def _cast(x, dtype):
+  """`x` (a Tensor or a Python/numpy value) as a Tensor of `dtype`; a Cast
+  op only for a Tensor of another dtype."""
+  if not isinstance(x, tf.Tensor):
+    return emit.const(x, dtype)
+  return x if x.dtype.base_dtype == dtype else raw.Cast(x=x, DstT=dtype)
+
+
+def _times(a, b):
+  """a * b for shape entries (ints or scalar Tensors)."""
+  if not isinstance(a, tf.Tensor) and not isinstance(b, tf.Tensor):
+    return a * b
+  return raw.Mul(x=a, y=b)
 
 
 def _const_or(t):
@@ -42,25 +90,39 @@ def _is_static(part):
       isinstance(d, tf.Tensor) for d in part)
 
 
-def _concat_shapes(*parts):
-  """Joins shape pieces: a list when all are static, else a Tensor."""
+def _as_vector(part, dtype=tf.int32):
+  """A shape piece (a Tensor, or a list of ints and scalar Tensors) as a
+  1-D Tensor of `dtype`."""
+  if isinstance(part, tf.Tensor):
+    return _cast(part, dtype)
+  if _is_static(part):
+    return emit.const([int(d) for d in part], dtype)
+  return _cast(raw.Pack(values=list(part), axis=0), dtype)
+
+
+def _concat_shapes(*parts, dtype=tf.int32):
+  """Joins shape pieces: a list when all are static, else a Tensor of
+  `dtype`."""
   if all(_is_static(p) for p in parts):
     return [int(d) for p in parts for d in p]
-  return tf.concat([tf.cast(p, tf.int32) for p in parts], 0)
+  vectors = [_as_vector(p, dtype) for p in parts]
+  if len(vectors) == 1:
+    return vectors[0]
+  return raw.ConcatV2(values=vectors, axis=0)
 
 
-def _prod(part):
+def _prod(part, dtype=tf.int32):
   """Product of a shape piece: an int when static, else a Prod op."""
   if _is_static(part):
     return int(np.prod(part, dtype=np.int64))
-  return tf.reduce_prod(tf.cast(part, tf.int32))
+  return raw.Prod(input=_as_vector(part, dtype), axis=[0])
 
 
 def _num_elements(t):
   """Number of elements of `t`: an int when static, else a Size op."""
   static = _helpers.static_shape(t)
   return int(np.prod(static, dtype=np.int64)) if static is not None \
-      else tf.size(t)
+      else raw.Size(input=t)
 
 
 def _reshape_like(grad, x):
@@ -70,8 +132,8 @@ def _reshape_like(grad, x):
   if shape.rank is not None and not shape.is_fully_defined():
     dims = [-1 if d is None else d for d in shape.as_list()]
     if dims.count(-1) == 1 and 0 not in dims:
-      return tf.reshape(_dense(grad), dims)
-  return tf.reshape(_dense(grad), _helpers.shape_of(x))
+      return raw.Reshape(tensor=_dense(grad), shape=dims)
+  return raw.Reshape(tensor=_dense(grad), shape=_helpers.shape_of(x))
 
 
 def _inverse_perm(perm):
@@ -79,7 +141,33 @@ def _inverse_perm(perm):
   static = tf.get_static_value(perm)
   if static is not None:
     return np.argsort(static).astype(perm.dtype.as_numpy_dtype)
-  return tf.math.invert_permutation(perm)
+  return raw.InvertPermutation(x=perm)
+
+
+def _zeros_like(t, dtype=None):
+  """Zeros of `t`'s shape and of `dtype` (default `t`'s): a Fill of a
+  constant shape when static (itself a constant when small), else
+  ZerosLike (or a Fill of the Shape for another dtype)."""
+  dtype = tf.as_dtype(dtype or t.dtype).base_dtype
+  static = _helpers.static_shape(t)
+  if static is not None and dtype != tf.variant:
+    return raw.Fill(dims=emit.const(static, tf.int32),
+                    value=emit.const(0, dtype))
+  if dtype == t.dtype.base_dtype:
+    return raw.ZerosLike(x=t)
+  return raw.Fill(dims=raw.Shape(input=t), value=emit.const(0, dtype))
+
+
+def _sum_all(t):
+  """The sum of all elements of `t` (densified), a scalar."""
+  t = _dense(t)
+  rank = t.shape.rank
+  if rank is not None:
+    return raw.Sum(input=t, axis=emit.const(list(range(rank)), tf.int32))
+  total = raw.Sum(input=t, axis=raw.Range(start=0, limit=raw.Rank(input=t),
+                                          delta=1))
+  total.set_shape([])
+  return total
 
 
 # ----- Not differentiable -----
@@ -104,9 +192,9 @@ def_linear("EnsureShape")
 def _check_numerics_grad(op, grad):
   """dx = grad, itself checked for NaN/Inf."""
   message = op.get_attr("message").decode()
-  return tf.debugging.check_numerics(
-      grad, "Not a number (NaN) or infinity (Inf) values detected in "
-      f"gradient. {message}")
+  return raw.CheckNumerics(
+      tensor=_dense(grad), message="Not a number (NaN) or infinity (Inf) "
+      f"values detected in gradient. {message}")
 
 
 @RegisterGradient("CheckNumericsV2")
@@ -150,14 +238,16 @@ def _squeeze_grad(op, grad):
 @RegisterGradient("Transpose")
 def _transpose_grad(op, grad):
   """dx = transpose(grad, inverse(perm))."""
-  return tf.transpose(grad, _inverse_perm(op.inputs[1])), None
+  return raw.Transpose(x=grad, perm=_inverse_perm(op.inputs[1])), None
 
 
 @RegisterGradient("ConjugateTranspose")
 def _conjugate_transpose_grad(op, grad):
   """dx = conj(transpose(grad, inverse(perm)))."""
   perm = _inverse_perm(op.inputs[1])
-  return tf.transpose(grad, perm, conjugate=True), None
+  if grad.dtype.is_complex:
+    return raw.ConjugateTranspose(x=grad, perm=perm), None
+  return raw.Transpose(x=grad, perm=perm), None
 
 
 @RegisterGradient("BroadcastTo")
@@ -172,18 +262,22 @@ def _tile_grad(op, grad):
   x, multiples = op.inputs
   x_shape, reps = _shape(x), _const_or(multiples)
   if isinstance(grad, tf.IndexedSlices):
-    rows = tf.cast(x_shape[0], grad.indices.dtype)
-    grad = tf.math.unsorted_segment_sum(
-        grad.values, tf.math.floormod(grad.indices, rows), rows)
-    reps = _concat_shapes([1], reps[1:])
+    rows = _cast(_dim(x_shape, 0), grad.indices.dtype)
+    grad = raw.UnsortedSegmentSum(
+        data=grad.values, segment_ids=raw.FloorMod(x=grad.indices, y=rows),
+        num_segments=rows)
+    reps = _concat_shapes([1], _piece(reps, 1))
   if isinstance(reps, (list, np.ndarray)) and isinstance(x_shape, list):
     split = [int(d) for pair in zip(reps, x_shape) for d in pair]
     axes = list(range(0, len(split), 2))
   else:
-    pairs = tf.stack([tf.cast(reps, tf.int32), tf.cast(x_shape, tf.int32)])
-    split = tf.reshape(tf.transpose(pairs), [-1])
-    axes = tf.range(0, tf.size(split), 2)
-  dx = tf.reduce_sum(tf.reshape(grad, split), axes)
+    pairs = raw.Pack(values=[_as_vector(reps), _as_vector(x_shape)], axis=0)
+    split = raw.Reshape(tensor=raw.Transpose(x=pairs, perm=[1, 0]),
+                        shape=[-1])
+    rank = x.shape.rank
+    axes = (list(range(0, 2 * rank, 2)) if rank is not None else
+            raw.Range(start=0, limit=raw.Size(input=split), delta=2))
+  dx = raw.Sum(input=raw.Reshape(tensor=grad, shape=split), axis=axes)
   dx.set_shape(x.shape)
   return dx, None
 
@@ -191,7 +285,7 @@ def _tile_grad(op, grad):
 @RegisterGradient("ReverseV2")
 def _reverse_v2_grad(op, grad):
   """dx = reverse(grad, axis)."""
-  return tf.reverse(grad, op.inputs[1]), None
+  return raw.ReverseV2(tensor=grad, axis=op.inputs[1]), None
 
 
 @RegisterGradient("Reverse")
@@ -203,9 +297,9 @@ def _reverse_grad(op, grad):
 @RegisterGradient("ReverseSequence")
 def _reverse_sequence_grad(op, grad):
   """dx = the same per-row reversal applied to grad."""
-  return tf.reverse_sequence(grad, op.inputs[1],
-                             seq_axis=op.get_attr("seq_dim"),
-                             batch_axis=op.get_attr("batch_dim")), None
+  return raw.ReverseSequence(input=grad, seq_lengths=op.inputs[1],
+                             seq_dim=op.get_attr("seq_dim"),
+                             batch_dim=op.get_attr("batch_dim")), None
 
 
 # ----- Concatenation, stacking, splitting -----
@@ -217,11 +311,17 @@ def _split_like(grad, values, axis, axis_t):
   shapes = [_helpers.static_shape(v) for v in values]
   if axis is not None and None not in shapes:
     axis = int(axis) % len(shapes[0])
-    return tf.split(grad, [s[axis] for s in shapes], axis)
-  axis = tf.math.floormod(axis_t, tf.rank(values[0]))
-  sizes = tf.shape_n(values)
+    sizes = emit.const([s[axis] for s in shapes], tf.int32)
+    return raw.SplitV(value=grad, size_splits=sizes, axis=axis,
+                      num_split=len(shapes))
+  rank = values[0].shape.rank
+  if rank is None:
+    rank = raw.Rank(input=values[0])
+  axis = raw.FloorMod(x=axis_t, y=rank)
+  sizes = raw.ShapeN(input=list(values))
   offsets = raw.ConcatOffset(concat_dim=axis, shape=sizes)
-  return [tf.slice(grad, o, s) for o, s in zip(offsets, sizes)]
+  return [raw.Slice(input=grad, begin=o, size=s)
+          for o, s in zip(offsets, sizes)]
 
 
 def _split_slices_like(grad, values, axis):
@@ -231,19 +331,27 @@ def _split_slices_like(grad, values, axis):
                      "statically-known concat_dim (and rank if negative)")
   axis = int(axis) % values[0].shape.rank if axis < 0 else int(axis)
   if axis > 0:
-    sizes = [_shape(v)[axis] for v in values]
-    pieces = tf.split(grad.values, tf.stack(sizes) if any(
-        isinstance(s, tf.Tensor) for s in sizes) else sizes, axis)
+    sizes = [_dim(_shape(v), axis) for v in values]
+    if any(isinstance(s, tf.Tensor) for s in sizes):
+      splits = raw.Pack(values=sizes, axis=0)
+    else:
+      splits = emit.const(sizes, tf.int32)
+    pieces = raw.SplitV(value=grad.values, size_splits=splits, axis=axis,
+                        num_split=len(sizes))
     return [tf.IndexedSlices(p, grad.indices, _helpers.shape_of(v))
             for p, v in zip(pieces, values)]
   out, start = [], 0
   for v in values:
-    end = start + tf.cast(_shape(v)[0], grad.indices.dtype)
-    keep = tf.squeeze(tf.where(tf.logical_and(grad.indices >= start,
-                                              grad.indices < end)), [1])
-    out.append(tf.IndexedSlices(tf.gather(grad.values, keep),
-                                tf.gather(grad.indices, keep) - start,
-                                _helpers.shape_of(v)))
+    end = raw.AddV2(x=start,
+                    y=_cast(_dim(_shape(v), 0), grad.indices.dtype))
+    inside = raw.LogicalAnd(x=raw.GreaterEqual(x=grad.indices, y=start),
+                            y=raw.Less(x=grad.indices, y=end))
+    keep = raw.Squeeze(input=raw.Where(condition=inside), axis=[1])
+    out.append(tf.IndexedSlices(
+        raw.GatherV2(params=grad.values, indices=keep, axis=0),
+        raw.Sub(x=raw.GatherV2(params=grad.indices, indices=keep, axis=0),
+                y=start),
+        _helpers.shape_of(v)))
     start = end
   return out
 
@@ -273,25 +381,33 @@ def _concat_grad_v1(op, grad):
 @RegisterGradient("Pack")
 def _pack_grad(op, grad):
   """dx_i = unstack(grad, axis)[i]."""
-  return tf.unstack(grad, num=op.get_attr("N"), axis=op.get_attr("axis"))
+  return raw.Unpack(value=grad, num=op.get_attr("N"),
+                    axis=op.get_attr("axis"))
 
 
 @RegisterGradient("Unpack")
 def _unpack_grad(op, *grads):
   """dx = stack(grads, axis)."""
-  return tf.stack(grads, axis=op.get_attr("axis"))
+  return raw.Pack(values=list(grads), axis=op.get_attr("axis"))
+
+
+def _concat(values, axis):
+  """concat(values, axis); a single value is returned as it is."""
+  if len(values) == 1:
+    return values[0]
+  return raw.ConcatV2(values=list(values), axis=axis)
 
 
 @RegisterGradient("Split")
 def _split_grad(op, *grads):
   """dx = concat(grads, axis)."""
-  return None, tf.concat(grads, op.inputs[0])
+  return None, _concat(grads, op.inputs[0])
 
 
 @RegisterGradient("SplitV")
 def _split_v_grad(op, *grads):
   """dx = concat(grads, axis)."""
-  return tf.concat(grads, op.inputs[2]), None, None
+  return _concat(grads, op.inputs[2]), None, None
 
 
 # ----- Slicing and padding -----
@@ -312,21 +428,20 @@ def _slice_grad(op, grad):
   b = tf.get_static_value(begin)
   if x_shape is not None and y_shape is not None and b is not None:
     pads = [[int(s), int(n - s - m)] for s, n, m in zip(b, x_shape, y_shape)]
-    return tf.pad(grad, pads), None, None
-  after = (tf.shape(x, out_type=begin.dtype) - begin
-           - tf.shape(op.outputs[0], out_type=begin.dtype))
-  return tf.pad(grad, tf.stack([begin, after], axis=1)), None, None
+    return raw.Pad(input=grad, paddings=emit.const(pads, tf.int32)), None, None
+  after = raw.Sub(x=raw.Sub(x=_shape_tensor(x, begin.dtype), y=begin),
+                  y=_shape_tensor(op.outputs[0], begin.dtype))
+  paddings = raw.Pack(values=[begin, after], axis=1)
+  return raw.Pad(input=grad, paddings=paddings), None, None
 
 
 @RegisterGradient("StridedSlice")
 def _strided_slice_grad(op, grad):
   """dx = grad scattered back into zeros at the sliced positions."""
   x, begin, end, strides = op.inputs
-  static = _helpers.static_shape(x)
-  shape = (np.array(static, begin.dtype.as_numpy_dtype) if static is not None
-           else tf.shape(x, out_type=begin.dtype))
-  dx = raw.StridedSliceGrad(shape=shape, begin=begin, end=end,
-                                   strides=strides, dy=grad, **_mask_attrs(op))
+  dx = raw.StridedSliceGrad(shape=_shape_tensor(x, begin.dtype), begin=begin,
+                            end=end, strides=strides, dy=grad,
+                            **_mask_attrs(op))
   return dx, None, None, None
 
 
@@ -334,8 +449,8 @@ def _strided_slice_grad(op, grad):
 def _strided_slice_grad_grad(op, grad):
   """d(dy) = the same strided slice of grad."""
   _, begin, end, strides, _ = op.inputs
-  ddy = raw.StridedSlice(input=grad, begin=begin, end=end,
-                                strides=strides, **_mask_attrs(op))
+  ddy = raw.StridedSlice(input=grad, begin=begin, end=end, strides=strides,
+                         **_mask_attrs(op))
   return None, None, None, None, ddy
 
 
@@ -344,9 +459,15 @@ def _pad_grad(op, grad):
   x, paddings = op.inputs[:2]
   pads, x_shape = tf.get_static_value(paddings), _helpers.static_shape(x)
   if pads is not None and x_shape is not None:
-    dx = tf.slice(grad, [int(p) for p in pads[:, 0]], x_shape)
+    dx = raw.Slice(input=grad,
+                   begin=emit.const([int(p) for p in pads[:, 0]], tf.int32),
+                   size=emit.const(x_shape, tf.int32))
   else:
-    dx = tf.slice(grad, paddings[:, 0], tf.shape(x, out_type=paddings.dtype))
+    before = raw.StridedSlice(input=paddings, begin=[0, 0], end=[0, 1],
+                              strides=[1, 1], begin_mask=1, end_mask=1,
+                              shrink_axis_mask=2)
+    dx = raw.Slice(input=grad, begin=before,
+                   size=_shape_tensor(x, paddings.dtype))
   return [dx] + [None] * (len(op.inputs) - 1)
 
 
@@ -358,14 +479,14 @@ RegisterGradient("PadV2")(_pad_grad)
 def _mirror_pad_grad(op, grad):
   """dx = grad with the mirrored borders folded back in."""
   return raw.MirrorPadGrad(input=grad, paddings=op.inputs[1],
-                                  mode=op.get_attr("mode")), None
+                           mode=op.get_attr("mode")), None
 
 
 @RegisterGradient("MirrorPadGrad")
 def _mirror_pad_grad_grad(op, grad):
   """MirrorPadGrad is linear; its adjoint is MirrorPad."""
   return raw.MirrorPad(input=grad, paddings=op.inputs[1],
-                              mode=op.get_attr("mode")), None
+                       mode=op.get_attr("mode")), None
 
 
 # ----- Gather and scatter -----
@@ -374,41 +495,53 @@ def _mirror_pad_grad_grad(op, grad):
 def _gathered_rows(grad, params_shape, indices):
   """IndexedSlices putting one row of grad back per (flattened) index."""
   n = _num_elements(indices)
-  values = tf.reshape(_dense(grad), _concat_shapes([n], params_shape[1:]))
-  dense_shape = (tf.constant(params_shape, tf.int32)
+  values = raw.Reshape(tensor=_dense(grad),
+                       shape=_concat_shapes([n], _piece(params_shape, 1)))
+  dense_shape = (emit.const(params_shape, tf.int32)
                  if _is_static(params_shape) else params_shape)
-  return tf.IndexedSlices(values, tf.reshape(indices, [n]), dense_shape)
+  flat = raw.Reshape(tensor=indices, shape=_concat_shapes([n]))
+  return tf.IndexedSlices(values, flat, dense_shape)
 
 
 def _batch_offsets(indices, batch_shape, batch_dims, rows):
   """indices + (flat batch position) * rows, so batches index disjoint rows."""
-  offsets = tf.range(_prod(batch_shape), dtype=indices.dtype)
-  offsets *= tf.cast(rows, indices.dtype)
+  dtype = indices.dtype
+  offsets = raw.Range(start=_cast(0, dtype),
+                      limit=_cast(_prod(batch_shape), dtype),
+                      delta=_cast(1, dtype))
+  offsets = raw.Mul(x=offsets, y=_cast(rows, dtype))
   tail = [1] * (indices.shape.rank - batch_dims)
-  return indices + tf.reshape(offsets, _concat_shapes(batch_shape, tail))
+  return raw.AddV2(x=indices, y=raw.Reshape(
+      tensor=offsets, shape=_concat_shapes(batch_shape, tail)))
 
 
 def _gather_axis_grad(grad, params, indices, axis, batch_dims):
   """Dense gradient of a gather along `axis` after `batch_dims` batch dims:
   move the gathered axis next to the batch dims, segment-sum, move back."""
   ps, rank = _shape(params), params.shape.rank
-  values = tf.reshape(_dense(grad), _concat_shapes(ps[:axis], [-1],
-                                                   ps[axis + 1:]))
+  after = _piece(ps, axis + 1)
+  values = raw.Reshape(tensor=_dense(grad),
+                       shape=_concat_shapes(_piece(ps, None, axis), [-1],
+                                            after))
   perm = (list(range(batch_dims)) + [axis] + list(range(batch_dims, axis))
           + list(range(axis + 1, rank)))
   moved = perm != sorted(perm)
-  values = tf.transpose(values, perm) if moved else values
-  rest = _concat_shapes(ps[batch_dims:axis], ps[axis + 1:])
+  values = raw.Transpose(x=values, perm=perm) if moved else values
+  rest = _concat_shapes(_piece(ps, batch_dims, axis), after)
+  size = _dim(ps, axis)
+  rows = size
   if batch_dims:
-    indices = _batch_offsets(indices, ps[:batch_dims], batch_dims, ps[axis])
-    values = tf.reshape(values, _concat_shapes([-1], rest))
-  rows = _prod(ps[:batch_dims]) * ps[axis]
-  summed = tf.math.unsorted_segment_sum(values, tf.reshape(indices, [-1]),
-                                        rows)
+    batch = _piece(ps, None, batch_dims)
+    indices = _batch_offsets(indices, batch, batch_dims, size)
+    values = raw.Reshape(tensor=values, shape=_concat_shapes([-1], rest))
+    rows = _times(_prod(batch), size)
+  summed = raw.UnsortedSegmentSum(
+      data=values, segment_ids=raw.Reshape(tensor=indices, shape=[-1]),
+      num_segments=rows)
   if batch_dims:
-    summed = tf.reshape(summed, _concat_shapes(ps[:batch_dims], [ps[axis]],
-                                               rest))
-  return tf.transpose(summed, np.argsort(perm)) if moved else summed
+    summed = raw.Reshape(tensor=summed,
+                         shape=_concat_shapes(batch, [size], rest))
+  return raw.Transpose(x=summed, perm=np.argsort(perm)) if moved else summed
 
 
 @RegisterGradient("GatherV2")
@@ -440,21 +573,19 @@ def _gather_grad(op, grad):
 def _gather_nd_grad(op, grad):
   """d params = grad scattered (summed) back to the gathered positions."""
   params, indices = op.inputs
-  static = _helpers.static_shape(params)
-  shape = (tf.constant(static, indices.dtype) if static is not None
-           else tf.shape(params, out_type=indices.dtype))
+  shape = _shape_tensor(params, indices.dtype)
   if indices.shape.rank == 2 and indices.shape[-1] == 1:
-    return tf.IndexedSlices(grad, tf.squeeze(indices, -1), shape), None
+    rows = raw.Squeeze(input=indices, axis=[-1])
+    return tf.IndexedSlices(grad, rows, shape), None
   dx = raw.ScatterNd(indices=indices, updates=grad, shape=shape,
-                            bad_indices_policy=op.get_attr(
-                                "bad_indices_policy"))
+                     bad_indices_policy=op.get_attr("bad_indices_policy"))
   return dx, None
 
 
 @RegisterGradient("ScatterNd")
 def _scatter_nd_grad(op, grad):
   """d updates = grad gathered at the scatter indices."""
-  return None, tf.gather_nd(grad, op.inputs[0]), None
+  return None, raw.GatherNd(params=grad, indices=op.inputs[0]), None
 
 
 # ----- Selection and filling -----
@@ -465,7 +596,7 @@ def _select_grad(op, grad):
   """dx = grad where cond, dy = grad where not cond (cond may be a vector
   selecting rows)."""
   cond, x = op.inputs[0], op.inputs[1]
-  zeros = tf.zeros_like(x)
+  zeros = _zeros_like(x)
   return (None, raw.Select(condition=cond, x=grad, y=zeros),
           raw.Select(condition=cond, x=zeros, y=grad))
 
@@ -474,7 +605,7 @@ def _select_grad(op, grad):
 def _select_v2_grad(op, grad):
   """dx = grad where cond, dy = grad where not cond, each un-broadcast."""
   cond, x, y = op.inputs
-  zero = tf.zeros([], grad.dtype)
+  zero = emit.const(0, grad.dtype)
   gx = raw.SelectV2(condition=cond, t=grad, e=zero)
   gy = raw.SelectV2(condition=cond, t=zero, e=grad)
   return None, _helpers.unbroadcast(gx, x), _helpers.unbroadcast(gy, y)
@@ -484,7 +615,7 @@ def _select_v2_grad(op, grad):
 def _fill_grad(op, grad):
   """d value = sum(grad)."""
   del op
-  return None, tf.reduce_sum(grad)
+  return None, _sum_all(grad)
 
 
 # ----- Block rearrangements -----
@@ -496,8 +627,8 @@ def _space_to_depth_grad(op, grad):
   fmt = op.get_attr("data_format").decode()
   if fmt == "NCHW_VECT_C":
     raise ValueError("Cannot compute SpaceToDepth gradient with NCHW_VECT_C")
-  return tf.nn.depth_to_space(grad, op.get_attr("block_size"),
-                              data_format=fmt)
+  return raw.DepthToSpace(input=grad, block_size=op.get_attr("block_size"),
+                          data_format=fmt)
 
 
 @RegisterGradient("DepthToSpace")
@@ -506,45 +637,39 @@ def _depth_to_space_grad(op, grad):
   fmt = op.get_attr("data_format").decode()
   if fmt == "NCHW_VECT_C":
     raise ValueError("Cannot compute DepthToSpace gradient with NCHW_VECT_C")
-  return tf.nn.space_to_depth(grad, op.get_attr("block_size"),
-                              data_format=fmt)
+  return raw.SpaceToDepth(input=grad, block_size=op.get_attr("block_size"),
+                          data_format=fmt)
 
 
 @RegisterGradient("SpaceToBatchND")
 def _space_to_batch_nd_grad(op, grad):
   """The adjoint of SpaceToBatchND is BatchToSpaceND."""
-  return tf.batch_to_space(grad, op.inputs[1], op.inputs[2]), None, None
+  return raw.BatchToSpaceND(input=grad, block_shape=op.inputs[1],
+                            crops=op.inputs[2]), None, None
 
 
 @RegisterGradient("BatchToSpaceND")
 def _batch_to_space_nd_grad(op, grad):
   """The adjoint of BatchToSpaceND is SpaceToBatchND."""
-  return tf.space_to_batch_nd(grad, op.inputs[1], op.inputs[2]), None, None
+  return raw.SpaceToBatchND(input=grad, block_shape=op.inputs[1],
+                            paddings=op.inputs[2]), None, None
 
 
 # ----- Diagonals and bands -----
-
-
-def _zeros_shaped_like(t, dtype):
-  """Zeros of `t`'s shape (a constant shape when static)."""
-  static = _helpers.static_shape(t)
-  if static is not None:
-    return tf.zeros(static, dtype)
-  return tf.zeros_like(t, dtype=dtype)
 
 
 @RegisterGradient("Diag")
 def _diag_grad(op, grad):
   """d diagonal = diag_part(grad)."""
   del op
-  return tf.linalg.tensor_diag_part(grad)
+  return raw.DiagPart(input=grad)
 
 
 @RegisterGradient("DiagPart")
 def _diag_part_grad(op, grad):
   """dx = diag(grad)."""
   del op
-  return tf.linalg.tensor_diag(grad)
+  return raw.Diag(diagonal=grad)
 
 
 @RegisterGradient("MatrixDiag")
@@ -557,7 +682,8 @@ def _matrix_diag_grad(op, grad):
 @RegisterGradient("MatrixDiagV3")
 def _matrix_diag_v3_grad(op, grad):
   """d diagonals = the k-band diagonals of grad."""
-  d = tf.linalg.diag_part(grad, k=op.inputs[1], align=op.get_attr("align"))
+  d = raw.MatrixDiagPartV3(input=grad, k=op.inputs[1], padding_value=0,
+                           align=op.get_attr("align"))
   return d, None, None, None, None
 
 
@@ -568,7 +694,7 @@ def _matrix_diag_part_grad(op, grad):
   rows, cols = x.shape[-2:] if x.shape.rank is not None else (None, None)
   if rows is not None and rows == cols:
     return raw.MatrixDiag(diagonal=grad)
-  return raw.MatrixSetDiag(input=tf.zeros_like(x), diagonal=grad)
+  return raw.MatrixSetDiag(input=_zeros_like(x), diagonal=grad)
 
 
 @RegisterGradient("MatrixDiagPartV3")
@@ -578,17 +704,19 @@ def _matrix_diag_part_v3_grad(op, grad):
   align = op.get_attr("align")
   matrix = x.shape[-2:] if x.shape.rank is not None else tf.TensorShape(None)
   if matrix.is_fully_defined():
-    dx = tf.linalg.diag(grad, k=k, num_rows=matrix[0], num_cols=matrix[1],
-                        align=align)
+    dx = raw.MatrixDiagV3(diagonal=grad, k=k, num_rows=int(matrix[0]),
+                          num_cols=int(matrix[1]), padding_value=0,
+                          align=align)
   else:
-    dx = tf.linalg.set_diag(tf.zeros_like(x), grad, k=k, align=align)
+    dx = raw.MatrixSetDiagV3(input=_zeros_like(x), diagonal=grad, k=k,
+                             align=align)
   return dx, None, None
 
 
 @RegisterGradient("MatrixSetDiag")
 def _matrix_set_diag_grad(op, grad):
   """dx = grad with its diagonal zeroed; d diagonal = grad's diagonal."""
-  zeros = _zeros_shaped_like(op.inputs[1], grad.dtype)
+  zeros = _zeros_like(op.inputs[1], grad.dtype)
   return (raw.MatrixSetDiag(input=grad, diagonal=zeros),
           raw.MatrixDiagPart(input=grad))
 
@@ -597,15 +725,17 @@ def _matrix_set_diag_grad(op, grad):
 def _matrix_set_diag_v3_grad(op, grad):
   """dx = grad with its k-band zeroed; d diagonals = grad's k-band."""
   k, align = op.inputs[2], op.get_attr("align")
-  zeros = _zeros_shaped_like(op.inputs[1], grad.dtype)
-  return (tf.linalg.set_diag(grad, zeros, k=k, align=align),
-          tf.linalg.diag_part(grad, k=k, align=align), None)
+  zeros = _zeros_like(op.inputs[1], grad.dtype)
+  return (raw.MatrixSetDiagV3(input=grad, diagonal=zeros, k=k, align=align),
+          raw.MatrixDiagPartV3(input=grad, k=k, padding_value=0, align=align),
+          None)
 
 
 @RegisterGradient("MatrixBandPart")
 def _matrix_band_part_grad(op, grad):
   """dx = the same band of grad."""
-  return tf.linalg.band_part(grad, op.inputs[1], op.inputs[2]), None, None
+  return raw.MatrixBandPart(input=grad, num_lower=op.inputs[1],
+                            num_upper=op.inputs[2]), None, None
 
 
 # ----- Diagonals, version 2 (diagonals packed left-aligned) -----
@@ -616,7 +746,7 @@ def _matrix_diag_v2_grad(op, grad):
   """d diagonals = the k-band diagonals of grad; the sizes and padding value
   get none."""
   d = raw.MatrixDiagPartV2(input=grad, k=op.inputs[1],
-                                  padding_value=tf.zeros([], grad.dtype))
+                           padding_value=emit.const(0, grad.dtype))
   return d, None, None, None, None
 
 
@@ -624,13 +754,13 @@ def _matrix_diag_v2_grad(op, grad):
 def _matrix_diag_part_v2_grad(op, grad):
   """dx = grad placed on the k-band diagonals of zeros."""
   x, k = op.inputs[0], op.inputs[1]
-  zero = tf.zeros([], grad.dtype)
+  zero = emit.const(0, grad.dtype)
   matrix = x.shape[-2:] if x.shape.rank is not None else tf.TensorShape(None)
   if matrix.is_fully_defined():
     dx = raw.MatrixDiagV2(diagonal=grad, k=k, num_rows=matrix[0],
-                                 num_cols=matrix[1], padding_value=zero)
+                          num_cols=matrix[1], padding_value=zero)
   else:
-    dx = raw.MatrixSetDiagV2(input=tf.zeros_like(x), diagonal=grad, k=k)
+    dx = raw.MatrixSetDiagV2(input=_zeros_like(x), diagonal=grad, k=k)
   return dx, None, None
 
 
@@ -638,10 +768,10 @@ def _matrix_diag_part_v2_grad(op, grad):
 def _matrix_set_diag_v2_grad(op, grad):
   """dx = grad with its k-band zeroed; d diagonals = grad's k-band."""
   k = op.inputs[2]
-  zeros = _zeros_shaped_like(op.inputs[1], grad.dtype)
+  zeros = _zeros_like(op.inputs[1], grad.dtype)
   return (raw.MatrixSetDiagV2(input=grad, diagonal=zeros, k=k),
           raw.MatrixDiagPartV2(input=grad, k=k,
-                                      padding_value=tf.zeros([], grad.dtype)),
+                               padding_value=emit.const(0, grad.dtype)),
           None)
 
 
@@ -652,14 +782,14 @@ def _matrix_set_diag_v2_grad(op, grad):
 def _space_to_batch_grad(op, grad):
   """The adjoint of SpaceToBatch is BatchToSpace."""
   return raw.BatchToSpace(input=grad, crops=op.inputs[1],
-                                 block_size=op.get_attr("block_size")), None
+                          block_size=op.get_attr("block_size")), None
 
 
 @RegisterGradient("BatchToSpace")
 def _batch_to_space_grad(op, grad):
   """The adjoint of BatchToSpace is SpaceToBatch."""
   return raw.SpaceToBatch(input=grad, paddings=op.inputs[1],
-                                 block_size=op.get_attr("block_size")), None
+                          block_size=op.get_attr("block_size")), None
 
 
 # ----- Scatter -----
@@ -668,7 +798,7 @@ def _batch_to_space_grad(op, grad):
 @RegisterGradient("ScatterNdNonAliasingAdd")
 def _scatter_nd_non_aliasing_add_grad(op, grad):
   """d input = grad; d updates = grad gathered at the scatter indices."""
-  return grad, None, tf.gather_nd(grad, op.inputs[1])
+  return grad, None, raw.GatherNd(params=grad, indices=op.inputs[1])
 
 
 # ----- Fake quantization (straight-through estimators) -----
@@ -743,20 +873,29 @@ def _patches_grad(op, grad, extract, spatial_rank):
   patches, with the op's own attributes, from an image of pixel numbers
   (1-based; the 0 that padding yields collects gradients nobody owns)."""
   x = op.inputs[0]
-  shape = tf.shape(x, out_type=tf.int64)
-  spatial = shape[1:1 + spatial_rank]
-  pixels = tf.reduce_prod(spatial)
-  numbers = tf.reshape(tf.range(1, pixels + 1, dtype=tf.int64),
-                       tf.concat([[1], spatial, [1]], 0))
-  sources = tf.reshape(extract(numbers), [-1])
-  batch, channels = shape[0], shape[-1]
-  per_element = tf.transpose(tf.reshape(grad, [batch, -1, channels]),
-                             [1, 0, 2])
-  summed = tf.math.unsorted_segment_sum(per_element, sources, pixels + 1)
-  image = tf.reshape(summed[1:], tf.concat([spatial, [batch, channels]], 0))
+  shape = _shape(x, tf.int64)
+  spatial = _piece(shape, 1, 1 + spatial_rank)
+  pixels = _prod(spatial, tf.int64)
+  ids = (raw.AddV2(x=pixels, y=1) if isinstance(pixels, tf.Tensor)
+         else pixels + 1)
+  numbers = raw.Reshape(
+      tensor=raw.Range(start=_cast(1, tf.int64), limit=_cast(ids, tf.int64),
+                       delta=_cast(1, tf.int64)),
+      shape=_concat_shapes([1], spatial, [1], dtype=tf.int64))
+  sources = raw.Reshape(tensor=extract(numbers), shape=[-1])
+  batch, channels = _dim(shape, 0), _dim(shape, -1)
+  per_element = raw.Transpose(
+      x=raw.Reshape(tensor=grad, shape=_concat_shapes([batch, -1, channels],
+                                                      dtype=tf.int64)),
+      perm=[1, 0, 2])
+  summed = raw.UnsortedSegmentSum(data=per_element, segment_ids=sources,
+                                  num_segments=ids)
+  image = raw.Reshape(tensor=_piece(summed, 1),
+                      shape=_concat_shapes(spatial, [batch, channels],
+                                           dtype=tf.int64))
   perm = list(range(spatial_rank, spatial_rank + 1)) + list(
       range(spatial_rank)) + [spatial_rank + 1]
-  return tf.transpose(image, perm)
+  return raw.Transpose(x=image, perm=perm)
 
 
 @RegisterGradient("ExtractImagePatches")
