@@ -176,10 +176,15 @@ def _reshape(t, shape):
 
 
 def _sum_grad_dense(op, grad):
-  """grad of a reduction, broadcast back to the shape of its input."""
+  """grad of a reduction, broadcast back to the shape of its input (a
+  scalar grad broadcasts as it is: no reshape to the kept shape)."""
   x = op.inputs[0]
-  grad = _reshape(tf.convert_to_tensor(grad), _kept_shape(x, op.inputs[1]))
+  grad = tf.convert_to_tensor(grad)
   shape = _helpers.static_shape(x)
+  if shape is not None and grad.shape.rank == 0:
+    return raw.BroadcastTo(input=grad, shape=emit.const(shape, tf.int32)) \
+        if shape else grad
+  grad = _reshape(grad, _kept_shape(x, op.inputs[1]))
   if shape is not None and _has_shape(grad, list(shape)):
     return grad
   return raw.BroadcastTo(input=grad, shape=_helpers.shape_of(x))
@@ -292,7 +297,9 @@ def _squared_difference_grad(op, grad):
   """d (x - y)^2 = 2 (x - y) (dx - dy)."""
   x, y = op.inputs
   gx = _mul(_mul(2.0, _dense(grad)), _sub(x, y))
-  return _helpers.unbroadcast_pair(gx, x, raw.Neg(x=gx), y)
+  gy = raw.Neg(x=gx) if _helpers.needs_grad(op, 1) else None
+  gx = gx if _helpers.needs_grad(op, 0) else None
+  return _helpers.unbroadcast_pair(gx, x, gy, y)
 
 
 @RegisterGradient("Atan2")
