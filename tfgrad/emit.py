@@ -225,7 +225,7 @@ def _build(sig, kwargs):
     elif arg.type_attr and arg.type_attr not in attrs and _is_tensor(value):
       attrs[arg.type_attr] = _attr("type", value.dtype.base_dtype)
     values.append(value)
-  flat = []
+  flat, grouped = [], []
   for arg, value in zip(sig.inputs, values):
     if arg.number_attr or arg.type_list_attr:
       if arg.type_list_attr:
@@ -240,6 +240,7 @@ def _build(sig, kwargs):
         if arg.type_attr and arg.type_attr not in attrs and items:
           attrs[arg.type_attr] = _attr("type", items[0].dtype.base_dtype)
       flat.extend(items)
+      grouped.append(items)
     else:
       dtype = arg.fixed_type or (
           _dtype_of_attr(attrs, arg.type_attr, sig.attr_defaults)
@@ -248,7 +249,8 @@ def _build(sig, kwargs):
       if arg.type_attr and arg.type_attr not in attrs:
         attrs[arg.type_attr] = _attr("type", t.dtype.base_dtype)
       flat.append(t)
-  return flat, attrs
+      grouped.append(t)
+  return flat, grouped, attrs
 
 
 def _as_tensor(value, dtype):
@@ -272,9 +274,9 @@ class _RawOps:
     def make_op(name=None, **kwargs):
       if tf_compat.executing_eagerly():
         return tf_fn(name=name, **kwargs)
-      inputs, attrs = _build(sig, kwargs)
+      inputs, grouped, attrs = _build(sig, kwargs)
       op = tf_compat.create_op(tf_compat.default_graph(), op_type, inputs,
-                               attrs, sig.op_def, name)
+                               attrs, sig.op_def, name, grouped)
       return sig.outputs(op)
 
     make_op.__name__ = op_type
@@ -336,10 +338,12 @@ def const(value, dtype=None, name="Const"):
     # A shared constant belongs to no one op: it is created outside the
     # colocation of the op whose rule asked first.
     with tf_compat.no_colocation(graph):
-      t = tf_compat.create_op(graph, "Const", [], attrs, None, name).outputs[0]
+      t = tf_compat.create_op(graph, "Const", [], attrs, None, name,
+                              []).outputs[0]
     cache.by_key[key] = t
   else:
-    t = tf_compat.create_op(graph, "Const", [], attrs, None, name).outputs[0]
+    t = tf_compat.create_op(graph, "Const", [], attrs, None, name,
+                            []).outputs[0]
   if cache is not None and array.size <= SMALL_CONSTANT_ELEMENTS:
     cache.values[id(t)] = (t, array)
   return t

@@ -20,7 +20,9 @@ from tensorflow.python.ops import gen_functional_ops
 from tensorflow.python.ops import resource_variable_ops
 
 from tensorflow.core.framework import attr_value_pb2
+from tensorflow.python.client import pywrap_tf_session as _c_api
 from tensorflow.python.framework import traceable_stack
+from tensorflow.python.util import tf_stack as _tf_stack
 
 Tensor = tf.Tensor
 IndexedSlices = tf.IndexedSlices
@@ -265,12 +267,69 @@ default_graph = tf_ops.get_default_graph
 executing_eagerly = tf.executing_eagerly
 
 
-def create_op(graph, op_type, inputs, attrs, op_def_proto, name):
+def create_op(graph, op_type, inputs, attrs, op_def_proto, name,
+              grouped=None):
   """One op through the graph's own constructor, below TF's generated
   wrappers: name scope, control dependencies, device and colocation
-  stacks, XLA attribute scopes and function-graph captures all apply."""
+  stacks, XLA attribute scopes and function-graph captures all apply.
+
+  `grouped` is `inputs` with list-valued arguments as lists. When given,
+  and no capture or v1 control-flow context is involved, the op is built
+  by the lean path below; otherwise by `Graph._create_op_internal`."""
+  if grouped is not None and _lean_path_applies(graph, inputs):
+    return _create_op_lean(graph, op_type, inputs, grouped, attrs, name)
   return graph._create_op_internal(  # pylint: disable=protected-access
       op_type, inputs, name=name, attrs=attrs, op_def=op_def_proto)
+
+
+def _lean_path_applies(graph, inputs):
+  """True when building the op needs none of what `_create_op_internal`
+  adds to the C API calls: no input to capture from another graph, no v1
+  control-flow context (cond/while frames) on the graph or any input."""
+  if graph._control_flow_context is not None or getattr(  # pylint: disable=protected-access
+      graph, "capture_by_value", False):
+    return False
+  for t in inputs:
+    # (an eager tensor, to be captured, has no graph at all)
+    if getattr(t, "graph", None) is not graph \
+        or t.op._control_flow_context is not None:  # pylint: disable=protected-access
+      return False
+  return True
+
+
+def _create_op_lean(graph, op_type, inputs, grouped, attrs, name):
+  """`Graph._create_op_internal` minus its NodeDef round trip, name and
+  size validation, OpDef lookup and input regrouping: the same C API calls
+  (with the creation stack trace), then TF's own `_create_op_from_tf_operation`
+  for the Python Operation, devices, colocation and attribute scopes."""
+  graph._check_not_finalized()  # pylint: disable=protected-access
+  if name is None:
+    name = op_type
+  name = (tf_ops.name_from_scope_name(name) if name[-1] == "/"
+          else graph.unique_name(name))
+  control_inputs = graph._control_dependencies_for_inputs(  # pylint: disable=protected-access
+      {t.op for t in inputs}) if graph._control_dependencies_stack else ()  # pylint: disable=protected-access
+  with graph._mutation_lock():  # pylint: disable=protected-access
+    with graph._c_graph.get() as c_graph:  # pylint: disable=protected-access
+      desc = _c_api.TF_NewOperation(c_graph, op_type, name)
+    for value in grouped:
+      if isinstance(value, list):
+        _c_api.TF_AddInputList(desc, [t._as_tf_output() for t in value])  # pylint: disable=protected-access
+      else:
+        _c_api.TF_AddInput(desc, value._as_tf_output())  # pylint: disable=protected-access
+    for control in control_inputs:
+      _c_api.TF_AddControlInput(desc, control._c_op)  # pylint: disable=protected-access
+    if attrs:
+      for key, value in attrs.items():
+        _c_api.TF_SetAttrValueProto(desc, key, value.SerializeToString())
+    try:
+      c_op = _c_api.TF_FinishOperation(desc)
+    except tf.errors.InvalidArgumentError as e:
+      raise ValueError(e.message) from None  # as TF's own constructor does
+    _c_api.TF_SetOpStackTrace(c_op, _tf_stack.extract_stack(stacklevel=4))
+    op = graph._create_op_from_tf_operation(c_op)  # pylint: disable=protected-access
+    op._original_op = graph._default_original_op  # pylint: disable=protected-access
+  return op
 
 
 def has_control_dependencies(graph):
