@@ -46,10 +46,20 @@ class Pass:
   grad_scope: str
   grads: dict = dataclasses.field(default_factory=dict)  # op -> per output
 
+  private_attrs: dict = dataclasses.field(default_factory=dict)  # op -> ...
+
+  def attrs_of(self, op):
+    """`tf_compat.private_attrs(op)`, read once per op and pass."""
+    attrs = self.private_attrs.get(op)
+    if attrs is None:
+      attrs = self.private_attrs[op] = tf_compat.private_attrs(op)
+    return attrs
+
   def colocated(self, op):
     if self.options.colocate:
-      return tf_compat.colocated_with_op(tf_compat.default_graph(), op,
-                                         self.gradient_uid)
+      return tf_compat.colocated_with_op(
+          tf_compat.default_graph(), op, self.gradient_uid,
+          lambda: self.attrs_of(op))
     return contextlib.nullcontext()
 
 
@@ -156,7 +166,7 @@ def _input_grads(state, op, out_grads):
   """Calls the op's rule; None when nothing flows back through `op`."""
   if all(g is None for g in out_grads) or op in state.subgraph.stop_ops:
     return None
-  attrs = tf_compat.private_attrs(op)
+  attrs = state.attrs_of(op)
   rule, func_call = find_rule(op, state.src_graph, state.options.strict, attrs)
   if rule is _MISSING:
     raise _missing_rule_error(state, op)
@@ -233,7 +243,7 @@ def _hand_to_inputs(state, op, in_grads):
       continue
     if isinstance(g, tf.Tensor) and t.dtype != tf.resource:
       try:
-        g.set_shape(t.shape)
+        _refine_shape(g, t.shape)
       except ValueError:
         raise ValueError(
             "Incompatible shapes between op input and calculated input "
@@ -241,6 +251,18 @@ def _hand_to_inputs(state, op, in_grads):
             f"input shape {t.shape}, gradient shape {g.shape}") from None
     if not tf_compat.is_eager_tensor(t):
       add_gradient(state.grads, t, g)
+
+
+def _refine_shape(g, shape):
+  """g.set_shape(shape), without the call into the graph when g's static
+  shape is already fully known (then there is nothing to refine, only to
+  check)."""
+  known = g.shape
+  if known.is_fully_defined():
+    if not known.is_compatible_with(shape):
+      raise ValueError(f"shapes {known} and {shape} are incompatible")
+    return
+  g.set_shape(shape)
 
 
 def _collect(state, x):

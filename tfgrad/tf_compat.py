@@ -109,6 +109,15 @@ def colocate_for_gradient(op, gradient_uid, ignore_existing=False):
       op, gradient_uid, ignore_existing=ignore_existing)
 
 
+def _colocation_groups(name, attrs):
+  """What `Operation.colocation_groups()` returns, from the op's private
+  attributes (`private_attrs`) instead of a failing `_class` lookup."""
+  class_attr = attrs.get("_class")
+  groups = [g for g in class_attr.list.s if g.startswith(b"loc:@")] \
+      if class_attr is not None else []
+  return groups or [f"loc:@{name}".encode()]
+
+
 class _ColocationTarget:
   """Stands for a forward op on the graph's colocation stack, reading its
   name, device and colocation groups only once and only if an op is
@@ -116,10 +125,10 @@ class _ColocationTarget:
   lookup, for every op created under the scope). TF pushes such stand-ins
   (name, device, no colocation_groups) for variables itself."""
 
-  __slots__ = ("_op", "_name", "_device", "_groups")
+  __slots__ = ("_op", "_attrs_fn", "_name", "_device", "_groups")
 
-  def __init__(self, op):
-    self._op = op
+  def __init__(self, op, attrs_fn):
+    self._op, self._attrs_fn = op, attrs_fn
     self._name = self._device = self._groups = None
 
   @property
@@ -136,7 +145,7 @@ class _ColocationTarget:
 
   def colocation_groups(self):
     if self._groups is None:
-      self._groups = self._op.colocation_groups()
+      self._groups = _colocation_groups(self.name, self._attrs_fn())
     return self._groups
 
 
@@ -144,12 +153,14 @@ class colocated_with_op:  # pylint: disable=invalid-name
   """`colocate_for_gradient(op, uid)` for the common case (an Operation,
   no v1 control-flow context), without TF's per-created-op costs; other
   cases go to TF's own context manager. Devices of ops created inside come
-  from `op`, as with TF's colocation."""
+  from `op`, as with TF's colocation. `attrs_fn()` returns
+  `private_attrs(op)`."""
 
-  __slots__ = ("graph", "op", "uid", "_tf_ctx", "_saved_devices")
+  __slots__ = ("graph", "op", "uid", "attrs_fn", "_tf_ctx", "_saved_devices")
 
-  def __init__(self, graph, op, gradient_uid):
+  def __init__(self, graph, op, gradient_uid, attrs_fn):
     self.graph, self.op, self.uid = graph, op, gradient_uid
+    self.attrs_fn = attrs_fn
     self._tf_ctx = None
 
   def __enter__(self):
@@ -161,7 +172,8 @@ class colocated_with_op:  # pylint: disable=invalid-name
     self._saved_devices = g._device_function_stack  # pylint: disable=protected-access
     g._device_function_stack = traceable_stack.TraceableStack()  # pylint: disable=protected-access
     g._colocation_stack._stack.append(  # pylint: disable=protected-access
-        traceable_stack.TraceableObject(_ColocationTarget(self.op)))
+        traceable_stack.TraceableObject(
+            _ColocationTarget(self.op, self.attrs_fn)))
     return None
 
   def __exit__(self, *exc):
