@@ -13,6 +13,7 @@ operand's shape (broadcasting), and skips partials given as None.
 """
 
 from tfgrad.registry import RegisterGradient
+from tfgrad.registry import passes_gradients_through
 
 from tfgrad.ops import _helpers
 
@@ -57,7 +58,7 @@ def def_linear(op_type):
     return list(grads) * len(op.inputs) if len(grads) == 1 else list(grads)
 
   rule.__name__ = f"_{op_type.lower()}_grad"
-  RegisterGradient(op_type)(rule)
+  RegisterGradient(op_type)(passes_gradients_through(rule))
   return rule
 
 

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from tfgrad.emit import raw
 from tfgrad.registry import RegisterGradient
+from tfgrad.registry import passes_gradients_through
 
 from tfgrad.ops.registrars import def_not_differentiable
 
@@ -31,6 +32,7 @@ def_not_differentiable("VarIsInitializedOp", "VariableShape")
 
 
 @RegisterGradient("ReadVariableOp")
+@passes_gradients_through
 def _read_variable_grad(op, grad):
   """The handle receives the read's gradient unchanged."""
   del op

@@ -84,16 +84,42 @@ def run(state, ys, grad_ys, xs):
       queue.append(op)
   while queue:
     op = queue.popleft()
-    with state.colocated(op):
-      out_grads = _aggregated_output_grads(state, op)
-      in_grads = _input_grads(state, op, out_grads)
-      if in_grads is not None:
-        _hand_to_inputs(state, op, in_grads)
+    if not _passed_through(state, op):
+      with state.colocated(op):
+        out_grads = _aggregated_output_grads(state, op)
+        in_grads = _input_grads(state, op, out_grads)
+        if in_grads is not None:
+          _hand_to_inputs(state, op, in_grads)
     for t in state.resolver.graph_inputs(op):
       pending[t.op] -= 1
       if pending[t.op] == 0:
         queue.append(t.op)
   return [_collect(state, x) for x in xs]
+
+
+def _passed_through(state, op):
+  """Runs a rule marked `passes_gradients_through` without a name scope or
+  colocation (it builds no op) when nothing else needs them: one gradient
+  per output, nothing to sum or fill, no gating. False otherwise."""
+  per_output = state.grads.get(op)
+  if (per_output is None or state.options.gate
+      or any(len(c) != 1 for c in per_output)
+      or op in state.subgraph.stop_ops):
+    return False
+  rule, _ = find_rule(op, state.src_graph, state.options.strict,
+                      state.attrs_of(op))
+  if not getattr(rule, "passes_gradients_through", False):
+    return False
+  per_output[:] = [c[0] for c in per_output]
+  in_grads = _as_grad_list(rule(op, *per_output))
+  _check_arity(op, in_grads)
+  _hand_to_inputs(state, op, in_grads)
+  return True
+
+
+def _as_grad_list(in_grads):
+  """A rule's result as a list (rules of one-input ops may return one)."""
+  return list(in_grads) if isinstance(in_grads, (list, tuple)) else [in_grads]
 
 
 def _aggregated_output_grads(state, op):
@@ -185,8 +211,7 @@ def _input_grads(state, op, out_grads):
         in_grads = rule(op, *out_grads)
     else:
       in_grads = tf_compat.symbolic_gradient(op, out_grads)
-    in_grads = list(in_grads) if isinstance(in_grads, (list, tuple)) \
-        else [in_grads]
+    in_grads = _as_grad_list(in_grads)
     _check_arity(op, in_grads)
     if state.options.gate and sum(g is not None for g in in_grads) > 1:
       with tf.device(None), tf_compat.colocate_for_gradient(

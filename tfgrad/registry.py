@@ -147,3 +147,11 @@ def takes_none_for_unreached_outputs(rule):
   output) is marked so that no dead zeros op is built for them."""
   rule.takes_none_for_unreached_outputs = True
   return rule
+
+
+def passes_gradients_through(rule):
+  """Marks `rule` as handing its op's output gradients to the inputs
+  unchanged (Identity, ReadVariableOp): it builds no op, so backprop calls
+  it without entering the op's name scope and colocation."""
+  rule.passes_gradients_through = True
+  return rule
