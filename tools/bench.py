@@ -7,7 +7,8 @@ r"""Benchmarks gradient construction with tfgrad against stock tf.gradients.
 For each model and engine, every repeat builds the model in a fresh graph,
 calls the engine once and measures: construction time, ops added, dead ops
 (added ops from which no returned gradient is reachable), and the run time
-(median of --run_repeats Session runs after a warm-up) and peak CPU
+(median of --run_repeats Session runs after a warm-up, the two engines'
+runs interleaved) and peak CPU
 allocator memory of one run of the gradient tensors (TF's BFC CPU allocator
 is switched on for this, unless TF_CPU_ALLOCATOR_USE_BFC is set). Engines alternate
 which goes first. Reported: medians over repeats and tfgrad/stock ratios,
@@ -50,7 +51,7 @@ flags.DEFINE_integer("run_repeats", 10,
                      "Timed Session runs per measurement (after a warm-up).")
 flags.DEFINE_bool("run", True,
                   "Measure the gradient graph's run time and peak memory "
-                  "(on every repeat).")
+                  "(on every repeat, the engines' runs interleaved).")
 flags.DEFINE_enum("clock", "wall", ["wall", "cpu"],
                   "Construction timer: wall = time.perf_counter, cpu = "
                   "time.process_time (steadier on a loaded machine).")
@@ -129,31 +130,45 @@ def dead_ops(added, grads):
   return len(added - reached)
 
 
-def _run_stats(graph, grads):
-  """(median run ms, peak CPU allocator bytes of one run) for `grads`."""
-  fetches = _tensors_of(grads)
-  if not fetches:
-    return None, None
-  with tf.compat.v1.Session(graph=graph) as sess:
-    sess.run(tf.compat.v1.global_variables_initializer())
+def run_both(built):
+  """Run time and peak memory of each engine's gradient graph, the engines'
+  Session runs interleaved (one of each in turn, --run_repeats times after
+  a warm-up) so that both see the same machine load. `built` maps engine
+  -> (graph, grads); returns engine -> (median run ms, peak bytes)."""
+  sessions = {}
+  for engine, (graph, grads) in built.items():
+    fetches = _tensors_of(grads)
+    if not fetches:
+      return {engine: (None, None) for engine in built}
+    with graph.as_default():
+      init = tf.compat.v1.global_variables_initializer()
+    sess = tf.compat.v1.Session(graph=graph)
+    sess.run(init)
     sess.run(fetches)
+    sessions[engine] = (sess, fetches)
+  stats = {}
+  for engine, (sess, fetches) in sessions.items():
     tf.config.experimental.reset_memory_stats("CPU:0")
     sess.run(fetches)
-    peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]
-    times = []
-    for _ in range(FLAGS.run_repeats):
+    stats[engine] = [[], tf.config.experimental.get_memory_info("CPU:0")["peak"]]
+  for _ in range(FLAGS.run_repeats):
+    for engine, (sess, fetches) in sessions.items():
       start = time.perf_counter()
       sess.run(fetches)
-      times.append(time.perf_counter() - start)
-  return 1e3 * statistics.median(times), peak
+      stats[engine][0].append(time.perf_counter() - start)
+  for sess, _ in sessions.values():
+    sess.close()
+  return {e: (1e3 * statistics.median(t), peak)
+          for e, (t, peak) in stats.items()}
 
 
 def _clock():
   return time.perf_counter() if FLAGS.clock == "wall" else time.process_time()
 
 
-def measure(config, engine, run=True):
-  """Builds `config` in a fresh graph and differentiates it once."""
+def measure(config, engine):
+  """Builds `config` in a fresh graph and differentiates it once; returns
+  the measurements and (graph, grads) for `run_both`."""
   family, _, _ = _CONFIGS[config]
   graph = tf.Graph()
   with graph.as_default():
@@ -166,10 +181,7 @@ def measure(config, engine, run=True):
     added = graph.get_operations()[before:]
   result = {"ops": len(added), "build_ms": 1e3 * build_s,
             "dead_ops": dead_ops(added, grads), "forward_ops": before}
-  if FLAGS.run and run:
-    with graph.as_default():
-      result["run_ms"], result["peak_bytes"] = _run_stats(graph, grads)
-  return result
+  return result, (graph, grads)
 
 
 def floor_us(count=2000):
@@ -307,15 +319,21 @@ def main(argv):
                          "engine is not reachable")
   _log("warming up")
   for engine in ENGINES:
-    measure("mlp_10", engine)
+    measure("mlp_10", engine)  # warm-up
   floor = floor_us()
   rows = []
   for config in configs:
     samples = {engine: [] for engine in ENGINES}
     for r in range(FLAGS.repeats):
       order = list(ENGINES) if r % 2 == 0 else list(reversed(ENGINES))
+      built = {}
       for engine in order:
-        samples[engine].append(measure(config, engine))
+        result, built[engine] = measure(config, engine)
+        samples[engine].append(result)
+      if FLAGS.run:
+        for engine, (run_ms, peak) in run_both(built).items():
+          samples[engine][-1].update(run_ms=run_ms, peak_bytes=peak)
+      del built
       _log(f"{config}: repeat {r + 1}/{FLAGS.repeats}: " + ", ".join(
           f"{e} {samples[e][-1]['build_ms']:.1f} ms" for e in ENGINES))
     rows.append(summarise(config, samples))
