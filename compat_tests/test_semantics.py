@@ -279,6 +279,56 @@ def test_fused_batch_norm_with_outputs_unreached(reached):
   both(build)
 
 
+# The default seed of a small static y is a value known at construction
+# time; Sum/Mean rules compute their gradient of it in numpy. Values must be
+# bit-identical to stock's kernels.
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+@pytest.mark.parametrize("reduce", ["mean_all", "mean_axis", "sum_keepdims"])
+def test_known_seed_through_reductions_is_bit_identical(reduce, dtype):
+  def build():
+    x = _c(np.linspace(-1.0, 2.0, 21).reshape(7, 3), dtype)
+    h = x * x
+    y = {"mean_all": lambda: tf.reduce_mean(h),
+         "mean_axis": lambda: tf.reduce_mean(h, axis=0),
+         "sum_keepdims": lambda: tf.reduce_sum(h, axis=1, keepdims=True)}
+    return [y[reduce]()], [x]
+  _, _, ours, theirs = both(build)
+  assert ours[0].tobytes() == theirs[0].tobytes()
+
+
+def _dead_ops(added, grads):
+  reached, stack = set(), [g.op for g in grads if g is not None]
+  while stack:
+    op = stack.pop()
+    if op not in reached:
+      reached.add(op)
+      stack.extend(t.op for t in op.inputs)
+      stack.extend(op.control_inputs)
+  return [op.name for op in added if op not in reached]
+
+
+def test_no_dead_ops_for_a_classifier_with_batch_norm():
+  """Every op tfgrad adds feeds a returned gradient (stock adds zeros for
+  batch norm's statistics and the loss's second output, among others)."""
+  graph = tf.Graph()
+  with graph.as_default():
+    x = differential.variable(np.linspace(-1.0, 1.0, 48).reshape(2, 2, 2, 6))
+    scale, offset = differential.variable(np.ones(6)), differential.variable(
+        np.zeros(6))
+    h, _, _ = tf.compat.v1.nn.fused_batch_norm(
+        tf.cast(x, tf.float32), tf.cast(scale, tf.float32),
+        tf.cast(offset, tf.float32), is_training=True)
+    logits = tf.reshape(h, [2, 24])[:, :5]
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.constant([1, 3]), logits=logits))
+    before = len(graph.get_operations())
+    ours = tfgrad.gradients(loss, [x, scale, offset])
+    assert not _dead_ops(graph.get_operations()[before:], ours)
+    before = len(graph.get_operations())
+    theirs = tf.gradients(loss, [x, scale, offset])
+    assert _dead_ops(graph.get_operations()[before:], theirs)
+
+
 def test_resource_variables_as_xs_and_ys():
   def build():
     v = differential.variable([1.0, 2.0])

@@ -14,6 +14,7 @@ import tensorflow as tf
 from tfgrad import emit
 from tfgrad.emit import raw
 from tfgrad.registry import RegisterGradient
+from tfgrad.registry import takes_known_gradients
 
 from tfgrad.ops import _helpers
 from tfgrad.ops.registrars import def_binary, def_linear
@@ -544,15 +545,49 @@ def _cast_grad(op, grad):
 
 # ----- Reductions and scans -----
 
+def _known_sum_grad(op, grad, mean):
+  """The Sum/Mean gradient of a gradient known at construction time, in
+  numpy (float32/float64 only: broadcasting is exact and so is the one
+  division, correctly rounded in numpy as in TF's kernel); None when the
+  shapes or axes are not static or the result would not be small."""
+  x_shape = _helpers.static_shape(op.inputs[0])
+  y_shape = _helpers.static_shape(op.outputs[0])
+  axes = tf.get_static_value(op.inputs[1])
+  if (x_shape is None or y_shape is None or axes is None
+      or grad.value.shape != y_shape
+      or grad.dtype not in (tf.float32, tf.float64)
+      or np.prod(x_shape) > emit.SMALL_CONSTANT_ELEMENTS):
+    return None
+  kept = _helpers.reduced_shape(x_shape, axes)
+  value = np.broadcast_to(grad.value.reshape(kept), x_shape)
+  if mean:
+    count = np.prod(x_shape, dtype=np.int64) // max(
+        np.prod(y_shape, dtype=np.int64), 1)
+    value = value / grad.dtype.as_numpy_dtype(count)
+  return emit.Known(value, grad.dtype)
+
+
 @RegisterGradient("Sum")
+@takes_known_gradients
 def _sum_grad(op, grad):
   """Broadcasts grad back over the reduced axes."""
+  if isinstance(grad, emit.Known):
+    known = _known_sum_grad(op, grad, mean=False)
+    if known is not None:
+      return known, None
+    grad = emit.materialize(grad)
   return _sum_grad_dense(op, grad), None
 
 
 @RegisterGradient("Mean")
+@takes_known_gradients
 def _mean_grad(op, grad):
   """The Sum gradient divided by the number of elements averaged."""
+  if isinstance(grad, emit.Known):
+    known = _known_sum_grad(op, grad, mean=True)
+    if known is not None:
+      return known, None
+    grad = emit.materialize(grad)
   sum_grad = _sum_grad_dense(op, grad)
   x_shape = _helpers.static_shape(op.inputs[0])
   y_shape = _helpers.static_shape(op.outputs[0])

@@ -11,6 +11,7 @@ import collections
 
 import tensorflow as tf
 
+from tfgrad import emit
 from tfgrad import tf_compat
 from tfgrad.emit import raw
 
@@ -43,7 +44,7 @@ def aggregate(contributions, op, index, method, gradient_uid):
   if not contributions:
     return None
   for g in contributions:
-    if not isinstance(g, (tf.Tensor, tf.IndexedSlices)):
+    if not isinstance(g, (tf.Tensor, tf.IndexedSlices, emit.Known)):
       raise TypeError(f"Invalid gradient {contributions} [index = {index}] "
                       f"for op '{op.name}': gradients have to be either all "
                       "Tensors or all IndexedSlices")

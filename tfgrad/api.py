@@ -212,12 +212,12 @@ def _default_grad_ys(grad_ys, ys, colocate, gradient_uid):
 
 
 def _ones_like(y, name):
-  """Ones of y's shape: one constant when the shape is static and small,
-  else Fill(Shape(y), 1) as TF builds it."""
+  """Ones of y's shape: a value known at construction time when the shape
+  is static and small (`emit.Known`: an op only if a rule needs one), else
+  Fill(Shape(y), 1) as TF builds it."""
   shape = y.shape
   if shape.is_fully_defined() and shape.num_elements() <= emit.SMALL_CONSTANT_ELEMENTS:
-    return emit.const(np.ones(shape.as_list(), y.dtype.as_numpy_dtype),
-                      y.dtype, name=name)
+    return emit.Known(np.ones(shape.as_list()), y.dtype)
   with tf.compat.v1.name_scope(name) as scope:
     return raw.Fill(dims=raw.Shape(input=y), value=emit.const(1, y.dtype),
                     name=scope)

@@ -17,6 +17,7 @@ import dataclasses
 import tensorflow as tf
 
 from tfgrad import aggregate
+from tfgrad import emit
 from tfgrad import graph_walk
 from tfgrad import registry
 from tfgrad import tf_compat
@@ -127,6 +128,8 @@ def _aggregated_output_grads(state, op):
   if per_output is None:
     return [None] * len(op.outputs)
   for i, contributions in enumerate(per_output):
+    if len(contributions) > 1:
+      contributions = [emit.materialize(g) for g in contributions]
     per_output[i] = aggregate.aggregate(contributions, op, i,
                                         state.options.aggregation,
                                         state.gradient_uid)
@@ -204,6 +207,8 @@ def _input_grads(state, op, out_grads):
   with tf_compat.op_grad_scope(tf_compat.default_graph(), state.src_graph,
                                op), \
       tf_compat.xla_attr_scope(op, attrs, func_call, state.grad_scope):
+    if not getattr(rule, "takes_known_gradients", False):
+      out_grads = [emit.materialize(g) for g in out_grads]
     if rule is not None:
       skip = graph_walk.unneeded_inputs(op, state.subgraph.members,
                                         state.resolver)
@@ -214,6 +219,7 @@ def _input_grads(state, op, out_grads):
     in_grads = _as_grad_list(in_grads)
     _check_arity(op, in_grads)
     if state.options.gate and sum(g is not None for g in in_grads) > 1:
+      in_grads = [emit.materialize(g) for g in in_grads]
       with tf.device(None), tf_compat.colocate_for_gradient(
           None, state.gradient_uid, ignore_existing=True):
         in_grads = tf.tuple(in_grads)
@@ -266,7 +272,13 @@ def _hand_to_inputs(state, op, in_grads):
   for i, (t, g) in enumerate(zip(state.resolver.inputs(op), in_grads)):
     if g is None:
       continue
-    if isinstance(g, tf.Tensor) and t.dtype != tf.resource:
+    if isinstance(g, emit.Known):
+      if t.dtype != tf.resource and not g.shape.is_compatible_with(t.shape):
+        raise ValueError(
+            "Incompatible shapes between op input and calculated input "
+            f"gradient: op '{op.name}' (op type: {op.type}), input index {i}, "
+            f"input shape {t.shape}, gradient shape {g.shape}")
+    elif isinstance(g, tf.Tensor) and t.dtype != tf.resource:
       try:
         _refine_shape(g, t.shape)
       except ValueError:
@@ -294,8 +306,10 @@ def _collect(state, x):
   per_output = state.grads.get(x.op)
   g = per_output[x.value_index] if per_output else None
   if isinstance(g, list):  # x's op was never processed: sum what arrived
-    g = aggregate.aggregate(g, x.op, x.value_index, state.options.aggregation,
+    g = aggregate.aggregate([emit.materialize(c) for c in g], x.op,
+                            x.value_index, state.options.aggregation,
                             state.gradient_uid)
+  g = emit.materialize(g)
   if g is None and state.options.unconnected == tf.UnconnectedGradients.ZERO:
     return tf_compat.zeros_like_unconnected(x)
   return g

@@ -368,3 +368,33 @@ def known_value(t):
     return None
   entry = _caches[-1].values.get(id(t))
   return entry[1] if entry is not None and entry[0] is t else None
+
+
+# ----- gradients whose value is known while the graph is built -----
+
+class Known:
+  """A gradient whose value is a small array known at construction time
+  (the default ones seed, and what rules marked
+  `registry.takes_known_gradients` compute from it). No op holds it until
+  `materialize` makes one constant, so values that only ever feed such
+  rules leave nothing behind in the graph."""
+
+  __slots__ = ("value", "dtype")
+
+  def __init__(self, value, dtype):
+    self.dtype = tf.as_dtype(dtype)
+    self.value = np.asarray(value, self.dtype.as_numpy_dtype)
+
+  @property
+  def shape(self):
+    return tf.TensorShape(self.value.shape)
+
+  def __repr__(self):
+    return f"Known(shape={self.value.shape}, dtype={self.dtype.name})"
+
+
+def materialize(g):
+  """`g` as a graph tensor: a Known becomes a (shared) constant."""
+  if isinstance(g, Known):
+    return const(g.value, g.dtype)
+  return g

@@ -155,3 +155,11 @@ def passes_gradients_through(rule):
   it without entering the op's name scope and colocation."""
   rule.passes_gradients_through = True
   return rule
+
+
+def takes_known_gradients(rule):
+  """Marks `rule` as accepting `emit.Known` output gradients (values known
+  at construction time, such as the default ones seed) and computing its
+  result from them in numpy where it can. Unmarked rules get constants."""
+  rule.takes_known_gradients = True
+  return rule
