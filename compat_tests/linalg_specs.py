@@ -178,10 +178,20 @@ def _eigh_vectors(x):
   return [e, tf.matmul(v * _weights(n, v.dtype), v, adjoint_b=True)]
 
 
+def _power_sums(e):
+  """sum(e), sum(e^2), sum(e^3) over the last axis: the eigenvalues as a
+  set. Eig returns them in no fixed order, and a reordering between the
+  two evaluations of a finite difference would make it meaningless."""
+  return tf.stack([tf.reduce_sum(e ** k, axis=-1) for k in (1, 2, 3)], -1)
+
+
 def _eig_vectors(a):
+  """Power sums of the eigenvalues, and V exp(diag(e)) V^-1 (= expm(a)):
+  both independent of the order Eig returns eigenpairs in, and the second
+  exercises the eigenvector part of the rule."""
   e, v = tf.linalg.eig(a)
-  vw = v * _weights(v.shape[-1], v.dtype)
-  return [e, tf.matmul(vw, tf.linalg.inv(v))]
+  ve = v * tf.exp(e)[..., tf.newaxis, :]
+  return [_power_sums(e), tf.matmul(ve, tf.linalg.inv(v))]
 
 
 def _re_im(fn):
@@ -218,7 +228,8 @@ _SPECTRAL = [
          domain=_spread_diagonal),
     Spec("SelfAdjointEigV2", lambda a: _eigh_vectors_raw(a), [(3, 3)],
          "lower_triangle", domain=_spread_diagonal),
-    Spec("Eig", _re_im(lambda a: tf.linalg.eigvals(a)), [(3, 3)], "values",
+    Spec("Eig", _re_im(lambda a: _power_sums(tf.linalg.eigvals(a))),
+         [(3, 3)], "values",
          domain=_spread_diagonal),
     Spec("Eig", _re_im(_eig_vectors), [(3, 3)], "vectors",
          domain=_spread_diagonal),
