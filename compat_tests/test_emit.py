@@ -34,6 +34,10 @@ CASES = {
     "GatherV2": lambda: dict(params=_f32([[1, 2], [3, 4], [5, 6]]),
                              indices=[2, 0], axis=0),
     "Fill": lambda: dict(dims=[2, 3], value=_f32(7)),
+    "SparseSplit": lambda: dict(  # several list outputs
+        split_dim=0, indices=tf.constant([[0, 0], [1, 1], [2, 0]], tf.int64),
+        values=_f32([1, 2, 3]), shape=tf.constant([3, 2], tf.int64),
+        num_split=2),
     "Conv2DBackpropFilter": lambda: dict(
         input=tf.ones([1, 4, 4, 2]), filter_sizes=[3, 3, 2, 5],
         out_backprop=tf.ones([1, 4, 4, 5]), strides=[1, 1, 1, 1],
@@ -48,13 +52,14 @@ def _structure(result):
     return "tensor"
   if isinstance(result, list):
     return ("list", len(result))
-  return (type(result).__name__, result._fields)  # namedtuple
+  return (type(result).__name__, result._fields,  # namedtuple
+          [_structure(item) for item in result])
 
 
 def _flat(result):
   if isinstance(result, tf.Tensor):
     return [result]
-  return list(result)
+  return [t for item in result for t in _flat(item)]
 
 
 def _attrs(op):

@@ -48,6 +48,7 @@ class Pass:
   grads: dict = dataclasses.field(default_factory=dict)  # op -> per output
 
   private_attrs: dict = dataclasses.field(default_factory=dict)  # op -> ...
+  rules: dict = dataclasses.field(default_factory=dict)  # op -> find_rule
 
   def attrs_of(self, op):
     """`tf_compat.private_attrs(op)`, read once per op and pass."""
@@ -55,6 +56,15 @@ class Pass:
     if attrs is None:
       attrs = self.private_attrs[op] = tf_compat.private_attrs(op)
     return attrs
+
+  def rule_of(self, op):
+    """`find_rule` for `op`, looked up once per op and pass."""
+    found = self.rules.get(op)
+    if found is None:
+      found = self.rules[op] = find_rule(op, self.src_graph,
+                                         self.options.strict,
+                                         self.attrs_of(op))
+    return found
 
   def colocated(self, op):
     if self.options.colocate:
@@ -107,8 +117,7 @@ def _passed_through(state, op):
       or any(len(c) != 1 for c in per_output)
       or op in state.subgraph.stop_ops):
     return False
-  rule, _ = find_rule(op, state.src_graph, state.options.strict,
-                      state.attrs_of(op))
+  rule, _ = state.rule_of(op)
   if not getattr(rule, "passes_gradients_through", False):
     return False
   per_output[:] = [c[0] for c in per_output]
@@ -196,7 +205,7 @@ def _input_grads(state, op, out_grads):
   if all(g is None for g in out_grads) or op in state.subgraph.stop_ops:
     return None
   attrs = state.attrs_of(op)
-  rule, func_call = find_rule(op, state.src_graph, state.options.strict, attrs)
+  rule, func_call = state.rule_of(op)
   if rule is _MISSING:
     raise _missing_rule_error(state, op)
   is_call = func_call is not None
@@ -272,13 +281,7 @@ def _hand_to_inputs(state, op, in_grads):
   for i, (t, g) in enumerate(zip(state.resolver.inputs(op), in_grads)):
     if g is None:
       continue
-    if isinstance(g, emit.Known):
-      if t.dtype != tf.resource and not g.shape.is_compatible_with(t.shape):
-        raise ValueError(
-            "Incompatible shapes between op input and calculated input "
-            f"gradient: op '{op.name}' (op type: {op.type}), input index {i}, "
-            f"input shape {t.shape}, gradient shape {g.shape}")
-    elif isinstance(g, tf.Tensor) and t.dtype != tf.resource:
+    if isinstance(g, (tf.Tensor, emit.Known)) and t.dtype != tf.resource:
       try:
         _refine_shape(g, t.shape)
       except ValueError:
@@ -293,7 +296,7 @@ def _hand_to_inputs(state, op, in_grads):
 def _refine_shape(g, shape):
   """g.set_shape(shape), without the call into the graph when g's static
   shape is already fully known (then there is nothing to refine, only to
-  check)."""
+  check; an `emit.Known` always is)."""
   known = g.shape
   if known.is_fully_defined():
     if not known.is_compatible_with(shape):

@@ -139,11 +139,12 @@ class _Signature:
     self.attr_defaults = {
         a.name: a.default_value for a in op_def.attr
         if a.HasField("default_value")}
-    self.is_stateful = op_def.is_stateful
     outs = op_def.output_arg
     self.output_names = [a.name for a in outs]
-    self.output_is_list = [bool(a.number_attr or a.type_list_attr)
-                           for a in outs]
+    # per output arg: None for one tensor, else the attr giving its length
+    self.output_lists = [(a.number_attr, a.type_list_attr)
+                         if a.number_attr or a.type_list_attr else None
+                         for a in outs]
     self.output_tuple = (collections.namedtuple(op_type, self.output_names)
                          if len(outs) > 1 else None)
 
@@ -151,22 +152,20 @@ class _Signature:
     """The op's outputs in tf.raw_ops' structure."""
     if not self.output_names:
       return op
-    if len(self.output_names) == 1:
-      return list(op.outputs) if self.output_is_list[0] else op.outputs[0]
-    values, at = [], 0
     flat = op.outputs
-    n_lists = sum(self.output_is_list)
-    n_list_items = len(flat) - (len(self.output_names) - n_lists)
-    for is_list in self.output_is_list:
-      if is_list:
-        # Only ops with a single list output are split unambiguously;
-        # several list outputs share the remaining tensors equally.
-        size = n_list_items // n_lists
-        values.append(list(flat[at:at + size]))
-        at += size
-      else:
+    if len(self.output_names) == 1:
+      return list(flat) if self.output_lists[0] else flat[0]
+    values, at = [], 0
+    for length_attrs in self.output_lists:
+      if length_attrs is None:
         values.append(flat[at])
         at += 1
+        continue
+      number_attr, type_list_attr = length_attrs
+      size = (op.get_attr(number_attr) if number_attr
+              else len(op.get_attr(type_list_attr)))
+      values.append(list(flat[at:at + size]))
+      at += size
     return self.output_tuple(*values)
 
 
