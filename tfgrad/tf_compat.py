@@ -478,3 +478,72 @@ def to_tensors_or_slices(values, name, as_ref=False):
     return indexed_slices.internal_convert_n_to_tensor_or_indexed_slices(
         values, name=name, as_ref=True)
   return indexed_slices.convert_n_to_tensor_or_indexed_slices(values, name=name)
+
+
+# ----- While v2 (ops/control_flow_grad.py) -----
+
+from tensorflow.python.ops import while_v2  # pylint: disable=g-import-not-at-top
+
+
+def while_body_graph(op):
+  """The FuncGraph of a While op's body (TF keeps it cached on the op)."""
+  return while_v2._get_graph(op, "body", "_body_graph")  # pylint: disable=protected-access
+
+
+def while_original_output_count(op):
+  """Outputs of a While op that are loop variables, as opposed to the
+  accumulators a gradient has added to it since."""
+  try:
+    return op.get_attr("_num_original_outputs")
+  except ValueError:
+    return len(op.outputs)
+
+
+def tf_while_grad():
+  return tf_ops.gradient_registry.lookup("While")
+
+
+class _ArrayOpsKeepingWhileOutputs:
+  """`array_ops` for while_v2's module, except that `identity` hands its
+  tensor back: TF's While rule wraps every output of the gradient loop in
+  an Identity, and the rule in ops/control_flow_grad.py wraps only those
+  that become a gradient."""
+
+  def __init__(self, module):
+    self._module = module
+
+  def __getattr__(self, name):
+    return getattr(self._module, name)
+
+  @staticmethod
+  def identity(t, name=None):  # pylint: disable=unused-argument
+    return t
+
+
+@contextlib.contextmanager
+def while_outputs_unwrapped():
+  """While TF's While rule runs, the gradient loop's outputs come back as
+  they are (see _ArrayOpsKeepingWhileOutputs). The swap is of while_v2's
+  module-level name only, so no other code's `array_ops.identity` changes;
+  nested While rules restore what they found."""
+  current = while_v2.array_ops
+  if not isinstance(current, _ArrayOpsKeepingWhileOutputs):
+    while_v2.array_ops = _ArrayOpsKeepingWhileOutputs(current)
+  try:
+    yield
+  finally:
+    while_v2.array_ops = current
+
+
+@contextlib.contextmanager
+def skip_input_indices_hidden(op):
+  """`op.skip_input_indices` (set by backprop for the rule) is absent while
+  the block runs, and back afterwards."""
+  skip = getattr(op, "skip_input_indices", None)
+  if skip is not None:
+    del op.skip_input_indices
+  try:
+    yield
+  finally:
+    if skip is not None:
+      op.skip_input_indices = skip

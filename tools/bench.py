@@ -117,17 +117,19 @@ def _tensors_of(grads):
 
 
 def dead_ops(added, grads):
-  """Ops in `added` from which no tensor of `grads` is reachable."""
-  added = set(added)
+  """Ops in `added` from which no tensor of `grads` is reachable. The walk
+  goes through ops that were there before, too: a gradient may feed the
+  forward graph (the accumulators a While gradient adds as inputs to the
+  forward loop, whose outputs it reads)."""
   reached, stack = set(), [t.op for t in _tensors_of(grads)]
   while stack:
     op = stack.pop()
-    if op in reached or op not in added:
+    if op in reached:
       continue
     reached.add(op)
     stack.extend(t.op for t in op.inputs)
     stack.extend(op.control_inputs)
-  return len(added - reached)
+  return len(set(added) - reached)
 
 
 def run_both(built):
