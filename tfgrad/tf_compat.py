@@ -125,11 +125,13 @@ class _ColocationTarget:
   lookup, for every op created under the scope). TF pushes such stand-ins
   (name, device, no colocation_groups) for variables itself."""
 
-  __slots__ = ("_op", "_attrs_fn", "_name", "_device", "_groups")
+  __slots__ = ("_op", "_attrs_fn", "_name", "_device", "_groups",
+               "_class_attr", "_code_locations")
 
   def __init__(self, op, attrs_fn):
     self._op, self._attrs_fn = op, attrs_fn
     self._name = self._device = self._groups = None
+    self._class_attr = self._code_locations = None
 
   @property
   def name(self):
@@ -147,6 +149,16 @@ class _ColocationTarget:
     if self._groups is None:
       self._groups = _colocation_groups(self.name, self._attrs_fn())
     return self._groups
+
+  def placement(self, graph):
+    """(serialized `_class` AttrValue, device, colocation code locations)
+    of an op created under this stand-in alone, as TF's op constructor
+    would set them; computed once for all the ops of the forward op."""
+    if self._class_attr is None:
+      self._class_attr = attr_value(list=dict(
+          s=sorted(set(self.colocation_groups())))).SerializeToString()
+      self._code_locations = graph._snapshot_colocation_stack_metadata()  # pylint: disable=protected-access
+    return self._class_attr, self.device, self._code_locations
 
 
 class colocated_with_op:  # pylint: disable=invalid-name
@@ -315,6 +327,7 @@ def _create_op_lean(graph, op_type, inputs, grouped, attrs, name):
   (with the creation stack trace), then TF's own `_create_op_from_tf_operation`
   for the Python Operation, devices, colocation and attribute scopes."""
   graph._check_not_finalized()  # pylint: disable=protected-access
+  placement = _lean_placement(graph)
   if name is None:
     name = op_type
   name = (tf_ops.name_from_scope_name(name) if name[-1] == "/"
@@ -334,14 +347,61 @@ def _create_op_lean(graph, op_type, inputs, grouped, attrs, name):
     if attrs:
       for key, value in attrs.items():
         _c_api.TF_SetAttrValueProto(desc, key, value.SerializeToString())
+    if placement is not None and placement[0] is not None:
+      _c_api.TF_SetAttrValueProto(desc, "_class", placement[0])
+      if placement[1]:
+        _c_api.TF_SetDevice(desc, placement[1])
     try:
       c_op = _c_api.TF_FinishOperation(desc)
     except tf.errors.InvalidArgumentError as e:
       raise ValueError(e.message) from None  # as TF's own constructor does
     _c_api.TF_SetOpStackTrace(c_op, _tf_stack.extract_stack(stacklevel=4))
-    op = graph._create_op_from_tf_operation(c_op)  # pylint: disable=protected-access
+    if placement is None:
+      op = graph._create_op_from_tf_operation(c_op)  # pylint: disable=protected-access
+    else:
+      op = _wrap_c_op(graph, c_op, op_type, name, placement[2])
     op._original_op = graph._default_original_op  # pylint: disable=protected-access
   return op
+
+
+_NO_PLACEMENT = (None, None, {})
+
+
+def _lean_placement(graph):
+  """What TF's `_create_op_helper` would add to a new op, when that is only
+  colocation under one `_ColocationTarget` (or nothing): then the `_class`
+  attribute and device are set in the op description and the Python
+  Operation is made by `_wrap_c_op`. None when anything else applies
+  (attribute scopes, kernel labels, gradient override maps, control
+  dependencies, device functions, containers, other colocation)."""
+  # pylint: disable=protected-access
+  if (graph._attr_scope_map or graph._op_to_kernel_label_map
+      or graph._gradient_override_map or graph._control_dependencies_stack
+      or graph._device_function_stack or graph._container):
+    return None
+  stack = graph._colocation_stack._stack
+  if not stack:
+    return _NO_PLACEMENT
+  if len(stack) == 1 and isinstance(stack[0].obj, _ColocationTarget):
+    return stack[0].obj.placement(graph)
+  return None
+  # pylint: enable=protected-access
+
+
+def _wrap_c_op(graph, c_op, op_type, name, colocation_code_locations):
+  """The Python Operation for a finished `c_op` when `_lean_placement`
+  applied: TF's `_create_op_from_tf_operation` with nothing left to do
+  but record the name and the (empty) device and colocation metadata."""
+  # pylint: disable=protected-access
+  op = tf_ops.Operation._from_c_op(c_op=c_op, g=graph)
+  name_key = name.lower()
+  if name_key not in graph._names_in_use:
+    graph._names_in_use[name_key] = 1
+  op._gradient_function = graph._gradient_function_map.get(op_type)
+  op._device_code_locations = []
+  op._colocation_code_locations = colocation_code_locations
+  return op
+  # pylint: enable=protected-access
 
 
 def has_control_dependencies(graph):
