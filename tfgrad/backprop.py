@@ -93,9 +93,13 @@ def run(state, ys, grad_ys, xs):
         and op in state.subgraph.reachable_to_ops):
       queued.add(op)
       queue.append(op)
+  grads, stop_ops = state.grads, state.subgraph.stop_ops
   while queue:
     op = queue.popleft()
-    if not _passed_through(state, op):
+    per_output = grads.get(op)
+    if per_output is None or (op in stop_ops and _unsummed(per_output)):
+      pass  # builds nothing (an x's op: _collect takes its gradient)
+    elif not _passed_through(state, op, per_output):
       with state.colocated(op):
         out_grads = _aggregated_output_grads(state, op)
         in_grads = _input_grads(state, op, out_grads)
@@ -108,15 +112,23 @@ def run(state, ys, grad_ys, xs):
   return [_collect(state, x) for x in xs]
 
 
-def _passed_through(state, op):
+def _unsummed(per_output):
+  """True if no output of an op received more than one contribution."""
+  for contributions in per_output:
+    if len(contributions) > 1:
+      return False
+  return True
+
+
+def _passed_through(state, op, per_output):
   """Runs a rule marked `passes_gradients_through` without a name scope or
   colocation (it builds no op) when nothing else needs them: one gradient
   per output, nothing to sum or fill, no gating. False otherwise."""
-  per_output = state.grads.get(op)
-  if (per_output is None or state.options.gate
-      or any(len(c) != 1 for c in per_output)
-      or op in state.subgraph.stop_ops):
+  if state.options.gate or op in state.subgraph.stop_ops:
     return False
+  for contributions in per_output:
+    if len(contributions) != 1:
+      return False
   rule, _ = state.rule_of(op)
   if not getattr(rule, "passes_gradients_through", False):
     return False
@@ -221,8 +233,8 @@ def _input_grads(state, op, out_grads):
     if rule is not None:
       skip = graph_walk.unneeded_inputs(op, state.subgraph.members,
                                         state.resolver)
-      with _skipping(op, skip):
-        in_grads = rule(op, *out_grads)
+      in_grads = (_call_skipping(rule, op, out_grads, skip) if skip
+                  else rule(op, *out_grads))
     else:
       in_grads = tf_compat.symbolic_gradient(op, out_grads)
     in_grads = _as_grad_list(in_grads)
@@ -235,19 +247,15 @@ def _input_grads(state, op, out_grads):
   return in_grads
 
 
-@contextlib.contextmanager
-def _skipping(op, skip):
-  """Tells the rule which inputs need no gradient, by TF's own convention
-  (`op.skip_input_indices`, which TF's rules read too), for this call only:
-  the attribute lives on the shared Operation object, so it is removed
-  again before anyone else differentiates the same op."""
-  if not skip:
-    yield
-    return
+def _call_skipping(rule, op, out_grads, skip):
+  """Calls the rule telling it which inputs need no gradient, by TF's own
+  convention (`op.skip_input_indices`, which TF's rules read too), for this
+  call only: the attribute lives on the shared Operation object, so it is
+  removed again before anyone else differentiates the same op."""
   previous = getattr(op, "skip_input_indices", None)
   op.skip_input_indices = skip
   try:
-    yield
+    return rule(op, *out_grads)
   finally:
     if previous is None:
       del op.skip_input_indices

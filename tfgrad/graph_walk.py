@@ -68,6 +68,8 @@ class InputResolver:
 
   def consumers(self, t):
     """Ops consuming `t`, including through captures by function graphs."""
+    if not self._inner_of:
+      return t.consumers()
     result = list(t.consumers())
     for inner in self._inner_of.get(id(t), ()):
       result.extend(self.consumers(inner))
@@ -89,19 +91,21 @@ def reachable_from(from_ops, resolver, blocks=None):
   through ops for which `blocks(op)` is true (ops declared not
   differentiable: no gradient crosses them, so inputs that reach an x only
   through one need no gradient)."""
-  reached = set()
+  reached, blocked = set(), set()
   queue = collections.deque(from_ops)
   starts = set(from_ops)
+  is_trainable, consumers = tf_compat.is_trainable, resolver.consumers
   while queue:
     op = queue.popleft()
-    if op in reached:
+    if op in reached or op in blocked:
       continue
     if blocks is not None and op not in starts and blocks(op):
+      blocked.add(op)
       continue
     reached.add(op)
     for out in op.outputs:
-      if tf_compat.is_trainable(out):
-        queue.extend(resolver.consumers(out))
+      if is_trainable(out):
+        queue.extend(consumers(out))
   return reached
 
 
