@@ -289,7 +289,8 @@ def _hand_to_inputs(state, op, in_grads):
   for i, (t, g) in enumerate(zip(state.resolver.inputs(op), in_grads)):
     if g is None:
       continue
-    if isinstance(g, (tf.Tensor, emit.Known)) and t.dtype != tf.resource:
+    if isinstance(g, (tf.Tensor, emit.Known)) \
+        and not tf_compat.is_resource(t):
       try:
         _refine_shape(g, t.shape)
       except ValueError:
@@ -305,6 +306,8 @@ def _refine_shape(g, shape):
   """g.set_shape(shape), without the call into the graph when g's static
   shape is already fully known (then there is nothing to refine, only to
   check; an `emit.Known` always is)."""
+  if not isinstance(g, emit.Known) and tf_compat.has_static_shape(g, shape):
+    return
   known = g.shape
   if known.is_fully_defined():
     if not known.is_compatible_with(shape):

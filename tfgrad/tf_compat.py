@@ -20,6 +20,7 @@ from tensorflow.python.ops import gen_functional_ops
 from tensorflow.python.ops import resource_variable_ops
 
 from tensorflow.core.framework import attr_value_pb2
+from tensorflow.core.framework import node_def_pb2
 from tensorflow.python.client import pywrap_tf_session as _c_api
 from tensorflow.python.framework import traceable_stack
 from tensorflow.python.util import tf_stack as _tf_stack
@@ -39,6 +40,26 @@ def is_trainable(t):
   if dtype == tf.variant:
     return backprop_util.IsTrainable(t)
   return backprop_util.IsTrainable(dtype)
+
+
+_DT_RESOURCE = tf.resource.as_datatype_enum
+
+
+def is_resource(t):
+  """`t.dtype == tf.resource`, without DType's Python-level comparison."""
+  return t.dtype._type_enum == _DT_RESOURCE  # pylint: disable=protected-access
+
+
+def has_static_shape(t, shape):
+  """True if graph tensor `t`'s static shape is fully known and is `shape`
+  (a TensorShape), read from the graph without building a TensorShape.
+  False for anything else (an eager tensor has no graph shape to read)."""
+  try:
+    dims, unknown_rank = t._shape  # pylint: disable=protected-access
+  except AttributeError:
+    return False
+  return (not unknown_rank and None not in dims
+          and tuple(dims) == shape._dims)  # pylint: disable=protected-access
 
 
 def is_eager_tensor(t):
@@ -76,12 +97,27 @@ def tf_registry_keys():
   return list(tf_ops.gradient_registry.list())
 
 
+# Private attributes the engine reads: colocation groups, the gradient
+# override name, XLA compilation tags.
+_READ_PRIVATE_ATTRS = ("_class", "_gradient_op_type", "_Xla")
+_READ_PRIVATE_MARKERS = tuple(k.encode() for k in _READ_PRIVATE_ATTRS)
+
+
 def private_attrs(op):
-  """The op's attributes whose names start with "_" (overrides, XLA tags).
+  """The op's attributes among `_class`, `_gradient_op_type` and `_Xla*`.
 
   One NodeDef read costs a fraction of the failing `op.get_attr` lookups
-  it replaces (two per op: each raises and converts an exception)."""
-  return {k: v for k, v in op.node_def.attr.items() if k.startswith("_")}
+  it replaces (two per op: each raises and converts an exception), and
+  the serialized NodeDef is parsed only when one of those names occurs in
+  it at all, which for most ops it does not."""
+  data = op._node_def  # pylint: disable=protected-access
+  for marker in _READ_PRIVATE_MARKERS:
+    if marker in data:
+      break
+  else:
+    return {}
+  return {k: v for k, v in node_def_pb2.NodeDef.FromString(data).attr.items()
+          if k.startswith(_READ_PRIVATE_ATTRS)}
 
 
 def override(op, attrs):
@@ -155,8 +191,8 @@ class _ColocationTarget:
     of an op created under this stand-in alone, as TF's op constructor
     would set them; computed once for all the ops of the forward op."""
     if self._class_attr is None:
-      self._class_attr = attr_value(list=dict(
-          s=sorted(set(self.colocation_groups())))).SerializeToString()
+      self._class_attr = serialized_string_list_attr(
+          sorted(set(self.colocation_groups())))
       self._code_locations = graph._snapshot_colocation_stack_metadata()  # pylint: disable=protected-access
     return self._class_attr, self.device, self._code_locations
 
@@ -280,6 +316,23 @@ def attr_value(**fields):
   if items is not None:
     proto.list.CopyFrom(AttrValue.ListValue(**items))
   return proto
+
+
+def _varint(n):
+  out = bytearray()
+  while n > 0x7F:
+    out.append((n & 0x7F) | 0x80)
+    n >>= 7
+  out.append(n)
+  return bytes(out)
+
+
+def serialized_string_list_attr(values):
+  """`AttrValue(list=ListValue(s=values)).SerializeToString()`, encoded
+  directly (field 1, `list`, holding field 2, `s`, once per value): the
+  same bytes without building two protos per forward op."""
+  inner = b"".join(b"\x12" + _varint(len(v)) + v for v in values)
+  return b"\x0a" + _varint(len(inner)) + inner
 
 
 def op_def(op_type):

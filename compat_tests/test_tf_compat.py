@@ -1,0 +1,50 @@
+"""tf_compat's shortcuts give what TF's own slower paths give."""
+
+import pytest
+import tensorflow as tf
+
+from tensorflow.core.framework import attr_value_pb2
+from tfgrad import tf_compat
+
+
+@pytest.mark.parametrize("values", [
+    [],
+    [b"loc:@a"],
+    [b"loc:@dense_1/kernel", b"loc:@x"],
+    [b"loc:@" + b"n" * 200],            # lengths past one varint byte
+    [b"loc:@" + b"m" * 20000, b""],
+])
+def test_serialized_string_list_attr_is_the_protos_encoding(values):
+  expected = attr_value_pb2.AttrValue(
+      list=attr_value_pb2.AttrValue.ListValue(s=values)).SerializeToString()
+  assert tf_compat.serialized_string_list_attr(values) == expected
+
+
+def _read_attrs_by_parsing(op):
+  return {k: v for k, v in op.node_def.attr.items()
+          if k in ("_class", "_gradient_op_type") or k.startswith("_Xla")}
+
+
+def test_private_attrs_finds_what_a_full_parse_finds():
+  g = tf.Graph()
+  with g.as_default():
+    x = tf.constant([1.0, 2.0], name="x")
+    plain = tf.identity(x, name="plain")
+    with tf.compat.v1.colocate_with(x.op):
+      colocated = tf.identity(x, name="colocated")
+    with g.gradient_override_map({"Identity": "CustomName"}):
+      overridden = tf.identity(x, name="overridden")
+    from tensorflow.python.compiler.xla import jit  # pylint: disable=g-import-not-at-top
+    with jit.experimental_jit_scope(separate_compiled_gradients=True):
+      compiled = tf.identity(x, name="compiled")
+    # A name containing a marker, with no such attribute: parsed, found empty.
+    misleading = tf.identity(x, name="a_class_gradient_op_type_Xla")
+  for t in (plain, colocated, overridden, compiled, misleading):
+    found = tf_compat.private_attrs(t.op)
+    assert found == _read_attrs_by_parsing(t.op), t.op.name
+  assert tf_compat.private_attrs(plain.op) == {}
+  assert set(tf_compat.private_attrs(colocated.op)) == {"_class"}
+  assert tf_compat.private_attrs(overridden.op)[
+      "_gradient_op_type"].s == b"CustomName"
+  assert {"_XlaCompile", "_XlaScope", "_XlaSeparateCompiledGradients"} <= set(
+      tf_compat.private_attrs(compiled.op))
