@@ -137,7 +137,8 @@ def gradients_helper(ys, xs, grad_ys=None, name="gradients",
       grad_ys = _default_grad_ys(grad_ys, ys, options.colocate, gradient_uid)
       state = backprop.Pass(options, src_graph, resolver, subgraph, to_ops,
                             gradient_uid, scope)
-      with tf_compat.routing_tf_helper(_strict_scoped(options.strict)):
+      with tf_compat.routing_tf_helper(_strict_scoped(options.strict)), \
+          tf_compat.building_in(tf_compat.default_graph()):
         return backprop.run(state, ys, grad_ys, xs)
 
 

@@ -99,6 +99,8 @@ def _attr(kind, value):
       _attr_cache[key] = proto
     except TypeError:
       pass
+    else:
+      tf_compat.keep_serialized(proto)
   return proto
 
 

@@ -8,6 +8,7 @@ them here means a TF upgrade that moves one of them breaks exactly one module.
 """
 
 import contextlib
+import threading
 
 import tensorflow as tf
 from tensorflow.python.eager import backprop_util
@@ -335,6 +336,41 @@ def serialized_string_list_attr(values):
   return b"\x0a" + _varint(len(inner)) + inner
 
 
+# id(AttrValue) -> its serialized bytes, for protos that live as long as the
+# process (emit's attribute cache never drops one), so an id is never reused.
+_serialized_attrs = {}
+
+
+def keep_serialized(proto):
+  """Records the serialization of `proto`, which the caller keeps alive for
+  good and never mutates; ops built with it then skip serializing it."""
+  _serialized_attrs[id(proto)] = proto.SerializeToString()
+
+
+class _HeldCGraph(threading.local):
+  graph = None
+  c_graph = None
+
+
+_held = _HeldCGraph()
+
+
+@contextlib.contextmanager
+def building_in(graph):
+  """Keeps `graph`'s C graph open while the block creates ops in it (TF
+  opens and closes it around every op); nests, per thread."""
+  if _held.graph is graph:
+    yield
+    return
+  saved = _held.graph, _held.c_graph
+  with graph._c_graph.get() as c_graph:  # pylint: disable=protected-access
+    _held.graph, _held.c_graph = graph, c_graph
+    try:
+      yield
+    finally:
+      _held.graph, _held.c_graph = saved
+
+
 def op_def(op_type):
   """The registered OpDef of `op_type`, or None."""
   return op_def_registry.get(op_type)
@@ -388,8 +424,11 @@ def _create_op_lean(graph, op_type, inputs, grouped, attrs, name):
   control_inputs = graph._control_dependencies_for_inputs(  # pylint: disable=protected-access
       {t.op for t in inputs}) if graph._control_dependencies_stack else ()  # pylint: disable=protected-access
   with graph._mutation_lock():  # pylint: disable=protected-access
-    with graph._c_graph.get() as c_graph:  # pylint: disable=protected-access
-      desc = _c_api.TF_NewOperation(c_graph, op_type, name)
+    if _held.graph is graph:
+      desc = _c_api.TF_NewOperation(_held.c_graph, op_type, name)
+    else:
+      with graph._c_graph.get() as c_graph:  # pylint: disable=protected-access
+        desc = _c_api.TF_NewOperation(c_graph, op_type, name)
     for value in grouped:
       if isinstance(value, list):
         _c_api.TF_AddInputList(desc, [t._as_tf_output() for t in value])  # pylint: disable=protected-access
@@ -399,7 +438,9 @@ def _create_op_lean(graph, op_type, inputs, grouped, attrs, name):
       _c_api.TF_AddControlInput(desc, control._c_op)  # pylint: disable=protected-access
     if attrs:
       for key, value in attrs.items():
-        _c_api.TF_SetAttrValueProto(desc, key, value.SerializeToString())
+        data = _serialized_attrs.get(id(value))
+        _c_api.TF_SetAttrValueProto(
+            desc, key, value.SerializeToString() if data is None else data)
     if placement is not None and placement[0] is not None:
       _c_api.TF_SetAttrValueProto(desc, "_class", placement[0])
       if placement[1]:
