@@ -15,7 +15,6 @@ from tensorflow.python.eager import backprop_util
 from tensorflow.python.framework import op_def_registry
 from tensorflow.python.framework import ops as tf_ops
 from tensorflow.python.ops import control_flow_state
-from tensorflow.python.ops import control_flow_util
 from tensorflow.python.ops import default_gradient
 from tensorflow.python.ops import gen_functional_ops
 from tensorflow.python.ops import resource_variable_ops
@@ -575,10 +574,12 @@ def symbolic_gradient(op, out_grads):
 
 # ----- v1 (graph-rewriting) control flow -----
 
+_V1_LOOP_FRAME_TYPES = frozenset(["Enter", "RefEnter", "Exit", "RefExit"])
+
+
 def has_v1_control_flow(ops_):
   """True if any op belongs to a v1 while loop (Enter/Exit frames)."""
-  return any(control_flow_util.IsLoopExit(op) or op.type in ("Enter", "RefEnter")
-             for op in ops_)
+  return any(op.type in _V1_LOOP_FRAME_TYPES for op in ops_)
 
 
 # ----- argument conversion (the exact conversions tf.gradients applies) -----
