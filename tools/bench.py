@@ -6,15 +6,18 @@ r"""Benchmarks gradient construction with tfgrad against stock tf.gradients.
 
 For each model and engine, every repeat builds the model in a fresh graph,
 calls the engine once and measures: construction time, ops added, dead ops
-(added ops from which no returned gradient is reachable), and the run time
-(median of --run_repeats Session runs after a warm-up, the two engines'
-runs interleaved) and peak CPU
-allocator memory of one run of the gradient tensors (TF's BFC CPU allocator
-is switched on for this, unless TF_CPU_ALLOCATOR_USE_BFC is set). Engines alternate
-which goes first. Reported: medians over repeats and tfgrad/stock ratios,
-the cost of one trivial op created through the graph's own constructor
-(the floor) and each engine's cost per added op against it, and scaling
-exponents between model sizes.
+(added ops from which no returned gradient is reachable), and, over
+--run_repeats Session runs after a warm-up (the two engines' runs
+interleaved), the run time and peak CPU allocator memory of each run of the
+gradient tensors (TF's BFC CPU allocator is switched on for this, unless
+TF_CPU_ALLOCATOR_USE_BFC is set). Engines alternate which goes first.
+Reported: medians over repeats of ops, build time and dead ops; medians over
+all runs of run time and peak memory, with the run-time ratio taken as the
+median of the ratios of back-to-back runs; the cost of one trivial op
+created through the graph's own constructor (the floor) and each engine's
+cost per added op against it; and scaling exponents between model sizes.
+The JSON output adds the quartiles of run time, peak memory and the
+run-time ratio.
 """
 
 import gc
@@ -47,8 +50,9 @@ flags.DEFINE_list("models", None,
                   "Subset of model configurations to run (default: all).")
 flags.DEFINE_bool("quick", False, "Smaller sizes of the large models.")
 flags.DEFINE_integer("repeats", 5, "Measurements per model and engine.")
-flags.DEFINE_integer("run_repeats", 10,
-                     "Timed Session runs per measurement (after a warm-up).")
+flags.DEFINE_integer("run_repeats", 20,
+                     "Timed Session runs per repeat and engine (after a "
+                     "warm-up), interleaved between the engines.")
 flags.DEFINE_bool("run", True,
                   "Measure the gradient graph's run time and peak memory "
                   "(on every repeat, the engines' runs interleaved).")
@@ -132,36 +136,46 @@ def dead_ops(added, grads):
   return len(set(added) - reached)
 
 
+def _session(graph, fetches):
+  with graph.as_default():
+    init = tf.compat.v1.global_variables_initializer()
+  sess = tf.compat.v1.Session(graph=graph)
+  sess.run(init)
+  sess.run(fetches)  # warm-up: kernels and constants are created here
+  return sess
+
+
 def run_both(built):
-  """Run time and peak memory of each engine's gradient graph, the engines'
-  Session runs interleaved (one of each in turn, --run_repeats times after
-  a warm-up) so that both see the same machine load. `built` maps engine
-  -> (graph, grads); returns engine -> (median run ms, peak bytes)."""
+  """Run time and peak memory of each engine's gradient graph. `built` maps
+  engine -> (graph, grads); returns engine -> dict with, per timed run,
+  `run_s` (seconds) and `peaks` (peak allocator bytes, reset just before
+  the run), the engines' runs interleaved (one of each in turn,
+  --run_repeats times after a warm-up, so that both see the same machine
+  load and entry i of one ran right beside entry i of the other).
+
+  One run's peak depends on the order in which the executor happens to run
+  independent ops: it moves by tens of percent from run to run, and from
+  session to session even with one inter-op thread (loop bodies run on
+  their own), so only a median over many runs and sessions compares two
+  graphs."""
   sessions = {}
   for engine, (graph, grads) in built.items():
     fetches = _tensors_of(grads)
     if not fetches:
-      return {engine: (None, None) for engine in built}
-    with graph.as_default():
-      init = tf.compat.v1.global_variables_initializer()
-    sess = tf.compat.v1.Session(graph=graph)
-    sess.run(init)
-    sess.run(fetches)
-    sessions[engine] = (sess, fetches)
-  stats = {}
-  for engine, (sess, fetches) in sessions.items():
-    tf.config.experimental.reset_memory_stats("CPU:0")
-    sess.run(fetches)
-    stats[engine] = [[], tf.config.experimental.get_memory_info("CPU:0")["peak"]]
+      return {engine: {} for engine in built}
+    sessions[engine] = (_session(graph, fetches), fetches)
+  stats = {engine: {"run_s": [], "peaks": []} for engine in sessions}
   for _ in range(FLAGS.run_repeats):
     for engine, (sess, fetches) in sessions.items():
+      tf.config.experimental.reset_memory_stats("CPU:0")
       start = time.perf_counter()
       sess.run(fetches)
-      stats[engine][0].append(time.perf_counter() - start)
+      stats[engine]["run_s"].append(time.perf_counter() - start)
+      stats[engine]["peaks"].append(
+          tf.config.experimental.get_memory_info("CPU:0")["peak"])
   for sess, _ in sessions.values():
     sess.close()
-  return {e: (1e3 * statistics.median(t), peak)
-          for e, (t, peak) in stats.items()}
+  return stats
 
 
 def _clock():
@@ -214,16 +228,42 @@ def _ratio(a, b):
   return a / b if a is not None and b else None
 
 
+def _pooled(samples, key):
+  """One engine's per-run readings over all repeats, in round order."""
+  return [v for s in samples for v in s.get(key, ())]
+
+
+def _quartiles(values):
+  if len(values) < 2:
+    return None
+  q1, _, q3 = statistics.quantiles(values, n=4)
+  return [q1, q3]
+
+
 def summarise(config, samples):
+  """Medians over repeats of ops, build time and dead ops; run time and peak
+  memory pooled over every timed run of every repeat. The run-time ratio is
+  the median of the per-round ratios (tfgrad's run over stock's run right
+  beside it), which cancels load that changes between rounds."""
   quick = FLAGS.quick and _CONFIGS[config][2] is not None
   row = {"model": config, "label": config + ("*" if quick else ""),
          "sizes": _sizes(config)}
   for engine in ENGINES:
-    for key in ("ops", "build_ms", "dead_ops", "run_ms", "peak_bytes",
-                "forward_ops"):
+    for key in ("ops", "build_ms", "dead_ops", "forward_ops"):
       row[f"{key}_{engine}"] = _median(samples[engine], key)
-  for key in ("ops", "build_ms", "run_ms", "peak_bytes"):
+    run_ms = [1e3 * t for t in _pooled(samples[engine], "run_s")]
+    peaks = _pooled(samples[engine], "peaks")
+    row[f"run_ms_{engine}"] = statistics.median(run_ms) if run_ms else None
+    row[f"run_ms_quartiles_{engine}"] = _quartiles(run_ms)
+    row[f"peak_bytes_{engine}"] = statistics.median(peaks) if peaks else None
+    row[f"peak_bytes_quartiles_{engine}"] = _quartiles(peaks)
+    row[f"run_count_{engine}"] = len(run_ms)
+  for key in ("ops", "build_ms", "peak_bytes"):
     row[f"{key}_ratio"] = _ratio(row[f"{key}_tfgrad"], row[f"{key}_stock"])
+  paired = [a / b for a, b in zip(_pooled(samples["tfgrad"], "run_s"),
+                                  _pooled(samples["stock"], "run_s")) if b]
+  row["run_ms_ratio"] = statistics.median(paired) if paired else None
+  row["run_ms_ratio_quartiles"] = _quartiles(paired)
   return row
 
 
@@ -252,10 +292,13 @@ def _fmt(value, spec):
 
 
 def print_table(rows, floor):
-  print(f"construction timer: {FLAGS.clock} clock; medians over {FLAGS.repeats} repeats")
+  print(f"construction timer: {FLAGS.clock} clock; medians over "
+        f"{FLAGS.repeats} repeats; run time: median over "
+        f"{FLAGS.repeats}x{FLAGS.run_repeats} interleaved runs (ratio: median "
+        "of back-to-back ratios); peak mem: median of the same runs' peaks")
   header = ["model", "ops stock", "ops tfgrad", "ratio", "build ms stock",
             "build ms tfgrad", "ratio", "dead stock", "dead tfgrad",
-            "run ms stock", "run ms tfgrad", "ratio", "peak MB ratio",
+            "run ms stock", "run ms tfgrad", "ratio", "peak mem ratio",
             "us/op stock", "us/op tfgrad"]
   lines = []
   for r in rows:
@@ -333,8 +376,8 @@ def main(argv):
         result, built[engine] = measure(config, engine)
         samples[engine].append(result)
       if FLAGS.run:
-        for engine, (run_ms, peak) in run_both(built).items():
-          samples[engine][-1].update(run_ms=run_ms, peak_bytes=peak)
+        for engine, stats in run_both(built).items():
+          samples[engine][-1].update(stats)
       del built
       _log(f"{config}: repeat {r + 1}/{FLAGS.repeats}: " + ", ".join(
           f"{e} {samples[e][-1]['build_ms']:.1f} ms" for e in ENGINES))
