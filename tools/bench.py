@@ -12,12 +12,13 @@ interleaved), the run time and peak CPU allocator memory of each run of the
 gradient tensors (TF's BFC CPU allocator is switched on for this, unless
 TF_CPU_ALLOCATOR_USE_BFC is set). Engines alternate which goes first.
 Reported: medians over repeats of ops, build time and dead ops; medians over
-all runs of run time and peak memory, with the run-time ratio taken as the
-median of the ratios of back-to-back runs; the cost of one trivial op
+all runs of run time and peak memory; the build-time and run-time ratios as
+medians of paired ratios (the two engines' builds of one repeat, and
+back-to-back runs), which cancel the machine's drift in speed; the cost of one trivial op
 created through the graph's own constructor (the floor) and each engine's
 cost per added op against it; and scaling exponents between model sizes.
-The JSON output adds the quartiles of run time, peak memory and the
-run-time ratio.
+The JSON output adds the quartiles of run time, peak memory and the two
+ratios.
 """
 
 import gc
@@ -56,9 +57,13 @@ flags.DEFINE_integer("run_repeats", 20,
 flags.DEFINE_bool("run", True,
                   "Measure the gradient graph's run time and peak memory "
                   "(on every repeat, the engines' runs interleaved).")
-flags.DEFINE_enum("clock", "wall", ["wall", "cpu"],
-                  "Construction timer: wall = time.perf_counter, cpu = "
-                  "time.process_time (steadier on a loaded machine).")
+flags.DEFINE_enum("clock", "thread", ["thread", "wall", "cpu"],
+                  "Construction timer: thread = time.thread_time, the CPU "
+                  "time of the building thread alone (construction is "
+                  "single-threaded; TF's thread pools, which keep spinning "
+                  "for a while after a Session run, are not charged to it); "
+                  "wall = time.perf_counter; cpu = time.process_time (all "
+                  "threads of the process).")
 flags.DEFINE_bool("strict", False, "tfgrad in strict mode (no TF fallback).")
 flags.DEFINE_string("json", None, "Write the results to this path.")
 
@@ -178,8 +183,12 @@ def run_both(built):
   return stats
 
 
+_CLOCKS = {"thread": time.thread_time, "wall": time.perf_counter,
+           "cpu": time.process_time}
+
+
 def _clock():
-  return time.perf_counter() if FLAGS.clock == "wall" else time.process_time()
+  return _CLOCKS[FLAGS.clock]()
 
 
 def measure(config, engine):
@@ -242,9 +251,11 @@ def _quartiles(values):
 
 def summarise(config, samples):
   """Medians over repeats of ops, build time and dead ops; run time and peak
-  memory pooled over every timed run of every repeat. The run-time ratio is
-  the median of the per-round ratios (tfgrad's run over stock's run right
-  beside it), which cancels load that changes between rounds."""
+  memory pooled over every timed run of every repeat. The build-time and
+  run-time ratios are medians of paired ratios (tfgrad's build over stock's
+  build of the same repeat, tfgrad's run over stock's run right beside
+  it): this machine's speed drifts by tens of percent within a minute, for
+  both engines alike, and pairing cancels that drift."""
   quick = FLAGS.quick and _CONFIGS[config][2] is not None
   row = {"model": config, "label": config + ("*" if quick else ""),
          "sizes": _sizes(config)}
@@ -258,12 +269,16 @@ def summarise(config, samples):
     row[f"peak_bytes_{engine}"] = statistics.median(peaks) if peaks else None
     row[f"peak_bytes_quartiles_{engine}"] = _quartiles(peaks)
     row[f"run_count_{engine}"] = len(run_ms)
-  for key in ("ops", "build_ms", "peak_bytes"):
+  for key in ("ops", "peak_bytes"):
     row[f"{key}_ratio"] = _ratio(row[f"{key}_tfgrad"], row[f"{key}_stock"])
-  paired = [a / b for a, b in zip(_pooled(samples["tfgrad"], "run_s"),
-                                  _pooled(samples["stock"], "run_s")) if b]
-  row["run_ms_ratio"] = statistics.median(paired) if paired else None
-  row["run_ms_ratio_quartiles"] = _quartiles(paired)
+  builds = [(a["build_ms"], b["build_ms"])
+            for a, b in zip(samples["tfgrad"], samples["stock"])]
+  runs = zip(_pooled(samples["tfgrad"], "run_s"),
+             _pooled(samples["stock"], "run_s"))
+  for key, pairs in (("build_ms", builds), ("run_ms", runs)):
+    ratios = [a / b for a, b in pairs if b]
+    row[f"{key}_ratio"] = statistics.median(ratios) if ratios else None
+    row[f"{key}_ratio_quartiles"] = _quartiles(ratios)
   return row
 
 
@@ -293,7 +308,8 @@ def _fmt(value, spec):
 
 def print_table(rows, floor):
   print(f"construction timer: {FLAGS.clock} clock; medians over "
-        f"{FLAGS.repeats} repeats; run time: median over "
+        f"{FLAGS.repeats} repeats (build ratio: median of the repeats' "
+        "ratios); run time: median over "
         f"{FLAGS.repeats}x{FLAGS.run_repeats} interleaved runs (ratio: median "
         "of back-to-back ratios); peak mem: median of the same runs' peaks")
   header = ["model", "ops stock", "ops tfgrad", "ratio", "build ms stock",
