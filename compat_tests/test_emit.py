@@ -178,3 +178,62 @@ def test_known_value_only_for_constants_of_the_current_cache():
       np.testing.assert_array_equal(emit.known_value(mine), [1.0])
       assert emit.known_value(other) is None
     assert emit.known_value(mine) is None
+
+
+def test_after_makes_forward_only_ops_wait_for_the_gradient():
+  g = tf.Graph()
+  with g.as_default():
+    x = tf.constant([1.0, 2.0])
+    grad = tf.sin(x)
+    with emit.after(grad):
+      cos = emit.raw.Cos(x=x)              # forward values only: waits
+      scaled = emit.raw.Mul(x=cos, y=x)    # input built in the block
+      product = emit.raw.Mul(x=grad, y=x)  # takes the gradient itself
+      two = emit.const(2.0)                # no inputs
+    after_block = emit.raw.Cos(x=x)
+  assert cos.op.control_inputs == [grad.op]
+  assert scaled.op.control_inputs == []
+  assert product.op.control_inputs == []
+  assert two.op.control_inputs == []
+  assert after_block.op.control_inputs == []
+
+
+def test_after_waits_for_several_gradients_and_slices_values():
+  g = tf.Graph()
+  with g.as_default():
+    x = tf.constant([1.0, 2.0])
+    a, b = tf.sin(x), tf.cos(x)
+    slices = tf.IndexedSlices(tf.exp(x), tf.constant([0, 1]))
+    with emit.after(a, None, b):
+      both_ = emit.raw.Neg(x=x)
+    with emit.after(slices):
+      on_values = emit.raw.Neg(x=x)
+  assert set(both_.op.control_inputs) == {a.op, b.op}
+  assert on_values.op.control_inputs == [slices.values.op]
+
+
+def test_after_imposes_no_wait_for_constants_known_values_or_none():
+  g = tf.Graph()
+  with g.as_default():
+    x = tf.constant([1.0, 2.0])
+    for grad in (None, tf.constant(1.0), emit.Known(1.0, tf.float32)):
+      with emit.after(grad):
+        assert emit.raw.Neg(x=x).op.control_inputs == []
+
+
+def test_after_through_tf_constructor_path():
+  """A capture into a function graph takes TF's own constructor; the wait
+  applies there too."""
+  outer = tf.Graph()
+  with outer.as_default():
+    x = tf.constant([1.0, 2.0])
+
+    @tf.function
+    def f():
+      grad = tf.identity(tf.constant([3.0, 4.0]))
+      with emit.after(grad):
+        return emit.raw.Cos(x=x)
+
+    out = f.get_concrete_function().graph.outputs[0]
+  cos = next(op for op in out.graph.get_operations() if op.type == "Cos")
+  assert [op.type for op in cos.control_inputs] == ["Identity"]

@@ -42,3 +42,37 @@ def test_second_order_rules_take_indexed_slices(op_type):
       got, want = sess.run([ours, theirs])
   for a, b in zip(got, want):
     np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+# Factors computed from forward values alone (cos(x) in sin's rule) wait for
+# the incoming gradient, in tfgrad as in stock TF, so their buffers are not
+# held from the forward pass until the gradient arrives.
+_WAITING_FACTORS = [
+    ("Sin", tf.sin, "Cos"),
+    ("Cos", tf.cos, "Sin"),
+    ("Log", tf.math.log, "Reciprocal"),
+    ("Sinh", tf.sinh, "Cosh"),
+    ("Lgamma", tf.math.lgamma, "Digamma"),
+    ("Atan2", lambda x: tf.atan2(x, x + 1.0), "Square"),
+]
+
+
+@pytest.mark.parametrize("name,forward,factor", _WAITING_FACTORS,
+                         ids=[c[0] for c in _WAITING_FACTORS])
+def test_forward_only_factors_wait_for_the_gradient(name, forward, factor):
+  del name
+  for engine in (tfgrad.gradients, tf.gradients):
+    graph = tf.Graph()
+    with graph.as_default():
+      x = tf.constant([0.5, 1.5, 2.5])
+      w = tf.constant([1.0, -2.0, 3.0])
+      y = tf.reduce_sum(forward(x) * w)
+      before = set(graph.get_operations())
+      engine(y, x)
+      added = set(graph.get_operations()) - before
+    factors = [op for op in added if op.type == factor
+               and all(t.op not in added for t in op.inputs)]
+    assert factors, f"{engine.__module__}: no {factor} op on forward values"
+    for op in factors:
+      assert any(c in added for c in op.control_inputs), (
+          f"{engine.__module__}: {op.name} does not wait for the gradient")

@@ -16,6 +16,13 @@ def needs_grad(op, index):
   return not skip or index not in skip
 
 
+def after_grads(*grads):
+  """For rules built with TF's API: `tf.control_dependencies` on the given
+  gradients (None skipped), so factors computed from forward values alone
+  wait for the gradient, as `emit.after` does for `raw` ops."""
+  return tf.control_dependencies([g for g in grads if g is not None])
+
+
 def static_shape(t):
   """`t`'s shape as a tuple of ints, or None unless fully known."""
   shape = t.shape

@@ -279,6 +279,11 @@ def _matrix_square_root_grad(op, grad):
 def _self_adjoint_eig_v2_grad(op, grad_e, grad_v):
   """A = V diag(e) V^H: dA = V (diag(ge) + F o V^H gV) V^H, folded onto the
   lower triangle (the kernel reads only that)."""
+  with _helpers.after_grads(grad_e, grad_v):
+    return _self_adjoint_eig_v2_grad_of(op, grad_e, grad_v)
+
+
+def _self_adjoint_eig_v2_grad_of(op, grad_e, grad_v):
   e = op.outputs[0]
   if op.get_attr("compute_v"):
     v = op.outputs[1]
@@ -295,6 +300,11 @@ def _self_adjoint_eig_v2_grad(op, grad_e, grad_v):
 def _eig_grad(op, grad_e, grad_v):
   """A V = V diag(e), unit-norm columns: dA = V^-H (diag(ge)
   + conj(F) o (V^H gV - V^H V diag(Re diag(V^H gV)))) V^H."""
+  with _helpers.after_grads(grad_e, grad_v):
+    return _eig_grad_of(op, grad_e, grad_v)
+
+
+def _eig_grad_of(op, grad_e, grad_v):
   e = op.outputs[0]
   if op.get_attr("compute_v"):
     v = op.outputs[1]
@@ -338,6 +348,11 @@ def _svd_wide(s, u, v, gs, gu, gv, full_matrices):
 def _svd_grad(op, grad_s, grad_u, grad_v):
   """SVD gradient (distinct nonzero singular values); a tall A is handled
   as the adjoint of the wide A^H = V diag(s) U^H."""
+  with _helpers.after_grads(grad_s, grad_u, grad_v):
+    return _svd_grad_of(op, grad_s, grad_u, grad_v)
+
+
+def _svd_grad_of(op, grad_s, grad_u, grad_v):
   a = op.inputs[0]
   gs = tf.cast(grad_s, a.dtype)
   if not op.get_attr("compute_uv"):

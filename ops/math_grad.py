@@ -29,7 +29,8 @@ def _on_input(op_type, formula):
   """Registers `formula(conj(x), grad) -> dx` for a unary op."""
 
   def rule(op, grad):
-    return formula(_helpers.conj(op.inputs[0]), grad)
+    with emit.after(grad):
+      return formula(_helpers.conj(op.inputs[0]), grad)
 
   rule.__name__ = f"_{op_type.lower()}_grad"
   rule.__doc__ = f"Gradient of {op_type} from its input."
@@ -40,7 +41,8 @@ def _on_output(op_type, formula):
   """Registers `formula(conj(y), grad) -> dx` for a unary op, y its output."""
 
   def rule(op, grad):
-    return formula(_helpers.conj(op.outputs[0]), grad)
+    with emit.after(grad):
+      return formula(_helpers.conj(op.outputs[0]), grad)
 
   rule.__name__ = f"_{op_type.lower()}_grad"
   rule.__doc__ = f"Gradient of {op_type} from its output."
@@ -307,9 +309,10 @@ def _squared_difference_grad(op, grad):
 def _atan2_grad(op, grad):
   """d atan2(y, x) = (x dy - y dx) / (x^2 + y^2); the inputs are (y, x)."""
   y, x = op.inputs
-  scaled = _div(grad, _add(raw.Square(x=y), raw.Square(x=x)))
-  return _helpers.unbroadcast_pair(_mul(x, scaled), y,
-                                   _mul(raw.Neg(x=y), scaled), x)
+  with emit.after(grad):
+    scaled = _div(grad, _add(raw.Square(x=y), raw.Square(x=x)))
+    return _helpers.unbroadcast_pair(_mul(x, scaled), y,
+                                     _mul(raw.Neg(x=y), scaled), x)
 
 
 @RegisterGradient("Pow")
@@ -454,24 +457,28 @@ def _polygamma_grad(op, grad):
 def _sqrt_grad_grad(op, grad):
   """out = b / (2 conj(a)): d/da = -conj(grad/a) out, d/db = grad / (2a)."""
   a, out = op.inputs[0], op.outputs[0]
-  ga = _div(grad, a)
-  return _mul(raw.Neg(x=_helpers.conj(ga)), out), _mul(0.5, ga)
+  with emit.after(grad):
+    ga = _div(grad, a)
+    return _mul(raw.Neg(x=_helpers.conj(ga)), out), _mul(0.5, ga)
 
 
 @RegisterGradient("RsqrtGrad")
 def _rsqrt_grad_grad(op, grad):
   """out = -b conj(a)^3 / 2: d/da = -3/2 b a^2, d/db = -a^3 / 2."""
   a, b = op.inputs
-  ca, cg = _helpers.conj(a), _helpers.conj(_dense(grad))
-  return (_mul(_mul(_mul(-1.5, cg), b), raw.Square(x=ca)),
-          raw.RsqrtGrad(y=ca, dy=grad))
+  with emit.after(grad):
+    ca, cg = _helpers.conj(a), _helpers.conj(_dense(grad))
+    return (_mul(_mul(_mul(-1.5, cg), b), raw.Square(x=ca)),
+            raw.RsqrtGrad(y=ca, dy=grad))
 
 
 def _reciprocal_grad_grad(op, grad):
   """out = -b conj(a)^2: d/da = -2 b a, d/db = -a^2."""
   a, b = op.inputs
-  ca, cg = _helpers.conj(a), _helpers.conj(_dense(grad))
-  return _mul(_mul(_mul(cg, -2.0), b), ca), raw.ReciprocalGrad(y=ca, dy=grad)
+  with emit.after(grad):
+    ca, cg = _helpers.conj(a), _helpers.conj(_dense(grad))
+    return (_mul(_mul(_mul(cg, -2.0), b), ca),
+            raw.ReciprocalGrad(y=ca, dy=grad))
 
 
 RegisterGradient("ReciprocalGrad")(_reciprocal_grad_grad)
@@ -481,17 +488,19 @@ RegisterGradient("InvGrad")(_reciprocal_grad_grad)
 @RegisterGradient("TanhGrad")
 def _tanh_grad_grad(op, grad):
   """out = b (1 - a^2): d/da = -2 a b, d/db = 1 - a^2."""
-  a, b = (_helpers.conj(t) for t in op.inputs)
-  return (_mul(_mul(_mul(_dense(grad), -2.0), b), a),
-          raw.TanhGrad(y=a, dy=grad))
+  with emit.after(grad):
+    a, b = (_helpers.conj(t) for t in op.inputs)
+    return (_mul(_mul(_mul(_dense(grad), -2.0), b), a),
+            raw.TanhGrad(y=a, dy=grad))
 
 
 @RegisterGradient("SigmoidGrad")
 def _sigmoid_grad_grad(op, grad):
   """out = b a (1 - a): d/da = b (1 - 2a), d/db = a (1 - a)."""
-  a, b = (_helpers.conj(t) for t in op.inputs)
-  gb = _mul(grad, b)
-  return _sub(gb, _mul(_mul(2.0, gb), a)), raw.SigmoidGrad(y=a, dy=grad)
+  with emit.after(grad):
+    a, b = (_helpers.conj(t) for t in op.inputs)
+    gb = _mul(grad, b)
+    return _sub(gb, _mul(_mul(2.0, gb), a)), raw.SigmoidGrad(y=a, dy=grad)
 
 
 # ----- Complex parts -----
@@ -521,8 +530,9 @@ def _conj_grad(op, grad):
 def _angle_grad(op, grad):
   """d arg(z) gives -grad / (Im z + i Re z)."""
   x = op.inputs[0]
-  z = raw.Reciprocal(x=_complex(_imag(x), _real(x)))
-  return _mul(raw.Neg(x=_complex(grad, 0)), z)
+  with emit.after(grad):
+    z = raw.Reciprocal(x=_complex(_imag(x), _real(x)))
+    return _mul(raw.Neg(x=_complex(grad, 0)), z)
 
 
 @RegisterGradient("ComplexAbs")
@@ -886,7 +896,8 @@ def _on_input_output(op_type, formula):
   """Registers `formula(x, y, grad) -> dx` for a real unary op."""
 
   def rule(op, grad):
-    return formula(op.inputs[0], op.outputs[0], grad)
+    with emit.after(grad):
+      return formula(op.inputs[0], op.outputs[0], grad)
 
   rule.__name__ = f"_{op_type.lower()}_grad"
   rule.__doc__ = f"Gradient of {op_type} from its input and output."

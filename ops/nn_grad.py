@@ -136,11 +136,12 @@ _def_exp_linear_grad_grad("SeluGrad", raw.SeluGrad)
 def _softplus_grad_grad(op, grad):
   """out = g * sigmoid(x): d/dg = sigmoid(x), d/dx = g / (e^-x + 2 + e^x)."""
   dy, x = op.inputs
-  d_dy = raw.SoftplusGrad(gradients=grad, features=x)
-  num = raw.Mul(x=grad, y=dy)
-  denom = raw.AddV2(x=raw.AddV2(x=raw.Exp(x=raw.Neg(x=x)), y=2.0),
-                    y=raw.Exp(x=x))
-  return [d_dy, raw.RealDiv(x=num, y=denom)]
+  with emit.after(grad):
+    d_dy = raw.SoftplusGrad(gradients=grad, features=x)
+    num = raw.Mul(x=grad, y=dy)
+    denom = raw.AddV2(x=raw.AddV2(x=raw.Exp(x=raw.Neg(x=x)), y=2.0),
+                      y=raw.Exp(x=x))
+    return [d_dy, raw.RealDiv(x=num, y=denom)]
 
 
 @RegisterGradient("SoftsignGrad")

@@ -60,8 +60,9 @@ def _random_gamma_grad(op, grad):
   """d alpha = sum over sample dims of grad * d sample / d alpha
   (samples have shape `shape + alpha.shape`)."""
   shape, alpha = op.inputs
-  lead = _num_dims(shape)
-  return None, _gamma_alpha_grad(alpha, op.outputs[0], grad, lead)
+  with _helpers.after_grads(grad):
+    lead = _num_dims(shape)
+    return None, _gamma_alpha_grad(alpha, op.outputs[0], grad, lead)
 
 
 def _stateless_gamma_grad(op, grad):
@@ -69,9 +70,10 @@ def _stateless_gamma_grad(op, grad):
   (samples have shape `shape`, ending in alpha's shape)."""
   shape, alpha = op.inputs[0], op.inputs[-1]
   rank = alpha.shape.rank
-  lead = _num_dims(shape)
-  lead = lead - rank if rank is not None else lead - tf.rank(alpha)
-  dalpha = _gamma_alpha_grad(alpha, op.outputs[0], grad, lead)
+  with _helpers.after_grads(grad):
+    lead = _num_dims(shape)
+    lead = lead - rank if rank is not None else lead - tf.rank(alpha)
+    dalpha = _gamma_alpha_grad(alpha, op.outputs[0], grad, lead)
   return [None] * (len(op.inputs) - 1) + [dalpha]
 
 
@@ -106,6 +108,11 @@ def _stateless_parameterized_truncated_normal_grad(op, grad):
   standardised and c = (Phi(s) - Phi(a)) / (Phi(b) - Phi(a)), d sample is
   1 d mean + s d stddev + c e^((s^2 - b^2)/2) d max
   + (1 - c) e^((s^2 - a^2)/2) d min, summed to each parameter's shape."""
+  with _helpers.after_grads(grad):
+    return _truncated_normal_grads(op, grad)
+
+
+def _truncated_normal_grads(op, grad):
   shape, _, mean, stddev, lo, hi = op.inputs
   std = lambda t: (t - mean) / stddev
   s, a, b = std(op.outputs[0]), std(lo), std(hi)

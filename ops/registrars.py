@@ -10,8 +10,11 @@ formula receives conj(x) and conj(y) (for a holomorphic f, TF's convention
 is grad * conj(f'(x))), so formulas are written as for real numbers.
 `def_binary` sums each partial back to its
 operand's shape (broadcasting), and skips partials given as None.
+`def_unary` builds its formula under `emit.after(grad)`, so factors that
+depend on x alone are computed once the gradient is there.
 """
 
+from tfgrad import emit
 from tfgrad.registry import RegisterGradient
 from tfgrad.registry import passes_gradients_through
 
@@ -25,7 +28,8 @@ def def_unary(op_type, formula):
   def rule(op, grad):
     x = _helpers.conj(op.inputs[0])
     y = _helpers.conj(op.outputs[0])
-    return formula(x, y, grad)
+    with emit.after(grad):
+      return formula(x, y, grad)
 
   rule.__name__ = f"_{op_type.lower()}_grad"
   rule.__doc__ = f"Gradient of {op_type} from a one-line formula."

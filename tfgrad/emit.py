@@ -14,6 +14,10 @@ captures behave as for any op built under the current default graph.
 dtype, shape, value) is created and then reused, so rules may ask for the
 same shape vector or scalar as often as they like.
 
+`with emit.after(grad):` makes the ops built in the block that depend on
+forward values alone wait for the gradient (a control input), so they run,
+and hold memory, only once it is there.
+
 `emit.known_value(t)` is the value of a small constant this module created
 in the current pass (None for any other tensor), so rules can read a shape
 they were handed as a constant without building ops to look at it.
@@ -276,8 +280,12 @@ class _RawOps:
       if tf_compat.executing_eagerly():
         return tf_fn(name=name, **kwargs)
       inputs, grouped, attrs = _build(sig, kwargs)
-      op = tf_compat.create_op(tf_compat.default_graph(), op_type, inputs,
-                               attrs, sig.op_def, name, grouped)
+      graph = tf_compat.default_graph()
+      wait_for = _waits_for(graph, inputs) if _after else None
+      op = tf_compat.create_op(graph, op_type, inputs, attrs, sig.op_def,
+                               name, grouped, wait_for)
+      if _after:
+        _after[-1][1].add(op)
       return sig.outputs(op)
 
     make_op.__name__ = op_type
@@ -287,6 +295,54 @@ class _RawOps:
 
 
 raw = _RawOps()
+
+
+# ----- scheduling: derivatives computed once their gradient is there -----
+
+_after = []  # (ops to wait for, ops built in the block), innermost last
+
+
+@contextlib.contextmanager
+def after(*grads):
+  """Ops `raw` builds in this block wait for the ops producing `grads`
+  (control inputs), unless an input already makes them wait: one of their
+  inputs comes from those ops or was built in the block. A rule's factors
+  that depend on forward values only (cos(x) in the rule of sin) are
+  otherwise computed as soon as the forward pass has x, and their buffers
+  live until the gradient arrives; waiting keeps them short-lived, as
+  stock TF's rules do by building such factors under
+  `control_dependencies([grad])`. A gradient that is a constant, a known
+  value or None imposes no wait."""
+  ops = tuple(op for op in map(_producer, grads) if op is not None)
+  if not ops:
+    yield
+    return
+  _after.append((ops, set()))
+  try:
+    yield
+  finally:
+    _after.pop()
+
+
+def _producer(grad):
+  if isinstance(grad, tf.IndexedSlices):
+    grad = grad.values
+  if not _is_tensor(grad) or tf_compat.is_eager_tensor(grad):
+    return None
+  op = grad.op
+  return None if op.type == "Const" else op
+
+
+def _waits_for(graph, inputs):
+  """The control inputs `after` adds to an op with these inputs (None for
+  none)."""
+  wait_for, built = _after[-1]
+  if not inputs or wait_for[0].graph is not graph:
+    return None
+  for t in inputs:
+    if t.op in built or t.op in wait_for:
+      return None
+  return wait_for
 
 
 # ----- constants -----

@@ -380,16 +380,22 @@ executing_eagerly = tf.executing_eagerly
 
 
 def create_op(graph, op_type, inputs, attrs, op_def_proto, name,
-              grouped=None):
+              grouped=None, wait_for=None):
   """One op through the graph's own constructor, below TF's generated
   wrappers: name scope, control dependencies, device and colocation
   stacks, XLA attribute scopes and function-graph captures all apply.
 
   `grouped` is `inputs` with list-valued arguments as lists. When given,
   and no capture or v1 control-flow context is involved, the op is built
-  by the lean path below; otherwise by `Graph._create_op_internal`."""
+  by the lean path below; otherwise by `Graph._create_op_internal`.
+  `wait_for`, ops of `graph`, become control inputs too."""
   if grouped is not None and _lean_path_applies(graph, inputs):
-    return _create_op_lean(graph, op_type, inputs, grouped, attrs, name)
+    return _create_op_lean(graph, op_type, inputs, grouped, attrs, name,
+                           wait_for)
+  if wait_for:
+    with graph.control_dependencies(list(wait_for)):
+      return graph._create_op_internal(  # pylint: disable=protected-access
+          op_type, inputs, name=name, attrs=attrs, op_def=op_def_proto)
   return graph._create_op_internal(  # pylint: disable=protected-access
       op_type, inputs, name=name, attrs=attrs, op_def=op_def_proto)
 
@@ -409,7 +415,8 @@ def _lean_path_applies(graph, inputs):
   return True
 
 
-def _create_op_lean(graph, op_type, inputs, grouped, attrs, name):
+def _create_op_lean(graph, op_type, inputs, grouped, attrs, name,
+                    wait_for=None):
   """`Graph._create_op_internal` minus its NodeDef round trip, name and
   size validation, OpDef lookup and input regrouping: the same C API calls
   (with the creation stack trace), then TF's own `_create_op_from_tf_operation`
@@ -435,6 +442,10 @@ def _create_op_lean(graph, op_type, inputs, grouped, attrs, name):
         _c_api.TF_AddInput(desc, value._as_tf_output())  # pylint: disable=protected-access
     for control in control_inputs:
       _c_api.TF_AddControlInput(desc, control._c_op)  # pylint: disable=protected-access
+    if wait_for:
+      for control in wait_for:
+        if control not in control_inputs:
+          _c_api.TF_AddControlInput(desc, control._c_op)  # pylint: disable=protected-access
     if attrs:
       for key, value in attrs.items():
         data = _serialized_attrs.get(id(value))
