@@ -299,10 +299,11 @@ def_binary("Complex", dx=lambda x, y, g: _real(g),
 def _squared_difference_grad(op, grad):
   """d (x - y)^2 = 2 (x - y) (dx - dy)."""
   x, y = op.inputs
-  gx = _mul(_mul(2.0, _dense(grad)), _sub(x, y))
-  gy = raw.Neg(x=gx) if _helpers.needs_grad(op, 1) else None
-  gx = gx if _helpers.needs_grad(op, 0) else None
-  return _helpers.unbroadcast_pair(gx, x, gy, y)
+  with emit.after(grad):
+    gx = _mul(_mul(2.0, _dense(grad)), _sub(x, y))
+    gy = raw.Neg(x=gx) if _helpers.needs_grad(op, 1) else None
+    gx = gx if _helpers.needs_grad(op, 0) else None
+    return _helpers.unbroadcast_pair(gx, x, gy, y)
 
 
 @RegisterGradient("Atan2")
@@ -319,23 +320,25 @@ def _atan2_grad(op, grad):
 def _pow_grad(op, grad):
   """d x^y = y x^(y-1) dx + x^y log(x) dy, with log(x) taken as 0 off-domain."""
   x, y = op.inputs
-  cx, cy = _helpers.conj(x), _helpers.conj(y)
-  gx = _mul(_mul(grad, cy), raw.Pow(x=cx, y=_sub(cy, 1)))
-  mask = (raw.NotEqual(x=cx, y=0) if x.dtype.is_complex
-          else raw.Greater(x=cx, y=0))
-  safe_x = _where(mask, cx, raw.OnesLike(x=x))
-  log_x = _where(mask, raw.Log(x=safe_x), raw.ZerosLike(x=x))
-  gy = _mul(_mul(grad, _helpers.conj(op.outputs[0])), log_x)
-  return _helpers.unbroadcast_pair(gx, x, gy, y)
+  with emit.after(grad):
+    cx, cy = _helpers.conj(x), _helpers.conj(y)
+    gx = _mul(_mul(grad, cy), raw.Pow(x=cx, y=_sub(cy, 1)))
+    mask = (raw.NotEqual(x=cx, y=0) if x.dtype.is_complex
+            else raw.Greater(x=cx, y=0))
+    safe_x = _where(mask, cx, raw.OnesLike(x=x))
+    log_x = _where(mask, raw.Log(x=safe_x), raw.ZerosLike(x=x))
+    gy = _mul(_mul(grad, _helpers.conj(op.outputs[0])), log_x)
+    return _helpers.unbroadcast_pair(gx, x, gy, y)
 
 
 def _select_grad(op, grad, x_wins):
   """Routes grad to x where x_wins(x, y) holds, else to y."""
   x, y = op.inputs
-  zeros = raw.ZerosLike(x=grad)
-  mask = x_wins(x=x, y=y)
-  return _helpers.unbroadcast_pair(_where(mask, grad, zeros), x,
-                                   _where(mask, zeros, grad), y)
+  with emit.after(grad):
+    zeros = raw.ZerosLike(x=grad)
+    mask = x_wins(x=x, y=y)
+    return _helpers.unbroadcast_pair(_where(mask, grad, zeros), x,
+                                     _where(mask, zeros, grad), y)
 
 
 @RegisterGradient("Maximum")
@@ -446,9 +449,10 @@ def _inv_grad(op, grad):
 def _polygamma_grad(op, grad):
   """d psi(n, x)/dx = psi(n + 1, x); no gradient for the order n."""
   n, x = op.inputs
-  gx = _mul(grad, raw.Polygamma(a=_add(_helpers.conj(n), 1),
-                                x=_helpers.conj(x)))
-  return None, _helpers.unbroadcast(gx, x)
+  with emit.after(grad):
+    gx = _mul(grad, raw.Polygamma(a=_add(_helpers.conj(n), 1),
+                                  x=_helpers.conj(x)))
+    return None, _helpers.unbroadcast(gx, x)
 
 
 # ----- Gradient ops (second order) -----
@@ -938,10 +942,11 @@ _on_input_output("BesselY1", lambda x, y, g: _mul(g, _minus_y_over_x(
 def _igamma_partials(op, grad):
   """Partials of the lower regularized gamma P(a, x), unbroadcast."""
   a, x = op.inputs
-  ga = _mul(raw.IgammaGradA(a=a, x=x), grad)
-  gx = _mul(raw.Exp(x=_sub(_add(raw.Neg(x=x), _mul(
-      _sub(a, 1), raw.Log(x=x))), raw.Lgamma(x=a))), grad)
-  return _helpers.unbroadcast_pair(ga, a, gx, x)
+  with emit.after(grad):
+    ga = _mul(raw.IgammaGradA(a=a, x=x), grad)
+    gx = _mul(raw.Exp(x=_sub(_add(raw.Neg(x=x), _mul(
+        _sub(a, 1), raw.Log(x=x))), raw.Lgamma(x=a))), grad)
+    return _helpers.unbroadcast_pair(ga, a, gx, x)
 
 
 @RegisterGradient("Igamma")
@@ -961,20 +966,22 @@ def _igammac_grad(op, grad):
 def _betainc_grad(op, grad):
   """d I_x(a, b)/dx = x^(a-1) (1-x)^(b-1) / B(a, b); no gradient for a, b."""
   a, b, x = op.inputs
-  log_beta = _sub(_add(raw.Lgamma(x=a), raw.Lgamma(x=b)),
-                  raw.Lgamma(x=_add(a, b)))
-  gx = _mul(raw.Exp(x=_sub(_add(
-      raw.Xlog1py(x=_sub(b, 1), y=raw.Neg(x=x)),
-      raw.Xlogy(x=_sub(a, 1), y=x)), log_beta)), grad)
-  return None, None, _helpers.unbroadcast(gx, x)
+  with emit.after(grad):
+    log_beta = _sub(_add(raw.Lgamma(x=a), raw.Lgamma(x=b)),
+                    raw.Lgamma(x=_add(a, b)))
+    gx = _mul(raw.Exp(x=_sub(_add(
+        raw.Xlog1py(x=_sub(b, 1), y=raw.Neg(x=x)),
+        raw.Xlogy(x=_sub(a, 1), y=x)), log_beta)), grad)
+    return None, None, _helpers.unbroadcast(gx, x)
 
 
 @RegisterGradient("Zeta")
 def _zeta_grad(op, grad):
   """d zeta(x, q)/dq = -x zeta(x + 1, q); no gradient for x."""
   x, q = op.inputs
-  gq = _mul(_mul(raw.Neg(x=x), raw.Zeta(x=_add(x, 1), q=q)), grad)
-  return None, _helpers.unbroadcast(gq, q)
+  with emit.after(grad):
+    gq = _mul(_mul(raw.Neg(x=x), raw.Zeta(x=_add(x, 1), q=q)), grad)
+    return None, _helpers.unbroadcast(gq, q)
 
 
 @RegisterGradient("NextAfter")

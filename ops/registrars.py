@@ -10,8 +10,9 @@ formula receives conj(x) and conj(y) (for a holomorphic f, TF's convention
 is grad * conj(f'(x))), so formulas are written as for real numbers.
 `def_binary` sums each partial back to its
 operand's shape (broadcasting), and skips partials given as None.
-`def_unary` builds its formula under `emit.after(grad)`, so factors that
-depend on x alone are computed once the gradient is there.
+`def_unary` and `def_binary` build their formulas under
+`emit.after(grad)`, so factors that depend on x (and y) alone are computed
+once the gradient is there.
 """
 
 from tfgrad import emit
@@ -44,10 +45,11 @@ def def_binary(op_type, dx, dy):
 
   def rule(op, grad):
     x, y = op.inputs[0], op.inputs[1]
-    cx, cy = _helpers.conj(x), _helpers.conj(y)
-    gx = dx(cx, cy, grad) if dx and _helpers.needs_grad(op, 0) else None
-    gy = dy(cx, cy, grad) if dy and _helpers.needs_grad(op, 1) else None
-    return _helpers.unbroadcast_pair(gx, x, gy, y)
+    with emit.after(grad):
+      cx, cy = _helpers.conj(x), _helpers.conj(y)
+      gx = dx(cx, cy, grad) if dx and _helpers.needs_grad(op, 0) else None
+      gy = dy(cx, cy, grad) if dy and _helpers.needs_grad(op, 1) else None
+      return _helpers.unbroadcast_pair(gx, x, gy, y)
 
   rule.__name__ = f"_{op_type.lower()}_grad"
   rule.__doc__ = f"Gradient of broadcasting binary {op_type} from formulas."
