@@ -392,12 +392,11 @@ def create_op(graph, op_type, inputs, attrs, op_def_proto, name,
   if grouped is not None and _lean_path_applies(graph, inputs):
     return _create_op_lean(graph, op_type, inputs, grouped, attrs, name,
                            wait_for)
-  if wait_for:
-    with graph.control_dependencies(list(wait_for)):
-      return graph._create_op_internal(  # pylint: disable=protected-access
-          op_type, inputs, name=name, attrs=attrs, op_def=op_def_proto)
-  return graph._create_op_internal(  # pylint: disable=protected-access
-      op_type, inputs, name=name, attrs=attrs, op_def=op_def_proto)
+  waiting = (graph.control_dependencies(list(wait_for)) if wait_for
+             else contextlib.nullcontext())
+  with waiting:
+    return graph._create_op_internal(  # pylint: disable=protected-access
+        op_type, inputs, name=name, attrs=attrs, op_def=op_def_proto)
 
 
 def _lean_path_applies(graph, inputs):

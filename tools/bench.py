@@ -14,9 +14,10 @@ TF_CPU_ALLOCATOR_USE_BFC is set). Engines alternate which goes first.
 Reported: medians over repeats of ops, build time and dead ops; medians over
 all runs of run time and peak memory; the build-time and run-time ratios as
 medians of paired ratios (the two engines' builds of one repeat, and
-back-to-back runs), which cancel the machine's drift in speed; the cost of one trivial op
-created through the graph's own constructor (the floor) and each engine's
-cost per added op against it; and scaling exponents between model sizes.
+back-to-back runs), which cancel the machine's drift in speed; the cost of
+one trivial op created through the graph's own constructor (the floor) and
+each engine's cost per added op against it; and scaling exponents between
+model sizes.
 The JSON output adds the quartiles of run time, peak memory and the two
 ratios.
 """
