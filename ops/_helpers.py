@@ -5,15 +5,14 @@ import numpy as np
 import tensorflow as tf
 
 from tfgrad import emit
+from tfgrad import rule_context
 from tfgrad.emit import raw
 
 
 def needs_grad(op, index):
   """False when input `index` of `op` leads to no x, so its gradient would
-  be a dead op. Backprop says so through `op.skip_input_indices` (TF's own
-  convention, which TF's rules read too)."""
-  skip = getattr(op, "skip_input_indices", None)
-  return not skip or index not in skip
+  be a dead op (the engine says so for the rule call running now)."""
+  return index not in rule_context.unneeded_inputs(op)
 
 
 def after_grads(*grads):

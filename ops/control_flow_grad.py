@@ -2,9 +2,9 @@
 
 TF's rules for these ops build the gradient of each branch or loop body as a
 new function graph, differentiating the body with TF's internal
-`_GradientsHelper(..., src_graph=body)`. While tfgrad builds gradients it
-routes that entry point to its own engine (see
-`tf_compat.routing_tf_helper`), so the bodies are differentiated with
+`_GradientsHelper(..., src_graph=body)`. tfgrad runs those rules through a
+private view of their module in which that name is tfgrad's engine (see
+`tf_compat.routed_through_tfgrad`), so the bodies are differentiated with
 tfgrad's rules; the surrounding plumbing (accumulators for loop
 intermediates, rewriting the forward op to output them) stays TF's. Strict
 mode accepts these types for that reason.
@@ -84,16 +84,14 @@ def _while_grad(op, *grads):
   output and wrapping each result in Identity, leaves ops no returned
   gradient depends on.
 
-  TF's rule is not shown `skip_input_indices`: it takes every input past
-  the first capture for an invariant, and after a first gradient has added
-  accumulators to the loop, those are not (their gradients carry a second
-  derivative)."""
+  TF's rule is not told which inputs need no gradient (TF rules never
+  are): it would take every input past the first capture for an
+  invariant, and after a first gradient has added accumulators to the
+  loop, those are not (their gradients carry a second derivative)."""
   grads = _loop_output_grads(op, grads)
   if all(g is None for g in grads):
     return [None] * len(op.inputs)
-  with tf_compat.while_outputs_unwrapped(), \
-      tf_compat.skip_input_indices_hidden(op):
-    results = tf_compat.tf_while_grad()(op, *grads)
+  results = tf_compat.tf_while_grad()(op, *grads)
   return [_as_output(g) if g is not None and _helpers.needs_grad(op, i)
           else None for i, g in enumerate(results)]
 

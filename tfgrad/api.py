@@ -101,6 +101,20 @@ def gradients_helper(ys, xs, grad_ys=None, name="gradients",
         stop_gradients, unconnected_gradients, src_graph, strict=strict)
     return tf_compat.unflatten_composites(xs, flat_grads)
 
+  with tf_compat.building_lock(tf_compat.default_graph()):
+    return _gradients_in_graph(ys, xs, grad_ys, name,
+                               colocate_gradients_with_ops, gate_gradients,
+                               aggregation_method, stop_gradients,
+                               unconnected_gradients, src_graph,
+                               optimize_identity_n, strict)
+
+
+def _gradients_in_graph(ys, xs, grad_ys, name, colocate_gradients_with_ops,
+                        gate_gradients, aggregation_method, stop_gradients,
+                        unconnected_gradients, src_graph, optimize_identity_n,
+                        strict):
+  """`gradients_helper` once composites are flattened, holding the lock of
+  the graph it builds in (`tf_compat.building_lock`)."""
   src_graph = src_graph or tf.compat.v1.get_default_graph()
   try:
     unconnected = tf.UnconnectedGradients(unconnected_gradients)
@@ -137,18 +151,11 @@ def gradients_helper(ys, xs, grad_ys=None, name="gradients",
       grad_ys = _default_grad_ys(grad_ys, ys, options.colocate, gradient_uid)
       state = backprop.Pass(options, src_graph, resolver, subgraph, to_ops,
                             gradient_uid, scope)
-      with tf_compat.routing_tf_helper(_strict_scoped(options.strict)), \
+      # Re-entrant calls (bodies differentiated by TF's control-flow and
+      # function-call rules) keep this call's strictness.
+      with strict_mode(options.strict), \
           tf_compat.building_in(tf_compat.default_graph()):
         return backprop.run(state, ys, grad_ys, xs)
-
-
-def _strict_scoped(strict):
-  """`gradients_helper` for re-entrant calls from TF's control-flow and
-  function-call rules, keeping the outer call's strictness."""
-  def helper(*args, **kwargs):
-    kwargs.setdefault("strict", strict)
-    return gradients_helper(*args, **kwargs)
-  return helper
 
 
 def _v1_control_flow_fallback(ys, xs, grad_ys, scope, options, stop_gradients,

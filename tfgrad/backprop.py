@@ -20,6 +20,7 @@ from tfgrad import aggregate
 from tfgrad import emit
 from tfgrad import graph_walk
 from tfgrad import registry
+from tfgrad import rule_context
 from tfgrad import tf_compat
 
 _MISSING = object()
@@ -174,22 +175,29 @@ def find_rule(op, src_graph, strict, attrs=None):
     attrs = tf_compat.private_attrs(op)
   kind, value = tf_compat.override(op, attrs)
   if kind == "function":
-    return value, None
+    return tf_compat.routed_through_tfgrad(value), None
   op_type = value if kind == "type" else op.type
   rule = registry.GRADIENTS.get(op_type, _MISSING)
   if rule is registry.USE_TF_GRADIENT:
-    return tf_compat.tf_registry_lookup(op_type), None
+    return _tf_rule(op_type), None
   if rule is not _MISSING:
     return rule, None
   if not strict or kind == "type":
     try:
-      return tf_compat.tf_registry_lookup(op_type), None
+      return _tf_rule(op_type), None
     except LookupError:
       pass
   if tf_compat.is_function_call(op, src_graph):
     func = tf_compat.function_definition(op, src_graph)
     return func.python_grad_func, func
   return _MISSING, None
+
+
+def _tf_rule(op_type):
+  """TF's registered rule for `op_type`, run so that the bodies TF's
+  control-flow and function-call rules differentiate go through tfgrad."""
+  return tf_compat.routed_through_tfgrad(
+      tf_compat.tf_registry_lookup(op_type))
 
 
 def blocks_gradient(op, src_graph, strict):
@@ -248,19 +256,11 @@ def _input_grads(state, op, out_grads):
 
 
 def _call_skipping(rule, op, out_grads, skip):
-  """Calls the rule telling it which inputs need no gradient, by TF's own
-  convention (`op.skip_input_indices`, which TF's rules read too), for this
-  call only: the attribute lives on the shared Operation object, so it is
-  removed again before anyone else differentiates the same op."""
-  previous = getattr(op, "skip_input_indices", None)
-  op.skip_input_indices = skip
-  try:
+  """Calls the rule telling it which inputs need no gradient
+  (`rule_context.unneeded_inputs`, per thread, for this call only: nothing
+  is written onto the Operation, which other callers share)."""
+  with rule_context.calling(op, skip):
     return rule(op, *out_grads)
-  finally:
-    if previous is None:
-      del op.skip_input_indices
-    else:
-      op.skip_input_indices = previous
 
 
 def _fill_missing_output_grads(state, op, out_grads, needs_all):

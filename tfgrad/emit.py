@@ -30,6 +30,7 @@ import collections
 import contextlib
 import functools
 import inspect
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -281,11 +282,12 @@ class _RawOps:
         return tf_fn(name=name, **kwargs)
       inputs, grouped, attrs = _build(sig, kwargs)
       graph = tf_compat.default_graph()
-      wait_for = _waits_for(graph, inputs) if _after else None
+      waits = _state.after
+      wait_for = _waits_for(graph, inputs, waits[-1]) if waits else None
       op = tf_compat.create_op(graph, op_type, inputs, attrs, sig.op_def,
                                name, grouped, wait_for)
-      if _after:
-        _after[-1][1].add(op)
+      if waits:
+        waits[-1][1].add(op)
       return sig.outputs(op)
 
     make_op.__name__ = op_type
@@ -297,9 +299,24 @@ class _RawOps:
 raw = _RawOps()
 
 
-# ----- scheduling: derivatives computed once their gradient is there -----
+# ----- state of the gradient calls running on this thread -----
 
-_after = []  # (ops to wait for, ops built in the block), innermost last
+class _ThreadState(threading.local):
+  """What the blocks of this module that are open on the current thread
+  have set up, innermost last. Thread-local, because several threads may
+  build gradients at once (on different graphs or the same one) and rules
+  cannot be handed this state through their TF signature."""
+
+  def __init__(self):
+    super().__init__()
+    self.after = []  # (ops to wait for, ops built in the block)
+    self.caches = []  # _ConstCache per open const_cache()
+
+
+_state = _ThreadState()
+
+
+# ----- scheduling: derivatives computed once their gradient is there -----
 
 
 @contextlib.contextmanager
@@ -317,11 +334,12 @@ def after(*grads):
   if not ops:
     yield
     return
-  _after.append((ops, set()))
+  waits = _state.after
+  waits.append((ops, set()))
   try:
     yield
   finally:
-    _after.pop()
+    waits.pop()
 
 
 def _producer(grad):
@@ -333,10 +351,10 @@ def _producer(grad):
   return None if op.type == "Const" else op
 
 
-def _waits_for(graph, inputs):
-  """The control inputs `after` adds to an op with these inputs (None for
-  none)."""
-  wait_for, built = _after[-1]
+def _waits_for(graph, inputs, block):
+  """The control inputs the innermost `after` block adds to an op with
+  these inputs (None for none)."""
+  wait_for, built = block
   if not inputs or wait_for[0].graph is not graph:
     return None
   for t in inputs:
@@ -357,18 +375,17 @@ class _ConstCache:
     self.values = {}
 
 
-_caches = []
-
-
 @contextlib.contextmanager
 def const_cache():
-  """Within this context, equal constants are created once (per graph and
-  control-flow context) and their values are known to `known_value`."""
-  _caches.append(_ConstCache())
+  """Within this context (on this thread), equal constants are created
+  once (per graph, control-flow context and placement) and their values
+  are known to `known_value`."""
+  caches = _state.caches
+  caches.append(_ConstCache())
   try:
     yield
   finally:
-    _caches.pop()
+    caches.pop()
 
 
 def const(value, dtype=None, name="Const"):
@@ -380,11 +397,13 @@ def const(value, dtype=None, name="Const"):
     dtype = _default_dtype(value, array)
     array = array.astype(dtype.as_numpy_dtype, copy=False)
   graph = tf_compat.default_graph()
-  cache = _caches[-1] if _caches else None
+  caches = _state.caches
+  cache = caches[-1] if caches else None
   key = None
   if cache is not None and not tf_compat.has_control_dependencies(graph):
-    key = (graph, tf_compat.control_flow_context(graph), dtype, array.shape,
-           array.tobytes())
+    device = tf_compat.colocation_device(graph)
+    key = (graph, tf_compat.control_flow_context(graph), device, dtype,
+           array.shape, array.tobytes())
     hit = cache.by_key.get(key)
     if hit is not None:
       return hit
@@ -393,8 +412,11 @@ def const(value, dtype=None, name="Const"):
            "dtype": _attr("type", dtype)}
   if key is not None:
     # A shared constant belongs to no one op: it is created outside the
-    # colocation of the op whose rule asked first.
-    with tf_compat.no_colocation(graph):
+    # colocation of the op whose rule asked first, but on that op's device,
+    # and shared only by rules colocated on the same device (a constant on
+    # another device would cost a transfer per step that stock TF's
+    # per-op constants do not).
+    with tf_compat.no_colocation(graph, device):
       t = tf_compat.create_op(graph, "Const", [], attrs, None, name,
                               []).outputs[0]
     cache.by_key[key] = t
@@ -421,9 +443,10 @@ def _default_dtype(value, array):
 
 def known_value(t):
   """The value of `t` if `emit.const` made it in this pass, else None."""
-  if not _caches:
+  caches = _state.caches
+  if not caches:
     return None
-  entry = _caches[-1].values.get(id(t))
+  entry = caches[-1].values.get(id(t))
   return entry[1] if entry is not None and entry[0] is t else None
 
 

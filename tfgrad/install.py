@@ -10,6 +10,7 @@ were there before.
 
 import contextlib
 import importlib
+import threading
 
 import tensorflow as tf
 
@@ -29,6 +30,8 @@ _PATCHES = (
 )
 
 _saved = {}  # (module path, attribute) -> original object
+# install()/uninstall() may be called from any thread: each runs whole.
+_lock = threading.RLock()
 
 
 def _module(path):
@@ -45,8 +48,14 @@ def is_installed():
   return bool(_saved)
 
 
-def install():
-  """Makes TF's gradient entry points run tfgrad; idempotent."""
+class _Holders:
+  """Who wants tfgrad installed: an explicit install(), and how many
+  `installed()` blocks are open (on any thread)."""
+  explicit = False
+  blocks = 0
+
+
+def _patch():
   if _saved:
     return
   for path, attr, replacement in _PATCHES:
@@ -56,20 +65,41 @@ def install():
       setattr(module, attr, replacement)
 
 
-def uninstall():
-  """Restores exactly the objects `install()` replaced; idempotent."""
+def _restore():
   for (path, attr), original in _saved.items():
     setattr(_module(path), attr, original)
   _saved.clear()
 
 
+def install():
+  """Makes TF's gradient entry points run tfgrad until `uninstall()`;
+  idempotent, thread-safe."""
+  with _lock:
+    _Holders.explicit = True
+    _patch()
+
+
+def uninstall():
+  """Restores exactly the objects `install()` replaced, whoever asked for
+  them (open `installed()` blocks too); idempotent, thread-safe."""
+  with _lock:
+    _Holders.explicit = False
+    _Holders.blocks = 0
+    _restore()
+
+
 @contextlib.contextmanager
 def installed():
-  """Context manager: tfgrad installed inside, previous state restored after."""
-  was_installed = is_installed()
-  install()
+  """Context manager: tfgrad installed inside. Blocks may be open on
+  several threads at once: TF is restored when the last one closes,
+  unless `install()` was called explicitly."""
+  with _lock:
+    _Holders.blocks += 1
+    _patch()
   try:
     yield
   finally:
-    if not was_installed:
-      uninstall()
+    with _lock:
+      _Holders.blocks = max(0, _Holders.blocks - 1)
+      if not _Holders.blocks and not _Holders.explicit:
+        _restore()

@@ -9,6 +9,7 @@ them here means a TF upgrade that moves one of them breaks exactly one module.
 
 import contextlib
 import threading
+import weakref
 
 import tensorflow as tf
 from tensorflow.python.eager import backprop_util
@@ -233,33 +234,71 @@ class colocated_with_op:  # pylint: disable=invalid-name
     return False
 
 
-class op_grad_scope:  # pylint: disable=invalid-name
-  """Name scope `<op name>_grad` in `graph` plus `src_graph`'s original-op
-  marker, as TF sets both around a rule call, in one cheap context (the
-  op's name is already a valid scope name)."""
+class _OriginalOps(threading.local):
+  """Per thread: the forward op whose rule is running and its graph, so
+  the ops emit builds for it record it as their original op (TF sets
+  `Graph._default_original_op`, an attribute every thread shares, for
+  the same purpose; tfgrad does not write it)."""
+  graph = None
+  op = None
 
-  __slots__ = ("graph", "src_graph", "op", "_name_stack", "_original")
+
+_original = _OriginalOps()
+
+
+class op_grad_scope:  # pylint: disable=invalid-name
+  """Name scope `<op name>_grad` in `graph` plus `op` as the original op
+  of what emit builds in `src_graph`, as TF sets both around a rule call,
+  in one cheap context (the op's name is already a valid scope name). The
+  name stack is the graph's per-thread one."""
+
+  __slots__ = ("graph", "src_graph", "op", "_name_stack", "_saved")
 
   def __init__(self, graph, src_graph, op):
     self.graph, self.src_graph, self.op = graph, src_graph, op
 
   def __enter__(self):
-    g, src = self.graph, self.src_graph
+    g = self.graph
     self._name_stack = g._name_stack  # pylint: disable=protected-access
     scope = g.unique_name(self.op.name + "_grad")
     g._name_stack = scope  # pylint: disable=protected-access
-    self._original = src._default_original_op  # pylint: disable=protected-access
-    src._default_original_op = self.op  # pylint: disable=protected-access
+    self._saved = _original.graph, _original.op
+    _original.graph, _original.op = self.src_graph, self.op
     return scope + "/"
 
   def __exit__(self, *exc):
     self.graph._name_stack = self._name_stack  # pylint: disable=protected-access
-    self.src_graph._default_original_op = self._original  # pylint: disable=protected-access
+    _original.graph, _original.op = self._saved
     return False
+
+
+def _original_op(graph):
+  """The original op of an op created now in `graph` (see _OriginalOps)."""
+  if _original.graph is graph:
+    return _original.op
+  return graph._default_original_op  # pylint: disable=protected-access
 
 
 def mutation_lock(graph):
   return graph._mutation_lock()  # pylint: disable=protected-access
+
+
+_graph_locks = weakref.WeakKeyDictionary()  # graph -> RLock
+_graph_locks_guard = threading.Lock()
+
+
+def building_lock(graph):
+  """A re-entrant lock per graph, held by a gradient call building ops in
+  it. TF keeps a graph's colocation, device and control-dependency stacks
+  shared between threads (unless the graph was switched to thread-local
+  stacks), and a gradient call pushes onto them for each op it
+  differentiates: two calls building in one graph at once would see each
+  other's scopes. Calls on different graphs do not wait for each other."""
+  with _graph_locks_guard:
+    lock = _graph_locks.get(graph)
+    if lock is None:
+      lock = _graph_locks[graph] = threading.RLock()
+  return lock
 
 
 _XLA_KEYS = ("_XlaCompile", "_XlaSeparateCompiledGradients", "_XlaScope")
@@ -395,8 +434,10 @@ def create_op(graph, op_type, inputs, attrs, op_def_proto, name,
   waiting = (graph.control_dependencies(list(wait_for)) if wait_for
              else contextlib.nullcontext())
   with waiting:
-    return graph._create_op_internal(  # pylint: disable=protected-access
+    op = graph._create_op_internal(  # pylint: disable=protected-access
         op_type, inputs, name=name, attrs=attrs, op_def=op_def_proto)
+  op._original_op = _original_op(graph)  # pylint: disable=protected-access
+  return op
 
 
 def _lean_path_applies(graph, inputs):
@@ -463,7 +504,7 @@ def _create_op_lean(graph, op_type, inputs, grouped, attrs, name,
       op = graph._create_op_from_tf_operation(c_op)  # pylint: disable=protected-access
     else:
       op = _wrap_c_op(graph, c_op, op_type, name, placement[2])
-    op._original_op = graph._default_original_op  # pylint: disable=protected-access
+    op._original_op = _original_op(graph)  # pylint: disable=protected-access
   return op
 
 
@@ -515,14 +556,27 @@ def control_flow_context(graph):
   return graph._get_control_flow_context()  # pylint: disable=protected-access
 
 
+def colocation_device(graph):
+  """The device of what ops created now are colocated with (innermost
+  colocation scope: a forward op or its `_ColocationTarget`), or None when
+  there is no colocation scope."""
+  stack = graph._colocation_stack._stack  # pylint: disable=protected-access
+  return stack[-1].obj.device if stack else None
+
+
 @contextlib.contextmanager
-def no_colocation(graph):
-  """Ops created here are colocated with nothing; devices stay as they are
-  (unlike `colocate_with(None, ignore_existing=True)`, which drops them)."""
+def no_colocation(graph, device=None):
+  """Ops created here are colocated with nothing; they get `device` when
+  given, else the devices of the enclosing scopes (unlike
+  `colocate_with(None, ignore_existing=True)`, which drops them)."""
   saved = graph._colocation_stack  # pylint: disable=protected-access
   graph._colocation_stack = traceable_stack.TraceableStack()  # pylint: disable=protected-access
   try:
-    yield
+    if device:
+      with graph.device(device):
+        yield
+    else:
+      yield
   finally:
     graph._colocation_stack = saved  # pylint: disable=protected-access
 
@@ -604,23 +658,6 @@ from tensorflow.python.util import variable_utils  # pylint: disable=g-import-no
 ORIGINAL_GRADIENTS_HELPER = gradients_util._GradientsHelper  # pylint: disable=protected-access
 
 
-@contextlib.contextmanager
-def routing_tf_helper(helper):
-  """While tfgrad builds gradients, TF's internal `_GradientsHelper` (which
-  TF's rules for If/While/Case and function calls use to differentiate
-  their bodies) runs `helper`, so those bodies get tfgrad's rules too.
-  Leaves an existing replacement (tfgrad.install()) alone."""
-  current = gradients_util._GradientsHelper  # pylint: disable=protected-access
-  if current is not ORIGINAL_GRADIENTS_HELPER:
-    yield
-    return
-  gradients_util._GradientsHelper = helper  # pylint: disable=protected-access
-  try:
-    yield
-  finally:
-    gradients_util._GradientsHelper = current  # pylint: disable=protected-access
-
-
 def variables_to_tensors(values):
   return variable_utils.convert_variables_to_tensors(values)
 
@@ -645,9 +682,151 @@ def to_tensors_or_slices(values, name, as_ref=False):
   return indexed_slices.convert_n_to_tensor_or_indexed_slices(values, name=name)
 
 
-# ----- While v2 (ops/control_flow_grad.py) -----
+# ----- TF's gradient builders for control flow v2 and function calls -----
+#
+# TF's gradients of If/Case/While ops and of calls of graph functions build
+# gradient function graphs and differentiate the bodies by calling
+# `gradients_util._GradientsHelper`, a module attribute. tfgrad calls these
+# builders through private views of their modules in which that name (and,
+# for while_v2, `array_ops.identity`) resolves to tfgrad: the builders'
+# code runs unchanged, TF's modules are never modified, so other threads
+# and stock `tf.gradients` see TF exactly as it is.
 
+import types  # pylint: disable=g-import-not-at-top,wrong-import-order
+
+from tensorflow.python.eager.polymorphic_function import concrete_function  # pylint: disable=g-import-not-at-top
+from tensorflow.python.ops import array_ops  # pylint: disable=g-import-not-at-top
+from tensorflow.python.ops import cond_v2  # pylint: disable=g-import-not-at-top
 from tensorflow.python.ops import while_v2  # pylint: disable=g-import-not-at-top
+
+
+class _Rebound:
+  """A module as seen with some of its attributes replaced."""
+
+  def __init__(self, module, **replacements):
+    self._module = module
+    self.__dict__.update(replacements)
+
+  def __getattr__(self, name):
+    return getattr(self._module, name)
+
+
+def _copy_function(fn, namespace):
+  """`fn` with `namespace` as its globals (same code, defaults, closure)."""
+  copy = types.FunctionType(fn.__code__, namespace, fn.__name__,
+                            fn.__defaults__, fn.__closure__)
+  copy.__kwdefaults__ = fn.__kwdefaults__
+  copy.__qualname__ = fn.__qualname__
+  copy.__dict__.update(fn.__dict__)
+  return copy
+
+
+class _ModuleView:
+  """The functions of a TF module as they behave when some of the
+  module's global names are bound to other objects.
+
+  Each function defined in the module is copied with a namespace holding
+  the replacements, so calls among the module's functions stay inside the
+  view; methods of the module's classes are reached through `bound`,
+  which copies the class's methods into a subclass the same way. Built
+  once per module and never changed after, so threads share it safely."""
+
+  def __init__(self, module, **replacements):
+    self._own = vars(module)
+    self._namespace = dict(self._own)
+    self._namespace.update(replacements)
+    for name, value in self._own.items():
+      if isinstance(value, types.FunctionType) \
+          and value.__globals__ is self._own:
+        self._namespace[name] = _copy_function(value, self._namespace)
+    self._classes = {}
+
+  def function(self, fn):
+    """The view's copy of module function `fn`."""
+    copy = self._namespace.get(fn.__name__)
+    return copy if getattr(copy, "__code__", None) is fn.__code__ else fn
+
+  def _class(self, cls):
+    view_cls = self._classes.get(cls)
+    if view_cls is None:
+      methods = {k: _copy_function(v, self._namespace)
+                 for k, v in vars(cls).items()
+                 if isinstance(v, types.FunctionType)
+                 and v.__globals__ is self._own}
+      view_cls = self._classes.setdefault(
+          cls, type(cls.__name__, (cls,), methods))
+    return view_cls
+
+  def bound(self, method):
+    """`method` (bound to an instance of one of the module's classes) as
+    the view runs it: the same instance state, the view's methods."""
+    instance = method.__self__
+    twin = object.__new__(self._class(type(instance)))
+    twin.__dict__ = instance.__dict__  # the same state, not a copy of it
+    return getattr(twin, method.__name__)
+
+
+def _tfgrad_helper(*args, **kwargs):
+  """tfgrad's engine with `_GradientsHelper`'s signature, for the views
+  (strictness comes from the outer call, through `api.strict_mode`)."""
+  from tfgrad import api  # pylint: disable=g-import-not-at-top
+  return api.gradients_helper(*args, **kwargs)
+
+
+def _keep_tensor(t, name=None):  # pylint: disable=unused-argument
+  return t
+
+
+_ROUTED_GRADIENTS_UTIL = _Rebound(gradients_util,
+                                  _GradientsHelper=_tfgrad_helper)
+_views = {}
+_views_lock = threading.Lock()
+
+
+def _view(module):
+  """The view of `module` in which TF's builders call tfgrad."""
+  view = _views.get(module)
+  if view is None:
+    replacements = {"gradients_util": _ROUTED_GRADIENTS_UTIL}
+    if module is while_v2:
+      # TF's While rule wraps every output of the gradient loop in an
+      # Identity; the rule in ops/control_flow_grad.py wraps only those
+      # that become a gradient.
+      replacements["array_ops"] = _Rebound(array_ops, identity=_keep_tensor)
+    with _views_lock:
+      view = _views.setdefault(module, _ModuleView(module, **replacements))
+  return view
+
+
+_ROUTED_MODULES = {m.__name__: m for m in (cond_v2, while_v2,
+                                           concrete_function)}
+
+
+# TF's builders edit the forward graph they differentiate (a While op gets
+# accumulator outputs, a function call is rewritten to output
+# intermediates, a function graph gains outputs), which graphs and
+# functions shared by several callers would see half-done: tfgrad runs one
+# builder at a time (re-entrant, for nested loops and calls).
+_builders_lock = threading.RLock()
+
+
+def routed_through_tfgrad(rule):
+  """`rule` as tfgrad runs it: a TF gradient function of control flow v2
+  or of a graph-function call, taken from a view whose bodies are
+  differentiated by tfgrad and run one at a time; any other rule as it
+  is."""
+  fn = getattr(rule, "__func__", rule)
+  module = _ROUTED_MODULES.get(getattr(fn, "__module__", None))
+  if module is None or not isinstance(fn, types.FunctionType):
+    return rule
+  view = _view(module)
+  routed = view.bound(rule) if fn is not rule else view.function(fn)
+
+  def run_builder(*args, **kwargs):
+    with _builders_lock:
+      return routed(*args, **kwargs)
+  run_builder.__name__ = fn.__name__
+  return run_builder
 
 
 def while_body_graph(op):
@@ -665,50 +844,6 @@ def while_original_output_count(op):
 
 
 def tf_while_grad():
-  return tf_ops.gradient_registry.lookup("While")
-
-
-class _ArrayOpsKeepingWhileOutputs:
-  """`array_ops` for while_v2's module, except that `identity` hands its
-  tensor back: TF's While rule wraps every output of the gradient loop in
-  an Identity, and the rule in ops/control_flow_grad.py wraps only those
-  that become a gradient."""
-
-  def __init__(self, module):
-    self._module = module
-
-  def __getattr__(self, name):
-    return getattr(self._module, name)
-
-  @staticmethod
-  def identity(t, name=None):  # pylint: disable=unused-argument
-    return t
-
-
-@contextlib.contextmanager
-def while_outputs_unwrapped():
-  """While TF's While rule runs, the gradient loop's outputs come back as
-  they are (see _ArrayOpsKeepingWhileOutputs). The swap is of while_v2's
-  module-level name only, so no other code's `array_ops.identity` changes;
-  nested While rules restore what they found."""
-  current = while_v2.array_ops
-  if not isinstance(current, _ArrayOpsKeepingWhileOutputs):
-    while_v2.array_ops = _ArrayOpsKeepingWhileOutputs(current)
-  try:
-    yield
-  finally:
-    while_v2.array_ops = current
-
-
-@contextlib.contextmanager
-def skip_input_indices_hidden(op):
-  """`op.skip_input_indices` (set by backprop for the rule) is absent while
-  the block runs, and back afterwards."""
-  skip = getattr(op, "skip_input_indices", None)
-  if skip is not None:
-    del op.skip_input_indices
-  try:
-    yield
-  finally:
-    if skip is not None:
-      op.skip_input_indices = skip
+  """TF's While rule, run by tfgrad (see `routed_through_tfgrad`); the
+  gradient loop's outputs come back without TF's Identity ops."""
+  return routed_through_tfgrad(tf_ops.gradient_registry.lookup("While"))
