@@ -698,7 +698,7 @@ def _error(engine, args):
   return None
 
 
-def _good_values(bad, graph=None):
+def _good_values(bad):
   """The correct call with both engines, in the current graph."""
   ours = tfgrad.gradients(**bad.good)
   theirs = tf.gradients(**bad.good)
