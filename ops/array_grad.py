@@ -211,7 +211,8 @@ def _prevent_gradient_grad(op, grad):
   """Refuses: the graph's author disabled this gradient (LookupError)."""
   del grad
   raise LookupError("Gradient explicitly disabled. Reason: "
-                    f"{op.get_attr('message').decode()}")
+                    f"{op.get_attr('message').decode()} (operation "
+                    f"'{op.name}', op type: {op.type})")
 
 
 # ----- Reshaping -----

@@ -131,11 +131,9 @@ def _gradients_in_graph(ys, xs, grad_ys, name, colocate_gradients_with_ops,
   if grad_ys is None:
     grad_ys = [None] * len(ys)
 
-  with tf.compat.v1.name_scope(name, "gradients",
-                               ys + xs + stop_gradients + grad_ys) as scope:
+  with _gradient_scope(name, ys, xs, stop_gradients, grad_ys) as scope:
     gradient_uid = tf_compat.new_gradient_uid(tf.compat.v1.get_default_graph())
-    ys = tf_compat.to_tensors_or_slices(ys, "y")
-    xs = tf_compat.to_tensors_or_slices(xs, "x", as_ref=True)
+    ys, xs, grad_ys = _validated(ys, xs, grad_ys, stop_gradients)
     to_ops = [y.op for y in ys]
     resolver = graph_walk.InputResolver(
         xs, tf_compat.function_graph_chain(src_graph))
@@ -171,9 +169,116 @@ def _v1_control_flow_fallback(ys, xs, grad_ys, scope, options, stop_gradients,
       options.optimize_identity_n)
 
 
-def _check_grad_y_dtype(y, grad_y):
-  """TypeError (as TF) when grad_y's dtype cannot be y's gradient."""
-  yd, gd = y.dtype, grad_y.dtype
+# ----- validation phase: before any walk of the graph -----
+
+@contextlib.contextmanager
+def _gradient_scope(name, ys, xs, stop_gradients, grad_ys):
+  """TF's name scope for the call. Entering it checks that all arguments
+  live in one graph (ValueError, as TF); the message then names the
+  argument that does not."""
+  values = ys + xs + stop_gradients + grad_ys
+  scope_cm = tf.compat.v1.name_scope(name, "gradients", values)
+  try:
+    scope = scope_cm.__enter__()
+  except ValueError as e:
+    where = _foreign_graph_argument(
+        [("ys", ys), ("xs", xs), ("stop_gradients", stop_gradients),
+         ("grad_ys", grad_ys)])
+    if where is None:
+      raise
+    raise ValueError(f"{where}. {e}") from None
+  with contextlib.ExitStack() as stack:
+    stack.push(scope_cm)
+    yield scope
+
+
+def _foreign_graph_argument(named):
+  """'xs[1] (other_x:0) is in another graph than ys[0] (y:0)', or None."""
+  first = None
+  for label, values in named:
+    for i, v in enumerate(values):
+      graph = getattr(v, "graph", None)
+      if graph is None:
+        continue
+      if first is None:
+        first = (graph, f"{label}[{i}] ({_describe(v)})")
+      elif graph is not first[0]:
+        return (f"{label}[{i}] ({_describe(v)}) is in another graph than "
+                f"{first[1]}")
+  return None
+
+
+def _describe(v):
+  name = getattr(v, "name", None)
+  if isinstance(name, str):
+    return name
+  text = repr(v)
+  return f"{type(v).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
+
+
+def _validated(ys, xs, grad_ys, stop_gradients):
+  """The validation phase: converts ys, xs and grad_ys and checks every
+  argument, in TF's order, before the graph is walked, so a bad argument
+  raises whether or not any gradient would flow through it (pruning saves
+  work, it never skips a check). Exception types are TF's; messages name
+  the argument and its index."""
+  ys = _converted(ys, "ys", "y")
+  xs = _converted(xs, "xs", "x", as_ref=True)
+  if len(grad_ys) != len(ys):
+    raise ValueError(f"Length mismatch. Passed {len(grad_ys)} grad_ys for "
+                     f"{len(ys)} ys")
+  grad_ys = _converted(grad_ys, "grad_ys", "grad_y")
+  for i, (y, grad_y) in enumerate(zip(ys, grad_ys)):
+    if y is None:
+      raise AttributeError(f"ys[{i}] is None; each y must be a Tensor")
+    _check_grad_y(i, y, grad_y)
+  _check_have_ops(xs, "xs")
+  _check_have_ops(stop_gradients, "stop_gradients")
+  return ys, xs, grad_ys
+
+
+def _converted(values, label, name, as_ref=False):
+  """`values` as Tensors/IndexedSlices; the error names the bad entry."""
+  try:
+    return tf_compat.to_tensors_or_slices(values, name, as_ref=as_ref)
+  except (TypeError, ValueError) as e:
+    if type(e) not in (TypeError, ValueError):
+      raise
+    with tf.Graph().as_default():  # locates the entry, adds nothing here
+      for i, v in enumerate(values):
+        try:
+          tf_compat.to_tensors_or_slices([v], name)
+        except (TypeError, ValueError):
+          raise type(e)(f"{label}[{i}] ({_describe(v)}) cannot be converted "
+                        f"to a Tensor: {e}") from None
+    raise
+
+
+def _check_have_ops(values, label):
+  """AttributeError (TF reads `.op` of each) for entries that are no
+  tensors: None, Python numbers, strings, arrays."""
+  for i, t in enumerate(values):
+    if not hasattr(t, "op"):
+      what = "None" if t is None else f"a {type(t).__name__} ({_describe(t)})"
+      raise AttributeError(f"{label}[{i}] is {what}, not a Tensor "
+                           f"(it has no attribute 'op')")
+
+
+def _check_grad_y(i, y, grad_y):
+  """grad_ys[i] against ys[i]: TypeError for a dtype that cannot be y's
+  gradient (TF's rule by dtype kind, and for a floating or complex y its
+  exact dtype), ValueError for a static shape incompatible with y's."""
+  yd = y.dtype
+  if grad_y is None:
+    if yd.is_complex:
+      raise TypeError(f"Gradients of complex tensors ({y}) must set grad_ys "
+                      f"(y.dtype = {yd.name}): ys[{i}] has no grad_ys entry")
+    if yd in (tf.string, tf.resource, tf.variant):
+      raise TypeError(f"ys[{i}] ({y.name}) with type {yd.name} must be "
+                      "numeric to obtain a default gradient (ones of its "
+                      "type do not exist); pass its gradient in grad_ys")
+    return
+  gd = grad_y.dtype
   if yd.is_floating or yd.is_integer:
     ok, want = gd.is_floating or gd.is_integer, "real or integer"
   elif yd.is_complex:
@@ -184,32 +289,52 @@ def _check_grad_y_dtype(y, grad_y):
     ok, want = gd != tf.resource, "anything but a resource"
   else:
     raise TypeError(f"Tensor {y} with type {yd.name} must be numeric to "
-                    "obtain a default gradient")
+                    f"obtain a default gradient: ys[{i}]")
   if not ok:
-    raise TypeError(f"Gradient type {gd.name} given in grad_ys for tensor {y} "
-                    f"of type {yd.name} must be {want}")
+    raise TypeError(f"Gradient type {gd.name} given in grad_ys[{i}] for "
+                    f"tensor ys[{i}] {y} of type {yd.name} must be {want}")
+  if not (yd.is_floating or yd.is_complex):
+    return
+  if gd != yd:
+    raise TypeError(f"grad_ys[{i}] has type {gd.name}, but ys[{i}] "
+                    f"({y.name}) has type {yd.name}: the gradient of a "
+                    f"{yd.name} tensor must be {yd.name}")
+  shape = _grad_y_shape(grad_y, y)
+  if not shape.is_compatible_with(y.shape):
+    what = ("the IndexedSlices' dense shape"
+            if isinstance(grad_y, tf.IndexedSlices) else "shape")
+    raise ValueError(f"grad_ys[{i}] has {what} {shape}, incompatible with "
+                     f"the shape {y.shape} of ys[{i}] ({y.name})")
+
+
+def _grad_y_shape(grad_y, y):
+  """grad_y's static shape; for IndexedSlices, its dense shape as far as
+  known (the dense_shape's value, else y's rank with the values' trailing
+  dimensions)."""
+  if not isinstance(grad_y, tf.IndexedSlices):
+    return grad_y.shape
+  dense = (None if grad_y.dense_shape is None
+           else tf.get_static_value(grad_y.dense_shape))
+  if dense is not None:
+    return tf.TensorShape([int(d) for d in dense])
+  values = grad_y.values.shape
+  if values.rank is None:
+    return tf.TensorShape(None)
+  return tf.TensorShape([None]).concatenate(values[1:])
 
 
 def _default_grad_ys(grad_ys, ys, colocate, gradient_uid):
-  """grad_ys with None replaced by ones; each given one checked and passed
-  through an identity named grad_ys_<i> in the gradient scope."""
-  if len(grad_ys) != len(ys):
-    raise ValueError(f"Length mismatch. Passed {len(grad_ys)} grad_ys for "
-                     f"{len(ys)} ys")
-  grad_ys = tf_compat.to_tensors_or_slices(grad_ys, "grad_y")
+  """grad_ys (checked by `_validated`) with None replaced by ones; each
+  given one passed through an identity named grad_ys_<i> in the gradient
+  scope."""
   result = []
   for i, (y, grad_y) in enumerate(zip(ys, grad_ys)):
     ctx = (tf_compat.colocate_for_gradient(y.op, gradient_uid) if colocate
            else contextlib.nullcontext())
     with ctx:
       if grad_y is None:
-        if y.dtype.is_complex:
-          raise TypeError(f"Gradients of complex tensors ({y}) must set "
-                          f"grad_ys (y.dtype = {y.dtype.name})")
         result.append(_ones_like(y, f"grad_ys_{i}"))
-        continue
-      _check_grad_y_dtype(y, grad_y)
-      if isinstance(grad_y, tf.IndexedSlices):
+      elif isinstance(grad_y, tf.IndexedSlices):
         result.append(tf.IndexedSlices(
             _identity_if_tensor(grad_y.values, f"grad_ys_{i}_values"),
             _identity_if_tensor(grad_y.indices, f"grad_ys_{i}_indices"),

@@ -103,7 +103,10 @@ def run(state, ys, grad_ys, xs):
     elif not _passed_through(state, op, per_output):
       with state.colocated(op):
         out_grads = _aggregated_output_grads(state, op)
-        in_grads = _input_grads(state, op, out_grads)
+        try:
+          in_grads = _input_grads(state, op, out_grads)
+        except LookupError as e:
+          raise _through_body(state, op, e)
         if in_grads is not None:
           _hand_to_inputs(state, op, in_grads)
     for t in state.resolver.graph_inputs(op):
@@ -211,13 +214,43 @@ def blocks_gradient(op, src_graph, strict):
 
 def _missing_rule_error(state, op):
   chain = graph_walk.path_from_ys(op, state.to_ops, state.resolver)
-  where = ("tfgrad's registry (strict mode: TF's registry is not consulted)"
-           if state.options.strict else "tfgrad's or TF's registry")
-  return LookupError(
+  kind, name = tf_compat.override(op, state.attrs_of(op))
+  if kind == "type":
+    what = (f"gradient_override_map names '{name}' for it, which is not "
+            "registered in tfgrad's or TF's registry")
+  else:
+    where = ("tfgrad's registry (strict mode: TF's registry is not "
+             "consulted)" if state.options.strict
+             else "tfgrad's or TF's registry")
+    what = f"no rule for '{op.type}' in {where}"
+  error = LookupError()
+  error.missing_gradient = (op, what, chain)
+  return _with_path(error, chain)
+
+
+def _with_path(error, chain):
+  """Sets the missing-gradient LookupError's message for `chain`, the op
+  names from a y down to the op (through function and loop bodies)."""
+  op, what, _ = error.missing_gradient
+  error.missing_gradient = (op, what, chain)
+  error.args = (
       f"No gradient defined for operation '{op.name}' (op type: {op.type}): "
-      f"no rule for '{op.type}' in {where}. Path from a y to this op: "
-      f"{' <- '.join(chain)}. Register one with tfgrad.RegisterGradient, or "
-      "wrap the value in tf.stop_gradient if it should be a constant.")
+      f"{what}. Path from a y to this op: {' <- '.join(chain)}. Register "
+      "one with tfgrad.RegisterGradient, or wrap the value in "
+      "tf.stop_gradient if it should be a constant.",)
+  return error
+
+
+def _through_body(state, op, error):
+  """A missing gradient inside the body of `op` (a function call, loop or
+  cond, whose rule differentiated the body): the path gains the chain
+  from this pass's ys down to `op`."""
+  missing = getattr(error, "missing_gradient", None)
+  if missing is None or missing[0] is op:
+    return error
+  outer = graph_walk.path_from_ys(op, state.to_ops, state.resolver)
+  inner = error.missing_gradient[2]
+  return _with_path(error, outer + [f"[body of {op.type}]"] + inner)
 
 
 def _input_grads(state, op, out_grads):
@@ -275,7 +308,21 @@ def _fill_missing_output_grads(state, op, out_grads, needs_all):
       out_grads[i] = tf_compat.zeros_for_output(op, i)
 
 
+_GRADIENT_TYPES = (tf.Tensor, tf.IndexedSlices, emit.Known)
+
+
 def _check_arity(op, in_grads):
+  """A rule's result: one gradient per input (ValueError, as TF), each
+  None, a Tensor or IndexedSlices (AttributeError, TF's type for a result
+  without a name: a string, a numpy array, a nested list)."""
+  for i, g in enumerate(in_grads):
+    if g is not None and not isinstance(g, _GRADIENT_TYPES) \
+        and not hasattr(g, "name"):
+      raise AttributeError(
+          f"Gradient rule for op '{op.name}' (op type: {op.type}) returned "
+          f"a {type(g).__name__} for input index {i}, where a Tensor, "
+          f"IndexedSlices or None is due ('{type(g).__name__}' object has "
+          "no attribute 'name')")
   if tf_compat.rule_may_return_fewer_grads(op):
     return
   if len(in_grads) != len(op.inputs):

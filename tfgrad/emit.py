@@ -243,6 +243,11 @@ def _build(sig, kwargs):
         dtype = arg.fixed_type or _dtype_of_attr(attrs, arg.type_attr,
                                                  sig.attr_defaults)
         items = [_as_tensor(v, dtype) for v in value]
+        if len({t.dtype.base_dtype for t in items}) > 1:
+          raise TypeError(f"Tensors in list passed to '{arg.name}' of "
+                          f"'{sig.op_type}' Op have types "
+                          f"{[t.dtype.base_dtype.name for t in items]} "
+                          "that don't all match")
         if arg.type_attr and arg.type_attr not in attrs and items:
           attrs[arg.type_attr] = _attr("type", items[0].dtype.base_dtype)
       flat.extend(items)
@@ -252,6 +257,11 @@ def _build(sig, kwargs):
           _dtype_of_attr(attrs, arg.type_attr, sig.attr_defaults)
           if arg.type_attr else None)
       t = _as_tensor(value, dtype)
+      if t is value and dtype is not None and t.dtype.base_dtype != dtype \
+          and (arg.fixed_type or arg.type_attr in attrs):
+        raise TypeError(f"Input '{arg.name}' of '{sig.op_type}' Op has type "
+                        f"{t.dtype.base_dtype.name} that does not match "
+                        f"type {dtype.name} expected there")
       if arg.type_attr and arg.type_attr not in attrs:
         attrs[arg.type_attr] = _attr("type", t.dtype.base_dtype)
       flat.append(t)
