@@ -489,36 +489,6 @@ def stopped_ys_grad_y_int():
              _good(y, x))
 
 
-GRAD_Y_CHECKED = (
-    "README: grad_ys are checked against their ys (type: TypeError, static "
-    "shape: ValueError) whether or not a gradient flows through them; stock "
-    "TF fails only where a rule or a sum combines them")
-
-
-@case(r"grad_ys\[0\]", r"float64", r"float32",
-      difference=(GRAD_Y_CHECKED, TypeError, None))
-def unconnected_y_grad_y_wrong_dtype():
-  x, y = _square()
-  other = tf.constant([3.0, 4.0], name="unrelated")
-  return Bad(dict(ys=other, xs=[x],
-                  grad_ys=[tf.constant([1.0, 1.0], tf.float64)]), _good(y, x))
-
-
-@case(r"grad_ys\[0\]", r"float64", r"float32",
-      difference=(GRAD_Y_CHECKED, TypeError, None))
-def y_is_x_grad_y_wrong_dtype():
-  x, y = _square()
-  return Bad(dict(ys=x, xs=[x], grad_ys=[tf.constant([1.0, 1.0], tf.float64)]),
-             _good(y, x))
-
-
-@case(r"grad_ys\[0\]", r"\(\)", r"\(2,\)",
-      difference=(GRAD_Y_CHECKED, ValueError, None))
-def grad_y_scalar_for_vector_y():
-  x, y = _square()
-  return Bad(dict(ys=y, xs=[x], grad_ys=[tf.constant(2.0)]), _good(y, x))
-
-
 # ----- options -----
 
 @case(r"aggregation_method", r"7")
@@ -796,3 +766,44 @@ def test_bad_input(c, where):
     assert structure[0] == structure[1]
     for a, b in zip(ours_v, theirs_v):
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+
+
+# ----- grad_ys that look wrong but that TF accepts: so does tfgrad -----
+
+def _unconnected_y_float64_grad_y():
+  x, _ = _square()
+  other = tf.constant([3.0, 4.0], name="unrelated")
+  return dict(ys=[other], xs=[x],
+              grad_ys=[tf.constant([1.0, 1.0], tf.float64)])
+
+
+def _y_is_x_float64_grad_y():
+  x, _ = _square()
+  return dict(ys=[x], xs=[x], grad_ys=[tf.constant([1.0, 1.0], tf.float64)])
+
+
+def _scalar_grad_y_for_vector_y():
+  x, y = _square()
+  return dict(ys=[y], xs=[x], grad_ys=[tf.constant(2.0)])
+
+
+def _scalar_grad_y_through_two_rules():
+  x, _ = _square()
+  return dict(ys=[tf.sin(x) * x], xs=[x], grad_ys=[tf.constant(3.0)])
+
+
+@pytest.mark.parametrize("build", [
+    _unconnected_y_float64_grad_y, _y_is_x_float64_grad_y,
+    _scalar_grad_y_for_vector_y, _scalar_grad_y_through_two_rules])
+def test_grad_ys_tf_accepts_are_accepted(build):
+  """Pruning never skips a check TF makes, and tfgrad adds none: a
+  grad_ys entry that no rule combines with its y, or that a rule
+  broadcasts, gives TF's result."""
+  graph = tf.Graph()
+  with graph.as_default():
+    args = build()
+    ours = tfgrad.gradients(**args)
+    theirs = tf.gradients(**args)
+    with tf.compat.v1.Session(graph=graph) as sess:
+      differential.assert_same(ours, theirs, differential._run(sess, ours),  # pylint: disable=protected-access
+                               differential._run(sess, theirs))  # pylint: disable=protected-access

@@ -232,6 +232,7 @@ def _validated(ys, xs, grad_ys, stop_gradients):
     if y is None:
       raise AttributeError(f"ys[{i}] is None; each y must be a Tensor")
     _check_grad_y(i, y, grad_y)
+  _check_summable(ys, grad_ys)
   _check_have_ops(xs, "xs")
   _check_have_ops(stop_gradients, "stop_gradients")
   return ys, xs, grad_ys
@@ -266,8 +267,8 @@ def _check_have_ops(values, label):
 
 def _check_grad_y(i, y, grad_y):
   """grad_ys[i] against ys[i]: TypeError for a dtype that cannot be y's
-  gradient (TF's rule by dtype kind, and for a floating or complex y its
-  exact dtype), ValueError for a static shape incompatible with y's."""
+  gradient (TF's rule by dtype kind), and for a y that has no default
+  gradient when grad_ys[i] is missing."""
   yd = y.dtype
   if grad_y is None:
     if yd.is_complex:
@@ -293,34 +294,34 @@ def _check_grad_y(i, y, grad_y):
   if not ok:
     raise TypeError(f"Gradient type {gd.name} given in grad_ys[{i}] for "
                     f"tensor ys[{i}] {y} of type {yd.name} must be {want}")
-  if not (yd.is_floating or yd.is_complex):
-    return
-  if gd != yd:
-    raise TypeError(f"grad_ys[{i}] has type {gd.name}, but ys[{i}] "
-                    f"({y.name}) has type {yd.name}: the gradient of a "
-                    f"{yd.name} tensor must be {yd.name}")
-  shape = _grad_y_shape(grad_y, y)
-  if not shape.is_compatible_with(y.shape):
-    what = ("the IndexedSlices' dense shape"
-            if isinstance(grad_y, tf.IndexedSlices) else "shape")
-    raise ValueError(f"grad_ys[{i}] has {what} {shape}, incompatible with "
-                     f"the shape {y.shape} of ys[{i}] ({y.name})")
 
 
-def _grad_y_shape(grad_y, y):
-  """grad_y's static shape; for IndexedSlices, its dense shape as far as
-  known (the dense_shape's value, else y's rank with the values' trailing
-  dimensions)."""
-  if not isinstance(grad_y, tf.IndexedSlices):
-    return grad_y.shape
-  dense = (None if grad_y.dense_shape is None
-           else tf.get_static_value(grad_y.dense_shape))
-  if dense is not None:
-    return tf.TensorShape([int(d) for d in dense])
-  values = grad_y.values.shape
-  if values.rank is None:
-    return tf.TensorShape(None)
-  return tf.TensorShape([None]).concatenate(values[1:])
+def _check_summable(ys, grad_ys):
+  """The grad_ys of a tensor listed more than once in ys are summed, by TF
+  too, whether or not any x is reached through it: TypeError for entries
+  of different dtypes, ValueError for incompatible static shapes, as the
+  sum raises them, checked here so that pruning cannot skip them. Other
+  mismatches of a grad_ys entry with its y (a float64 entry for a float32
+  y, a scalar for a vector) fail, or work, wherever a rule combines them,
+  exactly as under TF."""
+  first = {}
+  for i, (y, grad_y) in enumerate(zip(ys, grad_ys)):
+    j = first.setdefault(id(y), i)
+    if j == i or isinstance(grad_y, tf.IndexedSlices) \
+        or isinstance(grad_ys[j], tf.IndexedSlices):
+      continue
+    grad_y = y if grad_y is None else grad_y  # default: ones like y
+    other = y if grad_ys[j] is None else grad_ys[j]
+    if grad_y.dtype != other.dtype:
+      raise TypeError(
+          f"grad_ys[{j}] ({other.dtype.name}) and grad_ys[{i}] "
+          f"({grad_y.dtype.name}) are both gradients of ys[{j}] = ys[{i}] "
+          f"({y.name}) and must be summed: their dtypes differ")
+    if not grad_y.shape.is_compatible_with(other.shape):
+      raise ValueError(
+          f"grad_ys[{j}] (shape {other.shape}) and grad_ys[{i}] (shape "
+          f"{grad_y.shape}) are both gradients of ys[{j}] = ys[{i}] "
+          f"({y.name}) and must be summed: their shapes are incompatible")
 
 
 def _default_grad_ys(grad_ys, ys, colocate, gradient_uid):

@@ -50,6 +50,7 @@ class Pass:
 
   private_attrs: dict = dataclasses.field(default_factory=dict)  # op -> ...
   rules: dict = dataclasses.field(default_factory=dict)  # op -> find_rule
+  seeds: dict = dataclasses.field(default_factory=dict)  # id(grad_y) -> i
 
   def attrs_of(self, op):
     """`tf_compat.private_attrs(op)`, read once per op and pass."""
@@ -85,8 +86,9 @@ def add_gradient(grads, t, grad):
 
 def run(state, ys, grad_ys, xs):
   """Seeds ys' gradients, processes ops in dependency order, collects."""
-  for y, grad_y in zip(ys, grad_ys):
+  for i, (y, grad_y) in enumerate(zip(ys, grad_ys)):
     add_gradient(state.grads, y, grad_y)
+    state.seeds[id(grad_y)] = i
   pending = state.subgraph.pending
   queue, queued = collections.deque(), set()
   for op in state.to_ops:
@@ -274,8 +276,7 @@ def _input_grads(state, op, out_grads):
     if rule is not None:
       skip = graph_walk.unneeded_inputs(op, state.subgraph.members,
                                         state.resolver)
-      in_grads = (_call_skipping(rule, op, out_grads, skip) if skip
-                  else rule(op, *out_grads))
+      in_grads = _call_rule(state, rule, op, out_grads, skip)
     else:
       in_grads = tf_compat.symbolic_gradient(op, out_grads)
     in_grads = _as_grad_list(in_grads)
@@ -288,12 +289,28 @@ def _input_grads(state, op, out_grads):
   return in_grads
 
 
-def _call_skipping(rule, op, out_grads, skip):
-  """Calls the rule telling it which inputs need no gradient
+def _call_rule(state, rule, op, out_grads, skip):
+  """Calls the rule, telling it which inputs need no gradient
   (`rule_context.unneeded_inputs`, per thread, for this call only: nothing
-  is written onto the Operation, which other callers share)."""
-  with rule_context.calling(op, skip):
-    return rule(op, *out_grads)
+  is written onto the Operation, which other callers share). A TypeError
+  or ValueError the rule raises (a grad_ys entry of another dtype or shape
+  than a rule can combine with y, say) is raised again with the op, and
+  the grad_ys entries among its gradients, named."""
+  try:
+    if not skip:
+      return rule(op, *out_grads)
+    with rule_context.calling(op, skip):
+      return rule(op, *out_grads)
+  except (TypeError, ValueError) as e:
+    if type(e) not in (TypeError, ValueError):
+      raise
+    seeds = [f"output {i}'s gradient is grad_ys[{state.seeds[id(g)]}] "
+             f"({g.dtype.name}, shape {g.shape}; the output is "
+             f"{op.outputs[i].dtype.name}, shape {op.outputs[i].shape})"
+             for i, g in enumerate(out_grads) if id(g) in state.seeds]
+    raise type(e)(
+        f"{e} (in the gradient of op '{op.name}' (op type: {op.type})"
+        + (f"; {', '.join(seeds)}" if seeds else "") + ")") from e
 
 
 def _fill_missing_output_grads(state, op, out_grads, needs_all):
