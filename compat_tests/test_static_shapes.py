@@ -179,6 +179,53 @@ _CASES += [
 ]
 
 
+# Image-shaped ops, batch (and spatial) dims unknown.
+_IMAGE_OPS = {
+    "Conv2D": lambda x: tf.nn.conv2d(x, tf.ones([2, 2, 3, 4]), 1, "SAME"),
+    "DepthwiseConv2dNative": lambda x: tf.nn.depthwise_conv2d(
+        x, tf.ones([2, 2, 3, 2]), [1, 1, 1, 1], "VALID"),
+    "MaxPool": lambda x: tf.nn.max_pool2d(x, 2, 2, "VALID"),
+    "AvgPool": lambda x: tf.nn.avg_pool2d(x, 2, 2, "SAME"),
+    "FusedBatchNorm": lambda x: tf.compat.v1.nn.fused_batch_norm(
+        x, tf.ones([3]), tf.zeros([3]), is_training=True)[0],
+    "ResizeBilinear": lambda x: tf.image.resize(x, [6, 6]),
+    "Mean-spatial": lambda x: tf.reduce_mean(x, axis=[1, 2]),
+}
+
+_IMAGE_SHAPES = [
+    ("batch", [None, 4, 4, 3], [2, 4, 4, 3]),
+    ("spatial", [None, None, None, 3], [2, 4, 4, 3]),
+]
+
+_CASES += [
+    Case(f"{op}-{shape_id}", build, (static,), (fed,), "positive")
+    for op, build in _IMAGE_OPS.items()
+    for shape_id, static, fed in _IMAGE_SHAPES
+]
+
+
+def _sparse_xent(logits):
+  return tf.nn.sparse_softmax_cross_entropy_with_logits(
+      labels=tf.zeros(tf.shape(logits)[:1], tf.int32), logits=logits)
+
+
+def _xent(logits):
+  return tf.nn.softmax_cross_entropy_with_logits(
+      labels=tf.nn.softmax(logits * 0.0), logits=logits)
+
+
+_CASES += [
+    Case(f"{name}-{shape_id}", build, (static,), (fed,))
+    for name, build in [("SparseSoftmaxXent", _sparse_xent),
+                        ("SoftmaxXent", _xent),
+                        ("ReduceLogSumExp", tf.reduce_logsumexp),
+                        ("Reverse", lambda x: tf.reverse(x, [0])),
+                        ("Cumprod", lambda x: tf.math.cumprod(x, axis=1))]
+    for shape_id, static, fed in [("batch", [None, 3], [2, 3]),
+                                  ("all_unknown_dims", [None, None], [2, 3])]
+]
+
+
 def _values(case, rng):
   if case.domain == "positive":
     return [rng.uniform(0.5, 2.0, s).astype(np.float32) for s in case.fed]
