@@ -124,10 +124,6 @@ _CASES += [
 ]
 
 
-def _unary(fn):
-  return lambda x: fn(x)
-
-
 # Reductions, reshapes and friends, on one partly known input.
 _UNARY_OPS = {
     "Sum-axis1": lambda x: tf.reduce_sum(x, axis=1),
