@@ -86,3 +86,51 @@ def test_forward_only_factors_wait_for_the_gradient(name, forward, factor,
     for op in factors:
       assert any(c in added for c in op.control_inputs), (
           f"{engine.__module__}: {op.name} does not wait for the gradient")
+
+
+# Complex Xlogy, Xdivy and Xlog1py (README: stock TF's rules multiply by the
+# partials without conjugating them, so its gradient is wrong for complex
+# inputs). TF's convention for a complex z = a + ib and a real loss L is
+# dL/da + i dL/db; with L = Re(sum(conj(v) f(x, y))) the gradient of f with
+# grad_ys=v is that, so <g, u> = sum Re(conj(g) u) must equal the central
+# finite difference of L along u (the complex inputs as pairs of reals).
+_COMPLEX_HOLOMORPHIC = {"Xlogy": tf.math.xlogy, "Xdivy": tf.math.xdivy,
+                        "Xlog1py": tf.math.xlog1py}
+
+
+def _complex_vjp_against_finite_differences(fn, engine):
+  rng = np.random.default_rng(7)
+  def sample():
+    return (rng.uniform(0.5, 2.0, [2, 3])
+            + 1j * rng.uniform(-1.0, 1.0, [2, 3]))
+  x0, y0, v, ux, uy = (sample() for _ in range(5))
+  with tf.Graph().as_default():
+    x = tf.compat.v1.placeholder(tf.complex128, [2, 3])
+    y = tf.compat.v1.placeholder(tf.complex128, [2, 3])
+    f = fn(x, y)
+    loss = tf.math.real(tf.reduce_sum(tf.math.conj(tf.constant(v)) * f))
+    grads = engine(f, [x, y], grad_ys=tf.constant(v))
+    eps = 1e-6
+    with tf.compat.v1.Session() as sess:
+      ahead = sess.run(loss, {x: x0 + eps * ux, y: y0 + eps * uy})
+      behind = sess.run(loss, {x: x0 - eps * ux, y: y0 - eps * uy})
+      gx, gy = sess.run(grads, {x: x0, y: y0})
+  numeric = (ahead - behind) / (2 * eps)
+  analytic = np.sum(np.real(np.conj(gx) * ux) + np.real(np.conj(gy) * uy))
+  return analytic, numeric
+
+
+@pytest.mark.parametrize("op_type", sorted(_COMPLEX_HOLOMORPHIC))
+def test_complex_partials_are_conjugated(op_type):
+  analytic, numeric = _complex_vjp_against_finite_differences(
+      _COMPLEX_HOLOMORPHIC[op_type], tfgrad.gradients)
+  np.testing.assert_allclose(analytic, numeric, rtol=1e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize("op_type", sorted(_COMPLEX_HOLOMORPHIC))
+def test_stock_complex_partials_are_still_wrong(op_type):
+  """Fails the day TF conjugates them: the case can then move to the
+  differential table (math_specs with complex dtypes)."""
+  analytic, numeric = _complex_vjp_against_finite_differences(
+      _COMPLEX_HOLOMORPHIC[op_type], tf.gradients)
+  assert abs(analytic - numeric) > 1e-3 * max(1.0, abs(numeric))

@@ -53,8 +53,47 @@ def _static_reduction_axes(from_shape, to_shape):
   return axes
 
 
-def unbroadcast(grad, x):
-  """Sums `grad` (shaped like a broadcast result) down to `x`'s shape."""
+def _partial_reduction_axes(g_shape, x_shape, other):
+  """Axes of a gradient of static shape `g_shape` (the broadcast of x with
+  `other`, when given) to sum for `x_shape`, from the known dims; None
+  when an unknown dim of x leaves it open (it may be 1 where the
+  gradient's is not)."""
+  if g_shape.rank is None or x_shape.rank is None:
+    return None
+  lead = g_shape.rank - x_shape.rank
+  if lead < 0:
+    return None
+  other_dims = None if other is None or other.rank is None \
+      else other.as_list()
+  axes = list(range(lead))
+  for i, dim in enumerate(x_shape.as_list()):
+    g_dim = g_shape[lead + i]
+    if dim == 1 and g_dim != 1:
+      axes.append(lead + i)
+    elif dim is None and g_dim != 1:
+      from_right = x_shape.rank - i
+      if other_dims is None or (from_right <= len(other_dims)
+                                and other_dims[-from_right] != 1):
+        return None  # x's dim may be 1 under a larger one of `other`
+  return axes
+
+
+def _sum_axes(grad, axes, lead):
+  """Sums `grad` over `axes`, dropping the first `lead` of them only."""
+  if len(axes) == lead:
+    return raw.Sum(input=grad, axis=emit.const(axes, tf.int32))
+  summed = raw.Sum(input=grad, axis=emit.const(axes, tf.int32),
+                   keep_dims=True)
+  if lead:
+    summed = raw.Squeeze(input=summed, axis=list(range(lead)))
+  return summed
+
+
+def unbroadcast(grad, x, other=None):
+  """Sums `grad` (shaped like a broadcast result) down to `x`'s shape.
+  `other` is the shape of the operand x was broadcast with, when there is
+  one: it settles which of x's unknown dims were broadcast. Static dims
+  decide the axes where they can; the result has x's static shape."""
   if grad is None:
     return None
   x_shape, g_shape = static_shape(x), static_shape(grad)
@@ -67,14 +106,24 @@ def unbroadcast(grad, x):
     if tuple(summed.shape.as_list()) == x_shape:
       return summed
     return raw.Reshape(tensor=summed, shape=emit.const(x_shape, tf.int32))
-  x_dyn = raw.Shape(input=x)
-  axes, _ = raw.BroadcastGradientArgs(s0=x_dyn, s1=raw.Shape(input=grad))
-  return raw.Reshape(tensor=raw.Sum(input=grad, axis=axes), shape=x_dyn)
+  axes = _partial_reduction_axes(grad.shape, x.shape, other)
+  if axes == []:  # pylint: disable=g-explicit-bool-comparison
+    if isinstance(grad, tf.Tensor):
+      grad.set_shape(x.shape)  # as backprop would: it is x's gradient
+    return grad
+  if axes is None:
+    x_dyn = raw.Shape(input=x)
+    axes, _ = raw.BroadcastGradientArgs(s0=x_dyn, s1=raw.Shape(input=grad))
+    summed = raw.Reshape(tensor=raw.Sum(input=grad, axis=axes), shape=x_dyn)
+  else:
+    summed = _sum_axes(grad, axes, grad.shape.rank - x.shape.rank)
+  summed.set_shape(x.shape)
+  return summed
 
 
 def unbroadcast_pair(gx, x, gy, y):
   """`unbroadcast` for both operands of a broadcasting binary op."""
-  return unbroadcast(gx, x), unbroadcast(gy, y)
+  return unbroadcast(gx, x, y.shape), unbroadcast(gy, y, x.shape)
 
 
 def reduced_shape(input_shape, axes):

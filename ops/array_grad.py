@@ -545,6 +545,27 @@ def _gather_axis_grad(grad, params, indices, axis, batch_dims):
   return raw.Transpose(x=summed, perm=np.argsort(perm)) if moved else summed
 
 
+def _gather_dynamic_axis_grad(grad, params, indices, axis_t):
+  """d params of a gather along an axis (or of params of a rank) known
+  only when the graph runs: grad viewed as [outer, gathered, inner], its
+  gathered rows segment-summed into the axis, reshaped to params'."""
+  ps = raw.Shape(input=params)
+  axis = raw.FloorMod(x=_cast(axis_t, tf.int32), y=raw.Rank(input=params))
+  axis_1d = raw.Reshape(tensor=axis, shape=[1])
+  outer = raw.Prod(input=raw.Slice(input=ps, begin=[0], size=axis_1d),
+                   axis=[0])
+  inner = raw.Prod(input=raw.Slice(input=ps, begin=raw.AddV2(x=axis_1d, y=1),
+                                   size=[-1]), axis=[0])
+  values = raw.Reshape(tensor=_dense(grad),
+                       shape=raw.Pack(values=[outer, -1, inner], axis=0))
+  summed = raw.UnsortedSegmentSum(
+      data=raw.Transpose(x=values, perm=[1, 0, 2]),
+      segment_ids=raw.Reshape(tensor=indices, shape=[-1]),
+      num_segments=raw.GatherV2(params=ps, indices=axis, axis=0))
+  return raw.Reshape(tensor=raw.Transpose(x=summed, perm=[1, 0, 2]),
+                     shape=ps)
+
+
 @RegisterGradient("GatherV2")
 def _gather_v2_grad(op, grad):
   """d params = grad's rows summed back where they were gathered from:
@@ -556,8 +577,11 @@ def _gather_v2_grad(op, grad):
     batch_dims += indices.shape.rank
   if axis is not None and int(axis) == 0:
     return _gathered_rows(grad, _shape(params), indices), None, None
-  if axis is None:
-    raise ValueError("GatherV2 gradient needs a statically known axis")
+  if (axis is None or params.shape.rank is None) and not batch_dims:
+    return _gather_dynamic_axis_grad(grad, params, indices, axis_t), None, None
+  if axis is None or params.shape.rank is None:
+    raise ValueError("GatherV2 gradient with batch_dims needs a statically "
+                     "known axis and params rank")
   axis = int(axis) % params.shape.rank
   dx = _gather_axis_grad(grad, params, indices, axis, batch_dims)
   return dx, None, None

@@ -160,7 +160,7 @@ def _aggregated_output_grads(state, op):
     per_output[i] = aggregate.aggregate(contributions, op, i,
                                         state.options.aggregation,
                                         state.gradient_uid)
-  return list(per_output)
+  return per_output  # zeros the rule's call fills in stay for `_collect`
 
 
 def find_rule(op, src_graph, strict, attrs=None):
@@ -388,6 +388,42 @@ def _collect(state, x):
                             x.value_index, state.options.aggregation,
                             state.gradient_uid)
   g = emit.materialize(g)
+  if g is None and per_output and _tf_fills_zeros(state, x.op, x.value_index):
+    g = tf_compat.zeros_for_output(x.op, x.value_index)
   if g is None and state.options.unconnected == tf.UnconnectedGradients.ZERO:
     return tf_compat.zeros_like_unconnected(x)
   return g
+
+
+def _tf_fills_zeros(state, op, index):
+  """Whether stock TF, processing `op` (some output of it got a gradient),
+  gives output `index` zeros in place of a missing gradient: it does so for
+  the op's rule, and an x there gets them. That happens when the op is not
+  stopped and has a rule, or is a call of a graph function; for trainable
+  outputs, or every output of a call TF differentiates by SymbolicGradient.
+  Decided by TF's walk and registry, so that tfgrad's pruning and its own
+  rule markers never change what an x gets."""
+  out = op.outputs[index]
+  if not tf_compat.supports_default_grad(out) or (
+      state.options.optimize_identity_n and tf_compat.is_identity_n(op)):
+    return False
+  is_call = tf_compat.is_function_call(op, state.src_graph)
+  has_rule = (not graph_walk.stops_in_unpruned_walk(op, state.subgraph,
+                                                     state.resolver)
+              and _has_tf_rule(state, op))
+  return (is_call and not has_rule) or (
+      has_rule and tf_compat.is_trainable(out))
+
+
+def _has_tf_rule(state, op):
+  """True if TF's lookup (`ops.get_gradient_function`) finds a rule for
+  `op`; where TF finds none and the op is no call, tfgrad's own view (TF
+  would raise there)."""
+  kind, value = tf_compat.override(op, state.attrs_of(op))
+  if kind == "function":
+    return True
+  try:
+    return tf_compat.tf_registry_lookup(
+        value if kind == "type" else op.type) is not None
+  except LookupError:
+    return state.rule_of(op)[0] not in (None, _MISSING)

@@ -84,6 +84,9 @@ class Subgraph:
   pending: dict             # op -> gradient contributions it still awaits
   reachable_to_ops: set     # the ys' ops that some x reaches
   stop_ops: set             # ops whose rules must not run
+  from_ops: list = dataclasses.field(default_factory=list)   # the xs' ops
+  stop_gradient_ops: set = dataclasses.field(default_factory=set)
+  full_reach: set = None    # reachable_from(from_ops) unblocked, on demand
 
 
 def reachable_from(from_ops, resolver, blocks=None):
@@ -127,7 +130,8 @@ def between(to_ops, from_ops, stop_gradient_ops, resolver, blocks=None):
       if t.op in members:
         pending[t.op] += 1
   stops = stop_ops(from_ops, stop_gradient_ops, pending, resolver)
-  return Subgraph(ops, members, pending, reachable_to_ops, stops)
+  return Subgraph(ops, members, pending, reachable_to_ops, stops,
+                  list(from_ops), set(stop_gradient_ops))
 
 
 def stop_ops(from_ops, stop_gradient_ops, pending, resolver):
@@ -138,6 +142,21 @@ def stop_ops(from_ops, stop_gradient_ops, pending, resolver):
                       for t in resolver.graph_inputs(op))}
   stops.update(stop_gradient_ops)
   return stops
+
+
+def stops_in_unpruned_walk(op, subgraph, resolver):
+  """Whether `op` is a stop op when reachability also crosses ops declared
+  not differentiable (as stock TF's walk does): an explicit stop, or an xs'
+  op none of whose inputs an x reaches. Such a walk can only reach more,
+  so this is False for ops outside `subgraph.stop_ops`."""
+  if op not in subgraph.stop_ops:
+    return False
+  if op in subgraph.stop_gradient_ops:
+    return True
+  if subgraph.full_reach is None:
+    subgraph.full_reach = reachable_from(subgraph.from_ops, resolver)
+  return not any(t.op in subgraph.full_reach
+                 for t in resolver.graph_inputs(op))
 
 
 def unneeded_inputs(op, members, resolver):
