@@ -601,7 +601,8 @@ def _literal(value):
   return f"np.array({np.round(wide, 4).tolist()!r}, np.{value.dtype.name})"
 
 
-def _op_source(node):
+def op_source(node):
+  """Python source of one op node (its template filled in)."""
   kind = OP_KINDS[node.op]
   attrs = {k: repr(v) for k, v in node.attrs.items()}
   return kind.template.format(*(f"v{a}" for a in node.args), **attrs)
@@ -630,7 +631,7 @@ def to_source(program):
     elif n.is_input:
       lines.append(f"  v{i} = inputs['v{i}']")
     else:
-      lines.append(f"  v{i} = {_op_source(n)}")
+      lines.append(f"  v{i} = {op_source(n)}")
   grad_ys = ("None" if program.grad_ys is None else "[" + ", ".join(
       f"tf.constant({_literal(v)})" for v in program.grad_ys) + "]")
   names = lambda idx: "[" + ", ".join(f"v{i}" for i in idx) + "]"
