@@ -15,7 +15,7 @@ OVERRIDE_NAME = "TfgradFuzzTestWrongSquare"
 
 
 @tfgrad.RegisterGradient(OVERRIDE_NAME)
-def _wrong_square_grad(op, grad):
+def wrong_square_grad(op, grad):
   """grad * (2x + 1): one grad too many."""
   return grad * (2.0 * op.inputs[0] + 1.0)
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import tfgrad
@@ -40,8 +41,7 @@ def wrong_rule():
   its own; its tfgrad registration is removed afterwards."""
   module = importlib.import_module(WRONG_RULE_MODULE)
   if module.OVERRIDE_NAME not in tfgrad.registry.GRADIENTS:
-    tfgrad.RegisterGradient(module.OVERRIDE_NAME)(
-        module._wrong_square_grad)  # pylint: disable=protected-access
+    tfgrad.RegisterGradient(module.OVERRIDE_NAME)(module.wrong_square_grad)
   fuzz_programs.add_user_ops(module.FUZZ_OPS)
   yield module
   tfgrad.registry.GRADIENTS.unregister(module.OVERRIDE_NAME)
@@ -55,7 +55,6 @@ def _node(op, dtype, shape, args=(), value=None, **attrs):
 
 
 def test_shrinking_keeps_only_the_wrong_op(wrong_rule):
-  import numpy as np
   value = np.array([[0.5, -1.25, 1.5], [2.0, 0.75, -0.5]], np.float32)
   nodes = [
       _node("variable", "float32", (2, 3), value=value),          # 0 x

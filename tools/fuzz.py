@@ -22,9 +22,9 @@ their operand, turn inputs into constants, lower ranks) to a small program
 that still mismatches, and written to --repro_dir as a standalone script
 that builds the graph, runs both engines, prints both and asserts. One line
 per mismatch, then a summary line (cases, op kinds and TF op types covered,
-mismatches). Mismatches in EXPLAINED (deliberate differences listed in the
-README) are reported but do not fail; exit status 1 when any other
-mismatch is found.
+mismatches). Mismatches in `fuzz_lib.EXPLAINED` (deliberate differences
+listed in the README, each with its reason) are reported but do not fail;
+exit status 1 when any other mismatch is found.
 
 Fuzzing your own rules: `--rules_module=pkg.mod` imports the module before
 fuzzing, so its `tfgrad.RegisterGradient` rules are in effect for tfgrad
