@@ -455,9 +455,9 @@ OP_KINDS = {k.name: k for k in [
     OpKind("squared_difference", _EW, "tf.math.squared_difference({0}, {1})",
            _binary(_sq_diff_bound)),
     OpKind("xlogy", _EW, "tf.math.xlogy({0}, {1})",
-           _binary(_xlogy_bound, positive_y=True)),
+           _binary(_xlogy_bound, positive_y=True), _RC),
     OpKind("xdivy", _EW, "tf.math.xdivy({0}, {1})",
-           _binary(_div_bound, positive_y=True)),
+           _binary(_div_bound, positive_y=True), _RC),
     OpKind("atan2", _EW, "tf.math.atan2({0}, {1})", _binary(_atan2_bound)),
     OpKind("add_bc", _BC, "tf.math.add({0}, {1})",
            _binary(_add_bound, broadcast=True), _RC),
@@ -502,6 +502,12 @@ OP_KINDS = {k.name: k for k in [
     OpKind("complex_abs", "complex", "tf.math.abs({0})", _to_real, _COMPLEX),
     OpKind("conj", "complex", "tf.math.conj({0})", _unary(_same, False),
            _COMPLEX),
+    # Never drawn: what an explained mismatch is checked against (the same
+    # values as xlogy/xdivy for x != 0, through Mul/Log/RealDiv's rules).
+    OpKind("xlogy_as_mul_log", "counterfactual",
+           "tf.math.multiply({0}, tf.math.log({1}))", None, _RC),
+    OpKind("xdivy_as_div", "counterfactual", "tf.math.divide({0}, {1})",
+           None, _RC),
 ]}
 
 
