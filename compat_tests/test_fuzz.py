@@ -106,3 +106,57 @@ def test_wrong_rule_is_reported_with_a_failing_repro(tmp_path):
   assert "AssertionError" in repro.stderr
   assert "MISMATCH values" in repro.stdout
   assert "tfgrad.gradients:" in repro.stdout and "tf.gradients:" in repro.stdout
+
+
+def _complex_xlogy_program(extra_op=None):
+  x = np.array([1.5 + 0.5j, -0.7 + 1.2j], np.complex64)
+  y = np.array([0.8 + 0.3j, 1.1 + 0.4j], np.complex64)
+  nodes = [_node("const", "complex64", (2,), value=x),
+           _node("const", "complex64", (2,), value=y),
+           _node("xlogy", "complex64", (2,), [0, 1])]
+  if extra_op:
+    nodes += [_node("real", "float32", (2,), [2]),
+              _node(extra_op, "float32", (2,), [3])]
+  grad_ys = [np.ones(nodes[-1].shape, np.dtype(nodes[-1].dtype))]
+  return fuzz_programs.Program(nodes, ys=[len(nodes) - 1], xs=[0, 1],
+                               grad_ys=grad_ys)
+
+
+@pytest.mark.parametrize("mode", ["graph", "function"])
+def test_complex_xlogy_difference_is_explained(mode):
+  result = fuzz_lib.check(_complex_xlogy_program(), mode)
+  assert {c for c, _ in result.problems} == {"values"}
+  assert result.explained.name == "complex_xlogy_xdivy"
+  x, y = [n.value for n in _complex_xlogy_program().nodes[:2]]
+  # TF's convention for complex gradients: grad * conj(d xlogy / dx)
+  np.testing.assert_allclose(result.ours.values[0], np.conj(np.log(y)),
+                             rtol=1e-5)
+  np.testing.assert_allclose(result.ours.values[1], np.conj(x / y),
+                             rtol=1e-5)
+
+
+def test_explanation_does_not_cover_another_mismatch(wrong_rule):
+  # the wrong rule behind a complex Xlogy: the variant without Xlogy still
+  # mismatches, so the mismatch is not the explained one
+  result = fuzz_lib.check(_complex_xlogy_program("wrong_square"), "graph",
+                          wrong_rule)
+  assert result.problems and result.unexplained
+  fixed = _complex_xlogy_program("square")
+  assert fuzz_lib.check(fixed, "graph").explained.name == (
+      "complex_xlogy_xdivy")
+
+
+def test_invalid_aggregation_method_difference_is_explained():
+  value = np.array([1.0, 2.0], np.float32)
+  nodes = [_node("const", "float32", (2,), value=value),
+           _node("const", "float32", (2,), value=value),
+           _node("sin", "float32", (2,), [0])]
+  # y does not depend on x: stock TF never aggregates, so never checks
+  program = fuzz_programs.Program(nodes, ys=[2], xs=[1],
+                                  aggregation="INVALID")
+  result = fuzz_lib.check(program, "graph")
+  assert result.ours.error == "ValueError" and result.stock.error is None
+  assert result.explained.name == "invalid_aggregation_method"
+  # once a gradient flows, both raise ValueError: no mismatch
+  program.xs = [0]
+  assert not fuzz_lib.check(program, "graph").problems
