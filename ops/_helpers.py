@@ -73,9 +73,36 @@ def unbroadcast(grad, x):
   return raw.Reshape(tensor=raw.Sum(input=grad, axis=axes), shape=x_dyn)
 
 
+def _surely_not_broadcast(x, other):
+  """True when the static shapes alone show that `x` was not broadcast
+  against `other`: ranks known, x's at least other's, and along each axis
+  other's dim is 1 (x's not) or both dims are equal and known. Stock TF
+  (`SmartBroadcastGradientArgs`) then passes the gradient on unreduced,
+  keeping its static shape; a reshape to Shape(x) would lose it."""
+  x_rank, o_rank = x.shape.rank, other.shape.rank
+  if x_rank is None or o_rank is None or x_rank < o_rank:
+    return False
+  x_dims = x.shape.as_list()
+  o_dims = [1] * (x_rank - o_rank) + other.shape.as_list()
+  for xd, od in zip(x_dims, o_dims):
+    if xd == 1 and od != 1:
+      return False
+    if od == 1 and xd != 1:
+      continue
+    if xd is None or od is None:
+      return False
+  return True
+
+
 def unbroadcast_pair(gx, x, gy, y):
-  """`unbroadcast` for both operands of a broadcasting binary op."""
-  return unbroadcast(gx, x), unbroadcast(gy, y)
+  """`unbroadcast` for both operands of a broadcasting binary op (a
+  gradient passes unchanged where the static shapes show no broadcast)."""
+  def one(g, t, other):
+    if g is not None and static_shape(t) is None and _surely_not_broadcast(
+        t, other):
+      return g
+    return unbroadcast(g, t)
+  return one(gx, x, y), one(gy, y, x)
 
 
 def reduced_shape(input_shape, axes):
