@@ -134,3 +134,42 @@ def test_stock_complex_partials_are_still_wrong(op_type):
   analytic, numeric = _complex_vjp_against_finite_differences(
       _COMPLEX_HOLOMORPHIC[op_type], tf.gradients)
   assert abs(analytic - numeric) > 1e-3 * max(1.0, abs(numeric))
+
+
+# A partly unknown operand that static shapes show was not broadcast
+# (the other is a scalar) passes its gradient on unreduced, as stock TF's
+# SmartBroadcastGradientArgs does: the gradient keeps grad_ys' static shape.
+@pytest.mark.parametrize("binary", [tf.math.squared_difference, tf.math.add,
+                                    tf.math.subtract, tf.math.multiply,
+                                    tf.math.divide, tf.math.maximum,
+                                    tf.math.pow])
+@pytest.mark.parametrize("mode", ["graph", "function"])
+def test_unbroadcast_keeps_static_shape_of_unbroadcast_operand(binary, mode):
+  def grads():
+    x = tf.compat.v1.placeholder_with_default(
+        tf.constant([1.3, 1.5, 0.7]), [None])
+    y = tf.constant(0.87)
+    z = binary(x, y)
+    seed = tf.constant([1.69, 0.4, -0.3])
+    result = []
+    for engine in (tfgrad.gradients, tf.gradients):
+      result += engine(z, [x, y], grad_ys=seed)
+    return [g.shape.as_list() for g in result], result
+
+  if mode == "graph":
+    with tf.Graph().as_default():
+      shapes, result = grads()
+      with tf.compat.v1.Session() as sess:
+        values = sess.run(result)
+  else:
+    shapes = []
+
+    @tf.function
+    def run():
+      s, r = grads()
+      shapes.extend(s)
+      return r
+    values = [v.numpy() for v in run()]
+  assert shapes[0] == shapes[2] == [3] and shapes[1] == shapes[3] == []
+  np.testing.assert_allclose(values[0], values[2], rtol=1e-6)
+  np.testing.assert_allclose(values[1], values[3], rtol=1e-6)

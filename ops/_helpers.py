@@ -121,6 +121,60 @@ def unbroadcast(grad, x, other=None):
   return summed
 
 
+def _broadcast_axes(shape, other):
+  """Axes of the broadcast of `shape` with `other` along which `shape` was
+  broadcast, and that broadcast's rank, from static dims alone; None when
+  they depend on dims known only at run time. TF's rules decide the same
+  way (`SmartBroadcastGradientArgs`), so the reduction, and whether there
+  is one at all, is theirs."""
+  if shape.rank is None or other.rank is None:
+    return None
+  rank = max(shape.rank, other.rank)
+  dims = [1] * (rank - shape.rank) + shape.as_list()
+  other_dims = [1] * (rank - other.rank) + other.as_list()
+  axes = []
+  for axis, (dim, other_dim) in enumerate(zip(dims, other_dims)):
+    if dim == 1 and other_dim != 1:
+      axes.append(axis)
+    elif other_dim == 1 and dim != 1:
+      continue
+    elif dim is None or other_dim is None:
+      return None
+  return axes, rank
+
+
+def unbroadcast_operand(grad, x, other):
+  """The gradient of operand `x` of an elementwise op that broadcast it
+  with `other`, from `grad` (shaped like the op's output): summed over the
+  axes along which x was broadcast, as decided from x's and other's
+  shapes. Where no axis was, `grad` passes as it is (a gradient whose
+  shape is not x's then fails backprop's shape check, as under TF)."""
+  if grad is None:
+    return None
+  found = _broadcast_axes(x.shape, other.shape)
+  if found is None:
+    x_dyn = raw.Shape(input=x)
+    axes, _ = raw.BroadcastGradientArgs(s0=x_dyn, s1=raw.Shape(input=other))
+    return raw.Reshape(tensor=raw.Sum(input=grad, axis=axes, keep_dims=True),
+                       shape=x_dyn)
+  axes, rank = found
+  lead = rank - x.shape.rank
+  if not axes and not lead:
+    return grad
+  axes = sorted(set(range(lead)).union(axes))
+  if grad.shape.rank != rank:  # a malformed grad_ys entry: TF's steps
+    summed = raw.Sum(input=grad, axis=emit.const(axes, tf.int32),
+                     keep_dims=True)
+    return raw.Reshape(tensor=summed, shape=shape_of(x))
+  return _sum_axes(grad, axes, lead)
+
+
+def unbroadcast_elementwise(gx, x, gy, y):
+  """`unbroadcast_operand` for both operands of a broadcasting
+  elementwise binary op."""
+  return unbroadcast_operand(gx, x, y), unbroadcast_operand(gy, y, x)
+
+
 def unbroadcast_pair(gx, x, gy, y):
   """`unbroadcast` for both operands of a broadcasting binary op."""
   return unbroadcast(gx, x, y.shape), unbroadcast(gy, y, x.shape)

@@ -250,7 +250,7 @@ def _batch_unbroadcast(gx, x, gy, y):
 def _add_grad(op, grad):
   """d (x + y) = dx + dy."""
   x, y = op.inputs
-  return _helpers.unbroadcast_pair(_if_needed(op, 0, grad), x,
+  return _helpers.unbroadcast_elementwise(_if_needed(op, 0, grad), x,
                                    _if_needed(op, 1, grad), y)
 
 
@@ -263,7 +263,7 @@ def _sub_grad(op, grad):
   """d (x - y) = dx - dy."""
   x, y = op.inputs
   gy = _neg(grad) if _helpers.needs_grad(op, 1) else None
-  return _helpers.unbroadcast_pair(_if_needed(op, 0, grad), x, gy, y)
+  return _helpers.unbroadcast_elementwise(_if_needed(op, 0, grad), x, gy, y)
 
 
 def _div_dy(x, y, g):
@@ -303,7 +303,7 @@ def _squared_difference_grad(op, grad):
     gx = _mul(_mul(2.0, _dense(grad)), _sub(x, y))
     gy = raw.Neg(x=gx) if _helpers.needs_grad(op, 1) else None
     gx = gx if _helpers.needs_grad(op, 0) else None
-    return _helpers.unbroadcast_pair(gx, x, gy, y)
+    return _helpers.unbroadcast_elementwise(gx, x, gy, y)
 
 
 @RegisterGradient("Atan2")
@@ -312,7 +312,7 @@ def _atan2_grad(op, grad):
   y, x = op.inputs
   with emit.after(grad):
     scaled = _div(grad, _add(raw.Square(x=y), raw.Square(x=x)))
-    return _helpers.unbroadcast_pair(_mul(x, scaled), y,
+    return _helpers.unbroadcast_elementwise(_mul(x, scaled), y,
                                      _mul(raw.Neg(x=y), scaled), x)
 
 
@@ -328,7 +328,7 @@ def _pow_grad(op, grad):
     safe_x = _where(mask, cx, raw.OnesLike(x=x))
     log_x = _where(mask, raw.Log(x=safe_x), raw.ZerosLike(x=x))
     gy = _mul(_mul(grad, _helpers.conj(op.outputs[0])), log_x)
-    return _helpers.unbroadcast_pair(gx, x, gy, y)
+    return _helpers.unbroadcast_elementwise(gx, x, gy, y)
 
 
 def _select_grad(op, grad, x_wins):
@@ -337,7 +337,7 @@ def _select_grad(op, grad, x_wins):
   with emit.after(grad):
     zeros = raw.ZerosLike(x=grad)
     mask = x_wins(x=x, y=y)
-    return _helpers.unbroadcast_pair(_where(mask, grad, zeros), x,
+    return _helpers.unbroadcast_elementwise(_where(mask, grad, zeros), x,
                                      _where(mask, zeros, grad), y)
 
 
@@ -946,7 +946,7 @@ def _igamma_partials(op, grad):
     ga = _mul(raw.IgammaGradA(a=a, x=x), grad)
     gx = _mul(raw.Exp(x=_sub(_add(raw.Neg(x=x), _mul(
         _sub(a, 1), raw.Log(x=x))), raw.Lgamma(x=a))), grad)
-    return _helpers.unbroadcast_pair(ga, a, gx, x)
+    return _helpers.unbroadcast_elementwise(ga, a, gx, x)
 
 
 @RegisterGradient("Igamma")

@@ -49,7 +49,7 @@ def def_binary(op_type, dx, dy):
       cx, cy = _helpers.conj(x), _helpers.conj(y)
       gx = dx(cx, cy, grad) if dx and _helpers.needs_grad(op, 0) else None
       gy = dy(cx, cy, grad) if dy and _helpers.needs_grad(op, 1) else None
-      return _helpers.unbroadcast_pair(gx, x, gy, y)
+      return _helpers.unbroadcast_elementwise(gx, x, gy, y)
 
   rule.__name__ = f"_{op_type.lower()}_grad"
   rule.__doc__ = f"Gradient of broadcasting binary {op_type} from formulas."

@@ -304,13 +304,21 @@ def _call_rule(state, rule, op, out_grads, skip):
   except (TypeError, ValueError) as e:
     if type(e) not in (TypeError, ValueError):
       raise
-    seeds = [f"output {i}'s gradient is grad_ys[{state.seeds[id(g)]}] "
-             f"({g.dtype.name}, shape {g.shape}; the output is "
-             f"{op.outputs[i].dtype.name}, shape {op.outputs[i].shape})"
-             for i, g in enumerate(out_grads) if id(g) in state.seeds]
+    seeds = _seeds_among(state, op, out_grads)
     raise type(e)(
         f"{e} (in the gradient of op '{op.name}' (op type: {op.type})"
         + (f"; {', '.join(seeds)}" if seeds else "") + ")") from e
+
+
+def _seeds_among(state, op, out_grads):
+  """Says which of `op`'s output gradients are grad_ys entries, for
+  error messages."""
+  return [f"output {i}'s gradient is grad_ys[{state.seeds[id(g)]}] "
+          f"({type(g).__name__}, {g.dtype.name}, shape {g.shape}; the "
+          "output is "
+          f"{op.outputs[i].dtype.name}, shape {op.outputs[i].shape})"
+          for i, g in enumerate(out_grads)
+          if g is not None and id(g) in state.seeds]
 
 
 def _fill_missing_output_grads(state, op, out_grads, needs_all):
@@ -358,10 +366,12 @@ def _hand_to_inputs(state, op, in_grads):
       try:
         _refine_shape(g, t.shape)
       except ValueError:
+        seeds = _seeds_among(state, op, state.grads.get(op) or [])
         raise ValueError(
             "Incompatible shapes between op input and calculated input "
             f"gradient: op '{op.name}' (op type: {op.type}), input index {i}, "
-            f"input shape {t.shape}, gradient shape {g.shape}") from None
+            f"input shape {t.shape}, gradient shape {g.shape}"
+            + (f" ({'; '.join(seeds)})" if seeds else "")) from None
     if not tf_compat.is_eager_tensor(t):
       add_gradient(state.grads, t, g)
 
