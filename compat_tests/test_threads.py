@@ -283,3 +283,25 @@ def test_installed_blocks_on_several_threads_uninstall_with_the_last():
     t.join()
   assert seen == [True, True]
   assert tf.gradients is original
+
+
+def test_attribute_cache_filled_from_many_threads_serializes_right():
+  """emit caches one AttrValue per (kind, value) and its serialization by
+  the proto's id; threads filling it at once must never leave bytes that
+  belong to another proto (an id reused after a dropped proto died)."""
+  from tfgrad import emit, tf_compat  # pylint: disable=g-import-not-at-top
+  values = [("list(int)", tuple(range(k, k + 3))) for k in range(5000, 5400)]
+
+  def fill(offset):
+    def run():
+      for kind, value in values[offset:] + values[:offset]:
+        proto = emit._attr(kind, value)  # pylint: disable=protected-access
+        assert list(proto.list.i) == list(value)
+        assert (tf_compat._serialized(proto)  # pylint: disable=protected-access
+                == proto.SerializeToString())
+    return run
+  errors = _in_threads([[fill(37 * i)] for i in range(8)], 8)
+  assert not errors, errors[:3]
+  for (kind, value) in values:
+    proto = emit._attr(kind, value)  # pylint: disable=protected-access
+    assert tf_compat._serialized(proto) == proto.SerializeToString()  # pylint: disable=protected-access

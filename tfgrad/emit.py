@@ -101,7 +101,8 @@ def _attr(kind, value):
     raise TypeError(f"emit: attribute kind '{kind}' is not supported")
   if key is not None and len(_attr_cache) < 100_000:
     try:
-      _attr_cache[key] = proto
+      # The first proto cached for a key is the one every thread uses.
+      proto = _attr_cache.setdefault(key, proto)
     except TypeError:
       pass
     else:

@@ -374,15 +374,25 @@ def serialized_string_list_attr(values):
   return b"\x0a" + _varint(len(inner)) + inner
 
 
-# id(AttrValue) -> its serialized bytes, for protos that live as long as the
-# process (emit's attribute cache never drops one), so an id is never reused.
+# id(AttrValue) -> (the proto, its serialized bytes). The entry holds the
+# proto itself, so its id is never reused by another object while the
+# entry exists (two threads caching one attribute at once both record
+# theirs; the one the cache drops stays alive here).
 _serialized_attrs = {}
 
 
 def keep_serialized(proto):
-  """Records the serialization of `proto`, which the caller keeps alive for
-  good and never mutates; ops built with it then skip serializing it."""
-  _serialized_attrs[id(proto)] = proto.SerializeToString()
+  """Records the serialization of `proto`, which the caller never mutates;
+  ops built with it then skip serializing it."""
+  _serialized_attrs[id(proto)] = (proto, proto.SerializeToString())
+
+
+def _serialized(value):
+  """`value.SerializeToString()`, recorded by `keep_serialized` or not."""
+  entry = _serialized_attrs.get(id(value))
+  if entry is not None and entry[0] is value:
+    return entry[1]
+  return value.SerializeToString()
 
 
 class _HeldCGraph(threading.local):
@@ -488,9 +498,7 @@ def _create_op_lean(graph, op_type, inputs, grouped, attrs, name,
           _c_api.TF_AddControlInput(desc, control._c_op)  # pylint: disable=protected-access
     if attrs:
       for key, value in attrs.items():
-        data = _serialized_attrs.get(id(value))
-        _c_api.TF_SetAttrValueProto(
-            desc, key, value.SerializeToString() if data is None else data)
+        _c_api.TF_SetAttrValueProto(desc, key, _serialized(value))
     if placement is not None and placement[0] is not None:
       _c_api.TF_SetAttrValueProto(desc, "_class", placement[0])
       if placement[1]:
