@@ -7,10 +7,11 @@ post-order from the ys (each op as late as its first consumer allows) and
 sorted into three kinds:
 
     param     every input is an x, another param tensor, or a small
-              constant (<= 64 elements): variable reads, weight reshapes.
+              integer constant (<= 64 elements: shapes, axes): variable reads, weight reshapes.
               Never recomputed, never counted as activations.
     pinned    outputs that must not be recomputed: stateful ops (random
-              number generators, stateful calls) and their inputs.
+              number generators, stateful calls), control flow and calls
+              of graph functions (kept as a whole), and their inputs.
     data      everything else: activations, recomputable.
 
 Cost model (documented in README.md, "Memory-saving gradients"):
@@ -108,6 +109,17 @@ def flops(op):
   return out
 
 
+def _calls_functions(op):
+  """Control flow and calls of graph functions (an attribute naming a
+  function): kept as a whole, differentiated on the original op (TF's
+  rules for them rewrite the op they differentiate)."""
+  for value in op.node_def.attr.values():
+    if value.HasField("func") or (value.HasField("list")
+                                  and len(value.list.func)):
+      return True
+  return False
+
+
 @dataclasses.dataclass
 class Forward:
   """The analysed forward graph of one call."""
@@ -145,13 +157,13 @@ def analyse(ys, xs, members, inputs):
     if op in x_ops:
       kind[op] = "x"
       continue
-    if all(id(t) in param_ids or (t.op not in members
+    if all(id(t) in param_ids or (t.op not in members and t.dtype.is_integer
                                   and _elements(t) <= _SMALL_CONSTANT
                                   and t.op.type == "Const")
            for t in inputs(op)):
       kind[op] = "param"
       param_ids.update(id(o) for o in op.outputs)
-    elif op.op_def.is_stateful:
+    elif op.op_def.is_stateful or _calls_functions(op):
       kind[op] = "pinned"
     else:
       kind[op] = "data"
