@@ -131,6 +131,7 @@ class Forward:
   x_ids: set           # id() of the xs
   param_bytes: int
   top_bytes: int
+  prefix: tuple = None  # see _prefix
 
 
 def analyse(ys, xs, members, inputs):
@@ -226,7 +227,14 @@ class Plan:
 
 
 def _prefix(fwd):
-  """Prefix sums over topological positions of data bytes and FLOPs."""
+  """Prefix sums over topological positions of data bytes and FLOPs,
+  computed once per analysis."""
+  if fwd.prefix is None:
+    fwd.prefix = _prefix_sums(fwd)
+  return fwd.prefix
+
+
+def _prefix_sums(fwd):
   data_bytes = [0] * (len(fwd.order) + 1)
   op_flops = [0] * (len(fwd.order) + 1)
   for i, op in enumerate(fwd.order):
@@ -268,9 +276,10 @@ def _chain(fwd, cands, limit):
   best = [inf] * n
   prev = [-1] * n
   lo = 0
+  costs = [(nbytes(t), -flops(t.op)) for t in cands]
+  seg_start = lambda i: 0 if i < 0 else pos[i] + 1  # noqa: E731
   for j in range(n):
-    seg_start = lambda i: 0 if i < 0 else pos[i] + 1  # noqa: E731
-    cost_j = (nbytes(cands[j]), -flops(cands[j].op))
+    cost_j = costs[j]
     if data_bytes[pos[j]] - data_bytes[0] <= limit:
       best[j], prev[j] = cost_j, -1
     while lo < j and data_bytes[pos[j]] - data_bytes[seg_start(lo)] > limit:
@@ -299,8 +308,8 @@ def _chain(fwd, cands, limit):
 def _limits(fwd):
   data_bytes, _ = _prefix(fwd)
   total = max(1, data_bytes[-1])
-  return sorted({int(total / 1.25 ** k) for k in range(60)
-                 if total / 1.25 ** k >= 1})
+  return sorted({int(total / 1.4 ** k) for k in range(40)
+                 if total / 1.4 ** k >= 1})
 
 
 def _candidates(fwd, seps):
