@@ -356,10 +356,13 @@ def choose_budget(fwd, seps, forced, budget):
 
 
 def choose_speed(fwd):
-  """Outputs of expensive op types (matmuls, convolutions, einsum)."""
-  return [o for op in fwd.order
-          if fwd.kind[op] == "data" and op.type in EXPENSIVE_TYPES
-          for o in op.outputs if tf_compat.is_trainable(o)]
+  """Outputs of expensive op types (matmuls, convolutions, einsum), and
+  data tensors read by several ops (residual streams), without which
+  segments would overlap and recompute chains of cheap ops many times."""
+  return [o for op in fwd.order if fwd.kind[op] == "data"
+          for o in op.outputs if tf_compat.is_trainable(o) and (
+              op.type in EXPENSIVE_TYPES
+              or sum(c in fwd.pos for c in o.consumers()) > 1)]
 
 
 def choose_listed(fwd, listed):
