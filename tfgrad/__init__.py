@@ -29,6 +29,8 @@ from tfgrad.registry import UseTFGradient
 from tfgrad.aggregate import AggregationMethod
 from tfgrad.api import gradients
 from tfgrad.api import strict_mode
+from tfgrad.remat import explain_checkpoints
+from tfgrad.remat_select import MemoryBudget
 from tfgrad.install import install
 from tfgrad.install import installed
 from tfgrad.install import uninstall

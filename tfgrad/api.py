@@ -13,6 +13,7 @@ from tfgrad import aggregate
 from tfgrad import backprop
 from tfgrad import emit
 from tfgrad import graph_walk
+from tfgrad import remat
 from tfgrad import tf_compat
 from tfgrad.emit import raw
 
@@ -45,17 +46,19 @@ def strict_mode(enabled=True):
 def gradients(ys, xs, grad_ys=None, name="gradients", gate_gradients=False,
               aggregation_method=None, stop_gradients=None,
               unconnected_gradients=tf.UnconnectedGradients.NONE, *,
-              strict=None):
+              strict=None, checkpoints=None):
   """Symbolic derivatives of sum(ys) with respect to each x in xs.
 
   A drop-in for `tf.gradients` (TF2 signature): valid in graph context only
   (inside `tf.function` or under a default `tf.Graph`). Returns a list of
   len(xs) Tensors, IndexedSlices or None. `strict=True` refuses TF's
-  registry as fallback (see `strict_mode`).
+  registry as fallback (see `strict_mode`); `checkpoints` rematerializes
+  (see `tfgrad.remat`).
   """
   return gradients_v1(ys, xs, grad_ys, name, True, gate_gradients,
                       aggregation_method, stop_gradients,
-                      unconnected_gradients, strict=strict)
+                      unconnected_gradients, strict=strict,
+                      checkpoints=checkpoints)
 
 
 @tf.autograph.experimental.do_not_convert
@@ -63,9 +66,15 @@ def gradients_v1(ys, xs, grad_ys=None, name="gradients",
                  colocate_gradients_with_ops=False, gate_gradients=False,
                  aggregation_method=None, stop_gradients=None,
                  unconnected_gradients=tf.UnconnectedGradients.NONE, *,
-                 strict=None):
+                 strict=None, checkpoints=None):
   """A drop-in for `tf.compat.v1.gradients` (adds colocate_gradients_with_ops)."""
   graph = tf.compat.v1.get_default_graph()
+  if checkpoints is not None:  # rematerializing: tfgrad.remat
+    with tf_compat.mutation_lock(graph), tf_compat.building_lock(graph):
+      return remat.gradients(ys, xs, grad_ys, name, colocate_gradients_with_ops,
+                             gate_gradients, aggregation_method,
+                             stop_gradients, unconnected_gradients, strict,
+                             checkpoints)
   with tf_compat.mutation_lock(graph):
     return gradients_helper(ys, xs, grad_ys, name, colocate_gradients_with_ops,
                             gate_gradients, aggregation_method, stop_gradients,

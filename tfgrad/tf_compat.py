@@ -855,3 +855,20 @@ def tf_while_grad():
   """TF's While rule, run by tfgrad (see `routed_through_tfgrad`); the
   gradient loop's outputs come back without TF's Identity ops."""
   return routed_through_tfgrad(tf_ops.gradient_registry.lookup("While"))
+
+
+def copy_op(graph, op, inputs, name):
+  """A copy of `op` reading `inputs`: same type, attributes (colocation
+  `_class` included) and device, named `name` from the graph's root name
+  scope (made unique), built by `Graph._create_op_internal`, so the
+  graph's control-dependency stack applies (TF 2.16-2.21)."""
+  attrs = dict(op.node_def.attr.items())
+  saved = graph._name_stack  # pylint: disable=protected-access
+  graph._name_stack = ""  # pylint: disable=protected-access
+  try:
+    with graph.device(op.device) if op.device else contextlib.nullcontext():
+      return graph._create_op_internal(  # pylint: disable=protected-access
+          op.type, inputs, dtypes=[o.dtype for o in op.outputs], name=name,
+          attrs=attrs, op_def=op.op_def)
+  finally:
+    graph._name_stack = saved  # pylint: disable=protected-access

@@ -127,6 +127,29 @@ def build_cnn(batch=8, size=16, channels=8, classes=10, seed=0,
   return [_sparse_xent(logits, labels)], init.variables
 
 
+def build_resnet(blocks=50, batch=16, size=16, channels=32, classes=10,
+                 seed=0, dtype="float32"):
+  """A stem conv, `blocks` residual blocks (conv-relu-conv, added to the
+  block's input, relu), global average pooling, dense head."""
+  init = _Init(seed, dtype)
+  images = init.data([batch, size, size, 3], "images")
+  labels = init.labels([batch], classes, "labels")
+
+  def conv(x, name):
+    k = init.variable([3, 3, int(x.shape[-1]), channels], name,
+                      scale=0.5 / math.sqrt(9 * int(x.shape[-1])))
+    return tf.nn.conv2d(x, k, strides=1, padding="SAME")
+
+  h = tf.nn.relu(conv(images, "stem"))
+  for i in range(blocks):
+    with tf.name_scope(f"block_{i}"):
+      r = conv(tf.nn.relu(conv(h, "conv_a")), "conv_b")
+      h = tf.nn.relu(h + r)
+  h = tf.reduce_mean(h, axis=[1, 2])
+  logits = _dense(init, h, classes, "head", activation=None)
+  return [_sparse_xent(logits, labels)], init.variables
+
+
 def build_transformer(blocks=1, batch=4, seq=16, d_model=64, heads=4,
                       vocab=128, seed=0, dtype="float32"):
   """Token + position embeddings, `blocks` pre-LN attention/GELU-MLP blocks,
@@ -259,6 +282,7 @@ BUILDERS = {
     "mlp": build_mlp,
     "cnn": build_cnn,
     "transformer": build_transformer,
+    "resnet": build_resnet,
     "embedding": build_embedding,
     "fanout": build_fanout,
     "many_ys": build_many_ys,

@@ -1,0 +1,297 @@
+"""Memory-saving gradients (`checkpoints=`): every mode against stock
+`tf.gradients` on the same graph, in a tf.Graph with a Session and inside
+a tf.function; kept sets of small hand-checked graphs; random ops; bad
+input."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfgrad
+from compat_tests import differential
+
+
+def _mlp(depth=6, width=8, batch=4):
+  rng = np.random.RandomState(0)
+  h = tf.constant(rng.randn(batch, width).astype(np.float32), name="data")
+  ws = []
+  for i in range(depth):
+    w = differential.variable(rng.randn(width, width) / np.sqrt(width))
+    b = differential.variable(rng.randn(width) * 0.1)
+    ws += [w, b]
+    h = tf.nn.tanh(tf.nn.bias_add(tf.matmul(h, w), b), name=f"act_{i}")
+  return [tf.reduce_sum(h * h)], ws
+
+
+def _convnet(blocks=3):
+  rng = np.random.RandomState(1)
+  h = tf.constant(rng.randn(2, 6, 6, 4).astype(np.float32))
+  ws = []
+  for _ in range(blocks):
+    w = differential.variable(rng.randn(3, 3, 4, 4) * 0.2)
+    ws.append(w)
+    r = tf.nn.relu(tf.nn.conv2d(h, w, 1, "SAME"))
+    h = h + r  # residual
+  return [tf.reduce_mean(tf.square(h))], ws
+
+
+def _attention():
+  rng = np.random.RandomState(2)
+  emb = differential.variable(rng.randn(10, 8) * 0.3)
+  tokens = tf.compat.v1.placeholder_with_default([[1, 2, 3, 4], [5, 6, 7, 1]],
+                                                 [2, 4])
+  h = tf.gather(emb, tokens)  # IndexedSlices gradient for emb
+  ws = [emb]
+  for _ in range(2):
+    wq = differential.variable(rng.randn(8, 8) * 0.3)
+    wv = differential.variable(rng.randn(8, 8) * 0.3)
+    ws += [wq, wv]
+    q = tf.einsum("bsd,de->bse", h, wq)
+    v = tf.einsum("bsd,de->bse", h, wv)
+    p = tf.nn.softmax(tf.matmul(q, q, transpose_b=True))
+    h = h + tf.matmul(p, v)
+  return [tf.reduce_sum(tf.sin(h))], ws
+
+
+def _with_cond():
+  rng = np.random.RandomState(3)
+  w = differential.variable(rng.randn(4, 4) * 0.5)
+  h = tf.constant(rng.randn(3, 4).astype(np.float32))
+  h = tf.tanh(h @ w)
+  h = tf.cond(tf.reduce_sum(h) > -100.0, lambda: tf.sin(h) * h,
+              lambda: tf.cos(h))
+  h = tf.tanh(h @ w)
+  return [tf.reduce_sum(h)], [w]
+
+
+def _with_call():
+  rng = np.random.RandomState(4)
+  w = differential.variable(rng.randn(4, 4) * 0.5)
+
+  @tf.function
+  def layer(h, w):
+    return tf.tanh(h @ w)
+
+  h = tf.constant(rng.randn(3, 4).astype(np.float32))
+  for _ in range(3):
+    h = tf.tanh(layer(h, w))
+  return [tf.reduce_sum(h)], [w]
+
+
+MODELS = {"mlp": _mlp, "convnet": _convnet, "attention": _attention,
+          "cond": _with_cond, "call": _with_call}
+MODES = ["memory", "speed", "budget", "list"]
+
+
+def _mode(mode, ys, xs):
+  if mode == "budget":
+    est = tfgrad.explain_checkpoints(ys, xs, checkpoints="memory")
+    plain = est["estimated_peak_plain"]
+    return tfgrad.MemoryBudget((est["estimated_peak"] + plain) // 2)
+  if mode == "list":
+    return [t for t in _tensors(ys[0].graph) if t.op.type in (
+        "Tanh", "Relu", "AddV2", "BatchMatMulV2")][1:3]
+  return mode
+
+
+def _tensors(graph):
+  return [op.outputs[0] for op in graph.get_operations() if op.outputs]
+
+
+def _checkpointed(build, mode):
+  def built():
+    ys, xs = build()
+    return ys, xs, _mode(mode, ys, xs)
+  return built
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize("mode", MODES)
+def test_values_match_stock_in_graph(model, mode):
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = MODELS[model]()
+    ours = tfgrad.gradients(ys, xs, checkpoints=_mode(mode, ys, xs))
+    theirs = tf.gradients(ys, xs)
+    copies = [op for op in graph.get_operations()
+              if op.name.endswith("_remat")]
+    with tf.compat.v1.Session() as sess:
+      sess.run(tf.compat.v1.global_variables_initializer())
+      mine = differential._run(sess, ours)  # pylint: disable=protected-access
+      stock = differential._run(sess, theirs)  # pylint: disable=protected-access
+  differential.assert_same(ours, theirs, mine, stock, rtol=1e-5)
+  if mode == "list" or (mode == "memory" and model in ("mlp", "convnet")):
+    assert copies, "nothing was recomputed"
+
+
+@pytest.mark.parametrize("model", ["mlp", "attention", "cond"])
+@pytest.mark.parametrize("mode", ["memory", "speed", "list"])
+def test_values_match_stock_in_function(model, mode):
+  differential._FunctionVariables.made = []  # pylint: disable=protected-access
+  try:
+    @tf.function
+    def both():
+      differential._FunctionVariables.next = 0  # pylint: disable=protected-access
+      ys, xs = MODELS[model]()
+      ours = tfgrad.gradients(ys, xs, checkpoints=_mode(mode, ys, xs))
+      theirs = tf.gradients(ys, xs)
+      return ([tf.convert_to_tensor(g) for g in ours],
+              [tf.convert_to_tensor(g) for g in theirs])
+    mine, stock = both()
+  finally:
+    differential._FunctionVariables.made = None  # pylint: disable=protected-access
+  for a, b in zip(mine, stock):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_v1_entry_point_and_indexed_slices_stay_sparse():
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = _attention()
+    ours = tfgrad.compat.v1.gradients(ys, xs, checkpoints="memory",
+                                      colocate_gradients_with_ops=True)
+    theirs = tf.compat.v1.gradients(ys, xs, colocate_gradients_with_ops=True)
+    assert isinstance(ours[0], tf.IndexedSlices)
+    with tf.compat.v1.Session() as sess:
+      sess.run(tf.compat.v1.global_variables_initializer())
+      mine = differential._run(sess, ours)  # pylint: disable=protected-access
+      stock = differential._run(sess, theirs)  # pylint: disable=protected-access
+  differential.assert_same(ours, theirs, mine, stock, rtol=1e-5)
+
+
+def _chain():
+  """x -> 8 x (MatMul, Tanh) -> sum, every tensor on one chain."""
+  w = tf.compat.v1.placeholder_with_default(np.eye(4, dtype=np.float32),
+                                            [4, 4], name="w")
+  h = tf.constant(np.ones([2, 4], np.float32), name="h0")
+  for i in range(8):
+    h = tf.tanh(tf.matmul(h, w, name=f"mm{i}"), name=f"t{i}")
+  return tf.reduce_sum(h, name="loss"), w
+
+
+def test_kept_sets_of_a_chain():
+  with tf.Graph().as_default():
+    loss, w = _chain()
+    speed = tfgrad.explain_checkpoints(loss, w, checkpoints="speed")
+    assert speed["kept"] == [f"mm{i}:0" for i in range(8)]
+    listed = tfgrad.explain_checkpoints(
+        loss, w, checkpoints=[tf.compat.v1.get_default_graph()
+                              .get_tensor_by_name("t3:0")])
+    assert listed["kept"] == ["t3:0"]
+    # The segment of t3 recomputes mm0..t3 (the first MatMul from h0, w).
+    (name, ops), = listed["segments"]
+    assert name == "t3:0"
+    assert ops == [f"{k}{i}" for i in range(4) for k in ("mm", "t")]
+    memory = tfgrad.explain_checkpoints(loss, w, checkpoints="memory")
+    # 16 tensors of one size on a chain: about sqrt(16) kept, evenly.
+    assert 2 <= len(memory["kept"]) <= 6
+    assert memory["estimated_peak"] < memory["estimated_peak_plain"]
+
+
+def test_recomputation_waits_for_the_gradient():
+  with tf.Graph().as_default() as graph:
+    loss, w = _chain()
+    t3 = graph.get_tensor_by_name("t3:0")
+    tfgrad.gradients(loss, w, checkpoints=[t3])
+    first = graph.get_operation_by_name("mm0_remat")
+    # Its inputs: h0 (needs no gradient), and w through an Identity that
+    # waits for the gradient of t3.
+    bridge = first.inputs[1].op
+    assert first.inputs[0].op.name == "h0"
+    assert bridge.type == "Identity" and bridge.inputs[0].op.name == "w"
+    assert bridge.control_inputs, "the recomputation does not wait"
+    assert graph.get_operation_by_name("t3_remat").type == "Tanh"
+
+
+def test_random_ops_are_not_recomputed_differently():
+  rng = np.random.RandomState(5)
+
+  @tf.function
+  def noisy(h):  # a stateful call between xs and ys
+    return h * tf.random.uniform(tf.shape(h))
+
+  with tf.Graph().as_default() as graph:
+    w = tf.Variable(rng.randn(4, 4).astype(np.float32) * 0.5)
+    h = tf.constant(rng.randn(3, 4).astype(np.float32))
+    for _ in range(3):
+      h = tf.nn.dropout(tf.tanh(h @ w), rate=0.5)
+      h = noisy(h)
+    loss = tf.reduce_sum(h * h)
+    ours = tfgrad.gradients(loss, [w], checkpoints="memory")
+    listed = tfgrad.gradients(loss, [w], checkpoints=[
+        t for t in _tensors(graph) if t.op.type == "Tanh"][:2])
+    theirs = tf.gradients(loss, [w])
+    for op in graph.get_operations():
+      if op.name.endswith("_remat"):
+        assert not op.op_def.is_stateful or op.type == "ReadVariableOp", op
+    with tf.compat.v1.Session() as sess:
+      sess.run(tf.compat.v1.global_variables_initializer())
+      for _ in range(3):  # one run draws once, for all three gradients
+        a, b, c = sess.run([ours[0], listed[0], theirs[0]])
+        np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(b, c, rtol=1e-5, atol=1e-6)
+
+
+def test_stateless_random_ops_are_recomputed_with_their_seeds():
+  with tf.Graph().as_default() as graph:
+    w = tf.Variable(np.eye(4, dtype=np.float32))
+    h = tf.tanh(tf.ones([3, 4]) @ w)
+    noise = tf.random.stateless_uniform([3, 4], seed=[1, 2]) * h
+    h2 = tf.tanh(noise @ w, name="after")
+    loss = tf.reduce_sum(tf.tanh(h2 @ w))
+    ours = tfgrad.gradients(loss, [w], checkpoints=[h2])
+    theirs = tf.gradients(loss, [w])
+    assert any(op.name.endswith("_remat") for op in graph.get_operations())
+    with tf.compat.v1.Session() as sess:
+      sess.run(tf.compat.v1.global_variables_initializer())
+      a, b = sess.run([ours[0], theirs[0]])
+  np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_none_pattern_and_unconnected_zero_match_stock():
+  with tf.Graph().as_default():
+    loss, w = _chain()
+    other = tf.Variable(1.0)
+    for unconnected in ("none", "zero"):
+      ours = tfgrad.gradients(loss, [w, other], checkpoints="memory",
+                              unconnected_gradients=unconnected)
+      theirs = tf.gradients(loss, [w, other],
+                            unconnected_gradients=unconnected)
+      assert [g is None for g in ours] == [g is None for g in theirs]
+
+
+def test_bad_checkpoints_value():
+  with tf.Graph().as_default():
+    loss, w = _chain()
+    with pytest.raises(ValueError, match="memory.*speed.*MemoryBudget"):
+      tfgrad.gradients(loss, w, checkpoints="fast")
+    with pytest.raises(ValueError, match="MemoryBudget"):
+      tfgrad.MemoryBudget(-3)
+
+
+def test_listed_tensor_not_between_xs_and_ys():
+  with tf.Graph().as_default() as graph:
+    loss, w = _chain()
+    h0 = graph.get_tensor_by_name("h0:0")
+    with pytest.raises(ValueError, match=r"checkpoints\[1\] \(h0:0\)"):
+      tfgrad.gradients(loss, w, checkpoints=[
+          graph.get_tensor_by_name("t2:0"), h0])
+
+
+def test_budget_below_smallest_schedule_says_how_small():
+  with tf.Graph().as_default():
+    loss, w = _chain()
+    with pytest.raises(ValueError, match=r"smallest feasible.*estimated "
+                                         r"peak is \d+ bytes"):
+      tfgrad.gradients(loss, w, checkpoints=tfgrad.MemoryBudget(10))
+
+
+def test_generous_budget_is_the_plain_gradient():
+  with tf.Graph().as_default() as graph:
+    loss, w = _chain()
+    before = len(graph.get_operations())
+    tfgrad.gradients(loss, w, checkpoints=tfgrad.MemoryBudget(10 ** 9))
+    with_budget = len(graph.get_operations()) - before
+    before = len(graph.get_operations())
+    tfgrad.gradients(loss, w)
+    assert with_budget == len(graph.get_operations()) - before

@@ -1,0 +1,294 @@
+"""Memory-saving gradients: `tfgrad.gradients(..., checkpoints=...)`.
+
+The forward graph between the xs and the ys is cut at the kept tensors
+(`remat_select` chooses them). Backprop then runs segment by segment, from
+the ys down:
+
+    top       the ops between the last kept tensors and the ys are
+              differentiated as they are (their values are fresh anyway);
+    segments  for each kept tensor c, latest first, once every gradient
+              contribution to c is in: the ops that compute c from other
+              kept tensors, xs and parameters are copied (same op type,
+              attributes, device and colocation; inputs from the copy or,
+              across the cut, through an Identity), the copies that start
+              the segment wait (control inputs) for c's gradient, so
+              they run, and their buffers live, only then; the copy is
+              differentiated by the engine with c's gradient as grad_ys;
+    params    gradients that reached parameter tensors (variable reads,
+              weight reshapes, never recomputed) go on to the xs;
+    collect   each x's contributions are summed (IndexedSlices stay
+              sparse), then `unconnected_gradients` applies.
+
+Ops with state (random number generators, stateful calls) are never
+copied: their outputs and inputs are kept, their gradients run on the
+original op. Stateless random ops are copied with their seeds, so they
+recompute the same values.
+"""
+
+import contextlib
+
+import tensorflow as tf
+
+from tfgrad import aggregate
+from tfgrad import graph_walk
+from tfgrad import remat_select
+from tfgrad import tf_compat
+
+
+def _as_list(x):
+  return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+class _Call:
+  """The arguments every engine call of one rematerializing call shares."""
+
+  def __init__(self, scope, colocate, gate, aggregation, strict):
+    self.scope, self.colocate, self.gate = scope, colocate, gate
+    self.aggregation, self.strict = aggregation, strict
+
+  def grads(self, ys, xs, grad_ys, stop_gradients=None):
+    from tfgrad import api  # pylint: disable=g-import-not-at-top
+    return api.gradients_helper(
+        ys, xs, grad_ys, self.scope, self.colocate, self.gate,
+        self.aggregation, stop_gradients, tf.UnconnectedGradients.NONE,
+        strict=self.strict)
+
+
+def prepare(ys, xs, grad_ys, stop_gradients, strict, checkpoints):
+  """Argument checks and the forward analysis: (ys, xs, grad_ys, stops,
+  fwd, plan), or None when the call falls outside what checkpointing
+  covers (see README)."""
+  from tfgrad import api  # pylint: disable=g-import-not-at-top
+  from tfgrad import backprop  # pylint: disable=g-import-not-at-top
+  remat_select.check_choice(checkpoints)
+  if tf.executing_eagerly():
+    raise RuntimeError("tf.gradients is not supported when eager execution "
+                       "is enabled. Use tf.GradientTape instead.")
+  ys = tf_compat.variables_to_tensors(_as_list(ys))
+  xs = [x.handle if tf_compat.is_resource_variable(x) else x
+        for x in _as_list(xs)]
+  if tf_compat.any_composite(xs) or tf_compat.any_composite(ys):
+    raise NotImplementedError("checkpoints: composite ys or xs are not "
+                              "supported")
+  grad_ys = [None] * len(ys) if grad_ys is None else _as_list(grad_ys)
+  stops = [] if stop_gradients is None else _as_list(stop_gradients)
+  ys, xs, grad_ys = api._validated(ys, xs, grad_ys, stops)  # pylint: disable=protected-access
+  graph = tf_compat.default_graph()
+  resolver = graph_walk.InputResolver(
+      xs, tf_compat.function_graph_chain(graph))
+  sub = graph_walk.between(
+      [y.op for y in ys], [x.op for x in xs], [t.op for t in stops],
+      resolver, blocks=lambda op: backprop.blocks_gradient(op, graph, strict))
+  if any(op.graph is not graph for op in sub.members) or \
+      tf_compat.has_v1_control_flow(sub.ops):
+    return None
+  inputs = lambda op: list(op.inputs)  # noqa: E731
+  fwd = remat_select.analyse(ys, xs, sub.members, inputs)
+  plan = remat_select.choose(fwd, checkpoints, inputs)
+  return ys, xs, grad_ys, stops, fwd, plan
+
+
+def gradients(ys, xs, grad_ys, name, colocate, gate, aggregation,
+              stop_gradients, unconnected, strict, checkpoints):
+  """`tfgrad.gradients` with rematerialization (see the module doc)."""
+  from tfgrad import api  # pylint: disable=g-import-not-at-top
+  try:
+    unconnected = tf.UnconnectedGradients(unconnected)
+  except ValueError:
+    raise ValueError("Unknown value for unconnected_gradients: "
+                     f"'{unconnected}'") from None
+  aggregation = aggregate.check_method(aggregation)
+  strict = api._strict_default() if strict is None else bool(strict)  # pylint: disable=protected-access
+  prepared = prepare(ys, xs, grad_ys, stop_gradients, strict, checkpoints)
+  if prepared is None:
+    return api.gradients_v1(ys, xs, grad_ys, name, colocate, gate,
+                            aggregation, stop_gradients, unconnected,
+                            strict=strict)
+  ys, xs, grad_ys, stops, fwd, plan = prepared
+  if plan.kept is None:  # a budget everything fits in: the plain pass
+    return api.gradients_v1(ys, xs, grad_ys, name, colocate, gate,
+                            aggregation, stop_gradients, unconnected,
+                            strict=strict)
+  graph = tf_compat.default_graph()
+  with tf.compat.v1.name_scope(name, "gradients", ys + xs) as scope:
+    call = _Call(scope, colocate, gate, aggregation, strict)
+    return _Backprop(graph, call, fwd, plan, stops).run(
+        ys, xs, grad_ys, unconnected)
+
+
+class _Backprop:
+  """The segment-by-segment pass of one call."""
+
+  def __init__(self, graph, call, fwd, plan, stops):
+    self.graph, self.call, self.fwd = graph, call, fwd
+    self.stops = list(stops)
+    self.stop_ops = {t.op for t in stops}
+    kept = {}
+    for t in plan.kept:  # a kept op keeps all its outputs the graph uses
+      for out in t.op.outputs:
+        if tf_compat.is_trainable(out) and (
+            any(c in fwd.members for c in out.consumers()) or out is t):
+          kept[id(out)] = out
+    for op in self.stop_ops:
+      if fwd.kind.get(op) in ("data", "pinned"):
+        for out in op.outputs:
+          kept[id(out)] = out
+    self.kept = sorted(kept.values(), key=lambda t: fwd.pos[t.op])
+    self.kept_ids = set(kept)
+    self.acc = {}  # id(tensor) -> gradient contributions
+    self.tensor_of = {}
+    self.uid = tf_compat.new_gradient_uid(graph)
+
+  def _add(self, t, g):
+    if g is not None:
+      self.acc.setdefault(id(t), []).append(g)
+      self.tensor_of[id(t)] = t
+
+  def _sum(self, t):
+    return aggregate.aggregate(self.acc.pop(id(t), []), t.op, t.value_index,
+                               self.call.aggregation, self.uid)
+
+  def run(self, ys, xs, grad_ys, unconnected):
+    boundary = [t for t in self.kept]
+    top = self.call.grads(ys, list(xs) + boundary, grad_ys,
+                          boundary + self.stops)
+    for x, g in zip(xs, top):
+      self._add(x, g)
+    for t, g in zip(boundary, top[len(xs):]):
+      self._add(t, g)
+    done_ops = set()
+    for c in reversed(self.kept):
+      if c.op in done_ops or c.op in self.stop_ops:
+        continue
+      if self.fwd.kind[c.op] == "pinned":
+        done_ops.add(c.op)
+        self._through_original(c.op)
+      elif id(c) in self.acc:
+        self._segment(c)
+    self._params(xs)
+    result = []
+    for x in xs:
+      contributions = list(self.acc.get(id(x), []))
+      g = aggregate.aggregate(contributions, x.op, x.value_index,
+                              self.call.aggregation, self.uid)
+      if g is None and unconnected == tf.UnconnectedGradients.ZERO:
+        g = tf_compat.zeros_like_unconnected(x)
+      result.append(g)
+    return result
+
+  def _needs_grad(self, t):
+    return (tf_compat.is_trainable(t) and t.op in self.fwd.members
+            and (id(t) in self.fwd.x_ids or self.fwd.kind.get(t.op) != "x"))
+
+  def _through_original(self, op):
+    """Gradient of a stateful op, on the op itself (never recomputed)."""
+    outs = [o for o in op.outputs if id(o) in self.acc]
+    grad_ys = [self._sum(o) for o in outs]
+    ins = [t for t in op.inputs if self._needs_grad(t)]
+    if not outs or not ins:
+      return
+    for t, g in zip(ins, self.call.grads(outs, ins, grad_ys, ins)):
+      self._add(t, g)
+
+  def _segment_ops(self, c):
+    """Ops computing c from kept tensors, xs and parameters, topological."""
+    fwd, ops, stack = self.fwd, {c.op}, [c.op]
+    while stack:
+      for t in stack.pop().inputs:
+        if (t.op in fwd.pos and t.op not in ops and fwd.kind[t.op] == "data"
+            and id(t) not in self.kept_ids and t.op not in self.stop_ops):
+          ops.add(t.op)
+          stack.append(t.op)
+    return sorted(ops, key=fwd.pos.get)
+
+  def _segment(self, c):
+    """Recomputes the ops of c's segment after c's gradient, and
+    differentiates the copy."""
+    g = self._sum(c)
+    wait = _waitable(g)
+    copies, bridges = {}, {}  # id(original output) -> copy / Identity
+    for op in self._segment_ops(c):
+      inputs, is_root = [], True
+      for t in op.inputs:
+        if id(t) in copies:
+          inputs.append(copies[id(t)])
+          is_root = False
+        elif self._needs_grad(t):
+          if id(t) not in bridges:
+            with self.graph.control_dependencies([wait]):
+              bridges[id(t)] = (t, tf.identity(t, name=_base(t) + "_remat"))
+          inputs.append(bridges[id(t)][1])
+          is_root = False
+        else:
+          inputs.append(t)
+      waiting = (self.graph.control_dependencies([wait]) if is_root
+                 else contextlib.nullcontext())
+      with waiting:
+        new = tf_compat.copy_op(self.graph, op, inputs,
+                                op.name + "_remat")
+      for old, out in zip(op.outputs, new.outputs):
+        copies[id(old)] = out
+    originals = [t for t, _ in bridges.values()]
+    idents = [b for _, b in bridges.values()]
+    grads = self.call.grads([copies[id(c)]], idents, [g])
+    for t, d in zip(originals, grads):
+      self._add(t, d)
+
+  def _params(self, xs):
+    """Gradients that reached parameter tensors, on to the xs."""
+    params = [self.tensor_of[k] for k in list(self.acc)
+              if self.fwd.kind.get(self.tensor_of[k].op) == "param"]
+    if not params:
+      return
+    grad_ys = [self._sum(t) for t in params]
+    for x, d in zip(xs, self.call.grads(params, list(xs), grad_ys)):
+      self._add(x, d)
+
+
+def _base(t):
+  return t.op.name + ("" if t.value_index == 0 else f"_{t.value_index}")
+
+
+def _waitable(g):
+  """What the segment's first copies wait for: the gradient's values."""
+  if isinstance(g, tf.IndexedSlices):
+    return g.values
+  return g
+
+
+class Explanation(dict):
+  """What `explain_checkpoints` returns: a dict with `kept` (tensor
+  names), `segments` (per kept tensor, the op names recomputed for it),
+  `estimated_peak_plain`, `estimated_peak` (bytes) and `recompute_flops`;
+  str() gives a readable report."""
+
+  def __str__(self):
+    lines = [f"kept {len(self['kept'])} tensors; estimated peak "
+             f"{self['estimated_peak_plain']} -> {self['estimated_peak']} "
+             f"bytes; recompute {self['recompute_flops']} FLOPs"]
+    for name, ops in self["segments"]:
+      lines.append(f"  {name}: recomputes {len(ops)} ops "
+                   f"({', '.join(ops[:4])}{', ...' if len(ops) > 4 else ''})")
+    return "\n".join(lines)
+
+
+def explain_checkpoints(ys, xs, checkpoints="memory", stop_gradients=None):
+  """Which tensors `checkpoints` keeps, which ops each kept tensor's
+  segment recomputes, and the estimated peak before and after. Builds
+  nothing."""
+  prepared = prepare(ys, xs, None, stop_gradients, False, checkpoints)
+  if prepared is None:
+    raise NotImplementedError("checkpoints do not apply to this graph (ops "
+                              "in several graphs, or v1 control flow)")
+  _, _, _, stops, fwd, plan = prepared
+  if plan.kept is None:
+    return Explanation(kept=["(everything: the plain gradient)"], segments=[],
+                       estimated_peak_plain=plan.plain_estimate,
+                       estimated_peak=plan.estimate, recompute_flops=0)
+  bp = _Backprop(tf_compat.default_graph(), None, fwd, plan, stops)
+  segments = [(c.name, [op.name for op in bp._segment_ops(c)])  # pylint: disable=protected-access
+              for c in bp.kept if fwd.kind[c.op] == "data"]
+  return Explanation(kept=[t.name for t in plan.kept], segments=segments,
+                     estimated_peak_plain=plan.plain_estimate,
+                     estimated_peak=plan.estimate,
+                     recompute_flops=plan.recompute_flops)

@@ -1,0 +1,413 @@
+"""Which forward tensors a rematerializing gradient keeps: the forward
+graph's analysis, the cost model and the checkpoint policies.
+
+The forward graph is the set of ops between the xs and the ys (what
+`graph_walk.between` visits). Its ops are ordered by a depth-first
+post-order from the ys (each op as late as its first consumer allows) and
+sorted into three kinds:
+
+    param     every input is an x, another param tensor, or a small
+              integer constant (<= 64 elements: shapes, axes): variable reads, weight reshapes.
+              Never recomputed, never counted as activations.
+    pinned    outputs that must not be recomputed: stateful ops (random
+              number generators, stateful calls), control flow and calls
+              of graph functions (kept as a whole), and their inputs.
+    data      everything else: activations, recomputable.
+
+Cost model (documented in README.md, "Memory-saving gradients"):
+bytes of a tensor = dtype size x number of elements of its static shape
+(unknown dimensions count as 1); FLOPs of an op = 2*m*n*k for MatMul and
+batch matmuls, 2 x output elements x kernel elements / output channels
+for convolutions, 2 x sqrt(elements of inputs and output multiplied) for
+Einsum, and its output elements for anything else. The estimated peak of
+the gradient computation for a kept set K is
+
+    fixed + bytes(K) + max(bytes of the top segment,
+                           2 x bytes of the largest recomputed segment)
+
+where the top segment (from the last kept tensor to the ys) is never
+recomputed, a recomputed segment is alive with its gradients, and
+fixed = 2 x (bytes of param tensors + the largest tensor): weights and
+their gradients, and the gradient being passed on. Keeping everything
+gives fixed + bytes of all data tensors, the plain estimate. Policies never look at op names.
+"""
+
+import dataclasses
+import math
+
+import tensorflow as tf
+
+from tfgrad import tf_compat
+
+_SMALL_CONSTANT = 64
+
+# Op types whose outputs "speed" keeps: the expensive ones.
+EXPENSIVE_TYPES = frozenset([
+    "MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum",
+    "Conv2D", "Conv3D", "DepthwiseConv2dNative", "Conv2DBackpropInput",
+    "Conv", "_FusedConv2D", "_FusedMatMul"])
+
+
+class MemoryBudget:
+  """`checkpoints=tfgrad.MemoryBudget(bytes)`: keep what makes the
+  estimated peak of the gradient computation fit in `bytes`, with the
+  least recomputation (see the module's cost model)."""
+
+  def __init__(self, bytes):  # pylint: disable=redefined-builtin
+    if not isinstance(bytes, (int, float)) or isinstance(bytes, bool) \
+        or not bytes > 0:
+      raise ValueError(f"MemoryBudget needs a positive number of bytes, got "
+                       f"{bytes!r}")
+    self.bytes = int(bytes)
+
+  def __repr__(self):
+    return f"MemoryBudget({self.bytes})"
+
+
+CHOICES = ('None', '"memory"', '"speed"', "tfgrad.MemoryBudget(bytes)",
+           "a list of tensors")
+
+
+def nbytes(t):
+  """dtype size x elements of the static shape (unknown dims as 1)."""
+  shape = t.shape
+  if shape.rank is None:
+    elements = 1
+  else:
+    elements = 1
+    for d in shape.as_list():
+      elements *= d if d is not None else 1
+  size = 8 if t.dtype in (tf.resource, tf.variant, tf.string) else t.dtype.size
+  return elements * size
+
+
+def _elements(t):
+  return nbytes(t) // max(1, t.dtype.size) if t.dtype.size else 1
+
+
+def flops(op):
+  """The FLOPs of `op` by the module's cost model."""
+  if not op.outputs:
+    return 0
+  out = _elements(op.outputs[0])
+  if op.type == "MatMul" or op.type.startswith("BatchMatMul"):
+    a = op.inputs[0].shape
+    if a.rank:
+      k = a[-2] if (op.get_attr("transpose_a") if op.type == "MatMul"
+                    else op.get_attr("adj_x")) else a[-1]
+      return 2 * out * (k or 1)
+  if op.type in ("Conv2D", "Conv3D", "DepthwiseConv2dNative"):
+    w = op.inputs[1].shape
+    if w.is_fully_defined():
+      cout = w[-1] if op.type != "DepthwiseConv2dNative" else w[-1] * w[-2]
+      return 2 * out * w.num_elements() // max(1, cout)
+  if op.type == "Einsum":
+    prod = out
+    for t in op.inputs:
+      prod *= _elements(t)
+    return 2 * int(math.sqrt(prod))
+  return out
+
+
+def _calls_functions(op):
+  """Control flow and calls of graph functions (an attribute naming a
+  function): kept as a whole, differentiated on the original op (TF's
+  rules for them rewrite the op they differentiate)."""
+  for value in op.node_def.attr.values():
+    if value.HasField("func") or (value.HasField("list")
+                                  and len(value.list.func)):
+      return True
+  return False
+
+
+@dataclasses.dataclass
+class Forward:
+  """The analysed forward graph of one call."""
+  order: list          # data and pinned ops, topological (inputs first)
+  pos: dict            # op -> index in order
+  kind: dict           # op -> "param" | "pinned" | "data"
+  tensors: list        # data tensors in order: consumed in F or a y
+  members: set         # all ops of F
+  x_ids: set           # id() of the xs
+  param_bytes: int
+  top_bytes: int
+  prefix: tuple = None  # see _prefix
+
+
+def analyse(ys, xs, members, inputs):
+  """`members`: the ops between xs and ys; `inputs(op)` its graph inputs."""
+  x_ids = {id(x) for x in xs}
+  x_ops = {x.op for x in xs}
+  post, seen = [], set()
+  for y in ys:
+    stack = [(y.op, False)]
+    while stack:
+      op, done = stack.pop()
+      if done:
+        post.append(op)
+        continue
+      if op in seen or op not in members:
+        continue
+      seen.add(op)
+      stack.append((op, True))
+      for t in reversed(inputs(op)):
+        if t.op in members and t.op not in seen:
+          stack.append((t.op, False))
+  kind, param_ids = {}, set(x_ids)
+  for op in post:
+    if op in x_ops:
+      kind[op] = "x"
+      continue
+    if all(id(t) in param_ids or (t.op not in members and t.dtype.is_integer
+                                  and _elements(t) <= _SMALL_CONSTANT
+                                  and t.op.type == "Const")
+           for t in inputs(op)):
+      kind[op] = "param"
+      param_ids.update(id(o) for o in op.outputs)
+    elif op.op_def.is_stateful or _calls_functions(op):
+      kind[op] = "pinned"
+    else:
+      kind[op] = "data"
+  order = [op for op in post if kind[op] in ("data", "pinned")]
+  pos = {op: i for i, op in enumerate(order)}
+  y_ids = {id(y) for y in ys}
+  tensors = []
+  for op in order:
+    for out in op.outputs:
+      if id(out) in y_ids or any(c in members for c in out.consumers()):
+        tensors.append(out)
+  param_bytes = sum(nbytes(o) for op in post if kind[op] == "param"
+                    for o in op.outputs if tf_compat.is_trainable(o))
+  top = max([nbytes(t) for t in tensors] or [0])
+  return Forward(order, pos, kind, tensors, members, x_ids, param_bytes, top)
+
+
+def pinned_tensors(fwd, inputs):
+  """Outputs of pinned ops, and their data inputs: never recomputed."""
+  kept = []
+  for op in fwd.order:
+    if fwd.kind[op] == "pinned":
+      kept.extend(o for o in op.outputs if tf_compat.is_trainable(o))
+      kept.extend(t for t in inputs(op)
+                  if t.op in fwd.pos and fwd.kind[t.op] == "data")
+  return kept
+
+
+def separators(fwd, inputs):
+  """Data tensors whose removal cuts the forward graph: sweeping ops in
+  topological order, the cuts across which only that tensor is live."""
+  last_use = {}
+  for op in fwd.order:
+    p = fwd.pos[op]
+    for t in inputs(op):
+      if t.op in fwd.pos:
+        last_use[id(t)] = p
+  live, result = {}, []
+  for op in fwd.order:
+    p = fwd.pos[op]
+    for t in inputs(op):
+      if last_use.get(id(t)) == p:
+        live.pop(id(t), None)
+    for out in op.outputs:
+      if last_use.get(id(out), -1) > p:
+        live[id(out)] = out
+    if len(live) == 1:
+      (t,) = live.values()
+      if t.op is op and fwd.kind[op] == "data":
+        result.append(t)
+  return result
+
+
+@dataclasses.dataclass
+class Plan:
+  kept: list             # data tensors kept, topological; None: all
+  estimate: int          # estimated peak, bytes
+  plain_estimate: int    # the same estimate keeping everything
+  recompute_flops: int
+
+
+def _prefix(fwd):
+  """Prefix sums over topological positions of data bytes and FLOPs,
+  computed once per analysis."""
+  if fwd.prefix is None:
+    fwd.prefix = _prefix_sums(fwd)
+  return fwd.prefix
+
+
+def _prefix_sums(fwd):
+  data_bytes = [0] * (len(fwd.order) + 1)
+  op_flops = [0] * (len(fwd.order) + 1)
+  for i, op in enumerate(fwd.order):
+    b = sum(nbytes(o) for o in op.outputs if tf_compat.is_trainable(o))
+    data_bytes[i + 1] = data_bytes[i] + b
+    op_flops[i + 1] = op_flops[i] + flops(op)
+  return data_bytes, op_flops
+
+
+def estimate(fwd, kept):
+  """Estimated peak (bytes) and recompute FLOPs of keeping `kept`: the
+  forward order is cut at each kept tensor into segments."""
+  data_bytes, op_flops = _prefix(fwd)
+  cuts = sorted({fwd.pos[t.op] for t in kept})
+  fixed = 2 * fwd.param_bytes + 2 * fwd.top_bytes
+  kept_bytes = sum(nbytes(t) for t in kept)
+  worst, recompute, start = 0, 0, -1
+  for c in cuts:
+    worst = max(worst, data_bytes[c] - data_bytes[start + 1])
+    recompute += op_flops[c] - op_flops[start + 1]
+    start = c
+  top = data_bytes[-1] - data_bytes[start + 1]
+  return fixed + kept_bytes + max(top, 2 * worst), recompute
+
+
+def plain_estimate(fwd):
+  data_bytes, _ = _prefix(fwd)
+  return 2 * fwd.param_bytes + 2 * fwd.top_bytes + data_bytes[-1]
+
+
+def _chain(fwd, cands, limit):
+  """Dynamic program over the separators in topological order: the kept
+  set with no segment over `limit` bytes and the fewest kept bytes, ties
+  broken toward keeping the outputs of expensive ops (less recompute)."""
+  data_bytes, _ = _prefix(fwd)
+  n = len(cands)
+  pos = [fwd.pos[t.op] for t in cands]
+  inf = (float("inf"), 0)
+  best = [inf] * n
+  prev = [-1] * n
+  lo = 0
+  costs = [(nbytes(t), -flops(t.op)) for t in cands]
+  seg_start = lambda i: 0 if i < 0 else pos[i] + 1  # noqa: E731
+  for j in range(n):
+    cost_j = costs[j]
+    if data_bytes[pos[j]] - data_bytes[0] <= limit:
+      best[j], prev[j] = cost_j, -1
+    while lo < j and data_bytes[pos[j]] - data_bytes[seg_start(lo)] > limit:
+      lo += 1
+    for i in range(lo, j):
+      if best[i][0] == float("inf"):
+        continue
+      c = (best[i][0] + cost_j[0], best[i][1] + cost_j[1])
+      if c < best[j]:
+        best[j], prev[j] = c, i
+  total = data_bytes[-1]
+  ends = [j for j in range(n) if best[j][0] < float("inf")
+          and total - data_bytes[pos[j] + 1] <= limit]
+  if total <= limit:
+    return []
+  if not ends:
+    return None
+  j = min(ends, key=lambda j: best[j])
+  chosen = []
+  while j >= 0:
+    chosen.append(cands[j])
+    j = prev[j]
+  return list(reversed(chosen))
+
+
+def _limits(fwd):
+  data_bytes, _ = _prefix(fwd)
+  total = max(1, data_bytes[-1])
+  return sorted({int(total / 1.4 ** k) for k in range(40)
+                 if total / 1.4 ** k >= 1})
+
+
+def _candidates(fwd, seps):
+  # Each separator once, by position.
+  return sorted({id(t): t for t in seps}.values(), key=lambda t: fwd.pos[t.op])
+
+
+def choose_memory(fwd, seps, forced):
+  """The kept separators giving the least estimated peak."""
+  cands = _candidates(fwd, seps)
+  best = None
+  for limit in _limits(fwd):
+    chosen = _chain(fwd, cands, limit)
+    if chosen is None:
+      continue
+    est, flops_ = estimate(fwd, chosen + forced)
+    if best is None or (est, flops_) < best[0]:
+      best = ((est, flops_), chosen)
+  return best[1] if best else []
+
+
+def choose_budget(fwd, seps, forced, budget):
+  """The kept separators with the least recompute whose estimated peak
+  fits `budget`; ValueError giving the smallest feasible estimate."""
+  if plain_estimate(fwd) <= budget:
+    return None  # everything fits: keep everything, recompute nothing
+  cands = _candidates(fwd, seps)
+  feasible, smallest = [], None
+  for limit in _limits(fwd):
+    chosen = _chain(fwd, cands, limit)
+    if chosen is None:
+      continue
+    est, flops_ = estimate(fwd, chosen + forced)
+    smallest = est if smallest is None else min(smallest, est)
+    if est <= budget:
+      feasible.append((flops_, est, chosen))
+  if not feasible:
+    raise ValueError(
+        f"MemoryBudget({budget}) is below the smallest feasible schedule: "
+        f"its estimated peak is {smallest if smallest is not None else 'unknown'}"
+        f" bytes (everything kept: {plain_estimate(fwd)} bytes)")
+  feasible.sort(key=lambda f: (f[0], f[1]))
+  return feasible[0][2]
+
+
+def choose_speed(fwd):
+  """Outputs of expensive op types (matmuls, convolutions, einsum), and
+  data tensors read by several ops (residual streams), without which
+  segments would overlap and recompute chains of cheap ops many times."""
+  return [o for op in fwd.order if fwd.kind[op] == "data"
+          for o in op.outputs if tf_compat.is_trainable(o) and (
+              op.type in EXPENSIVE_TYPES
+              or sum(c in fwd.pos for c in o.consumers()) > 1)]
+
+
+def choose_listed(fwd, listed):
+  """Exactly the listed tensors; ValueError naming one not between the
+  xs and the ys (or an x, or a tensor computed from parameters alone)."""
+  result = []
+  for i, t in enumerate(listed):
+    op = getattr(t, "op", None)
+    if op is None or op not in fwd.members or fwd.kind.get(op) not in (
+        "data", "pinned"):
+      name = getattr(t, "name", repr(t))
+      raise ValueError(
+          f"checkpoints[{i}] ({name}) is not a tensor between the xs and "
+          "the ys that could be recomputed: checkpoints must be computed "
+          "from an x and lead to a y")
+    result.append(t)
+  return result
+
+
+def check_choice(checkpoints):
+  """ValueError naming the choices for an unknown `checkpoints` value."""
+  if checkpoints in ("memory", "speed") or isinstance(checkpoints,
+                                                      MemoryBudget):
+    return
+  if isinstance(checkpoints, (list, tuple)):
+    return
+  raise ValueError(f"Unknown value for checkpoints: {checkpoints!r}; "
+                   f"expected one of {', '.join(CHOICES)}")
+
+
+def choose(fwd, checkpoints, inputs):
+  """The kept data tensors for `checkpoints` (pinned ones included)."""
+  forced = pinned_tensors(fwd, inputs)
+  if isinstance(checkpoints, (list, tuple)):
+    chosen = choose_listed(fwd, checkpoints)
+  elif checkpoints == "speed":
+    chosen = choose_speed(fwd)
+  elif checkpoints == "memory":
+    chosen = choose_memory(fwd, separators(fwd, inputs), forced)
+  else:
+    chosen = choose_budget(fwd, separators(fwd, inputs), forced,
+                           checkpoints.bytes)
+    if chosen is None:
+      return Plan(None, plain_estimate(fwd), plain_estimate(fwd), 0)
+  kept = {id(t): t for t in chosen + forced}
+  kept = sorted(kept.values(), key=lambda t: fwd.pos[t.op])
+  est, recompute = estimate(fwd, kept)
+  return Plan(kept, est, plain_estimate(fwd), recompute)

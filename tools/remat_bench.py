@@ -1,0 +1,259 @@
+r"""Benchmarks memory-saving gradients (`checkpoints=`) against plain
+tfgrad and stock tf.gradients, in one run.
+
+    python tools/remat_bench.py                     # the three models
+    python tools/remat_bench.py --quick --scaling --plot=/tmp/depth.svg
+
+For each model, the training-step gradient is built in a fresh graph by
+each engine (stock, plain tfgrad, "memory", "speed", and
+MemoryBudget(f x the measured plain peak) for each --budgets fraction
+f), then all graphs are run in turn, --runs times after a warm-up, each
+in its own Session under TF's BFC CPU allocator, reset before every run.
+Reported, per engine: build time (thread CPU), ops added, the medians of
+run time and of peak allocator bytes (`peak`), and of the peak above the
+bytes in use before the run (`transient`: activations and gradients,
+without the variables), and their ratios against plain tfgrad (run time:
+median of paired ratios of back-to-back runs). --scaling measures plain
+and "memory" peaks of MLPs from depth 25 to 400 and fits the exponent of
+depth (log-log least squares), drawn as an SVG plot by --plot.
+"""
+
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+
+if __package__ in (None, ""):
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+      __file__))))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app
+from absl import flags
+import tensorflow as tf
+
+import tfgrad
+from tools import models
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("models", ["mlp", "resnet", "transformer"],
+                  "Models: mlp (100 x 1024), resnet (50 blocks), "
+                  "transformer (16 blocks).")
+flags.DEFINE_bool("quick", False, "Smaller models.")
+flags.DEFINE_integer("runs", 5, "Timed Session runs per engine.")
+flags.DEFINE_list("budgets", ["0.5", "0.3"],
+                  "MemoryBudget fractions of the measured plain peak "
+                  "(transient bytes plus the bytes in use before the run).")
+flags.DEFINE_bool("scaling", False, "Measure peak against MLP depth.")
+flags.DEFINE_string("plot", None, "Write the depth-scaling plot (SVG).")
+flags.DEFINE_string("json", None, "Write the results to this path.")
+
+_SIZES = {
+    "mlp": (dict(depth=100, width=1024, batch=128),
+            dict(depth=30, width=256, batch=64)),
+    "resnet": (dict(blocks=50, batch=16, size=16, channels=32),
+               dict(blocks=12, batch=8, size=8, channels=16)),
+    "transformer": (dict(blocks=16, batch=8, seq=128, d_model=128, heads=4),
+                    dict(blocks=4, batch=4, seq=64, d_model=64, heads=4)),
+}
+
+
+def _build(model, engine, sizes):
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = models.build(model, **sizes)
+    before = len(graph.get_operations())
+    start = time.thread_time()
+    if engine == "stock":
+      grads = tf.gradients(ys, xs)
+    elif engine == "plain":
+      grads = tfgrad.gradients(ys, xs)
+    else:
+      grads = tfgrad.gradients(ys, xs, checkpoints=engine)
+    build_s = time.thread_time() - start
+    fetches = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices)
+               else g for g in grads if g is not None]
+    init = tf.compat.v1.global_variables_initializer()
+  sess = tf.compat.v1.Session(graph=graph)
+  sess.run(init)
+  sess.run(fetches)
+  return dict(sess=sess, fetches=fetches, build_ms=1e3 * build_s,
+              ops=len(graph.get_operations()) - before)
+
+
+def _measure(built, runs):
+  """Interleaved runs of every engine; per engine lists of run_s, peak,
+  transient."""
+  stats = {e: dict(run_s=[], peak=[], transient=[]) for e in built}
+  for _ in range(runs):
+    for engine, b in built.items():
+      tf.config.experimental.reset_memory_stats("CPU:0")
+      base = tf.config.experimental.get_memory_info("CPU:0")["current"]
+      start = time.perf_counter()
+      b["sess"].run(b["fetches"])
+      stats[engine]["run_s"].append(time.perf_counter() - start)
+      peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]
+      stats[engine]["peak"].append(peak)
+      stats[engine]["transient"].append(peak - base)
+  return stats
+
+
+def _close(built):
+  for b in built.values():
+    b["sess"].close()
+  built.clear()
+
+
+def bench_model(model, sizes):
+  built = {e: _build(model, e, sizes) for e in ("stock", "plain", "memory",
+                                                 "speed")}
+  stats = _measure(built, FLAGS.runs)
+  plain_peak = statistics.median(stats["plain"]["peak"])
+  plain_transient = statistics.median(stats["plain"]["transient"])
+  fixed = plain_peak - plain_transient
+  info = {e: dict(build_ms=b["build_ms"], ops=b["ops"])
+          for e, b in built.items()}
+  _close(built)
+  for frac in FLAGS.budgets:
+    budget = int(float(frac) * plain_peak)
+    name = f"budget_{frac}"
+    try:
+      built[name] = _build(model, tfgrad.MemoryBudget(budget), sizes)
+      info[name] = dict(build_ms=built[name]["build_ms"],
+                        ops=built[name]["ops"], budget=budget)
+    except ValueError as e:
+      info[name] = dict(error=str(e), budget=budget)
+  if built:
+    built["plain"] = _build(model, "plain", sizes)
+    more = _measure(built, FLAGS.runs)
+    for e, s in more.items():
+      if e != "plain":
+        stats[e] = s
+      else:
+        stats["plain_again"] = s
+    _close(built)
+  rows = {}
+  plain = stats["plain"]
+  for e, s in stats.items():
+    if e == "plain_again":
+      continue
+    ref = stats["plain_again"] if e.startswith("budget") else plain
+    row = dict(info.get(e, {}))
+    row.update(run_ms=1e3 * statistics.median(s["run_s"]),
+               peak=statistics.median(s["peak"]),
+               transient=statistics.median(s["transient"]),
+               run_ratio=statistics.median(a / b for a, b in zip(
+                   s["run_s"], ref["run_s"])),
+               build_ratio=row.get("build_ms", 0) / info["plain"]["build_ms"])
+    row["peak_ratio"] = row["peak"] / statistics.median(ref["peak"])
+    row["transient_ratio"] = row["transient"] / statistics.median(
+        ref["transient"])
+    rows[e] = row
+  for frac in FLAGS.budgets:
+    name = f"budget_{frac}"
+    if name in rows:
+      rows[name]["peak_over_budget"] = rows[name]["peak"] / info[name][
+          "budget"]
+    elif name in info:
+      rows[name] = info[name]
+  rows["_fixed_bytes"] = fixed
+  return rows
+
+
+def _fit(depths, values):
+  xs = [math.log(d) for d in depths]
+  ys = [math.log(v) for v in values]
+  mx, my = statistics.mean(xs), statistics.mean(ys)
+  return (sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+          / sum((x - mx) ** 2 for x in xs))
+
+
+def scaling():
+  depths = [25, 50, 100, 200, 400]
+  result = {"depths": depths, "plain": [], "memory": []}
+  for depth in depths:
+    sizes = dict(depth=depth, width=64, batch=2048)
+    built = {e: _build("mlp", e, sizes) for e in ("plain", "memory")}
+    stats = _measure(built, 3)
+    _close(built)
+    for e in ("plain", "memory"):
+      result[e].append(statistics.median(stats[e]["transient"]))
+  result["exponent_plain"] = _fit(depths, result["plain"])
+  result["exponent_memory"] = _fit(depths, result["memory"])
+  return result
+
+
+def write_svg(path, result):
+  """A log-log plot of transient peak bytes against depth."""
+  w, h, pad = 480, 320, 50
+  depths = result["depths"]
+  values = result["plain"] + result["memory"]
+  lx = lambda d: pad + (w - 2 * pad) * (math.log(d) - math.log(depths[0])) / (  # noqa: E731
+      math.log(depths[-1]) - math.log(depths[0]))
+  lo, hi = math.log(min(values)), math.log(max(values))
+  ly = lambda v: h - pad - (h - 2 * pad) * (math.log(v) - lo) / (hi - lo)  # noqa: E731
+  parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" '
+           f'height="{h}"><rect width="100%" height="100%" fill="white"/>',
+           f'<text x="{pad}" y="20" font-size="13">Transient peak bytes '
+           'vs MLP depth (log-log)</text>']
+  for key, color in (("plain", "red"), ("memory", "blue")):
+    pts = " ".join(f"{lx(d):.1f},{ly(v):.1f}"
+                   for d, v in zip(depths, result[key]))
+    parts.append(f'<polyline points="{pts}" fill="none" stroke="{color}" '
+                 'stroke-width="2"/>')
+    last = result[key][-1]
+    parts.append(f'<text x="{w - pad - 150}" y="{ly(last) - 6:.1f}" '
+                 f'font-size="12" fill="{color}">{key}: depth^'
+                 f'{result["exponent_" + key]:.2f}</text>')
+  for d in depths:
+    parts.append(f'<text x="{lx(d) - 8:.1f}" y="{h - pad + 18}" '
+                 f'font-size="11">{d}</text>')
+  parts.append("</svg>")
+  with open(path, "w") as f:
+    f.write("\n".join(parts))
+
+
+def main(argv):
+  del argv
+  results = {}
+  for model in FLAGS.models:
+    sizes = _SIZES[model][1 if FLAGS.quick else 0]
+    rows = bench_model(model, sizes)
+    results[model] = rows
+    print(f"\n{model} {sizes}  (memory in use before each run: "
+          f"{rows['_fixed_bytes'] / 2**20:.1f} MiB)")
+    print(f"{'engine':<14}{'build ms':>9}{'x plain':>8}{'ops':>7}"
+          f"{'run ms':>9}{'x plain':>8}{'peak MiB':>10}{'x plain':>8}"
+          f"{'transient':>10}{'x plain':>8}")
+    for e, r in rows.items():
+      if e.startswith("_"):
+        continue
+      if "error" in r:
+        print(f"{e:<14} {r['error']}")
+        continue
+      extra = (f"  peak/budget {r['peak_over_budget']:.2f}"
+               if "peak_over_budget" in r else "")
+      print(f"{e:<14}{r.get('build_ms', 0):9.1f}{r['build_ratio']:8.2f}"
+            f"{r.get('ops', 0):7d}{r['run_ms']:9.1f}{r['run_ratio']:8.2f}"
+            f"{r['peak'] / 2**20:10.1f}{r['peak_ratio']:8.2f}"
+            f"{r['transient'] / 2**20:10.1f}{r['transient_ratio']:8.2f}"
+            + extra)
+  if FLAGS.scaling:
+    result = scaling()
+    results["scaling"] = result
+    print(f"\ndepth scaling (transient peak): plain depth^"
+          f"{result['exponent_plain']:.2f}, memory depth^"
+          f"{result['exponent_memory']:.2f}")
+    if FLAGS.plot:
+      write_svg(FLAGS.plot, result)
+  if FLAGS.json:
+    with open(FLAGS.json, "w") as f:
+      json.dump(results, f, indent=1, default=str)
+
+
+if __name__ == "__main__":
+  app.run(main)
