@@ -29,6 +29,7 @@ from tfgrad.registry import UseTFGradient
 from tfgrad.aggregate import AggregationMethod
 from tfgrad.api import gradients
 from tfgrad.api import strict_mode
+from tfgrad.explain import explain
 from tfgrad.install import install
 from tfgrad.install import installed
 from tfgrad.install import uninstall
