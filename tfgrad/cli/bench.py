@@ -550,7 +550,6 @@ def _run(opts):
   if opts.plot and not opts.plot.endswith((".png", ".svg")):
     raise UserError(f"--plot={opts.plot}: the file must end in .png or .svg")
   chosen = configs(opts)
-  _log("warming up")
   for engine in ENGINES:
     measure(builtin_config("mlp_10"), engine, opts.clock, opts.strict)
     measure(chosen[0], engine, opts.clock, opts.strict)

@@ -295,9 +295,9 @@ def _saved_model_builder(opts, model_loss=None, label=None):
       ys = _loss(ys, names, loss)
     ancestors = _ancestors(ys)
     handles = {op.name: op.outputs[0] for op in graph.get_operations()
-               if op.type == "VarHandleOp" and op in ancestors}
+               if op.type == "VarHandleOp"}
     default = [(n, h) for n, h in handles.items()
-               if trainable.get(_shared_name(h.op), True)
+               if h.op in ancestors and trainable.get(_shared_name(h.op), True)
                and _is_float(h.op.get_attr("dtype"))]
     xs = _select_xs(graph, opts.xs, handles, default)
     if not xs:
@@ -310,11 +310,12 @@ def _saved_model_builder(opts, model_loss=None, label=None):
     feed = _feeds(opts, inputs)
 
     def init(sess):
-      if saver is not None:
-        saver.restore(sess, variables_path)
-      if init_op is not None:
-        sess.run(graph.get_operation_by_name(
-            init_op.outputs["__saved_model_init_op"].name.split(":")[0]))
+      with sess.graph.as_default():
+        if saver is not None:
+          saver.restore(sess, variables_path)
+        if init_op is not None:
+          sess.run(graph.get_operation_by_name(
+              init_op.outputs["__saved_model_init_op"].name.split(":")[0]))
     return Built(ys, xs, feed, names_, init)
 
   what = label[0] if label else f"SavedModel {directory}"
