@@ -118,7 +118,7 @@ def _path_to_y(op, y_tensors, ancestors):
   parents, queue = {op: None}, collections.deque([op])
   while queue:
     current = queue.popleft()
-    if any(t in y_tensors for t in current.outputs):
+    if any(t.ref() in y_tensors for t in current.outputs):
       chain = []
       while current is not None:
         chain.append(current.name)
@@ -134,7 +134,7 @@ def _path_to_y(op, y_tensors, ancestors):
 
 def _explain_one(x, y_tensors, ancestors, stop_ops, kinds):
   """Breadth-first from x over ops that lead to a y, stopping at blockers."""
-  if x in y_tensors:
+  if x.ref() in y_tensors:
     return Explanation(x.name, "connected")
   parents = {}
   queue = collections.deque()
@@ -163,10 +163,10 @@ def _explain_one(x, y_tensors, ancestors, stop_ops, kinds):
                                                      ancestors)[1:]))
       continue
     for t in op.outputs:
-      if t in y_tensors and _backpropagatable(t.dtype):
+      if t.ref() in y_tensors and _backpropagatable(t.dtype):
         return Explanation(x.name, "connected")
       consumers = [c for c in t.consumers() if c in ancestors]
-      if not consumers and t not in y_tensors:
+      if not consumers and t.ref() not in y_tensors:
         continue
       if not _backpropagatable(t.dtype):
         path = chain(op) + _path_to_y(op, y_tensors, ancestors)[1:]
@@ -192,7 +192,7 @@ def explain(ys, xs, stop_gradients=None):
   ys = [_tensor(y) for y in _as_list(ys)]
   xs = [_tensor(x) for x in _as_list(xs)]
   stop_ops = {_tensor(t).op for t in _as_list(stop_gradients)}
-  y_tensors = set(ys)
+  y_tensors = {y.ref() for y in ys}
   ancestors = _ancestors({y.op for y in ys})
   kinds = {}
   return [_explain_one(x, y_tensors, ancestors, stop_ops, kinds) for x in xs]
