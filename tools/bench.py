@@ -7,7 +7,10 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from tfgrad.cli import bench as _tool
 from tfgrad.cli.bench import main
+
+__doc__ = _tool.__doc__  # the usage text of --help
 
 if __name__ == "__main__":
   main()

@@ -480,6 +480,9 @@ def _run(opts):
 
 def main(argv=None):
   """Console entry point: defines the flags, parses argv, runs."""
+  entry = sys.modules.get("__main__")
+  if entry is not None and not getattr(entry, "__doc__", None):
+    entry.__doc__ = __doc__  # --help prints the entry module's docstring
   define_flags(flags.FLAGS)
   app.run(lambda argv_: run(flags.FLAGS), argv=argv)
 
