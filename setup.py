@@ -28,10 +28,16 @@ setup(
     description="A drop-in, TensorFlow-compatible implementation of tf.gradients",
     long_description=open("README.md").read() if os.path.exists("README.md") else "",
     long_description_content_type="text/markdown",
-    packages=["tfgrad", "tfgrad.ops"],
+    packages=["tfgrad", "tfgrad.cli", "tfgrad.ops"],
     package_dir={"tfgrad": "tfgrad", "tfgrad.ops": "ops"},
     python_requires=">=3.9",
     install_requires=["numpy", "absl-py"],
-    extras_require={**_TF_EXTRAS, "test": ["pytest", "pytest-xdist"]},
+    extras_require={**_TF_EXTRAS, "test": ["pytest", "pytest-xdist"],
+                    "plot": ["matplotlib"]},
+    entry_points={"console_scripts": [
+        "tfgrad-compare = tfgrad.cli.compare:main",
+        "tfgrad-bench = tfgrad.cli.bench:main",
+        "tfgrad-coverage = tfgrad.cli.coverage:main",
+    ]},
     license="Apache-2.0",
 )

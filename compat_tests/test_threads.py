@@ -20,7 +20,7 @@ from tensorflow.python.ops import while_v2
 
 import tfgrad
 from compat_tests import differential
-from tools import models
+from tfgrad.cli import models
 
 SIZES = {
     "mlp": dict(depth=2, width=8, batch=4),

@@ -1,22 +1,10 @@
 """The benchmark tool's measurements: dead-op counting, the pooled run-time
 and peak-memory summary, and one real measurement of both engines."""
 
-from absl import flags
-from absl.testing import flagsaver
 import pytest
 import tensorflow as tf
 
-from tools import bench
-
-FLAGS = flags.FLAGS
-
-
-@pytest.fixture(autouse=True)
-def parsed_flags():
-  if not FLAGS.is_parsed():
-    FLAGS(["bench"])
-  with flagsaver.flagsaver(repeats=2, run_repeats=3, quick=True):
-    yield
+from tfgrad.cli import bench
 
 
 def test_dead_ops_counts_added_ops_no_gradient_depends_on():
@@ -57,7 +45,7 @@ def test_summarise_pools_runs_and_pairs_ratios():
                 dict(ops=20, build_ms=8.0, dead_ops=2, forward_ops=5,
                      run_s=[4.0], peaks=[400])],
   }
-  row = bench.summarise("mlp_10", samples)
+  row = bench.summarise(bench.builtin_config("mlp_10"), samples)
   assert row["ops_ratio"] == 0.5
   # per-repeat build ratios 1/4 and 3/8: their median
   assert row["build_ms_ratio"] == pytest.approx((0.25 + 0.375) / 2)
@@ -72,11 +60,12 @@ def test_summarise_pools_runs_and_pairs_ratios():
 def test_one_measurement_of_both_engines():
   built, results = {}, {}
   for engine in bench.ENGINES:
-    results[engine], built[engine] = bench.measure("mlp_10", engine)
-  stats = bench.run_both(built)
+    results[engine], built[engine] = bench.measure(
+        bench.builtin_config("mlp_10"), engine)
+  stats = bench.run_both(built, run_repeats=3)
   for engine in bench.ENGINES:
     assert results[engine]["ops"] > 0
-    assert len(stats[engine]["run_s"]) == FLAGS.run_repeats
+    assert len(stats[engine]["run_s"]) == 3
     assert all(p > 0 for p in stats[engine]["peaks"])
   # stock TF leaves ops no gradient depends on (the zeros and shape
   # arithmetic of its loss rules); tfgrad leaves none

@@ -31,6 +31,7 @@ from tfgrad.api import gradients
 from tfgrad.api import strict_mode
 from tfgrad.remat import explain_checkpoints
 from tfgrad.remat_select import MemoryBudget
+from tfgrad.explain import explain
 from tfgrad.install import install
 from tfgrad.install import installed
 from tfgrad.install import uninstall

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Creates or updates the checkout's virtualenv, `.venv`, with what the tests,
-# the tools and `bazel test` need: TensorFlow, numpy, absl-py, pytest and
-# pytest-xdist. tfgrad itself is not installed: pytest.ini puts the checkout on
-# `sys.path`, so the tests always run the code in the working tree.
+# the tools and `bazel test` need: TensorFlow, numpy, absl-py, pytest,
+# pytest-xdist and matplotlib (tfgrad-bench --plot). tfgrad itself is not
+# installed: pytest.ini puts the checkout on `sys.path`, so the tests always
+# run the code in the working tree.
 #
 #   bash tools/setup_env.sh          # idempotent; well under a second once done
 #
@@ -27,7 +28,7 @@ if [ -z "${TFGRAD_TF_SPEC:-}" ]; then
     *) TFGRAD_TF_SPEC="tensorflow==2.21.0" ;;
   esac
 fi
-requirements=(numpy absl-py pytest pytest-xdist setuptools)
+requirements=(numpy absl-py pytest pytest-xdist setuptools matplotlib)
 stamp="$venv/.tfgrad-stamp"
 # The stamp records what was asked for; when this script's requirements change,
 # the next run installs again.
