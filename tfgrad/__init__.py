@@ -29,6 +29,11 @@ from tfgrad.registry import UseTFGradient
 from tfgrad.aggregate import AggregationMethod
 from tfgrad.api import gradients
 from tfgrad.api import strict_mode
+from tfgrad.higher_order import batch_jacobian
+from tfgrad.higher_order import hessian_vector_product
+from tfgrad.higher_order import hessians
+from tfgrad.higher_order import jacobian
+from tfgrad.higher_order import jvp
 from tfgrad.install import install
 from tfgrad.install import installed
 from tfgrad.install import uninstall
