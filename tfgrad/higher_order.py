@@ -267,6 +267,15 @@ def hessians(ys, xs, gate_gradients=False, aggregation_method=None,
     return out
 
 
+@_no_autograph
+def hessians_v1(ys, xs, name="hessians", colocate_gradients_with_ops=False,
+                gate_gradients=False, aggregation_method=None):
+  """`tf.compat.v1.hessians`' signature. Gradients are always colocated
+  with their forward ops, as in TF2 (placement only; values are equal)."""
+  del colocate_gradients_with_ops
+  return hessians(ys, xs, gate_gradients, aggregation_method, name)
+
+
 def _hessian_block(g, x, k, vectorize, gate_gradients, aggregation_method):
   n, dtype = _x_size(x), _value_dtype(x)
   x_shape = tf.shape(x) if x.dtype != tf.resource else _value_shape(x)
