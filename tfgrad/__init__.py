@@ -29,6 +29,9 @@ from tfgrad.registry import UseTFGradient
 from tfgrad.aggregate import AggregationMethod
 from tfgrad.api import gradients
 from tfgrad.api import strict_mode
+from tfgrad.gradient_check import check_gradients
+from tfgrad.gradient_check import GradientCheckError
+from tfgrad.gradient_check import GradientCheckReport
 from tfgrad.higher_order import batch_jacobian
 from tfgrad.higher_order import hessian_vector_product
 from tfgrad.higher_order import hessians
