@@ -1,0 +1,407 @@
+"""Hessians, Hessian-vector products, jvp, jacobian and batch_jacobian
+against their stock TF counterparts on the same graph (tf.hessians, TF's
+Hessian-vector product, ForwardAccumulator, GradientTape.jacobian /
+batch_jacobian), on MLP, conv, attention and while-loop models, in a
+tf.Graph run by a Session and inside a tf.function; and against central
+differences in float64."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.python.ops import gradients_impl
+
+import tfgrad
+
+_MODES = ("graph", "function")
+
+
+# ----- models: builder(*xs) -> y; xs' shapes; which xs batch with y -----
+
+def _mlp(x, w1, w2):
+  return tf.tanh(x @ w1) @ w2
+
+
+def _conv(x, f):
+  return tf.tanh(tf.nn.conv2d(x, f, 1, "VALID"))
+
+
+def _attention(x, wq, wk):
+  q, k = x @ wq, x @ wk
+  weights = tf.nn.softmax(q @ tf.transpose(k, [0, 2, 1]) / 2.0)
+  return weights @ x
+
+
+def _while(x, w):
+  _, h = tf.while_loop(lambda i, h: i < 3,
+                       lambda i, h: (i + 1, tf.tanh(h @ w + x)),
+                       (tf.constant(0), x))
+  return h
+
+
+MODELS = {
+    "mlp": (_mlp, [(3, 4), (4, 5), (5, 2)]),
+    "conv": (_conv, [(2, 4, 4, 2), (2, 2, 2, 3)]),
+    "attention": (_attention, [(2, 3, 4), (4, 4), (4, 4)]),
+    "while": (_while, [(2, 3), (3, 3)]),
+}
+
+
+def _values(name, seed=0):
+  rng = np.random.default_rng(seed)
+  return [0.5 * rng.standard_normal(s) for s in MODELS[name][1]]
+
+
+def _run(mode, build, values):
+  """build(xs) -> (ours, theirs), lists of tensors or None, in a tf.Graph
+  with a Session or inside a tf.function; returns their values."""
+  if mode == "graph":
+    with tf.Graph().as_default():
+      xs = [tf.constant(v) for v in values]
+      ours, theirs = build(xs)
+      fetch = [t for t in ours + theirs if t is not None]
+      with tf.compat.v1.Session() as sess:
+        got = iter(sess.run(fetch))
+  else:
+    structure = {}
+
+    @tf.function
+    def fn(*xs):
+      ours, theirs = build(list(xs))
+      structure["both"] = ours + theirs
+      return [t for t in ours + theirs if t is not None]
+    got = iter([t.numpy() for t in fn(*[tf.constant(v) for v in values])])
+    ours = structure["both"][:len(structure["both"]) // 2]
+    theirs = structure["both"][len(ours):]
+  ours_v = [None if t is None else next(got) for t in ours]
+  theirs_v = [None if t is None else next(got) for t in theirs]
+  return ours, theirs, ours_v, theirs_v
+
+
+def _assert_same(ours, theirs, ours_v, theirs_v, rtol=1e-9):
+  assert len(ours) == len(theirs)
+  for i, (a, b, av, bv) in enumerate(zip(ours, theirs, ours_v, theirs_v)):
+    assert (a is None) == (b is None), f"entry {i}: None pattern differs"
+    if a is None:
+      continue
+    assert a.dtype == b.dtype, f"entry {i}: dtype"
+    assert a.shape.is_compatible_with(b.shape), f"entry {i}: static shape"
+    assert av.shape == bv.shape, f"entry {i}: shape"
+    np.testing.assert_allclose(av, bv, rtol=rtol, atol=rtol,
+                               err_msg=f"entry {i} differs")
+
+
+@pytest.fixture(autouse=True)
+def _stock_tf():
+  """Counterparts are stock: tfgrad is not installed around the tests."""
+  tfgrad.uninstall()
+  yield
+  tfgrad.uninstall()
+
+
+# ----- against stock counterparts -----
+
+@pytest.mark.parametrize("mode", _MODES)
+@pytest.mark.parametrize("jac_mode", [None, "forward", "reverse"])
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_jacobian_matches_gradient_tape(model, jac_mode, mode):
+  fn = MODELS[model][0]
+
+  def build(xs):
+    with tf.GradientTape(persistent=True) as tape:
+      tape.watch(xs)
+      y = fn(*xs)
+    return tfgrad.jacobian(y, xs, mode=jac_mode), tape.jacobian(y, xs)
+  _assert_same(*_run(mode, build, _values(model)))
+
+
+@pytest.mark.parametrize("mode", _MODES)
+@pytest.mark.parametrize("jac_mode", [None, "forward", "reverse"])
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_batch_jacobian_matches_gradient_tape(model, jac_mode, mode):
+  fn = MODELS[model][0]
+
+  def build(xs):
+    with tf.GradientTape(persistent=True) as tape:
+      tape.watch(xs)
+      y = fn(*xs)
+    return ([tfgrad.batch_jacobian(y, xs[0], mode=jac_mode)],
+            [tape.batch_jacobian(y, xs[0])])
+  _assert_same(*_run(mode, build, _values(model)))
+
+
+@pytest.mark.parametrize("mode", _MODES)
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_jvp_matches_forward_accumulator(model, mode):
+  fn = MODELS[model][0]
+  values = _values(model)
+  tangents = _values(model, seed=1)
+
+  def build(xs):
+    ts = [tf.constant(t) for t in tangents]
+    with tf.autodiff.ForwardAccumulator(xs, ts) as acc:
+      stock_y = fn(*xs)
+    # Built again outside the accumulator: a While it recorded cannot be
+    # differentiated twice in one graph (stock tf.gradients fails too:
+    # "duplicate function ... while_cond_rewritten").
+    return [tfgrad.jvp(fn(*xs), xs, ts)], [acc.jvp(stock_y)]
+  _assert_same(*_run(mode, build, values))
+
+
+@pytest.mark.parametrize("mode", _MODES)
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_hessians_match_tf_hessians(model, mode):
+  fn = MODELS[model][0]
+
+  def build(xs):
+    loss = tf.reduce_sum(tf.sin(fn(*xs)))
+    return tfgrad.hessians(loss, xs), tf.hessians(loss, xs)
+  _assert_same(*_run(mode, build, _values(model)))
+
+
+@pytest.mark.parametrize("mode", _MODES)
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_hessian_vector_product_matches_tf(model, mode):
+  fn = MODELS[model][0]
+  vs = _values(model, seed=2)
+
+  def build(xs):
+    loss = tf.reduce_sum(tf.sin(fn(*xs)))
+    v = [tf.constant(a) for a in vs]
+    return (tfgrad.hessian_vector_product(loss, xs, v),
+            gradients_impl._hessian_vector_product(loss, xs, v))  # pylint: disable=protected-access
+  _assert_same(*_run(mode, build, _values(model)))
+
+
+def test_installed_tf_hessians_is_tfgrads():
+  with tf.Graph().as_default():
+    x = tf.constant([1.0, 2.0, 3.0])
+    loss = tf.reduce_sum(tf.sin(x) * x[0])
+    stock = tf.hessians(loss, x)[0]
+    with tfgrad.installed():
+      assert tf.hessians is tfgrad.hessians
+      ours = tf.hessians(loss, x)[0]
+      assert tf.compat.v1.hessians(loss, x)[0].shape == ours.shape
+    with tf.compat.v1.Session() as sess:
+      a, b = sess.run([ours, stock])
+  np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+# ----- by finite differences (float64) -----
+
+def _fd(f, values, direction, eps=1e-6):
+  plus = f([v + eps * d for v, d in zip(values, direction)])
+  minus = f([v - eps * d for v, d in zip(values, direction)])
+  return [(p - m) / (2 * eps) for p, m in zip(plus, minus)]
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_jvp_and_hvp_by_finite_differences(model):
+  fn = MODELS[model][0]
+  values, direction = _values(model), _values(model, seed=3)
+  with tf.Graph().as_default():
+    xs = [tf.compat.v1.placeholder(tf.float64, v.shape) for v in values]
+    ts = [tf.constant(d) for d in direction]
+    y = fn(*xs)
+    loss = tf.reduce_sum(tf.sin(y))
+    grads = tfgrad.gradients(loss, xs)
+    jv = tfgrad.jvp(y, xs, ts)
+    hv = tfgrad.hessian_vector_product(loss, xs, ts)
+    hessians = tfgrad.hessians(loss, xs)
+    with tf.compat.v1.Session() as sess:
+      def at(fetch):
+        return lambda vals: sess.run(fetch, dict(zip(xs, vals)))
+      jv_v, hv_v, h_v = at([jv, hv, hessians])(values)
+      numeric_jv = _fd(at([y]), values, direction)[0]
+      numeric_hv = _fd(at(grads), values, direction)
+  np.testing.assert_allclose(jv_v, numeric_jv, rtol=1e-6, atol=1e-7)
+  for a, b in zip(hv_v, numeric_hv):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  # The diagonal blocks of the full Hessian, applied to each x's direction.
+  for k, (h, d) in enumerate(zip(h_v, direction)):
+    one = [d if i == k else np.zeros_like(d) for i, d in enumerate(direction)]
+    with tf.Graph().as_default():
+      xs = [tf.compat.v1.placeholder(tf.float64, v.shape) for v in values]
+      g = tfgrad.gradients(tf.reduce_sum(tf.sin(fn(*xs))), xs)[k]
+      with tf.compat.v1.Session() as sess:
+        numeric = _fd(lambda vals: [sess.run(g, dict(zip(xs, vals)))],
+                      values, one)[0]
+    np.testing.assert_allclose(
+        h.reshape(d.size, d.size) @ d.ravel(), numeric.ravel(), rtol=1e-6,
+        atol=1e-7)
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_jacobian_by_check_gradients(model):
+  fn = MODELS[model][0]
+  report = tfgrad.check_gradients(fn, _values(model), rtol=1e-6, atol=1e-7)
+  assert report.ok and report.checked > 0
+
+
+# ----- None, zeros, integers, IndexedSlices -----
+
+def test_unconnected_follow_first_order_conventions():
+  def build(xs):
+    x, other = xs
+    y = tf.sin(x) * 2.0
+    loss = tf.reduce_sum(y)
+    v = [tf.ones_like(x), tf.ones_like(other)]
+    with tf.GradientTape(persistent=True) as tape:
+      tape.watch(xs)
+      y2 = tf.sin(x) * 2.0
+    ours = (tfgrad.jacobian(y, xs) +
+            tfgrad.jacobian(y, xs, unconnected_gradients="zero") +
+            tfgrad.hessian_vector_product(loss, xs, v) +
+            tfgrad.hessian_vector_product(loss, xs, v,
+                                          unconnected_gradients="zero") +
+            [tfgrad.jvp(y, [other], [v[1]])] +
+            [tfgrad.jvp(y, [other], [v[1]], unconnected_gradients="zero")] +
+            [tfgrad.batch_jacobian(y, other)])
+    theirs = (tape.jacobian(y2, xs) +
+              tape.jacobian(y2, xs, unconnected_gradients="zero") +
+              tfgrad.gradients([tfgrad.gradients(loss, x)[0]], xs, v[:1]) +
+              tfgrad.gradients([tfgrad.gradients(loss, x)[0]], xs, v[:1],
+                               unconnected_gradients="zero") +
+              [None, tf.zeros_like(y)] +
+              [tape.batch_jacobian(y2, other)])
+    return ours, theirs
+  for mode in _MODES:
+    _assert_same(*_run(mode, build, [np.ones((2, 3)), np.ones((2, 4))]))
+
+
+def test_hessians_of_unconnected_and_linear_xs():
+  with tf.Graph().as_default():
+    x, other, lin = (tf.constant(np.ones(3)), tf.constant(np.ones(2)),
+                      tf.constant(np.ones(2)))
+    loss = tf.reduce_sum(x * x * x) + tf.reduce_sum(lin * 3.0)
+    h_x, h_other, h_lin = tfgrad.hessians(loss, [x, other, lin])
+    assert h_other is None
+    with tf.compat.v1.Session() as sess:
+      hx, hl = sess.run([h_x, h_lin])
+  np.testing.assert_allclose(hx, np.diag(6.0 * np.ones(3)))
+  np.testing.assert_array_equal(hl, np.zeros((2, 2)))
+
+
+def test_integer_xs_are_constants():
+  with tf.Graph().as_default():
+    x = tf.constant([1.0, 2.0])
+    n = tf.constant([3, 4])
+    y = x * tf.cast(n, tf.float32)
+    assert tf.gradients(y, [n]) == [None]
+    assert tfgrad.jacobian(y, [x, n])[1] is None
+    assert tfgrad.jvp(y, [n], [tf.constant([1, 1])]) is None
+
+
+def test_indexed_slices_are_densified_only_in_jacobians():
+  params0 = np.arange(12.0).reshape(4, 3) / 10.0
+  ids = [2, 0, 2]
+
+  def build(xs):
+    (params,) = xs
+    t = tf.constant(np.ones((4, 3)))
+    with tf.GradientTape(persistent=True) as tape, \
+        tf.autodiff.ForwardAccumulator(params, t) as acc:
+      tape.watch(params)
+      y = tf.tanh(tf.gather(params, ids))
+    loss = tf.reduce_sum(y * y)
+    stock_g = tf.gradients(loss, params)[0]
+    assert isinstance(stock_g, tf.IndexedSlices)
+    (hvp,) = tfgrad.hessian_vector_product(loss, [params], [t])
+    (stock_hvp,) = gradients_impl._hessian_vector_product(loss, [params], [t])  # pylint: disable=protected-access
+    assert isinstance(hvp, tf.IndexedSlices)
+    assert isinstance(stock_hvp, tf.IndexedSlices)
+    ours = [tfgrad.jacobian(y, params),
+            tfgrad.jacobian(y, params, mode="forward"),
+            tfgrad.jvp(y, params, t), tf.convert_to_tensor(hvp)]
+    theirs = [tape.jacobian(y, params), tape.jacobian(y, params),
+              acc.jvp(y), tf.convert_to_tensor(stock_hvp)]
+    return ours, theirs
+  for mode in _MODES:
+    _assert_same(*_run(mode, build, [params0]))
+
+
+def test_complex_jvp_is_forward_accumulators_for_holomorphic_functions():
+  z0 = np.array([0.3 + 0.2j, -0.5 + 1.0j])
+  t0 = np.array([1.0 - 0.5j, 0.25 + 0.0j])
+
+  def build(xs):
+    (z,) = xs
+    t = tf.constant(t0)
+    with tf.autodiff.ForwardAccumulator(z, t) as acc:
+      y = tf.exp(z) * z * z
+    return [tfgrad.jvp(y, z, t)], [acc.jvp(y)]
+  for mode in _MODES:
+    _assert_same(*_run(mode, build, [z0]))
+
+
+# ----- vectorized or not: the while_loop rows give the same values -----
+
+@pytest.mark.parametrize("model", ["mlp", "while"])
+def test_while_loop_rows_equal_vectorized(model):
+  fn = MODELS[model][0]
+
+  def build(xs):
+    y = fn(*xs)
+    loss = tf.reduce_sum(tf.sin(y))
+    return (tfgrad.jacobian(y, xs, vectorize=False) +
+            tfgrad.hessians(loss, xs, vectorize=False) +
+            [tfgrad.batch_jacobian(y, xs[0], vectorize=False)],
+            tfgrad.jacobian(y, xs) + tfgrad.hessians(loss, xs) +
+            [tfgrad.batch_jacobian(y, xs[0])])
+  for mode in _MODES:
+    _assert_same(*_run(mode, build, _values(model)))
+
+
+def test_pfor_failure_falls_back_to_rows(caplog):
+  """An op pfor cannot convert (a py_function's gradient) runs the rows in
+  a while_loop, and the log names it."""
+  @tf.custom_gradient
+  def opaque(x):
+    def grad(g):
+      return tf.py_function(lambda a, b: a * 2.0 * b, [g, x], tf.float64)
+    return x * x, grad
+
+  with tf.Graph().as_default():
+    x = tf.constant([1.0, 2.0, 3.0], tf.float64)
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = opaque(x)
+    jac = tfgrad.jacobian(y, x)
+    stock = tape.jacobian(y, x, experimental_use_pfor=False)
+    with tf.compat.v1.Session() as sess:
+      a, b = sess.run([jac, stock])
+  np.testing.assert_allclose(a, b)
+  np.testing.assert_allclose(a, np.diag([2.0, 4.0, 6.0]))
+  assert any("while_loop" in r.getMessage() for r in caplog.records)
+
+
+# ----- bad input -----
+
+def test_tangents_and_vs_must_match_xs():
+  with tf.Graph().as_default():
+    x = tf.constant(np.ones((2, 3)))
+    w = tf.constant(np.ones((3,)))
+    y = tf.reduce_sum(x * w)
+    with pytest.raises(ValueError, match=r"tangents\[1\].*\(4,\).*\(3,\)"):
+      tfgrad.jvp(y, [x, w], [tf.ones((2, 3), tf.float64),
+                             tf.ones((4,), tf.float64)])
+    with pytest.raises(ValueError, match=r"vs\[0\].*float32.*float64"):
+      tfgrad.hessian_vector_product(y, [x, w], [tf.ones((2, 3)),
+                                                tf.ones((3,), tf.float64)])
+    with pytest.raises(ValueError, match="1 entries.*2"):
+      tfgrad.jvp(y, [x, w], [tf.ones((2, 3), tf.float64)])
+    with pytest.raises(ValueError, match="rank at least 2"):
+      tfgrad.batch_jacobian(tf.ones((2, 3), tf.float64) * x, w)
+    with pytest.raises(ValueError, match="Need first dimension"):
+      tfgrad.batch_jacobian(x, tf.ones((3, 3), tf.float64))
+    with pytest.raises(ValueError, match="mode"):
+      tfgrad.jacobian(y, x, mode="sideways")
+
+
+def test_eager_mode_raises_runtime_error():
+  x = tf.constant([1.0])
+  for call in (lambda: tfgrad.hessians(x, x), lambda: tfgrad.jacobian(x, x),
+               lambda: tfgrad.batch_jacobian(x, x),
+               lambda: tfgrad.jvp(x, x, x),
+               lambda: tfgrad.hessian_vector_product(x, x, x)):
+    with pytest.raises(RuntimeError):
+      call()
