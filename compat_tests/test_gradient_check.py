@@ -114,3 +114,26 @@ def test_bad_arguments():
     tfgrad.check_gradients(tf.sin, [np.ones(2)], order=3)
   with pytest.raises(ValueError, match="floating"):
     tfgrad.check_gradients(tf.sin, [np.ones(2, np.int32)])
+
+
+def test_directions_and_variables():
+  """Random projections instead of the whole Jacobian, and resource
+  variables in place of the placeholders: right rules pass, a wrong one
+  fails at the order where it is wrong."""
+  x = np.array([[0.5, -1.0, 2.0], [0.3, 0.2, -0.7]])
+  w = np.array([[1.0, 0.5], [-0.5, 0.25], [0.1, 2.0]])
+
+  def right(a, b):
+    return tf.tanh(a @ b)
+
+  def wrong(a, b):
+    return fuzz_wrong_rule.wrong_square(a) @ b
+
+  for variables in (False, True):
+    for order in (1, 2):
+      report = tfgrad.check_gradients(right, [x, w], order=order,
+                                      directions=3, variables=variables)
+      assert report.ok and report.checked == 3
+    with pytest.raises(tfgrad.GradientCheckError, match="direction 0"):
+      tfgrad.check_gradients(wrong, [x, w], directions=1,
+                             variables=variables)

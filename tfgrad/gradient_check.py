@@ -47,12 +47,17 @@ class Mismatch:
   in_index: Tuple[int, ...]
   symbolic: float
   numeric: float
+  direction: Optional[int] = None   # the random projection, if directional
 
   @property
   def error(self):
     return abs(self.symbolic - self.numeric)
 
   def __str__(self):
+    if self.direction is not None:
+      return (f"direction {self.direction}: symbolic <u, J^T v> "
+              f"{self.symbolic:.8g}, numeric d<f(x+eu), v>/de "
+              f"{self.numeric:.8g} (error {self.error:.3g})")
     return (f"d out[{self.output}]{list(self.out_index)} / "
             f"d args[{self.arg}]{list(self.in_index)}: symbolic "
             f"{self.symbolic:.8g}, numeric {self.numeric:.8g} "
@@ -99,7 +104,8 @@ def _flat_outputs(result):
 
 
 def check_gradients(fn, args, *, order=1, delta=1e-6, rtol=1e-5, atol=1e-6,
-                    raise_on_failure=True, worst=5, seed=0):
+                    raise_on_failure=True, worst=5, seed=0, directions=None,
+                    variables=False, strict=None):
   """Checks tfgrad's derivatives of `fn` at `args` by central differences.
 
   fn: called once, in a fresh `tf.Graph`, on one float64 placeholder per
@@ -110,10 +116,17 @@ def check_gradients(fn, args, *, order=1, delta=1e-6, rtol=1e-5, atol=1e-6,
   order: 1 checks the Jacobian; 2 the Jacobian of x -> J(x)^T v for a
     random v (seeded by `seed`).
   delta, rtol, atol: step, and |symbolic - numeric| <= atol + rtol*|numeric|.
+  directions: None compares the whole Jacobian, entry by entry (2 runs per
+    argument entry); an int k compares k random projections instead,
+    <u, J^T v> from one tfgrad pass against the central difference of
+    <f, v> along u (2 runs each; for large inputs).
+  variables: fn gets resource variables, initialised from the point, in
+    place of the placeholders (derivatives are taken with respect to them).
+  strict: passed to every `tfgrad.gradients` call (see `strict_mode`).
   Returns a `GradientCheckReport` (its `worst` lists the `worst` entries
-  farthest out of tolerance, naming output, argument and both indices);
-  raises `GradientCheckError` with it instead when raise_on_failure and an
-  entry fails.
+  farthest out of tolerance, naming output, argument and both indices, or
+  the direction); raises `GradientCheckError` with it instead when
+  raise_on_failure and an entry fails.
   """
   if order not in (1, 2):
     raise ValueError(f"order must be 1 or 2, not {order!r}")
@@ -123,35 +136,31 @@ def check_gradients(fn, args, *, order=1, delta=1e-6, rtol=1e-5, atol=1e-6,
   if not points:
     raise ValueError("check_gradients needs at least one floating argument")
   report = GradientCheckReport(order, delta, rtol, atol)
+  rng = np.random.default_rng(seed)
   graph = tf.Graph()
   with graph.as_default():
     feeds = {i: tf.compat.v1.placeholder(tf.float64, p.shape, f"arg{i}")
              for i, p in points.items()}
-    call_args = [feeds.get(i, a) for i, a in enumerate(args)]
+    inputs = {i: tf.Variable(f) if variables else f for i, f in feeds.items()}
+    call_args = [inputs.get(i, a) for i, a in enumerate(args)]
     outputs = _flat_outputs(fn(*call_args))
-    xs = [feeds[i] for i in sorted(feeds)]
+    xs = [inputs[i] for i in sorted(inputs)]
     if order == 2:
-      outputs = _gradient_map(outputs, xs, seed)
-    jacobians = [higher_order.jacobian(y, xs) for y in outputs]
+      outputs = _gradient_map(outputs, xs, rng, strict)
+    init = tf.compat.v1.global_variables_initializer()
     with tf.compat.v1.Session(graph=graph) as sess:
       def run(fetch, shifted=None):
         values = dict(points)
-        if shifted is not None:
-          values[shifted[0]] = shifted[1]
-        return sess.run(fetch, {feeds[i]: v for i, v in values.items()})
-      symbolic = run([[j for j in row if j is not None] for row in jacobians])
-      numeric = _numeric_jacobians(run, outputs, points, delta)
-  order_of_args = sorted(feeds)
-  for k, row in enumerate(jacobians):
-    values = iter(symbolic[k])
-    for pos, j in enumerate(row):
-      arg = order_of_args[pos]
-      num = numeric[k][pos]
-      if j is None:
-        if np.any(np.abs(num) > atol):
-          report.missing.append((k, arg))
-        continue
-      _compare(report, k, arg, points[arg].ndim, next(values), num)
+        for i, v in (shifted or {}).items():
+          values[i] = v
+        feed = {feeds[i]: v for i, v in values.items()}
+        sess.run(init, feed)
+        return sess.run(fetch, feed)
+      if directions is None:
+        _check_jacobians(report, run, outputs, xs, points)
+      else:
+        _check_directions(report, run, outputs, xs, points, directions, rng,
+                          strict)
   report.worst.sort(key=lambda m: -(m.error - atol - rtol * abs(m.numeric)))
   del report.worst[worst:]
   if raise_on_failure and not report.ok:
@@ -159,11 +168,58 @@ def check_gradients(fn, args, *, order=1, delta=1e-6, rtol=1e-5, atol=1e-6,
   return report
 
 
-def _gradient_map(outputs, xs, seed):
+def _check_jacobians(report, run, outputs, xs, points):
+  """Every entry of every d output / d arg."""
+  jacobians = [higher_order.jacobian(y, xs) for y in outputs]
+  symbolic = run([[j for j in row if j is not None] for row in jacobians])
+  numeric = _numeric_jacobians(run, outputs, points, report.delta)
+  order_of_args = sorted(points)
+  for k, row in enumerate(jacobians):
+    values = iter(symbolic[k])
+    for pos, j in enumerate(row):
+      arg = order_of_args[pos]
+      num = numeric[k][pos]
+      if j is None:
+        if np.any(np.abs(num) > report.atol):
+          report.missing.append((k, arg))
+        continue
+      _compare(report, k, arg, points[arg].ndim, next(values), num)
+
+
+def _check_directions(report, run, outputs, xs, points, count, rng, strict):
+  """<u, J^T v> against d/de <f(x + e u), v>, for `count` random (u, v)."""
+  base = run(outputs)
+  for direction in range(count):
+    vs = [rng.standard_normal(np.shape(b)) for b in base]
+    us = {i: rng.standard_normal(p.shape) for i, p in points.items()}
+    grads = api.gradients(outputs, xs, [tf.constant(v) for v in vs],
+                          strict=strict) if outputs else [None] * len(xs)
+    symbolic = sum(float(np.sum(_dense_value(run, g) * us[i]))
+                   for g, i in zip(grads, sorted(points)) if g is not None)
+
+    def inner(sign):
+      shifted = {i: p + sign * report.delta * us[i]
+                 for i, p in points.items()}
+      return sum(float(np.sum(y * v))
+                 for y, v in zip(run(outputs, shifted), vs))
+    numeric = (inner(1.0) - inner(-1.0)) / (2 * report.delta)
+    report.checked += 1
+    error = abs(symbolic - numeric)
+    report.max_error = max(report.max_error, error)
+    if error > report.atol + report.rtol * abs(numeric):
+      report.failures += 1
+      report.worst.append(Mismatch(-1, -1, (), (), symbolic, numeric,
+                                   direction=direction))
+
+
+def _dense_value(run, g):
+  return run(tf.convert_to_tensor(g))
+
+
+def _gradient_map(outputs, xs, rng, strict):
   """The first-order gradient J(x)^T v, as outputs of the graph."""
-  rng = np.random.default_rng(seed)
   vs = [tf.constant(rng.standard_normal(y.shape.as_list())) for y in outputs]
-  grads = api.gradients(outputs, xs, vs)
+  grads = api.gradients(outputs, xs, vs, strict=strict) if outputs else []
   return [tf.convert_to_tensor(g) for g in grads if g is not None]
 
 
@@ -178,8 +234,8 @@ def _numeric_jacobians(run, outputs, points, delta):
     for j in range(p.size):
       step = np.zeros(p.size)
       step[j] = delta
-      plus = run(outputs, (i, p + step.reshape(p.shape)))
-      minus = run(outputs, (i, p - step.reshape(p.shape)))
+      plus = run(outputs, {i: p + step.reshape(p.shape)})
+      minus = run(outputs, {i: p - step.reshape(p.shape)})
       idx = np.unravel_index(j, p.shape) if p.shape else ()
       for k, (a, b) in enumerate(zip(plus, minus)):
         cols[k][(Ellipsis,) + tuple(idx)] = (a - b) / (2 * delta)
