@@ -351,9 +351,9 @@ def test_while_loop_rows_equal_vectorized(model):
     _assert_same(*_run(mode, build, _values(model)))
 
 
-def test_pfor_failure_falls_back_to_rows(caplog):
-  """An op pfor cannot convert (a py_function's gradient) runs the rows in
-  a while_loop, and the log names it."""
+def test_an_op_without_pfor_converter_runs_in_its_own_loop():
+  """A py_function in the gradient: pfor has no converter for it and runs
+  it in a while_loop inside the vectorized graph."""
   @tf.custom_gradient
   def opaque(x):
     def grad(g):
@@ -371,7 +371,23 @@ def test_pfor_failure_falls_back_to_rows(caplog):
       a, b = sess.run([jac, stock])
   np.testing.assert_allclose(a, b)
   np.testing.assert_allclose(a, np.diag([2.0, 4.0, 6.0]))
-  assert any("while_loop" in r.getMessage() for r in caplog.records)
+
+
+def test_ops_pfor_loops_over_are_named(caplog):
+  """Second-order conv gradients have a Conv2D whose filter differs per
+  row, which pfor runs in a while_loop of its own: same Hessian as
+  tf.hessians, and the log names the op type (a While that pfor
+  vectorizes is not named)."""
+  conv, loop = MODELS["conv"][0], MODELS["while"][0]
+
+  def build(xs):
+    loss = tf.reduce_sum(tf.sin(conv(*xs[:2]))) + tf.reduce_sum(
+        tf.sin(loop(*xs[2:])))
+    return tfgrad.hessians(loss, xs), tf.hessians(loss, xs)
+  _assert_same(*_run("graph", build, _values("conv") + _values("while")))
+  named = [r.getMessage() for r in caplog.records
+           if "while_loop of their own" in r.getMessage()]
+  assert named and all(m.endswith(": Conv2D") for m in named)
 
 
 # ----- bad input -----

@@ -161,10 +161,13 @@ def map_rows(fn, n, dtypes, vectorize=True, what="jacobian"):
   """[fn(0), ..., fn(n-1)] stacked along a new axis 0, for fn returning one
   Tensor or None per entry of `dtypes`.
 
-  vectorize=True converts fn's graph with pfor (`tf.vectorized_map`, no
-  per-op fallback); where pfor cannot convert an op, the log names it and
-  the rows run in a `tf.while_loop` instead, as they do for
-  vectorize=False.
+  vectorize=True converts fn's graph with pfor (`tf.vectorized_map`): an
+  op type pfor has no converter for runs in a while_loop of its own inside
+  the vectorized graph (pfor's warning names it, as under
+  `GradientTape.jacobian`); where a converter refuses its inputs (Conv2D
+  with a filter that differs per row, as in the second-order gradients of
+  a convolution), the log names the op and all rows run in a
+  `tf.while_loop` instead, as they do for vectorize=False.
   """
   pattern = {}
 
@@ -175,9 +178,14 @@ def map_rows(fn, n, dtypes, vectorize=True, what="jacobian"):
 
   stacked = None
   if vectorize:
+    graph = tf.compat.v1.get_default_graph()
+    first_new = len(graph.get_operations())
     try:
-      stacked = tf.vectorized_map(body, tf.range(n),
-                                  fallback_to_while_loop=False)
+      stacked = tf.vectorized_map(body, tf.range(n), warn=True)
+      looped = looped_in_pfor(graph.get_operations()[first_new:], graph)
+      if looped:
+        logging.warning("tfgrad.%s: pfor runs these ops in a while_loop of "
+                        "their own: %s", what, ", ".join(looped))
     except (ValueError, NotImplementedError, TypeError) as e:
       logging.warning("tfgrad.%s: pfor cannot vectorize the gradient graph, "
                       "rows run in a tf.while_loop: %s", what,
@@ -185,6 +193,23 @@ def map_rows(fn, n, dtypes, vectorize=True, what="jacobian"):
   if stacked is None:
     stacked = _while_rows(body, n, dtypes)
   return [None if none else s for none, s in zip(pattern["none"], stacked)]
+
+
+def looped_in_pfor(new_ops, graph):
+  """Types of the ops pfor converted by its while_loop fallback: its loop
+  is named `<op name>/pfor/while` (a While op converted by pfor is named
+  so too, and is vectorized: not counted)."""
+  suffix = "/pfor/while"
+  found = set()
+  for op in new_ops:
+    if op.type in ("While", "StatelessWhile") and op.name.endswith(suffix):
+      try:
+        original = graph.get_operation_by_name(op.name[:-len(suffix)])
+      except KeyError:
+        continue
+      if original.type not in ("While", "StatelessWhile"):
+        found.add(original.type)
+  return sorted(found)
 
 
 def _while_rows(body, n, dtypes):
