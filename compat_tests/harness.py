@@ -105,7 +105,8 @@ def check_numeric(spec, order):
     return [y for y in _as_list(spec.build(*xs)) if y.dtype == tf.float64]
   report = tfgrad.check_gradients(
       build, x0, order=order, delta=_EPS, rtol=spec.rtol, atol=spec.atol,
-      directions=1, variables=spec.variables, strict=spec.strict,
+      directions=1, strict=spec.strict,
+      variables=(lambda p: _input(spec, p)) if spec.variables else False,
       seed=int(rng.integers(2**31)), raise_on_failure=False)
   assert report.ok, (f"{spec.id}: order-{order} vjp disagrees with finite "
                      f"differences\n{report}")

@@ -1,6 +1,7 @@
 """tfgrad.check_gradients: passes functions whose derivatives are right
 (known in closed form, checked here against it too), and catches wrong
-rules, a registered one (compat_tests/fuzz_wrong_rule.py) and
+rules, a registered one (a tfgrad rule for `Square` under
+`gradient_override_map`, registered for the length of a test) and
 `tf.custom_gradient`s, at first and at second order."""
 
 import numpy as np
@@ -8,7 +9,25 @@ import pytest
 import tensorflow as tf
 
 import tfgrad
-from compat_tests import fuzz_wrong_rule
+from tfgrad import registry
+
+_WRONG = "TfgradCheckGradientsTestWrongSquare"
+
+
+@pytest.fixture
+def wrong_square():
+  """tf.square whose tfgrad rule is off by grad: 2x + 1 for 2x."""
+  @tfgrad.RegisterGradient(_WRONG)
+  def _wrong_square_grad(op, grad):
+    """grad * (2x + 1)."""
+    return grad * (2.0 * op.inputs[0] + 1.0)
+
+  def square(x):
+    with tf.compat.v1.get_default_graph().gradient_override_map(
+        {"Square": _WRONG}):
+      return tf.square(x)
+  yield square
+  registry.GRADIENTS.unregister(_WRONG)
 
 
 def _closed_form_jacobian(x, w):
@@ -58,11 +77,11 @@ def test_functions_with_known_derivatives(fn, args):
     assert report.ok and report.checked > 0, str(report)
 
 
-def test_a_wrong_registered_rule_is_caught_and_located():
+def test_a_wrong_registered_rule_is_caught_and_located(wrong_square):
   x = np.array([[0.5, -1.0, 2.0]])
 
   def fn(a, b):
-    return fuzz_wrong_rule.wrong_square(a) + b
+    return wrong_square(a) + b
 
   with pytest.raises(tfgrad.GradientCheckError) as caught:
     tfgrad.check_gradients(fn, [x, np.ones((1, 3))])
@@ -116,7 +135,7 @@ def test_bad_arguments():
     tfgrad.check_gradients(tf.sin, [np.ones(2, np.int32)])
 
 
-def test_directions_and_variables():
+def test_directions_and_variables(wrong_square):
   """Random projections instead of the whole Jacobian, and resource
   variables in place of the placeholders: right rules pass, a wrong one
   fails at the order where it is wrong."""
@@ -127,7 +146,7 @@ def test_directions_and_variables():
     return tf.tanh(a @ b)
 
   def wrong(a, b):
-    return fuzz_wrong_rule.wrong_square(a) @ b
+    return wrong_square(a) @ b
 
   for variables in (False, True):
     for order in (1, 2):

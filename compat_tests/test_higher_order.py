@@ -421,3 +421,66 @@ def test_eager_mode_raises_runtime_error():
                lambda: tfgrad.hessian_vector_product(x, x, x)):
     with pytest.raises(RuntimeError):
       call()
+
+
+# ----- resource variables and shapes known only at run time -----
+
+def test_resource_variable_xs():
+  """Variables as xs: the Jacobian, jvp and Hessian with respect to the
+  variable, as the tape, the accumulator and tf.hessians give them."""
+  w0 = np.array([[0.5, -1.0], [2.0, 0.25], [0.1, 0.3]])
+  x0 = np.array([[1.0, 2.0, -1.0]])
+  for mode in _MODES:
+    made = []
+
+    def build(xs, made=made):
+      if not made:
+        with tf.init_scope():
+          made.append(tf.Variable(w0))
+      w = made[0]
+      t = tf.constant(np.ones_like(w0))
+      with tf.GradientTape(persistent=True) as tape, \
+          tf.autodiff.ForwardAccumulator(w, t) as acc:
+        y = tf.tanh(xs[0] @ w)
+      loss = tf.reduce_sum(tf.sin(xs[0] @ w))
+      ours = ([tfgrad.jacobian(y, w), tfgrad.jacobian(y, w, mode="forward"),
+               tfgrad.jvp(y, w, t)]
+              + tfgrad.hessians(loss, w) +
+              tfgrad.hessian_vector_product(loss, [w], [t]))
+      theirs = ([tape.jacobian(y, w), tape.jacobian(y, w), acc.jvp(y)] +
+                tf.hessians(loss, w) +
+                gradients_impl._hessian_vector_product(loss, [w], [t]))  # pylint: disable=protected-access
+      return ours, theirs
+    if mode == "graph":
+      with tf.Graph().as_default():
+        ours, theirs = build([tf.constant(x0)])
+        fetch = ours + theirs
+        with tf.compat.v1.Session() as sess:
+          sess.run(tf.compat.v1.global_variables_initializer())
+          values = sess.run(fetch)
+      _assert_same(ours, theirs, values[:len(ours)], values[len(ours):])
+    else:
+      _assert_same(*_run(mode, build, [x0]))
+
+
+def test_unknown_batch_in_a_function_with_input_signature():
+  w = tf.constant(np.array([[0.5, -1.0], [2.0, 0.25], [0.1, 0.3]]))
+
+  @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float64)])
+  def both(x):
+    with tf.GradientTape(persistent=True) as tape:
+      tape.watch(x)
+      y = tf.tanh(x @ w)
+    ours = [tfgrad.jacobian(y, x), tfgrad.jacobian(y, x, mode="forward"),
+            tfgrad.batch_jacobian(y, x),
+            tfgrad.batch_jacobian(y, x, mode="forward")]
+    theirs = [tape.jacobian(y, x), tape.jacobian(y, x),
+              tape.batch_jacobian(y, x), tape.batch_jacobian(y, x)]
+    for a, b in zip(ours, theirs):
+      assert a.shape.is_compatible_with(b.shape)
+      assert a.shape.rank == b.shape.rank
+    return ours, theirs
+  x = np.random.default_rng(5).standard_normal((4, 3))
+  ours, theirs = both(tf.constant(x))
+  for a, b in zip(ours, theirs):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12)

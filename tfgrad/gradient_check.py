@@ -121,7 +121,9 @@ def check_gradients(fn, args, *, order=1, delta=1e-6, rtol=1e-5, atol=1e-6,
     <u, J^T v> from one tfgrad pass against the central difference of
     <f, v> along u (2 runs each; for large inputs).
   variables: fn gets resource variables, initialised from the point, in
-    place of the placeholders (derivatives are taken with respect to them).
+    place of the placeholders (derivatives are taken with respect to them);
+    a callable makes them instead, from each placeholder (e.g. reference
+    variables: `lambda p: tf.compat.v1.Variable(p, use_resource=False)`).
   strict: passed to every `tfgrad.gradients` call (see `strict_mode`).
   Returns a `GradientCheckReport` (its `worst` lists the `worst` entries
   farthest out of tolerance, naming output, argument and both indices, or
@@ -141,7 +143,9 @@ def check_gradients(fn, args, *, order=1, delta=1e-6, rtol=1e-5, atol=1e-6,
   with graph.as_default():
     feeds = {i: tf.compat.v1.placeholder(tf.float64, p.shape, f"arg{i}")
              for i, p in points.items()}
-    inputs = {i: tf.Variable(f) if variables else f for i, f in feeds.items()}
+    make = (variables if callable(variables) else
+            tf.Variable if variables else None)
+    inputs = {i: make(f) if make else f for i, f in feeds.items()}
     call_args = [inputs.get(i, a) for i, a in enumerate(args)]
     outputs = _flat_outputs(fn(*call_args))
     xs = [inputs[i] for i in sorted(inputs)]
@@ -187,17 +191,24 @@ def _check_jacobians(report, run, outputs, xs, points):
 
 
 def _check_directions(report, run, outputs, xs, points, count, rng, strict):
-  """<u, J^T v> against d/de <f(x + e u), v>, for `count` random (u, v)."""
-  base = run(outputs)
-  for direction in range(count):
-    vs = [rng.standard_normal(np.shape(b)) for b in base]
+  """<u, J^T v> against d/de <f(x + e u), v>, for `count` random (u, v).
+  Every gradient is built before the graph first runs (TF's While
+  gradients add outputs to the forward loop)."""
+  checks = []
+  for _ in range(count):
+    vs = [rng.standard_normal(y.shape.as_list()) for y in outputs]
     us = {i: rng.standard_normal(p.shape) for i, p in points.items()}
-    grads = api.gradients(outputs, xs, [tf.constant(v) for v in vs],
-                          strict=strict) if outputs else [None] * len(xs)
-    symbolic = sum(float(np.sum(_dense_value(run, g) * us[i]))
-                   for g, i in zip(grads, sorted(points)) if g is not None)
+    grads = (api.gradients(outputs, xs, [tf.constant(v) for v in vs],
+                           strict=strict) if outputs else [None] * len(xs))
+    dense = [None if g is None else tf.convert_to_tensor(g) for g in grads]
+    checks.append((vs, us, dense))
+  for direction, (vs, us, dense) in enumerate(checks):
+    values = run([g for g in dense if g is not None])
+    symbolic = sum(float(np.sum(g * us[i])) for g, i in
+                   zip(values, [i for g, i in zip(dense, sorted(points))
+                                if g is not None]))
 
-    def inner(sign):
+    def inner(sign, vs=vs, us=us):
       shifted = {i: p + sign * report.delta * us[i]
                  for i, p in points.items()}
       return sum(float(np.sum(y * v))
@@ -210,10 +221,6 @@ def _check_directions(report, run, outputs, xs, points, count, rng, strict):
       report.failures += 1
       report.worst.append(Mismatch(-1, -1, (), (), symbolic, numeric,
                                    direction=direction))
-
-
-def _dense_value(run, g):
-  return run(tf.convert_to_tensor(g))
 
 
 def _gradient_map(outputs, xs, rng, strict):
