@@ -442,13 +442,18 @@ def test_resource_variable_xs():
       with tf.GradientTape(persistent=True) as tape, \
           tf.autodiff.ForwardAccumulator(w, t) as acc:
         y = tf.tanh(xs[0] @ w)
-      loss = tf.reduce_sum(tf.sin(xs[0] @ w))
+        with tf.GradientTape() as inner:
+          loss = tf.reduce_sum(tf.sin(xs[0] @ w))
+        g = inner.gradient(loss, w)
       ours = ([tfgrad.jacobian(y, w), tfgrad.jacobian(y, w, mode="forward"),
                tfgrad.jvp(y, w, t)]
               + tfgrad.hessians(loss, w) +
               tfgrad.hessian_vector_product(loss, [w], [t]))
+      # Stock tf.hessians raises ValueError for a variable inside a
+      # tf.function (its while_loop body gets None for the variable): the
+      # tape's Jacobian of the gradient is the reference.
       theirs = ([tape.jacobian(y, w), tape.jacobian(y, w), acc.jvp(y)] +
-                tf.hessians(loss, w) +
+                [tape.jacobian(g, w)] +
                 gradients_impl._hessian_vector_product(loss, [w], [t]))  # pylint: disable=protected-access
       return ours, theirs
     if mode == "graph":

@@ -56,10 +56,13 @@ def _unconnected(value):
 
 
 def _as_tensors(values, what):
+  """Tensors for ys/xs; variables stay variables (`gradients` takes them,
+  and their shape and dtype are the value's)."""
   out = []
   for i, v in enumerate(values):
     if isinstance(v, tf.Variable):
-      v = v.handle if v.dtype == tf.resource else tf.convert_to_tensor(v)
+      out.append(v)
+      continue
     try:
       out.append(tf.convert_to_tensor(v))
     except (TypeError, ValueError) as e:
@@ -69,28 +72,36 @@ def _as_tensors(values, what):
 
 
 def _differentiable(t):
-  dtype = t.dtype.base_dtype
-  if dtype == tf.resource:
-    return True
+  dtype = _value_dtype(t)
   return dtype.is_floating or dtype.is_complex
 
 
+def _handle_shape_and_type(x):
+  """A raw resource handle's (shape, dtype), from its handle data."""
+  data = getattr(x, "_handle_data", None)
+  if data is not None and data.shape_and_type:
+    return (tf.TensorShape(data.shape_and_type[0].shape),
+            tf.as_dtype(data.shape_and_type[0].dtype))
+  return tf.TensorShape(None), tf.float32
+
+
 def _value_dtype(x):
-  """The dtype a gradient for x has: a resource handle's variable dtype."""
-  if x.dtype == tf.resource:
-    shapes_dtypes = getattr(x, "_handle_data", None)
-    if shapes_dtypes is not None and shapes_dtypes.shape_and_type:
-      return tf.as_dtype(shapes_dtypes.shape_and_type[0].dtype)
+  """The dtype a gradient for x has (a variable's, not its handle's)."""
+  if not isinstance(x, tf.Variable) and x.dtype == tf.resource:
+    return _handle_shape_and_type(x)[1]
   return x.dtype.base_dtype
 
 
 def _value_shape(x):
-  if x.dtype == tf.resource:
-    shapes_dtypes = getattr(x, "_handle_data", None)
-    if shapes_dtypes is not None and shapes_dtypes.shape_and_type:
-      return tf.TensorShape(shapes_dtypes.shape_and_type[0].shape)
-    return tf.TensorShape(None)
+  if not isinstance(x, tf.Variable) and x.dtype == tf.resource:
+    return _handle_shape_and_type(x)[0]
   return x.shape
+
+
+def _shape_of(x):
+  """x's shape: a list where static, else a tensor computed at run time."""
+  shape = _value_shape(x)
+  return shape.as_list() if shape.is_fully_defined() else tf.shape(x)
 
 
 def _check_like_xs(values, xs, what, xs_name="xs"):
@@ -131,8 +142,7 @@ def _dense(g):
 
 
 def _zeros_for(x):
-  return tf.zeros(tf.shape(x) if x.dtype != tf.resource else
-                  _value_shape(x), _value_dtype(x))
+  return tf.zeros(_shape_of(x), _value_dtype(x))
 
 
 def _basis(i, n, shape, dtype):
@@ -148,9 +158,8 @@ def _size(t):
 
 def _x_size(x):
   """Element count of an x (a resource handle: its variable's)."""
-  if x.dtype == tf.resource:
-    return _value_shape(x).num_elements()
-  return _size(x)
+  n = _value_shape(x).num_elements()
+  return n if n is not None else tf.size(x)
 
 
 def _static_size(t):
@@ -226,8 +235,7 @@ def _while_rows(body, n, dtypes):
 
 def _finish(stacked, lead_shape, x, lead_static):
   """Reshapes [n, ...x] rows to lead_shape + x.shape, static shape set."""
-  x_shape = (tf.shape(x) if x.dtype != tf.resource else
-             _value_shape(x).as_list())
+  x_shape = _shape_of(x)
   out = tf.reshape(stacked, tf.concat([lead_shape, x_shape], 0))
   out.set_shape(lead_static.concatenate(_value_shape(x)))
   return out
@@ -303,7 +311,7 @@ def hessians_v1(ys, xs, name="hessians", colocate_gradients_with_ops=False,
 
 def _hessian_block(g, x, k, vectorize, gate_gradients, aggregation_method):
   n, dtype = _x_size(x), _value_dtype(x)
-  x_shape = tf.shape(x) if x.dtype != tf.resource else _value_shape(x)
+  x_shape = _shape_of(x)
 
   def row(i):
     e = _basis(i, n, x_shape, dtype)
@@ -316,7 +324,7 @@ def _hessian_block(g, x, k, vectorize, gate_gradients, aggregation_method):
   if stacked is None:
     shape = _value_shape(x)
     return tf.zeros(shape.concatenate(shape) if shape.is_fully_defined() else
-                    tf.concat([tf.shape(x), tf.shape(x)], 0), dtype)
+                    tf.concat([_shape_of(x), _shape_of(x)], 0), dtype)
   return _finish(stacked, x_shape, x, _value_shape(x))
 
 
@@ -417,7 +425,7 @@ def _jacobian_zeros(y, x):
   shape = y.shape.concatenate(_value_shape(x))
   if shape.is_fully_defined():
     return tf.zeros(shape, _value_dtype(x))
-  return tf.zeros(tf.concat([tf.shape(y), tf.shape(x)], 0), _value_dtype(x))
+  return tf.zeros(tf.concat([tf.shape(y), _shape_of(x)], 0), _value_dtype(x))
 
 
 def _reverse_jacobian(y, xs, tensors, vectorize):
@@ -449,7 +457,7 @@ def _forward_jacobian(y, xs, tensors, vectorize):
 def _columns(y, u, g, x, vectorize):
   """d y / d x, one jvp per entry of x, as y.shape + x.shape."""
   n = _x_size(x)
-  x_shape = tf.shape(x) if x.dtype != tf.resource else _value_shape(x)
+  x_shape = _shape_of(x)
 
   def column(j):
     ys, grad_ys = _pull_back(g, _basis(j, n, x_shape, _value_dtype(x)))
@@ -470,8 +478,7 @@ def _columns(y, u, g, x, vectorize):
 
 
 def _finish_columns(cols, y, x):
-  x_shape = (tf.shape(x) if x.dtype != tf.resource else
-             _value_shape(x).as_list())
+  x_shape = _shape_of(x)
   out = tf.reshape(cols, tf.concat([tf.shape(y), x_shape], 0))
   out.set_shape(y.shape.concatenate(_value_shape(x)))
   return out
