@@ -170,13 +170,13 @@ def map_rows(fn, n, dtypes, vectorize=True, what="jacobian"):
   """[fn(0), ..., fn(n-1)] stacked along a new axis 0, for fn returning one
   Tensor or None per entry of `dtypes`.
 
-  vectorize=True converts fn's graph with pfor (`tf.vectorized_map`): an
-  op type pfor has no converter for runs in a while_loop of its own inside
-  the vectorized graph (pfor's warning names it, as under
-  `GradientTape.jacobian`); where a converter refuses its inputs (Conv2D
-  with a filter that differs per row, as in the second-order gradients of
-  a convolution), the log names the op and all rows run in a
-  `tf.while_loop` instead, as they do for vectorize=False.
+  vectorize=True converts fn's graph with pfor (`tf.vectorized_map`, as
+  `GradientTape.jacobian` does). An op pfor cannot convert (no converter,
+  or one that cannot take the inputs that differ per row, such as Conv2D
+  with a per-row filter in the second-order gradients of a convolution)
+  runs in a while_loop of its own inside the vectorized graph, and the log
+  names these op types; where pfor raises, all rows run in a
+  `tf.while_loop`, as they do for vectorize=False.
   """
   pattern = {}
 
