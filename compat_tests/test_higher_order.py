@@ -489,3 +489,79 @@ def test_unknown_batch_in_a_function_with_input_signature():
   ours, theirs = both(tf.constant(x))
   for a, b in zip(ours, theirs):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12)
+
+
+# ----- jvp across op families, against ForwardAccumulator -----
+
+def _layer_norm(x):
+  mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)
+  return (x - mean) * tf.math.rsqrt(var + 1e-3)
+
+
+_FAMILIES = {
+    "elementwise": (lambda a, b: tf.exp(a) * tf.sin(b) / (1.0 + a * a),
+                    [(3, 4), (3, 4)]),
+    "broadcast": (lambda a, b: tf.maximum(a, b) - tf.square(a - b),
+                  [(3, 4), (4,)]),
+    "matmul": (lambda a, b: tf.linalg.matmul(a, b, transpose_b=True),
+               [(3, 4), (5, 4)]),
+    "batch_matmul": (lambda a, b: a @ b, [(2, 3, 4), (2, 4, 2)]),
+    "einsum": (lambda a, b: tf.einsum("bij,jk->bik", a, b),
+               [(2, 3, 4), (4, 5)]),
+    "conv": (lambda a, f: tf.nn.conv2d(a, f, 2, "SAME"),
+             [(1, 5, 5, 2), (3, 3, 2, 4)]),
+    "depthwise_pool": (lambda a, f: tf.nn.avg_pool2d(
+        tf.nn.depthwise_conv2d(a, f, [1, 1, 1, 1], "VALID"), 2, 1, "VALID"),
+                       [(1, 5, 5, 2), (2, 2, 2, 1)]),
+    "reductions": (lambda a: [tf.reduce_sum(a, 0), tf.reduce_mean(a, 1),
+                              tf.reduce_logsumexp(a), tf.reduce_prod(a, 1),
+                              tf.reduce_max(a, 0)], [(3, 4)]),
+    "shape_ops": (lambda a: tf.concat([tf.transpose(tf.reshape(a, [4, 3])),
+                                       tf.tile(a[:, :1], [1, 2]),
+                                       tf.reverse(a, [1])], 1), [(3, 4)]),
+    "gather_pad": (lambda a: tf.pad(tf.gather(a, [2, 0, 2], axis=1),
+                                    [[1, 0], [0, 2]]), [(3, 4)]),
+    "softmax": (lambda a: [tf.nn.softmax(a), tf.nn.log_softmax(a)],
+                [(3, 4)]),
+    "layer_norm": (_layer_norm, [(3, 6)]),
+    "cumulative": (lambda a: tf.cumsum(a, 1) * tf.math.cumprod(a, 0),
+                   [(3, 4)]),
+    "linalg": (lambda a: tf.linalg.inv(a + 4.0 * tf.eye(3, dtype=a.dtype)),
+               [(3, 3)]),
+}
+
+
+@pytest.mark.parametrize("family", sorted(_FAMILIES))
+def test_jvp_across_families(family):
+  fn, shapes = _FAMILIES[family]
+  rng = np.random.default_rng(7)
+  values = [rng.standard_normal(s) for s in shapes]
+  tangents = [rng.standard_normal(s) for s in shapes]
+
+  def build(xs):
+    ts = [tf.constant(t) for t in tangents]
+    with tf.autodiff.ForwardAccumulator(xs, ts) as acc:
+      stock_ys = tf.nest.flatten(fn(*xs))
+    ours = tfgrad.jvp(tf.nest.flatten(fn(*xs)), xs, ts)
+    return list(ours), [acc.jvp(y) for y in stock_ys]
+  for mode in _MODES:
+    _assert_same(*_run(mode, build, values))
+
+
+@pytest.mark.parametrize("family", sorted(_FAMILIES))
+def test_jacobians_across_families(family):
+  fn, shapes = _FAMILIES[family]
+  rng = np.random.default_rng(8)
+  values = [rng.standard_normal(s) for s in shapes]
+
+  def build(xs):
+    with tf.GradientTape(persistent=True) as tape:
+      tape.watch(xs)
+      ys = tf.nest.flatten(fn(*xs))
+    ours, theirs = [], []
+    for y in ys:
+      ours += tfgrad.jacobian(y, xs, mode="forward")
+      ours += tfgrad.jacobian(y, xs, mode="reverse")
+      theirs += tape.jacobian(y, xs) * 2
+    return ours, theirs
+  _assert_same(*_run("function", build, values))
