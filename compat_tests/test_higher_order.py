@@ -177,13 +177,18 @@ def test_installed_tf_hessians_is_tfgrads():
     x = tf.constant([1.0, 2.0, 3.0])
     loss = tf.reduce_sum(tf.sin(x) * x[0])
     stock = tf.hessians(loss, x)[0]
+    stock_v1 = tf.compat.v1.hessians(loss, x,
+                                     colocate_gradients_with_ops=True)[0]
     with tfgrad.installed():
       assert tf.hessians is tfgrad.hessians
+      assert tf.compat.v1.hessians is tfgrad.compat.v1.hessians
       ours = tf.hessians(loss, x)[0]
-      assert tf.compat.v1.hessians(loss, x)[0].shape == ours.shape
+      ours_v1 = tf.compat.v1.hessians(loss, x,
+                                      colocate_gradients_with_ops=True)[0]
     with tf.compat.v1.Session() as sess:
-      a, b = sess.run([ours, stock])
+      a, b, c, d = sess.run([ours, stock, ours_v1, stock_v1])
   np.testing.assert_allclose(a, b, rtol=1e-6)
+  np.testing.assert_allclose(c, d, rtol=1e-6)
 
 
 # ----- by finite differences (float64) -----
