@@ -570,3 +570,25 @@ def test_jacobians_across_families(family):
       theirs += tape.jacobian(y, xs) * 2
     return ours, theirs
   _assert_same(*_run("function", build, values))
+
+
+def test_scalars_and_ys_that_are_xs():
+  def build(xs):
+    s, x = xs
+    with tf.GradientTape(persistent=True) as tape, \
+        tf.autodiff.ForwardAccumulator(xs, [tf.constant(1.5, tf.float64),
+                                            tf.ones_like(x)]) as acc:
+      tape.watch(xs)
+      cube = s ** 3
+      y = cube * x
+    ours = ([tfgrad.jacobian(cube, s), tfgrad.jacobian(x, x),
+             tfgrad.jacobian(x, x, mode="forward")] +
+            tfgrad.hessians(cube, s) +
+            tfgrad.jvp([y, x], xs, [tf.constant(1.5, tf.float64),
+                                   tf.ones_like(x)]))
+    theirs = ([tape.jacobian(cube, s), tape.jacobian(x, x),
+               tape.jacobian(x, x)] + tf.hessians(cube, s) +
+              [acc.jvp(y), acc.jvp(x)])
+    return ours, theirs
+  for mode in _MODES:
+    _assert_same(*_run(mode, build, [np.float64(2.0), np.array([1.0, -2.0])]))

@@ -104,6 +104,14 @@ def _shape_of(x):
   return shape.as_list() if shape.is_fully_defined() else tf.shape(x)
 
 
+def _concat_shapes(a, b):
+  """a + b for shapes given as lists (static) or int32 tensors."""
+  if isinstance(a, list) and isinstance(b, list):
+    return a + b
+  return tf.concat([tf.constant(a, tf.int32) if isinstance(a, list) else a,
+                    tf.constant(b, tf.int32) if isinstance(b, list) else b], 0)
+
+
 def _check_like_xs(values, xs, what, xs_name="xs"):
   """`values` (tangents, vs) pair up with xs: number, static shape, dtype."""
   if len(values) != len(xs):
@@ -236,7 +244,7 @@ def _while_rows(body, n, dtypes):
 def _finish(stacked, lead_shape, x, lead_static):
   """Reshapes [n, ...x] rows to lead_shape + x.shape, static shape set."""
   x_shape = _shape_of(x)
-  out = tf.reshape(stacked, tf.concat([lead_shape, x_shape], 0))
+  out = tf.reshape(stacked, _concat_shapes(lead_shape, x_shape))
   out.set_shape(lead_static.concatenate(_value_shape(x)))
   return out
 
@@ -324,7 +332,7 @@ def _hessian_block(g, x, k, vectorize, gate_gradients, aggregation_method):
   if stacked is None:
     shape = _value_shape(x)
     return tf.zeros(shape.concatenate(shape) if shape.is_fully_defined() else
-                    tf.concat([_shape_of(x), _shape_of(x)], 0), dtype)
+                    _concat_shapes(_shape_of(x), _shape_of(x)), dtype)
   return _finish(stacked, x_shape, x, _value_shape(x))
 
 
@@ -425,11 +433,12 @@ def _jacobian_zeros(y, x):
   shape = y.shape.concatenate(_value_shape(x))
   if shape.is_fully_defined():
     return tf.zeros(shape, _value_dtype(x))
-  return tf.zeros(tf.concat([tf.shape(y), _shape_of(x)], 0), _value_dtype(x))
+  return tf.zeros(_concat_shapes(_shape_of(y), _shape_of(x)),
+                  _value_dtype(x))
 
 
 def _reverse_jacobian(y, xs, tensors, vectorize):
-  n, y_shape = _size(y), tf.shape(y)
+  n, y_shape = _size(y), _shape_of(y)
   dtypes = [_value_dtype(x) for x in tensors]
   if not _differentiable(y):
     return [None] * len(xs)
@@ -479,7 +488,7 @@ def _columns(y, u, g, x, vectorize):
 
 def _finish_columns(cols, y, x):
   x_shape = _shape_of(x)
-  out = tf.reshape(cols, tf.concat([tf.shape(y), x_shape], 0))
+  out = tf.reshape(cols, _concat_shapes(_shape_of(y), x_shape))
   out.set_shape(y.shape.concatenate(_value_shape(x)))
   return out
 
