@@ -27,6 +27,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfgrad import api
+from tfgrad import forward
 
 _NONE = tf.UnconnectedGradients.NONE
 _ZERO = tf.UnconnectedGradients.ZERO
@@ -340,15 +341,19 @@ def _hessian_block(g, x, k, vectorize, gate_gradients, aggregation_method):
 
 @_no_autograph
 def jvp(ys, xs, tangents, *, name="jvp",
-        unconnected_gradients=_NONE, aggregation_method=None):
+        unconnected_gradients=_NONE, aggregation_method=None, native=True):
   """Forward-mode directional derivatives: for each y, sum_i dy/dx_i t_i,
   the values `tf.autodiff.ForwardAccumulator` gives on the same function.
 
-  Built as the vjp of the vjp with respect to its cotangent u: g(u) =
-  J^T u is linear in u, and the gradient of <g(u), t> with respect to u is
-  J t. u is a zeros tensor nothing else reads, so at run time only the
-  second pass's ops and the forward values they read run (the first pass's
-  ops are left unfetched). Returns ys' structure (one Tensor, or a list);
+  With native=True, tangents are pushed forward through tfgrad's forward
+  rules (`tfgrad.ops.forward_rules`: elementwise, matmul, conv, bias,
+  pooling, reductions, shape ops, softmax) when every op between the xs
+  and the ys has one. Otherwise it is built as the vjp of the vjp with
+  respect to its cotangent u: g(u) = J^T u is linear in u, and the
+  gradient of <g(u), t> with respect to u is J t. u is a zeros tensor
+  nothing else reads, so at run time only the second pass's ops and the
+  forward values they read run (the first pass's ops are left
+  unfetched). Returns ys' structure (one Tensor, or a list);
   a y no x reaches gives None, or zeros with unconnected_gradients="zero".
   tangents must match xs in number, shape and dtype (None: a zero
   tangent).
@@ -361,12 +366,33 @@ def jvp(ys, xs, tangents, *, name="jvp",
   with tf.name_scope(name):
     tangents = _check_like_xs(_as_list(tangents), _as_tensors(xs, "xs"),
                               "tangents")
-    out = _jvp_list(ys, xs, tangents, unconnected, aggregation_method)
+    out = _jvp_list(ys, xs, tangents, unconnected, aggregation_method,
+                    native)
   return out[0] if single else out
 
 
-def _jvp_list(ys, xs, tangents, unconnected, aggregation_method):
+def _jvp_list(ys, xs, tangents, unconnected, aggregation_method, native):
   live = [i for i, y in enumerate(ys) if _differentiable(y)]
+  found = None
+  if native:
+    handles = [x.handle if isinstance(x, tf.Variable) else x
+               for x in _as_tensors(xs, "xs")]
+    found = forward.tangents_or_none([ys[i] for i in live], handles,
+                                     tangents)
+  if found is not None:
+    results = [None] * len(ys)
+    for i, f in zip(live, found):
+      results[i] = f
+    if unconnected == _ZERO:
+      results = [tf.zeros_like(y) if r is None else r
+                 for r, y in zip(results, ys)]
+    return results
+  return _double_reverse_jvp(ys, xs, tangents, unconnected,
+                             aggregation_method, live)
+
+
+def _double_reverse_jvp(ys, xs, tangents, unconnected, aggregation_method,
+                        live):
   us = [tf.zeros_like(ys[i]) for i in live]
   grads = api.gradients([ys[i] for i in live], xs, us,
                         aggregation_method=aggregation_method)
