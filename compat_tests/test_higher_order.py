@@ -605,3 +605,27 @@ def test_scalars_and_ys_that_are_xs():
     return ours, theirs
   for mode in _MODES:
     _assert_same(*_run(mode, build, [np.float64(2.0), np.array([1.0, -2.0])]))
+
+
+def test_jvp_native_unary_rules():
+  """Each unary forward rule against ForwardAccumulator, real and (where
+  the op takes them) complex."""
+  real = [tf.tanh, tf.sigmoid, tf.sqrt, tf.math.rsqrt, tf.math.reciprocal,
+          tf.exp, tf.math.log, tf.sin, tf.cos, tf.square, tf.nn.relu,
+          tf.nn.softplus]
+  complex_ = [tf.tanh, tf.sigmoid, tf.sqrt, tf.math.rsqrt,
+              tf.math.reciprocal, tf.exp, tf.math.log, tf.sin, tf.cos,
+              tf.square]
+  x0 = np.array([0.3, 1.2, 2.5])
+  z0 = np.array([0.3 + 0.4j, 1.2 - 0.5j, 2.5 + 1.0j])
+  for fns, value in ((real, x0), (complex_, z0)):
+    def build(xs, fns=fns):
+      (x,) = xs
+      t = tf.ones_like(x) * tf.cast(0.7, x.dtype)
+      with tf.autodiff.ForwardAccumulator(x, t) as acc:
+        stock = [f(x) for f in fns]
+      ys = [f(x) for f in fns]
+      assert forward.tangents_or_none(ys, [x], [t]) is not None
+      return tfgrad.jvp(ys, x, t), [acc.jvp(y) for y in stock]
+    for mode in _MODES:
+      _assert_same(*_run(mode, build, [value]))

@@ -64,18 +64,45 @@ def _replay(op, inputs):
 
 # ----- elementwise -----
 
-def_unary("Tanh", lambda x, y: 1.0 - y * y)
-def_unary("Sigmoid", lambda x, y: y * (1.0 - y))
+def def_fused(op_type, derivative, fused):
+  """As def_unary, with TF's fused gradient kernel `fused(x, y, t)` (one op)
+  for real dtypes (the kernels conjugate for complex ones)."""
+  @RegisterForward(op_type)
+  def _rule(op, t):
+    x, y = op.inputs[0], op.outputs[0]
+    if x.dtype.is_complex:
+      return [t * derivative(x, y)]
+    return [fused(x, y, t)]
+  return _rule
+
+
+def_fused("Tanh", lambda x, y: 1.0 - y * y,
+          lambda x, y, t: raw.TanhGrad(y=y, dy=t))
+def_fused("Sigmoid", lambda x, y: y * (1.0 - y),
+          lambda x, y, t: raw.SigmoidGrad(y=y, dy=t))
+def_fused("Sqrt", lambda x, y: 0.5 / y,
+          lambda x, y, t: raw.SqrtGrad(y=y, dy=t))
+def_fused("Rsqrt", lambda x, y: -0.5 * y / x,
+          lambda x, y, t: raw.RsqrtGrad(y=y, dy=t))
+def_fused("Reciprocal", lambda x, y: -y * y,
+          lambda x, y, t: raw.ReciprocalGrad(y=y, dy=t))
 def_unary("Exp", lambda x, y: y)
 def_unary("Log", lambda x, y: tf.math.reciprocal(x))
 def_unary("Sin", lambda x, y: tf.cos(x))
 def_unary("Cos", lambda x, y: -tf.sin(x))
 def_unary("Square", lambda x, y: 2.0 * x)
-def_unary("Sqrt", lambda x, y: 0.5 / y)
-def_unary("Rsqrt", lambda x, y: -0.5 * y / x)
-def_unary("Reciprocal", lambda x, y: -y * y)
-def_unary("Relu", lambda x, y: tf.cast(x > 0, x.dtype))
-def_unary("Softplus", lambda x, y: tf.sigmoid(x))
+
+
+@RegisterForward("Relu")
+def _relu(op, t):
+  """t where x > 0."""
+  return [raw.ReluGrad(gradients=t, features=op.inputs[0])]
+
+
+@RegisterForward("Softplus")
+def _softplus(op, t):
+  """t * sigmoid(x)."""
+  return [raw.SoftplusGrad(gradients=t, features=op.inputs[0])]
 
 
 @RegisterForward("Neg")
