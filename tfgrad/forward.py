@@ -79,19 +79,32 @@ def _carries_tangents(op):
   return any(t.dtype.is_floating or t.dtype.is_complex for t in op.outputs)
 
 
-def tangents_or_none(ys, xs, tangents):
-  """Tangents of ys (None where no x reaches), or None when some op on the
-  way has no forward rule. xs are Tensors (resource handles for
-  variables), tangents Tensors or None, one per x."""
+def _native_ops(ys, xs):
+  """The ops that carry tangents from xs to ys, in order, or None when
+  one has no forward rule or a value is not of the graph being built."""
   graph = tf.compat.v1.get_default_graph()
   values = list(ys) + list(xs)
   if any(tf_compat.is_eager_tensor(t) or t.graph is not graph
          for t in values):
     return None           # e.g. a variable's handle captured by a function
   ops = [op for op in _ops_between(ys, xs) if _carries_tangents(op)]
-  for op in ops:
-    if FORWARD.get(op.type) is None:
-      return None
+  if any(FORWARD.get(op.type) is None for op in ops):
+    return None
+  return ops
+
+
+def supported(ys, xs):
+  """True when `tangents_or_none(ys, xs, ...)` takes the native path."""
+  return _native_ops(ys, xs) is not None
+
+
+def tangents_or_none(ys, xs, tangents):
+  """Tangents of ys (None where no x reaches), or None when some op on the
+  way has no forward rule. xs are Tensors (resource handles for
+  variables), tangents Tensors or None, one per x."""
+  ops = _native_ops(ys, xs)
+  if ops is None:
+    return None
   known = {}
   for x, t in zip(xs, tangents):
     if t is not None:

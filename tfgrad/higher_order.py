@@ -375,8 +375,7 @@ def _jvp_list(ys, xs, tangents, unconnected, aggregation_method, native):
   live = [i for i, y in enumerate(ys) if _differentiable(y)]
   found = None
   if native:
-    handles = [x.handle if isinstance(x, tf.Variable) else x
-               for x in _as_tensors(xs, "xs")]
+    handles = [_handle(x) for x in _as_tensors(xs, "xs")]
     found = forward.tangents_or_none([ys[i] for i in live], handles,
                                      tangents)
   if found is not None:
@@ -478,15 +477,35 @@ def _reverse_jacobian(y, xs, tensors, vectorize):
           for s, x in zip(stacked, tensors)]
 
 
+def _handle(x):
+  return x.handle if isinstance(x, tf.Variable) else x
+
+
 def _forward_jacobian(y, xs, tensors, vectorize):
   if not _differentiable(y):
     return [None] * len(xs)
+  handles = [_handle(x) for x in tensors]
+  if forward.supported([y], handles):
+    return [_native_columns(y, h, x, vectorize)
+            for h, x in zip(handles, tensors)]
   u = tf.zeros_like(y)
   grads = api.gradients([y], xs, [u])
   out = []
   for g, x in zip(grads, tensors):
     out.append(None if g is None else _columns(y, u, g, x, vectorize))
   return out
+
+
+def _native_columns(y, handle, x, vectorize):
+  """d y / d x by forward rules, one jvp per entry of x (vectorized)."""
+  n, x_shape = _x_size(x), _shape_of(x)
+
+  def column(j):
+    e = _basis(j, n, x_shape, _value_dtype(x))
+    return forward.tangents_or_none([y], [handle], [e])
+
+  (stacked,) = map_rows(column, n, [y.dtype], vectorize)
+  return None if stacked is None else _columns_to_jacobian(stacked, y, x)
 
 
 def _columns(y, u, g, x, vectorize):
@@ -502,6 +521,11 @@ def _columns(y, u, g, x, vectorize):
   (stacked,) = map_rows(column, n, [y.dtype], vectorize)
   if stacked is None:
     return None
+  return _columns_to_jacobian(stacked, y, x)
+
+
+def _columns_to_jacobian(stacked, y, x):
+  """[n] + y.shape columns -> y.shape + x.shape."""
   rank = y.shape.rank
   if rank is None:
     rank = tf.rank(y)
@@ -577,10 +601,12 @@ def _batch_reverse(flat_y, x, vectorize):
 
 
 def _batch_forward(y, flat_y, x, vectorize):
-  u = tf.zeros_like(flat_y)
-  (g,) = api.gradients([flat_y], [x], [u])
-  if g is None:
-    return None
+  native = forward.supported([flat_y], [_handle(x)])
+  if not native:
+    u = tf.zeros_like(flat_y)
+    (g,) = api.gradients([flat_y], [x], [u])
+    if g is None:
+      return None
   flat_x = tf.reshape(x, [tf.shape(x)[0], -1])
   k = (flat_x.shape[1] if flat_x.shape[1] is not None
        else tf.shape(flat_x)[1])
@@ -589,6 +615,8 @@ def _batch_forward(y, flat_y, x, vectorize):
   def column(j):
     e = tf.reshape(tf.tile(tf.one_hot([j], k, dtype=x.dtype), [batch, 1]),
                    tf.shape(x))
+    if native:
+      return forward.tangents_or_none([flat_y], [_handle(x)], [e])
     ys, grad_ys = _pull_back(g, e)
     (d,) = api.gradients([ys], [u], [grad_ys])
     return [None if d is None else _dense(d)]
