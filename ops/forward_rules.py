@@ -185,13 +185,11 @@ def _conv2d(op, tx, tf_):
 
 @RegisterForward("BiasAdd")
 def _bias_add(op, tx, tb):
-  y = op.outputs[0]
-  fmt = op.get_attr("data_format")
-  if tb is not None:
-    tb = (tf.nn.bias_add(tf.zeros_like(y), tb, data_format=fmt)
-          if tx is None else tf.nn.bias_add(tx, tb, data_format=fmt))
-    return [tb]
-  return [tx]
+  if tb is None:
+    return [tx]
+  base = tf.zeros_like(op.outputs[0]) if tx is None else tx
+  return [raw.BiasAdd(value=base, bias=tb,
+                      data_format=op.get_attr("data_format"))]
 
 
 @RegisterForward("MaxPool")
