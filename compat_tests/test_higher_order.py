@@ -218,6 +218,9 @@ def test_unconnected_follow_first_order_conventions():
       y2 = tf.sin(x) * 2.0
     ours = (tfgrad.jacobian(y, xs) +
             tfgrad.jacobian(y, xs, unconnected_gradients="zero") +
+            tfgrad.jacobian(y, xs, mode="forward") +
+            tfgrad.jacobian(y, xs, mode="forward",
+                            unconnected_gradients="zero") +
             tfgrad.hessian_vector_product(loss, xs, v) +
             tfgrad.hessian_vector_product(loss, xs, v,
                                           unconnected_gradients="zero") +
@@ -225,6 +228,8 @@ def test_unconnected_follow_first_order_conventions():
             [tfgrad.jvp(y, [other], [v[1]], unconnected_gradients="zero")] +
             [tfgrad.batch_jacobian(y, other)])
     theirs = (tape.jacobian(y2, xs) +
+              tape.jacobian(y2, xs, unconnected_gradients="zero") +
+              tape.jacobian(y2, xs) +
               tape.jacobian(y2, xs, unconnected_gradients="zero") +
               tfgrad.gradients([tfgrad.gradients(loss, x)[0]], xs, v[:1]) +
               tfgrad.gradients([tfgrad.gradients(loss, x)[0]], xs, v[:1],
