@@ -3,9 +3,9 @@
 check_matches_tf: tfgrad (strict: no fallback to TF's registry) against
   stock `tf.gradients` on the same graph: None pattern, Tensor vs
   IndexedSlices, dtype, static shape and values.
-check_numeric: in float64, the vector-Jacobian product against central
-  finite differences along one random direction, <u, vjp(v)> = d/de <f(x+eu), v>,
-  at order 1 and (differentiating <vjp(v), w> again, through tfgrad) order 2.
+check_numeric: `tfgrad.check_gradients` in float64, along one random
+  direction: <u, vjp(v)> = d/de <f(x+eu), v>, at order 1 and (the same for
+  the gradient map x -> vjp(x, v)) order 2.
 """
 
 import numpy as np
@@ -96,45 +96,20 @@ def _input(spec, value):
   return tf.Variable(value) if spec.variables else value
 
 
-def _dense(g):
-  return tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
-
-
-def _inner(grads, directions):
-  """sum_i <grads[i], directions[i]> over the non-None grads (a scalar)."""
-  terms = [tf.reduce_sum(_dense(g) * d)
-           for g, d in zip(grads, directions) if g is not None]
-  return tf.add_n(terms) if terms else tf.constant(0.0, tf.float64)
-
-
 def check_numeric(spec, order):
+  """`tfgrad.check_gradients` along one random direction, in float64."""
   rng = _rng(spec, order)
   x0 = [spec_lib.sample(spec.domain, rng, s, "float64") for s in spec.shapes]
-  u = [rng.standard_normal(s) for s in spec.shapes]
-  graph = tf.Graph()
-  with graph.as_default():
-    feeds = [tf.compat.v1.placeholder(tf.float64, s) for s in spec.shapes]
-    xs = [_input(spec, f) for f in feeds]
-    ys = [y for y in _as_list(spec.build(*xs)) if y.dtype == tf.float64]
-    vs = [tf.constant(v) for v in _cotangents(ys, rng)]
-    scalar = _inner(ys, vs)                      # L(x) = <f(x), v>
-    grads = tfgrad.gradients(ys, xs, vs, strict=spec.strict)
-    if order == 2:
-      ws = [tf.constant(rng.standard_normal(s)) for s in spec.shapes]
-      scalar = _inner(grads, ws)                 # H(x) = <vjp(x, v), w>
-      grads = tfgrad.gradients(scalar, xs)
-    analytic = _inner(grads, [tf.constant(d) for d in u])
-    init = tf.compat.v1.global_variables_initializer()
-    with tf.compat.v1.Session(graph=graph) as sess:
-      def at(shift, fetch):
-        feed = {f: v + shift * d for f, v, d in zip(feeds, x0, u)}
-        sess.run(init, feed)
-        return sess.run(fetch, feed)
-      numeric = (at(_EPS, scalar) - at(-_EPS, scalar)) / (2 * _EPS)
-      exact = at(0.0, analytic)
-  np.testing.assert_allclose(
-      exact, numeric, rtol=spec.rtol, atol=spec.atol,
-      err_msg=f"{spec.id}: order-{order} vjp disagrees with finite differences")
+
+  def build(*xs):
+    return [y for y in _as_list(spec.build(*xs)) if y.dtype == tf.float64]
+  report = tfgrad.check_gradients(
+      build, x0, order=order, delta=_EPS, rtol=spec.rtol, atol=spec.atol,
+      directions=1, strict=spec.strict,
+      variables=(lambda p: _input(spec, p)) if spec.variables else False,
+      seed=int(rng.integers(2**31)), raise_on_failure=False)
+  assert report.ok, (f"{spec.id}: order-{order} vjp disagrees with finite "
+                     f"differences\n{report}")
 
 
 def check_tf_fails(spec, exceptions):

@@ -14,7 +14,9 @@ _ENTRY_POINTS = [
     (tf, "gradients"), (tf.compat.v1, "gradients"),
     (gradients_impl, "gradients"), (gradients_impl, "gradients_v2"),
     (gradients_module, "gradients"),
-    (gradients_util, "_GradientsHelper")]
+    (gradients_util, "_GradientsHelper"), (tf, "hessians"),
+    (tf.compat.v1, "hessians"), (gradients_impl, "hessians"),
+    (gradients_impl, "HessiansV2"), (gradients_module, "hessians")]
 
 
 @pytest.fixture
@@ -28,6 +30,7 @@ def test_install_and_uninstall_restore_the_same_objects():
   try:
     assert tf.gradients is tfgrad.gradients
     assert tf.compat.v1.gradients is tfgrad.compat.v1.gradients
+    assert tf.hessians is tfgrad.hessians
     assert gradients_util._GradientsHelper is not before[-1]  # pylint: disable=protected-access
     tfgrad.install()  # idempotent
   finally:

@@ -13,6 +13,7 @@ from tfgrad.ops import data_flow_grad  # noqa: F401
 from tfgrad.ops import debug_grad  # noqa: F401
 from tfgrad.ops import dtensor_grad  # noqa: F401
 from tfgrad.ops import fft_grad  # noqa: F401
+from tfgrad.ops import forward_rules  # noqa: F401
 from tfgrad.ops import image_grad  # noqa: F401
 from tfgrad.ops import linalg_grad  # noqa: F401
 from tfgrad.ops import list_grad  # noqa: F401

@@ -320,15 +320,22 @@ def _atan2_grad(op, grad):
 def _pow_grad(op, grad):
   """d x^y = y x^(y-1) dx + x^y log(x) dy, with log(x) taken as 0 off-domain."""
   x, y = op.inputs
+  gx = gy = None
   with emit.after(grad):
     cx, cy = _helpers.conj(x), _helpers.conj(y)
-    gx = _mul(_mul(grad, cy), raw.Pow(x=cx, y=_sub(cy, 1)))
-    mask = (raw.NotEqual(x=cx, y=0) if x.dtype.is_complex
-            else raw.Greater(x=cx, y=0))
-    safe_x = _where(mask, cx, raw.OnesLike(x=x))
-    log_x = _where(mask, raw.Log(x=safe_x), raw.ZerosLike(x=x))
-    gy = _mul(_mul(grad, _helpers.conj(op.outputs[0])), log_x)
+    if _helpers.needs_grad(op, 0):
+      gx = _mul(_mul(grad, cy), raw.Pow(x=cx, y=_sub(cy, 1)))
+    if _helpers.needs_grad(op, 1):
+      gy = _mul(_mul(grad, _helpers.conj(op.outputs[0])), _safe_log(cx))
     return _helpers.unbroadcast_elementwise(gx, x, gy, y)
+
+
+def _safe_log(x):
+  """log(x) where x > 0 (x != 0 if complex), else 0."""
+  mask = (raw.NotEqual(x=x, y=0) if x.dtype.is_complex
+          else raw.Greater(x=x, y=0))
+  safe_x = _where(mask, x, raw.OnesLike(x=x))
+  return _where(mask, raw.Log(x=safe_x), raw.ZerosLike(x=x))
 
 
 def _select_grad(op, grad, x_wins):

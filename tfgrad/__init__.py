@@ -32,6 +32,14 @@ from tfgrad.api import strict_mode
 from tfgrad.remat import explain_checkpoints
 from tfgrad.remat_select import MemoryBudget
 from tfgrad.explain import explain
+from tfgrad.gradient_check import check_gradients
+from tfgrad.gradient_check import GradientCheckError
+from tfgrad.gradient_check import GradientCheckReport
+from tfgrad.higher_order import batch_jacobian
+from tfgrad.higher_order import hessian_vector_product
+from tfgrad.higher_order import hessians
+from tfgrad.higher_order import jacobian
+from tfgrad.higher_order import jvp
 from tfgrad.install import install
 from tfgrad.install import installed
 from tfgrad.install import uninstall

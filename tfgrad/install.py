@@ -1,11 +1,11 @@
 """Routing TensorFlow's own gradient entry points through tfgrad.
 
 After `install()`, `tf.gradients`, `tf.compat.v1.gradients`, the
-`gradients_impl`/`gradients` module functions that v1 optimizers and
-`tf.hessians` call, and TF's internal `_GradientsHelper` (which TF's
-gradients of `tf.cond`, `tf.while_loop` and `tf.function` calls use, with
-`src_graph=`) all run tfgrad. `uninstall()` puts back the very objects that
-were there before.
+`gradients_impl`/`gradients` module functions that v1 optimizers call,
+`tf.hessians` and its v1 twin (as `tfgrad.hessians`), and TF's internal
+`_GradientsHelper` (which TF's gradients of `tf.cond`, `tf.while_loop`
+and `tf.function` calls use, with `src_graph=`) all run tfgrad.
+`uninstall()` puts back the very objects that were there before.
 """
 
 import contextlib
@@ -15,6 +15,7 @@ import threading
 import tensorflow as tf
 
 from tfgrad import api
+from tfgrad import higher_order
 
 # (module path, attribute, replacement). Module paths are resolved lazily.
 _PATCHES = (
@@ -27,6 +28,14 @@ _PATCHES = (
     ("tensorflow.python.ops.gradients", "gradients_v2", api.gradients),
     ("tensorflow.python.ops.gradients_util", "_GradientsHelper",
      api.gradients_helper),
+    ("tensorflow", "hessians", higher_order.hessians),
+    ("tensorflow.compat.v1", "hessians", higher_order.hessians_v1),
+    ("tensorflow.compat.v2", "hessians", higher_order.hessians),
+    ("tensorflow.python.ops.gradients_impl", "hessians",
+     higher_order.hessians_v1),
+    ("tensorflow.python.ops.gradients_impl", "HessiansV2",
+     higher_order.hessians),
+    ("tensorflow.python.ops.gradients", "hessians", higher_order.hessians_v1),
 )
 
 _saved = {}  # (module path, attribute) -> original object

@@ -1,0 +1,135 @@
+"""Every native forward rule against ForwardAccumulator on the same graph,
+in a tf.Graph and in a tf.function, taking the native path; a meta-test
+keeps the table equal to the registry."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfgrad
+from tfgrad import forward
+from compat_tests import higher_order_harness as harness
+
+_POS = "positive"
+
+# op type -> (builder over float64 inputs, input shapes, domain)
+CASES = {
+    "Tanh": (tf.tanh, [(2, 3)], None),
+    "Sigmoid": (tf.sigmoid, [(2, 3)], None),
+    "Sqrt": (tf.sqrt, [(2, 3)], _POS),
+    "Rsqrt": (tf.math.rsqrt, [(2, 3)], _POS),
+    "Reciprocal": (tf.math.reciprocal, [(2, 3)], _POS),
+    "Exp": (tf.exp, [(2, 3)], None),
+    "Log": (tf.math.log, [(2, 3)], _POS),
+    "Sin": (tf.sin, [(2, 3)], None),
+    "Cos": (tf.cos, [(2, 3)], None),
+    "Square": (tf.square, [(2, 3)], None),
+    "Relu": (tf.nn.relu, [(2, 3)], None),
+    "Softplus": (tf.nn.softplus, [(2, 3)], None),
+    "Neg": (tf.negative, [(2, 3)], None),
+    "Identity": (tf.identity, [(2, 3)], None),
+    "AddV2": (lambda a, b: a + b, [(2, 3), (3,)], None),
+    "Add": (lambda a, b: tf.raw_ops.Add(x=a, y=b), [(3,), (2, 3)], None),
+    "Sub": (lambda a, b: a - b, [(2, 3), (1, 3)], None),
+    "Mul": (lambda a, b: a * b, [(2, 1), (2, 3)], None),
+    "RealDiv": (lambda a, b: a / b, [(2, 3), (3,)], _POS),
+    "AddN": (lambda a, b: tf.add_n([a, b, a]), [(2, 3), (2, 3)], None),
+    "SquaredDifference": (tf.math.squared_difference, [(2, 3), (3,)], None),
+    "Maximum": (tf.maximum, [(2, 3), (3,)], None),
+    "Minimum": (tf.minimum, [(3,), (2, 3)], None),
+    "MatMul": (lambda a, b: tf.linalg.matmul(a, b, transpose_a=True),
+               [(3, 2), (3, 4)], None),
+    "BatchMatMulV2": (lambda a, b: tf.linalg.matmul(a, b, adjoint_b=True),
+                      [(2, 2, 3), (4, 3)], None),
+    "Conv2D": (lambda x, f: tf.nn.conv2d(x, f, [1, 2, 1, 1], "SAME",
+                                         dilations=1),
+               [(1, 5, 4, 2), (2, 2, 2, 3)], None),
+    "BiasAdd": (tf.nn.bias_add, [(2, 3, 4), (4,)], None),
+    "MaxPool": (lambda x: tf.nn.max_pool2d(x, 2, 1, "VALID"), [(1, 4, 4, 2)],
+                None),
+    "AvgPool": (lambda x: tf.nn.avg_pool2d(x, 2, 2, "SAME"), [(1, 5, 5, 2)],
+                None),
+    "Sum": (lambda x: tf.reduce_sum(x, [0, 2], keepdims=True), [(2, 3, 4)],
+            None),
+    "Mean": (lambda x: tf.reduce_mean(x, 1), [(2, 3, 4)], None),
+    "Reshape": (lambda x: tf.reshape(x, [4, -1]), [(2, 3, 4)], None),
+    "Transpose": (lambda x: tf.transpose(x, [2, 0, 1]), [(2, 3, 4)], None),
+    "ExpandDims": (lambda x: tf.expand_dims(x, 1), [(2, 3)], None),
+    "Squeeze": (lambda x: tf.squeeze(x, [1]), [(2, 1, 3)], None),
+    "StridedSlice": (lambda x: x[1:, ::2, None], [(3, 4)], None),
+    "Slice": (lambda x: tf.slice(x, [0, 1], [2, 2]), [(3, 4)], None),
+    "Tile": (lambda x: tf.tile(x, [2, 1]), [(2, 3)], None),
+    "Pad": (lambda x: tf.pad(x, [[1, 0], [2, 1]]), [(2, 3)], None),
+    "Reverse": (lambda x: tf.raw_ops.Reverse(tensor=x, dims=[True, False]),
+                [(2, 3)], None),
+    "ReverseV2": (lambda x: tf.reverse(x, [1]), [(2, 3)], None),
+    "BroadcastTo": (lambda x: tf.broadcast_to(x, [2, 2, 3]), [(2, 1, 3)],
+                    None),
+    "Cumsum": (lambda x: tf.cumsum(x, 1, exclusive=True, reverse=True),
+               [(2, 3)], None),
+    "GatherV2": (lambda x: tf.gather(x, [[2, 0], [1, 1]], axis=1), [(2, 3)],
+                 None),
+    "ConcatV2": (lambda a, b: tf.concat([a, tf.ones_like(a), b], 0),
+                 [(2, 3), (1, 3)], None),
+    "Softmax": (tf.nn.softmax, [(2, 3)], None),
+    "LogSoftmax": (tf.nn.log_softmax, [(2, 3)], None),
+    "ReadVariableOp": (None, [(2, 3)], None),   # test_variables below
+}
+
+
+def test_every_forward_rule_has_a_case():
+  assert sorted(CASES) == forward.FORWARD.keys()
+
+
+def _sample(rng, shape, domain):
+  v = rng.standard_normal(shape)
+  return np.abs(v) + 0.5 if domain == _POS else v
+
+
+@pytest.mark.parametrize("op_type", sorted(k for k, v in CASES.items()
+                                           if v[0] is not None))
+def test_forward_rule_matches_forward_accumulator(op_type):
+  fn, shapes, domain = CASES[op_type]
+  rng = np.random.default_rng(len(op_type))
+  values = [_sample(rng, s, domain) for s in shapes]
+  tangents = [rng.standard_normal(s) for s in shapes]
+
+  def build(xs):
+    ts = [tf.constant(t) for t in tangents]
+    with tf.autodiff.ForwardAccumulator(xs, ts) as acc:
+      stock = fn(*xs)
+    y = fn(*xs)
+    assert op_type in {op.type for op in tf.compat.v1.get_default_graph()
+                       .get_operations()}
+    assert forward.supported([y], xs)
+    return [tfgrad.jvp(y, xs, ts)], [acc.jvp(stock)]
+  for mode in harness.MODES:
+    harness.assert_same(*harness.run(mode, build, values))
+
+
+def test_variables():
+  """A resource variable x in a tf.Graph: ReadVariableOp's rule."""
+  with tf.Graph().as_default():
+    w = tf.Variable(np.array([[0.5, -1.0], [2.0, 0.25]]))
+    t = tf.constant(np.ones((2, 2)))
+    with tf.autodiff.ForwardAccumulator(w, t) as acc:
+      stock = tf.tanh(w * 3.0)
+    y = tf.tanh(w * 3.0)
+    assert forward.supported([y], [w.handle])
+    ours = tfgrad.jvp(y, w, t)
+    with tf.compat.v1.Session() as sess:
+      sess.run(w.initializer)
+      a, b = sess.run([ours, acc.jvp(stock)])
+  np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_registering_twice_names_both_places():
+  @forward.RegisterForward("TfgradForwardTestOp")
+  def _first(op, t):
+    del op
+    return [t]
+  try:
+    with pytest.raises(KeyError, match="test_forward_rules.py"):
+      forward.RegisterForward("TfgradForwardTestOp")(lambda op, t: [t])
+  finally:
+    forward.FORWARD.unregister("TfgradForwardTestOp")

@@ -1,0 +1,120 @@
+"""Native forward mode: tangents pushed from xs to ys through forward rules.
+
+A forward rule has the signature `rule(op, *tangents)`: one tangent (or
+None, for an input no x reaches) per `op.inputs`, and it returns one
+tangent (or None) per `op.outputs`, reading `op.inputs`, `op.outputs` and
+`op.get_attr(...)` only. Rules register with `RegisterForward("OpType")`
+(the rules themselves live in `tfgrad.ops.forward_rules`).
+
+`tangents_or_none` returns None, and `jvp` then takes the double-reverse
+construction, when any op between the xs and the ys has no forward rule
+(function calls and loops have none), or an x or y is not a tensor of the
+graph being built (a variable's handle outside a `tf.function`).
+"""
+
+import tensorflow as tf
+
+from tfgrad import registry
+from tfgrad import tf_compat
+
+FORWARD = registry.Registry("forward rule")
+
+
+class RegisterForward:
+  """Decorator: `@RegisterForward("Tanh") def _tanh_jvp(op, t): ...`."""
+
+  def __init__(self, op_type):
+    self._op_type = op_type
+
+  def __call__(self, rule):
+    FORWARD.register(self._op_type, rule,
+                     f"{rule.__code__.co_filename}:"
+                     f"{rule.__code__.co_firstlineno}")
+    return rule
+
+
+def _ops_between(ys, xs):
+  """Ops on a path from an x to a y, inputs before consumers."""
+  x_set = {x.ref() for x in xs}
+  reached = set()
+  stack = [c for x in xs for c in x.consumers()]
+  while stack:
+    op = stack.pop()
+    if op in reached:
+      continue
+    reached.add(op)
+    for out in op.outputs:
+      stack.extend(out.consumers())
+  order, seen = [], set()
+  for y in ys:
+    if y.ref() in x_set:
+      continue
+    if y.op not in reached:
+      continue
+    _post_order(y.op, reached, seen, order)
+  return order
+
+
+def _post_order(root, reached, seen, order):
+  stack = [(root, False)]
+  while stack:
+    op, done = stack.pop()
+    if done:
+      order.append(op)
+      continue
+    if op in seen:
+      continue
+    seen.add(op)
+    stack.append((op, True))
+    for t in op.inputs:
+      if t.op in reached and t.op not in seen:
+        stack.append((t.op, False))
+
+
+def _carries_tangents(op):
+  """False for ops with no floating output, or declared not
+  differentiable: their outputs have no tangent."""
+  if registry.GRADIENTS.get(op.type, "") is None:
+    return False
+  return any(t.dtype.is_floating or t.dtype.is_complex for t in op.outputs)
+
+
+def _native_ops(ys, xs):
+  """The ops that carry tangents from xs to ys, in order, or None when
+  one has no forward rule or a value is not of the graph being built."""
+  graph = tf.compat.v1.get_default_graph()
+  values = list(ys) + list(xs)
+  if any(tf_compat.is_eager_tensor(t) or t.graph is not graph
+         for t in values):
+    return None           # e.g. a variable's handle captured by a function
+  ops = [op for op in _ops_between(ys, xs) if _carries_tangents(op)]
+  if any(FORWARD.get(op.type) is None for op in ops):
+    return None
+  return ops
+
+
+def supported(ys, xs):
+  """True when `tangents_or_none(ys, xs, ...)` takes the native path."""
+  return _native_ops(ys, xs) is not None
+
+
+def tangents_or_none(ys, xs, tangents):
+  """Tangents of ys (None where no x reaches), or None when some op on the
+  way has no forward rule. xs are Tensors (resource handles for
+  variables), tangents Tensors or None, one per x."""
+  ops = _native_ops(ys, xs)
+  if ops is None:
+    return None
+  known = {}
+  for x, t in zip(xs, tangents):
+    if t is not None:
+      known[x.ref()] = t
+  for op in ops:
+    ins = [known.get(t.ref()) for t in op.inputs]
+    if all(t is None for t in ins):
+      continue
+    outs = FORWARD.get(op.type)(op, *ins)
+    for out, t in zip(op.outputs, outs):
+      if t is not None:
+        known[out.ref()] = t
+  return [known.get(y.ref()) for y in ys]
