@@ -42,7 +42,6 @@ os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import dataclasses
 
-from absl import app
 from absl import flags
 import tensorflow as tf
 
@@ -596,11 +595,7 @@ def _run(opts):
 
 def main(argv=None):
   """Console entry point: defines the flags, parses argv, runs."""
-  entry = sys.modules.get("__main__")
-  if entry is not None and not getattr(entry, "__doc__", None):
-    entry.__doc__ = __doc__  # --help prints the entry module's docstring
-  define_flags(flags.FLAGS)
-  app.run(lambda argv_: run(flags.FLAGS), argv=argv)
+  common.run_tool(__doc__, define_flags, run, argv)
 
 
 if __name__ == "__main__":

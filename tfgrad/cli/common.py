@@ -7,6 +7,8 @@ import json
 import sys
 import time
 
+from absl import app
+from absl import flags
 from absl import logging
 
 
@@ -94,3 +96,14 @@ def write_text(path, text):
 
 def write_json(path, data):
   write_text(path, json.dumps(data, indent=1, default=str) + "\n")
+
+
+def run_tool(doc, define_flags, run, argv=None):
+  """A tool's console entry point: defines its flags (only now, so that
+  importing the library defines none), parses argv and runs it; `--help`
+  prints `doc` when the entry module has no docstring of its own."""
+  entry = sys.modules.get("__main__")
+  if entry is not None and not getattr(entry, "__doc__", None):
+    entry.__doc__ = doc
+  define_flags(flags.FLAGS)
+  app.run(lambda argv_: run(flags.FLAGS), argv=argv)

@@ -21,15 +21,14 @@ import collections
 import json
 import os
 import re
-import sys
 
-from absl import app
 from absl import flags
 import tensorflow as tf
 from tensorflow.python.framework import ops as tf_ops
 
 import tfgrad
 from tfgrad import registry
+from tfgrad.cli import common
 
 
 
@@ -312,11 +311,7 @@ def run(opts):
 
 def main(argv=None):
   """Console entry point: defines the flags, parses argv, runs."""
-  entry = sys.modules.get("__main__")
-  if entry is not None and not getattr(entry, "__doc__", None):
-    entry.__doc__ = __doc__  # --help prints the entry module's docstring
-  define_flags(flags.FLAGS)
-  app.run(lambda argv_: run(flags.FLAGS), argv=argv)
+  common.run_tool(__doc__, define_flags, run, argv)
 
 
 if __name__ == "__main__":
