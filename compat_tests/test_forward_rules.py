@@ -1,6 +1,8 @@
 """Every native forward rule against ForwardAccumulator on the same graph,
-in a tf.Graph and in a tf.function, taking the native path; a meta-test
-keeps the table equal to the registry."""
+in a tf.Graph and in a tf.function, taking the native path; every batched
+rule (and the vectorized plain rule where an op type has none) against
+ForwardAccumulator row by row; meta-tests keep the table equal to the
+registries."""
 
 import numpy as np
 import pytest
@@ -74,11 +76,52 @@ CASES = {
     "Softmax": (tf.nn.softmax, [(2, 3)], None),
     "LogSoftmax": (tf.nn.log_softmax, [(2, 3)], None),
     "ReadVariableOp": (None, [(2, 3)], None),   # test_variables below
+    # gradient ops, met in forward over reverse (Hessians)
+    "Pow": (lambda a, b: a ** b, [(2, 3), (3,)], _POS),
+    "TanhGrad": (lambda y, dy: tf.raw_ops.TanhGrad(y=y, dy=dy),
+                 [(2, 3), (2, 3)], None),
+    "SigmoidGrad": (lambda y, dy: tf.raw_ops.SigmoidGrad(y=y, dy=dy),
+                    [(2, 3), (2, 3)], None),
+    "ReluGrad": (lambda g, f: tf.raw_ops.ReluGrad(gradients=g, features=f),
+                 [(2, 3), (2, 3)], None),
+    "BiasAddGrad": (lambda x: tf.raw_ops.BiasAddGrad(out_backprop=x),
+                    [(2, 3, 4)], None),
+    "StridedSliceGrad": (lambda dy: tf.raw_ops.StridedSliceGrad(
+        shape=[3, 4], begin=[1, 0], end=[2, 0], strides=[1, 2], dy=dy,
+        end_mask=2, shrink_axis_mask=1), [(2,)], None),
+}
+
+# Op types with no batched rule: their plain rule is vectorized (pfor).
+VECTORIZED = {"Conv2D", "MaxPool", "AvgPool", "Reverse"}
+
+# Extra batched cases: a batched rule that declines (NotImplemented) for
+# these attributes (GatherV2 with batch_dims), and shapes or attributes
+# the main table does not reach.
+BATCHED_EXTRA = {
+    "BiasAdd_NCHW": (lambda x, b: tf.nn.bias_add(x, b, "NCHW"),
+                     [(2, 3, 4), (3,)], None),
+    "BiasAddGrad_NCHW": (lambda x: tf.raw_ops.BiasAddGrad(
+        out_backprop=x, data_format="NCHW"), [(2, 3, 4)], None),
+    "GatherV2_batch_dims": (lambda p: tf.gather(p, [[0, 2], [1, 1]], axis=1,
+                                                batch_dims=1), [(2, 3)], None),
+    "Squeeze_all": (tf.squeeze, [(1, 3, 1)], None),
+    "StridedSlice_ellipsis": (lambda x: x[..., 1:, 0], [(2, 3, 4)], None),
+    "Mul_scalar": (lambda a, b: a * b, [(), (2, 3)], None),
+    "MatMul_b_only": (lambda a, b: tf.linalg.matmul(a, b, transpose_b=True),
+                      [(2, 3), (4, 3)], None),
+    "ConcatV2_negative_axis": (lambda a, b: tf.concat([a, 2.0 * b], -1),
+                               [(2, 3), (2, 1)], None),
 }
 
 
 def test_every_forward_rule_has_a_case():
   assert sorted(CASES) == forward.FORWARD.keys()
+
+
+def test_batched_rules_are_the_plain_ones_but_the_vectorized():
+  assert set(forward.BATCHED.keys()) <= set(forward.FORWARD.keys())
+  assert set(forward.FORWARD.keys()) - set(forward.BATCHED.keys()) == \
+      VECTORIZED
 
 
 def _sample(rng, shape, domain):
@@ -105,6 +148,35 @@ def test_forward_rule_matches_forward_accumulator(op_type):
     return [tfgrad.jvp(y, xs, ts)], [acc.jvp(stock)]
   for mode in harness.MODES:
     harness.assert_same(*harness.run(mode, build, values))
+
+
+_BATCH = 3
+
+
+@pytest.mark.parametrize("case", sorted(
+    [k for k, v in CASES.items() if v[0] is not None] + list(BATCHED_EXTRA)))
+def test_batched_rule_matches_forward_accumulator_per_row(case):
+  """Tangents [3] + x.shape pushed in one pass equal three
+  ForwardAccumulator jvps, stacked."""
+  fn, shapes, domain = {**CASES, **BATCHED_EXTRA}[case]
+  rng = np.random.default_rng(len(case))
+  values = [_sample(rng, s, domain) for s in shapes]
+  tangents = [rng.standard_normal((_BATCH,) + s) for s in shapes]
+
+  def build(xs):
+    rows = []
+    for b in range(_BATCH):
+      with tf.autodiff.ForwardAccumulator(
+          xs, [tf.constant(t[b]) for t in tangents]) as acc:
+        y = fn(*xs)
+      rows.append(acc.jvp(y))
+    y = fn(*xs)
+    (ours,) = forward.batched_tangents_or_none(
+        [y], xs, [tf.constant(t) for t in tangents])
+    assert ours.shape.is_compatible_with([_BATCH] + y.shape.as_list())
+    return [ours], [tf.stack(rows)]
+  for mode in harness.MODES:
+    harness.assert_same(*harness.run(mode, build, values), rtol=1e-12)
 
 
 def test_variables():

@@ -4,16 +4,25 @@ op.inputs (None for inputs no x reaches). `tfgrad.jvp` uses them when every
 op between the xs and the ys has one, the double-reverse construction
 otherwise."""
 
+import numpy as np
 import tensorflow as tf
 
 from tfgrad.emit import raw
+from tfgrad.forward import RegisterBatchedForward
 from tfgrad.forward import RegisterForward
 
 
 # ----- helpers -----
 
 def _fit(t, out):
-  """t broadcast to out's shape (an operand smaller than the output)."""
+  """t broadcast to out's shape (an operand smaller than the output); a
+  batched tangent (rank above out's, aligned by `_align`) to [b] + out's
+  shape."""
+  rank, out_rank = t.shape.rank, out.shape.rank
+  if rank is not None and out_rank is not None and rank > out_rank:
+    if t.shape[1:].is_fully_defined() and t.shape[1:] == out.shape:
+      return t
+    return tf.broadcast_to(t, tf.concat([tf.shape(t)[:1], tf.shape(out)], 0))
   if t.shape.is_fully_defined() and t.shape == out.shape:
     return t
   return tf.broadcast_to(t, tf.shape(out))
@@ -40,6 +49,7 @@ def def_unary(op_type, derivative):
   @RegisterForward(op_type)
   def _rule(op, t):
     return [t * derivative(op.inputs[0], op.outputs[0])]
+  RegisterBatchedForward(op_type)(_rule)   # the product broadcasts
   return _rule
 
 
@@ -73,6 +83,10 @@ def def_fused(op_type, derivative, fused):
     if x.dtype.is_complex:
       return [t * derivative(x, y)]
     return [fused(x, y, t)]
+
+  @RegisterBatchedForward(op_type)
+  def _batched(op, t):
+    return [t * derivative(op.inputs[0], op.outputs[0])]
   return _rule
 
 
@@ -269,3 +283,317 @@ def _maximum(op, ta, tb):
 @RegisterForward("Minimum")
 def _minimum(op, ta, tb):
   return _select_tangent(op, ta, tb, tf.less_equal)
+
+
+# ----- gradient ops (forward over reverse: Hessians) -----
+
+@RegisterForward("Pow")
+def _pow(op, ta, tb):
+  """b a^(b-1) ta + a^b log(a) tb, log(a) taken as 0 where a <= 0 (real
+  a), as the gradient rule takes it."""
+  a, b = op.inputs
+  y = op.outputs[0]
+  da = None if ta is None else ta * b * tf.pow(a, b - 1)
+  db = None
+  if tb is not None:
+    log_a = tf.math.log(a)
+    if not a.dtype.is_complex:
+      log_a = tf.where(a > 0, log_a, tf.zeros_like(a))
+    db = tb * y * log_a
+  return [_sum_fit(y, da, db)]
+
+
+def _grad_op_rule(op_type, fused, derivative):
+  """Rules for g = fused(y, dy) = dy * conj(d(y)), TF's fused gradient
+  kernels: tg = fused(y, tdy) + dy * conj(d'(y) ty)."""
+  @RegisterForward(op_type)
+  def _rule(op, ty, tdy):
+    y, dy = op.inputs
+    return [_add(None if tdy is None else fused(y, tdy),
+                 None if ty is None else dy * tf.math.conj(derivative(y, ty)))]
+
+  @RegisterBatchedForward(op_type)
+  def _batched(op, ty, tdy):
+    y, dy = op.inputs
+    return [_add(None if tdy is None else fused(y, tf.ones_like(y)) * tdy,
+                 None if ty is None else dy * tf.math.conj(derivative(y, ty)))]
+  return _rule
+
+
+_grad_op_rule("TanhGrad", lambda y, dy: raw.TanhGrad(y=y, dy=dy),
+              lambda y, t: -2.0 * y * t)
+_grad_op_rule("SigmoidGrad", lambda y, dy: raw.SigmoidGrad(y=y, dy=dy),
+              lambda y, t: (1.0 - 2.0 * y) * t)
+
+
+@RegisterForward("ReluGrad")
+def _relu_grad(op, tg, tf_):
+  """tg where features > 0 (the features' tangent is 0 almost everywhere)."""
+  del tf_
+  return [None if tg is None else
+          raw.ReluGrad(gradients=tg, features=op.inputs[1])]
+
+
+@RegisterForward("StridedSliceGrad")
+def _strided_slice_grad(op, *ts):
+  """Linear in dy, its last input."""
+  t = ts[-1]
+  return [None if t is None else _replay(op, list(op.inputs[:-1]) + [t])]
+
+
+@RegisterForward("BiasAddGrad")
+def _bias_add_grad(op, t):
+  """Linear: the same sum over all axes but the channel axis."""
+  return [raw.BiasAddGrad(out_backprop=t,
+                          data_format=op.get_attr("data_format"))]
+
+
+# ----- batched rules: every tangent has a leading batch axis -----
+
+def _align(t, rank):
+  """A batched tangent [b] + s as [b] + [1] * (rank - len(s)) + s: the
+  batch axis stays in front when it broadcasts against an output of
+  `rank` dimensions."""
+  for _ in range(rank + 1 - t.shape.rank):
+    t = tf.expand_dims(t, 1)
+  return t
+
+
+def _aligned(rule):
+  """The batched form of an elementwise (broadcasting) plain rule."""
+  def batched(op, *ts):
+    rank = op.outputs[0].shape.rank
+    if rank is None or any(t is not None and t.shape.rank is None
+                           for t in ts):
+      return NotImplemented
+    return rule(op, *[None if t is None else _align(t, rank) for t in ts])
+  return batched
+
+
+for _type, _rule in [("AddV2", _add_v2), ("Add", _add_v2), ("Sub", _sub),
+                     ("Mul", _mul), ("RealDiv", _div), ("AddN", _add_n),
+                     ("SquaredDifference", _squared_difference),
+                     ("Maximum", _maximum), ("Minimum", _minimum),
+                     ("Pow", _pow), ("BatchMatMulV2", _batch_matmul)]:
+  RegisterBatchedForward(_type)(_aligned(_rule))
+
+# Plain rules that are batched as they stand: the tangent is multiplied
+# elementwise, reduced along the last axis, or matmul'd with broadcasting.
+for _type, _rule in [("Neg", _neg), ("Identity", _identity),
+                     ("ReadVariableOp", _read), ("MatMul", _matmul),
+                     ("Softmax", _softmax), ("LogSoftmax", _log_softmax)]:
+  RegisterBatchedForward(_type)(_rule)
+
+
+def _positive(t, features):
+  return t * tf.cast(features > 0, t.dtype)
+
+
+@RegisterBatchedForward("Relu")
+def _relu_batched(op, t):
+  return [_positive(t, op.inputs[0])]
+
+
+@RegisterBatchedForward("ReluGrad")
+def _relu_grad_batched(op, tg, tf_):
+  del tf_
+  return [None if tg is None else _positive(tg, op.inputs[1])]
+
+
+@RegisterBatchedForward("Softplus")
+def _softplus_batched(op, t):
+  return [t * tf.sigmoid(op.inputs[0])]
+
+
+@RegisterBatchedForward("BiasAdd")
+def _bias_add_batched(op, tx, tb):
+  """tx + tb along the channel axis: the last (NHWC) or the second (NCHW)."""
+  out = op.outputs[0]
+  rank = out.shape.rank
+  if rank is None:
+    return NotImplemented
+  if tb is not None:
+    if op.get_attr("data_format") == b"NCHW":
+      tb = tf.reshape(tb, tf.concat([tf.shape(tb)[:1], [1, -1],
+                                     [1] * (rank - 2)], 0))
+    else:
+      tb = _align(tb, rank)
+  return [_sum_fit(out, tx, tb)]
+
+
+def _static_or(t, fn_static, fn_dynamic):
+  value = tf.get_static_value(t)
+  if value is not None:
+    return tf.constant(fn_static(np.asarray(value)), t.dtype)
+  return fn_dynamic(t)
+
+
+def _shift_axes(axes):
+  """Axes counted with the batch axis in front (negative ones unchanged)."""
+  return _static_or(axes, lambda a: np.where(a >= 0, a + 1, a),
+                    lambda a: tf.where(a >= 0, a + 1, a))
+
+
+def _prepend(vec, value):
+  """[value] + vec, for an index vector (or paddings: a row)."""
+  return _static_or(
+      vec, lambda v: np.concatenate([np.full((1,) + v.shape[1:], value,
+                                             v.dtype), v]),
+      lambda v: tf.concat([tf.fill(tf.concat([[1], tf.shape(v)[1:]], 0),
+                                   tf.cast(value, v.dtype)), v], 0))
+
+
+def _with_batch(t, shape):
+  """[b] + shape, b being t's leading dimension, in shape's dtype."""
+  b = t.shape[0]
+  if b is not None:
+    return _prepend(shape, b)
+  return tf.concat([tf.shape(t, out_type=shape.dtype)[:1], shape], 0)
+
+
+def _shifted_masks(op):
+  """StridedSlice masks for a batch axis in front, taken whole."""
+  get = op.get_attr
+  return dict(begin_mask=(get("begin_mask") << 1) | 1,
+              end_mask=(get("end_mask") << 1) | 1,
+              ellipsis_mask=get("ellipsis_mask") << 1,
+              new_axis_mask=get("new_axis_mask") << 1,
+              shrink_axis_mask=get("shrink_axis_mask") << 1)
+
+
+def _slice_spec(op, first):
+  begin, end, strides = op.inputs[first:first + 3]
+  return dict(begin=_prepend(begin, 0), end=_prepend(end, 0),
+              strides=_prepend(strides, 1), **_shifted_masks(op))
+
+
+@RegisterBatchedForward("StridedSlice")
+def _strided_slice_batched(op, t, *rest):
+  del rest
+  return [raw.StridedSlice(input=t, **_slice_spec(op, 1))]
+
+
+@RegisterBatchedForward("StridedSliceGrad")
+def _strided_slice_grad_batched(op, *ts):
+  t = ts[-1]
+  if t is None:
+    return [None]
+  return [raw.StridedSliceGrad(shape=_with_batch(t, op.inputs[0]), dy=t,
+                               **_slice_spec(op, 1))]
+
+
+def _reduce(raw_op):
+  def batched(op, t, ta):
+    del ta
+    return [raw_op(input=t, axis=_shift_axes(op.inputs[1]),
+                   keep_dims=op.get_attr("keep_dims"))]
+  return batched
+
+
+RegisterBatchedForward("Sum")(_reduce(raw.Sum))
+RegisterBatchedForward("Mean")(_reduce(raw.Mean))
+
+
+@RegisterBatchedForward("Reshape")
+def _reshape_batched(op, t, ts):
+  del ts
+  return [raw.Reshape(tensor=t, shape=_with_batch(t, op.inputs[1]))]
+
+
+@RegisterBatchedForward("Transpose")
+def _transpose_batched(op, t, tp):
+  del tp
+  perm = _static_or(op.inputs[1], lambda p: np.concatenate([[0], p + 1]),
+                    lambda p: tf.concat([[0], p + 1], 0))
+  return [raw.Transpose(x=t, perm=perm)]
+
+
+@RegisterBatchedForward("ExpandDims")
+def _expand_dims_batched(op, t, ta):
+  del ta
+  return [raw.ExpandDims(input=t, axis=_shift_axes(op.inputs[1]))]
+
+
+@RegisterBatchedForward("Squeeze")
+def _squeeze_batched(op, t):
+  dims = list(op.get_attr("squeeze_dims"))
+  shape = op.inputs[0].shape
+  if not dims:
+    if shape.rank is None or any(d is None for d in shape.as_list()):
+      return NotImplemented
+    dims = [i for i, d in enumerate(shape.as_list()) if d == 1]
+  return [raw.Squeeze(input=t, axis=[d + 1 if d >= 0 else d for d in dims])]
+
+
+@RegisterBatchedForward("Slice")
+def _slice_batched(op, t, tb, ts):
+  del tb, ts
+  return [raw.Slice(input=t, begin=_prepend(op.inputs[1], 0),
+                    size=_prepend(op.inputs[2], -1))]
+
+
+@RegisterBatchedForward("Tile")
+def _tile_batched(op, t, tm):
+  del tm
+  return [raw.Tile(input=t, multiples=_prepend(op.inputs[1], 1))]
+
+
+@RegisterBatchedForward("Pad")
+def _pad_batched(op, t, tp):
+  del tp
+  return [raw.Pad(input=t, paddings=_prepend(op.inputs[1], 0))]
+
+
+@RegisterBatchedForward("ReverseV2")
+def _reverse_batched(op, t, ta):
+  del ta
+  return [raw.ReverseV2(tensor=t, axis=_shift_axes(op.inputs[1]))]
+
+
+@RegisterBatchedForward("Cumsum")
+def _cumsum_batched(op, t, ta):
+  del ta
+  return [raw.Cumsum(x=t, axis=_shift_axes(op.inputs[1]),
+                     exclusive=op.get_attr("exclusive"),
+                     reverse=op.get_attr("reverse"))]
+
+
+@RegisterBatchedForward("BroadcastTo")
+def _broadcast_to_batched(op, t, ts):
+  del ts
+  rank = op.outputs[0].shape.rank
+  if rank is None:
+    return NotImplemented
+  return [tf.broadcast_to(_align(t, rank), _with_batch(t, op.inputs[1]))]
+
+
+@RegisterBatchedForward("GatherV2")
+def _gather_batched(op, tp, ti, ta):
+  del ti, ta
+  if tp is None:
+    return [None]
+  if op.get_attr("batch_dims") != 0:
+    return NotImplemented
+  return [raw.GatherV2(params=tp, indices=op.inputs[1],
+                       axis=_shift_axes(op.inputs[2]), batch_dims=0)]
+
+
+@RegisterBatchedForward("ConcatV2")
+def _concat_batched(op, *ts):
+  values, ts = op.inputs[:-1], ts[:-1]
+  live = [t for t in ts if t is not None]
+  if not live:
+    return [None]
+  parts = [tf.zeros(_with_batch(live[0], tf.shape(v)), v.dtype)
+           if t is None else t for v, t in zip(values, ts)]
+  return [tf.concat(parts, _shift_axes(op.inputs[-1]))]
+
+
+@RegisterBatchedForward("BiasAddGrad")
+def _bias_add_grad_batched(op, t):
+  """The sum over every axis but the batch and channel axes."""
+  rank = op.inputs[0].shape.rank
+  if rank is None:
+    return NotImplemented
+  channel = 2 if op.get_attr("data_format") == b"NCHW" else rank
+  return [tf.reduce_sum(t, [a for a in range(1, rank + 1) if a != channel])]

@@ -10,6 +10,14 @@ tangent (or None) per `op.outputs`, reading `op.inputs`, `op.outputs` and
 construction, when any op between the xs and the ys has no forward rule
 (function calls and loops have none), or an x or y is not a tensor of the
 graph being built (a variable's handle outside a `tf.function`).
+
+Batched tangents: `batched_tangents_or_none` pushes tangents with one
+leading batch axis ([b] + x.shape per x) through the same ops in one pass,
+giving [b] + y.shape per y: b jvps for the ops of one. It uses an op type's
+batched rule (`RegisterBatchedForward`: the same signature, every tangent
+with the batch axis in front), and where an op type has none, or its rule
+returns NotImplemented for this op, its plain forward rule vectorized over
+the batch axis with pfor (`tf.vectorized_map`).
 """
 
 import tensorflow as tf
@@ -18,6 +26,7 @@ from tfgrad import registry
 from tfgrad import tf_compat
 
 FORWARD = registry.Registry("forward rule")
+BATCHED = registry.Registry("batched forward rule")
 
 
 class RegisterForward:
@@ -28,6 +37,22 @@ class RegisterForward:
 
   def __call__(self, rule):
     FORWARD.register(self._op_type, rule,
+                     f"{rule.__code__.co_filename}:"
+                     f"{rule.__code__.co_firstlineno}")
+    return rule
+
+
+class RegisterBatchedForward:
+  """Decorator: `@RegisterBatchedForward("MatMul") def _mm(op, ta, tb):`,
+  tangents [b] + input shape, returning [b] + output shape (or
+  NotImplemented: this op's tangents are then pushed by its plain rule,
+  vectorized)."""
+
+  def __init__(self, op_type):
+    self._op_type = op_type
+
+  def __call__(self, rule):
+    BATCHED.register(self._op_type, rule,
                      f"{rule.__code__.co_filename}:"
                      f"{rule.__code__.co_firstlineno}")
     return rule
@@ -118,3 +143,46 @@ def tangents_or_none(ys, xs, tangents):
       if t is not None:
         known[out.ref()] = t
   return [known.get(y.ref()) for y in ys]
+
+
+def batched_tangents_or_none(ys, xs, tangents):
+  """As `tangents_or_none`, with a leading batch axis on every tangent
+  (the same b for all) and on the results: [b] + y.shape per y."""
+  ops = _native_ops(ys, xs)
+  if ops is None:
+    return None
+  known = {}
+  for x, t in zip(xs, tangents):
+    if t is not None:
+      known[x.ref()] = t
+  for op in ops:
+    ins = [known.get(t.ref()) for t in op.inputs]
+    if all(t is None for t in ins):
+      continue
+    rule = BATCHED.get(op.type)
+    outs = NotImplemented if rule is None else rule(op, *ins)
+    if outs is NotImplemented:
+      outs = _vectorized(FORWARD.get(op.type), op, ins)
+    for out, t in zip(op.outputs, outs):
+      if t is not None:
+        known[out.ref()] = t
+  return [known.get(y.ref()) for y in ys]
+
+
+def _vectorized(rule, op, ins):
+  """op's plain forward rule over the batch axis of its tangents (pfor)."""
+  live = [i for i, t in enumerate(ins) if t is not None]
+  pattern = []
+
+  def one(ts):
+    full = [None] * len(ins)
+    for i, t in zip(live, ts):
+      full[i] = t
+    outs = list(rule(op, *full))
+    pattern[:] = [t is None for t in outs]
+    return [tf.zeros([], out.dtype) if t is None else t
+            for t, out in zip(outs, op.outputs)]
+
+  stacked = tf.vectorized_map(one, [ins[i] for i in live],
+                              fallback_to_while_loop=True, warn=False)
+  return [None if none else t for none, t in zip(pattern, stacked)]

@@ -319,6 +319,10 @@ def hessians_v1(ys, xs, name="hessians", colocate_gradients_with_ops=False,
 
 
 def _hessian_block(g, x, k, vectorize, gate_gradients, aggregation_method):
+  if vectorize:
+    native = _native_hessian(g, x)
+    if native is not None:
+      return native
   n, dtype = _x_size(x), _value_dtype(x)
   x_shape = _shape_of(x)
 
@@ -335,6 +339,28 @@ def _hessian_block(g, x, k, vectorize, gate_gradients, aggregation_method):
     return tf.zeros(shape.concatenate(shape) if shape.is_fully_defined() else
                     _concat_shapes(_shape_of(x), _shape_of(x)), dtype)
   return _finish(stacked, x_shape, x, _value_shape(x))
+
+
+def _native_hessian(g, x):
+  """d g / d x by forward over reverse in one batched pass: the tangent
+  of g along every basis vector of x at once (x's identity, [n] +
+  x.shape), through the batched forward rules. None when x's shape is not
+  static or an op between x and g has no forward rule."""
+  shape = _value_shape(x)
+  if not shape.is_fully_defined():
+    return None
+  n, dtype = shape.num_elements(), _value_dtype(x)
+  basis = tf.reshape(tf.eye(n, dtype=dtype), [n] + shape.as_list())
+  found = forward.batched_tangents_or_none([_dense(g)], [_handle(x)], [basis])
+  if found is None:
+    return None
+  (columns,) = found              # columns[j] = d g / d x_j
+  if columns is None:
+    return tf.zeros(shape.concatenate(shape), dtype)
+  # tf.hessians' [i, j] is d g_i / d x_j: the transpose of the columns.
+  out = tf.reshape(tf.transpose(tf.reshape(columns, [n, n])),
+                   shape.concatenate(shape))
+  return out
 
 
 # ----- forward mode -----
