@@ -205,3 +205,71 @@ def test_registering_twice_names_both_places():
       forward.RegisterForward("TfgradForwardTestOp")(lambda op, t: [t])
   finally:
     forward.FORWARD.unregister("TfgradForwardTestOp")
+
+
+# ----- basis rules: an identity basis as the tangent, not built -----
+
+_W = np.random.default_rng(21).standard_normal((4, 3))
+
+# name -> (function of one x, x's shape, basis over rows, product-free)
+BASIS_CASES = {
+    "MatMul_a": (lambda a: a @ _W, (2, 4), False, True),
+    "MatMul_a_one_row": (lambda a: tf.linalg.matmul(a, _W.T,
+                                                    transpose_b=True),
+                         (1, 4), False, True),
+    "MatMul_b": (lambda b: tf.linalg.matmul(_W, b, transpose_a=True),
+                 (4, 2), False, True),
+    "MatMul_b_one_column": (lambda b: tf.tanh(_W.T @ b), (4, 1), False, True),
+    "matvec_through_shape_ops": (
+        lambda v: tf.tanh(tf.linalg.matvec(_W, v, transpose_a=True) + 1.0),
+        (4,), False, True),
+    "Reshape_MatMul": (lambda v: tf.reshape(v, [2, 4]) @ _W, (8,), False,
+                       True),
+    "MatMul_rows": (lambda a: tf.sin(a @ _W), (5, 4), True, True),
+    # declined: the basis is built and the batched rules run
+    "MatMul_transposed_basis": (lambda a: tf.linalg.matmul(
+        a, _W, transpose_a=True), (4, 2), False, False),
+    "Slice_first": (lambda v: v[:, 1:] @ tf.constant(_W[:3]), (2, 4), False,
+                    False),
+    "Reshape_rows": (lambda a: tf.reshape(a, [-1]), (2, 3), True, False),
+}
+
+
+def test_basis_rules_have_plain_rules():
+  assert set(forward.BASIS.keys()) <= set(forward.FORWARD.keys())
+
+
+@pytest.mark.parametrize("case", sorted(BASIS_CASES))
+def test_basis_tangent_matches_forward_accumulator_per_unit(case):
+  """A `Basis` pushed through the batched pass equals ForwardAccumulator
+  jvps along every unit tensor (of x, or of one row of x on every row),
+  stacked; where a basis rule applies, no product is built."""
+  fn, shape, rows, product_free = BASIS_CASES[case]
+  value = np.random.default_rng(len(case)).standard_normal(shape)
+  unit = shape[1:] if rows else shape
+  n = int(np.prod(unit))
+  units = np.eye(n).reshape((n,) + unit)
+  if rows:
+    units = np.broadcast_to(units[:, None], (n,) + shape)
+
+  def build(xs):
+    (x,) = xs
+    stock = []
+    for u in units:
+      with tf.autodiff.ForwardAccumulator(x, tf.constant(u)) as acc:
+        y = fn(x)
+      stock.append(acc.jvp(y))
+    y = fn(x)
+    graph = tf.compat.v1.get_default_graph()
+    before = len(graph.get_operations())
+    (ours,) = forward.batched_tangents_or_none(
+        [y], [x], [forward.Basis(x.shape, x.dtype, rows=rows, like=x)])
+    added = {op.type for op in graph.get_operations()[before:]}
+    if product_free:
+      assert not added & {"MatMul", "BatchMatMulV2", "BatchMatMulV3"}
+    else:
+      assert "Eye" in added or "MatrixDiag" in added or \
+          "MatrixDiagV3" in added
+    return [ours], [tf.stack(stock)]
+  for mode in harness.MODES:
+    harness.assert_same(*harness.run(mode, build, [value]), rtol=1e-12)

@@ -528,6 +528,31 @@ def test_resource_variable_xs():
       _assert_same(*_run(mode, build, [x0]))
 
 
+def test_square_jacobians_take_one_batched_forward_pass():
+  """As many inputs as outputs, every op with a forward rule: one batched
+  forward pass from x's identity basis (no pfor, and no product with the
+  basis), equal to the tape's Jacobians."""
+  w = np.random.default_rng(8).standard_normal((4, 4))
+
+  def build(xs):
+    v, batch = xs
+    with tf.GradientTape(persistent=True) as tape:
+      tape.watch(xs)
+      y = tf.tanh(tf.linalg.matvec(w, v, transpose_a=True) + 0.5)
+      yb = tf.sin(batch @ w)
+    ours, names = _added_op_names(lambda: [tfgrad.jacobian(y, v),
+                                           tfgrad.batch_jacobian(yb, batch)])
+    assert not [n for n in names if "pfor" in n or "loop_body" in n]
+    graph = tf.compat.v1.get_default_graph()
+    assert not {graph.get_operation_by_name(n).type for n in names} & {
+        "MatMul", "BatchMatMulV2", "BatchMatMulV3"}
+    return ours, [tape.jacobian(y, v), tape.batch_jacobian(yb, batch)]
+  rng = np.random.default_rng(9)
+  for mode in _MODES:
+    _assert_same(*_run(mode, build, [rng.standard_normal(4),
+                                     rng.standard_normal((3, 4))]))
+
+
 def test_unknown_batch_in_a_function_with_input_signature():
   w = tf.constant(np.array([[0.5, -1.0], [2.0, 0.25], [0.1, 0.3]]))
 

@@ -8,6 +8,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfgrad.emit import raw
+from tfgrad.forward import Basis
+from tfgrad.forward import RegisterBasisForward
 from tfgrad.forward import RegisterBatchedForward
 from tfgrad.forward import RegisterForward
 
@@ -597,3 +599,51 @@ def _bias_add_grad_batched(op, t):
     return NotImplemented
   channel = 2 if op.get_attr("data_format") == b"NCHW" else rank
   return [tf.reduce_sum(t, [a for a in range(1, rank + 1) if a != channel])]
+
+
+# ----- basis rules: an identity basis as the tangent, not built -----
+
+def _rearranged(op, t, *rest):
+  """Ops that only rearrange entries keep a (whole-x) basis, reshaped."""
+  del rest
+  out = op.outputs[0]
+  if (not isinstance(t, Basis) or t.rows
+      or not out.shape.is_fully_defined()):
+    return NotImplemented
+  return [t.reshaped(out.shape)]
+
+
+for _type in ("Reshape", "ExpandDims", "Squeeze", "Identity",
+              "ReadVariableOp"):
+  RegisterBasisForward(_type)(_rearranged)
+
+
+@RegisterBasisForward("MatMul")
+def _matmul_basis(op, ta, tb):
+  """I @ b' and a' @ I without the product: b' (or a') rearranged, next to
+  an identity over the other axis; for a basis over rows of a, b'
+  broadcast over the rows."""
+  a, b = op.inputs
+  ta_t, tb_t = op.get_attr("transpose_a"), op.get_attr("transpose_b")
+  if isinstance(ta, Basis) and tb is None and not ta_t:
+    b2 = tf.transpose(b) if tb_t else b                 # [k, p]
+    (m, k), p = a.shape.as_list(), b2.shape[1]
+    if ta.rows and None not in (k, p):
+      return [tf.broadcast_to(b2[:, None, :],
+                              tf.concat([[k], tf.shape(a)[:1], [p]], 0))]
+    if None in (m, k, p):
+      return NotImplemented
+    if m == 1:
+      return [tf.reshape(b2, [k, 1, p])]
+    out = tf.einsum("ij,lc->iljc", tf.eye(m, dtype=a.dtype), b2)
+    return [tf.reshape(out, [m * k, m, p])]
+  if isinstance(tb, Basis) and ta is None and not tb_t and not tb.rows:
+    a2 = tf.transpose(a) if ta_t else a                 # [m, k]
+    m, (k, p) = a2.shape[0], b.shape.as_list()
+    if None in (m, k, p):
+      return NotImplemented
+    if p == 1:
+      return [tf.reshape(tf.transpose(a2), [k, m, 1])]
+    out = tf.einsum("il,cd->lcid", a2, tf.eye(p, dtype=b.dtype))
+    return [tf.reshape(out, [k * p, m, p])]
+  return NotImplemented

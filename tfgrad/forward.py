@@ -18,6 +18,13 @@ batched rule (`RegisterBatchedForward`: the same signature, every tangent
 with the batch axis in front), and where an op type has none, or its rule
 returns NotImplemented for this op, its plain forward rule vectorized over
 the batch axis with pfor (`tf.vectorized_map`).
+
+A batched tangent may be given as a `Basis`: the identity basis of x's
+entries (every unit tensor of x's shape, or of one row of x, on every
+row), not built. Ops that only rearrange entries pass it on, and an op
+with a basis rule (`RegisterBasisForward`: MatMul) turns it into its
+result directly (the identity times W is W, rearranged: no product);
+anywhere else it is built (`Basis.tensor()`) and the batched rule runs.
 """
 
 import tensorflow as tf
@@ -27,6 +34,46 @@ from tfgrad import tf_compat
 
 FORWARD = registry.Registry("forward rule")
 BATCHED = registry.Registry("batched forward rule")
+BASIS = registry.Registry("basis forward rule")
+
+
+class Basis:
+  """An identity basis as a batched tangent, not yet built.
+
+  rows=False: n = x's entry count, entry j of the batch is the j-th unit
+  tensor of `shape` (x's static shape): [n] + shape when built.
+  rows=True: `like`'s leading axis is a batch of rows, n is one row's
+  entry count, and entry j is the j-th unit tensor of a row on every row:
+  [n, b] + shape[1:] when built (b = like's leading dimension, which may
+  be known only at run time).
+  """
+
+  def __init__(self, shape, dtype, rows=False, like=None):
+    self.shape = tf.TensorShape(shape)
+    self.dtype = tf.as_dtype(dtype)
+    self.rows = rows
+    self.like = like
+    unit = self.shape[1:] if rows else self.shape
+    self.unit = unit
+    self.n = unit.num_elements()
+    self._built = None
+
+  def reshaped(self, shape):
+    """The same basis over the same entries, in another (static) shape."""
+    return Basis(shape, self.dtype)
+
+  def tensor(self):
+    """The basis built (once: later calls return the same tensor)."""
+    if self._built is None:
+      eye = tf.eye(self.n, dtype=self.dtype)
+      if not self.rows:
+        self._built = tf.reshape(eye, [self.n] + self.shape.as_list())
+      else:
+        unit = tf.reshape(eye, [self.n, 1] + self.unit.as_list())
+        batch = tf.shape(self.like)[:1]
+        self._built = tf.broadcast_to(unit, tf.concat(
+            [[self.n], batch, self.unit.as_list()], 0))
+    return self._built
 
 
 class RegisterForward:
@@ -55,6 +102,22 @@ class RegisterBatchedForward:
     BATCHED.register(self._op_type, rule,
                      f"{rule.__code__.co_filename}:"
                      f"{rule.__code__.co_firstlineno}")
+    return rule
+
+
+class RegisterBasisForward:
+  """Decorator: `@RegisterBasisForward("MatMul") def _mm(op, ta, tb):`,
+  where at least one tangent is a `Basis` (others Tensors or None);
+  returns the batched tangents of the outputs (Tensors or Bases), or
+  NotImplemented (the bases are then built and the batched rule runs)."""
+
+  def __init__(self, op_type):
+    self._op_type = op_type
+
+  def __call__(self, rule):
+    BASIS.register(self._op_type, rule,
+                   f"{rule.__code__.co_filename}:"
+                   f"{rule.__code__.co_firstlineno}")
     return rule
 
 
@@ -147,7 +210,8 @@ def tangents_or_none(ys, xs, tangents):
 
 def batched_tangents_or_none(ys, xs, tangents):
   """As `tangents_or_none`, with a leading batch axis on every tangent
-  (the same b for all) and on the results: [b] + y.shape per y."""
+  (the same b for all) and on the results: [b] + y.shape per y. A
+  tangent may be a `Basis`."""
   ops = _native_ops(ys, xs)
   if ops is None:
     return None
@@ -159,14 +223,22 @@ def batched_tangents_or_none(ys, xs, tangents):
     ins = [known.get(t.ref()) for t in op.inputs]
     if all(t is None for t in ins):
       continue
-    rule = BATCHED.get(op.type)
-    outs = NotImplemented if rule is None else rule(op, *ins)
+    outs = NotImplemented
+    if any(isinstance(t, Basis) for t in ins):
+      rule = BASIS.get(op.type)
+      outs = NotImplemented if rule is None else rule(op, *ins)
+      if outs is NotImplemented:
+        ins = [t.tensor() if isinstance(t, Basis) else t for t in ins]
+    if outs is NotImplemented:
+      rule = BATCHED.get(op.type)
+      outs = NotImplemented if rule is None else rule(op, *ins)
     if outs is NotImplemented:
       outs = _vectorized(FORWARD.get(op.type), op, ins)
     for out, t in zip(op.outputs, outs):
       if t is not None:
         known[out.ref()] = t
-  return [known.get(y.ref()) for y in ys]
+  return [t.tensor() if isinstance(t, Basis) else t
+          for t in (known.get(y.ref()) for y in ys)]
 
 
 def _vectorized(rule, op, ins):

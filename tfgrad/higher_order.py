@@ -350,7 +350,7 @@ def _native_hessian(g, x):
   if not shape.is_fully_defined():
     return None
   n, dtype = shape.num_elements(), _value_dtype(x)
-  basis = tf.reshape(tf.eye(n, dtype=dtype), [n] + shape.as_list())
+  basis = forward.Basis(shape, dtype)
   found = forward.batched_tangents_or_none([_dense(g)], [_handle(x)], [basis])
   if found is None:
     return None
@@ -437,13 +437,16 @@ def _double_reverse_jvp(ys, xs, tangents, unconnected, aggregation_method,
 
 # ----- Jacobians -----
 
-def _mode(mode, n_in, n_out):
+def _mode(mode, n_in, n_out, native=lambda: False):
+  """The mode with fewer passes; on a tie, forward where `native()` (one
+  batched forward pass, no pfor), else reverse."""
   if mode not in (None, "forward", "reverse"):
     raise ValueError(f"mode must be None, 'forward' or 'reverse', not {mode!r}")
   if mode is not None:
     return mode
-  if n_in is not None and n_out is not None and n_in < n_out:
-    return "forward"
+  if n_in is not None and n_out is not None:
+    if n_in < n_out or (n_in == n_out and native()):
+      return "forward"
   return "reverse"
 
 
@@ -470,7 +473,9 @@ def jacobian(ys, xs, *, vectorize=True,
     n_in = (None if any(_value_shape(x).num_elements() is None
                         for x in tensors)
             else sum(_value_shape(x).num_elements() for x in tensors))
-    if _mode(mode, n_in, _static_size(y)) == "forward":
+    if _mode(mode, n_in, _static_size(y), lambda: _differentiable(y) and
+             forward.supported([y], [_handle(x) for x in tensors])) \
+        == "forward":
       out = _forward_jacobian(y, flat_xs, tensors, vectorize)
     else:
       out = _reverse_jacobian(y, flat_xs, tensors, vectorize)
@@ -523,7 +528,14 @@ def _forward_jacobian(y, xs, tensors, vectorize):
 
 
 def _native_columns(y, handle, x, vectorize):
-  """d y / d x by forward rules, one jvp per entry of x (vectorized)."""
+  """d y / d x by forward rules, one jvp per entry of x: in one batched
+  pass with x's identity basis as the tangent (x's shape static and
+  vectorize=True), else vectorized with pfor or in a while_loop."""
+  shape = _value_shape(x)
+  if vectorize and shape.is_fully_defined():
+    (stacked,) = forward.batched_tangents_or_none(
+        [y], [handle], [forward.Basis(shape, _value_dtype(x))])
+    return None if stacked is None else _columns_to_jacobian(stacked, y, x)
   n, x_shape = _x_size(x), _shape_of(x)
 
   def column(j):
@@ -595,7 +607,8 @@ def batch_jacobian(y, x, *, vectorize=True,
               else None)
     batch = tf.shape(y)[0]
     flat_y = tf.reshape(y, [batch, -1])
-    if _mode(mode, x_rows, y_rows) == "forward":
+    if _mode(mode, x_rows, y_rows,
+             lambda: forward.supported([flat_y], [_handle(x)])) == "forward":
       out = _batch_forward(y, flat_y, x, vectorize)
     else:
       out = _batch_reverse(flat_y, x, vectorize)
@@ -633,6 +646,11 @@ def _batch_forward(y, flat_y, x, vectorize):
     (g,) = api.gradients([flat_y], [x], [u])
     if g is None:
       return None
+  if native and vectorize and x.shape[1:].is_fully_defined():
+    (stacked,) = forward.batched_tangents_or_none(
+        [flat_y], [_handle(x)],
+        [forward.Basis(x.shape, x.dtype, rows=True, like=x)])
+    return None if stacked is None else tf.transpose(stacked, [1, 2, 0])
   flat_x = tf.reshape(x, [tf.shape(x)[0], -1])
   k = (flat_x.shape[1] if flat_x.shape[1] is not None
        else tf.shape(flat_x)[1])
