@@ -345,9 +345,11 @@ def _native_hessian(g, x):
   """d g / d x by forward over reverse in one batched pass: the tangent
   of g along every basis vector of x at once (x's identity, [n] +
   x.shape), through the batched forward rules. None when x's shape is not
-  static or an op between x and g has no forward rule."""
+  static, x is complex (tf.hessians' rows are TF's conjugated gradients
+  there: the pfor path gives them), or an op between x and g has no
+  forward rule."""
   shape = _value_shape(x)
-  if not shape.is_fully_defined():
+  if not shape.is_fully_defined() or not _value_dtype(x).is_floating:
     return None
   n, dtype = shape.num_elements(), _value_dtype(x)
   basis = forward.Basis(shape, dtype)
