@@ -30,6 +30,7 @@ CASES = {
     "Softplus": (tf.nn.softplus, [(2, 3)], None),
     "Neg": (tf.negative, [(2, 3)], None),
     "Identity": (tf.identity, [(2, 3)], None),
+    "Cast": (lambda x: tf.cast(x, tf.float32), [(2, 3)], None),
     "AddV2": (lambda a, b: a + b, [(2, 3), (3,)], None),
     "Add": (lambda a, b: tf.raw_ops.Add(x=a, y=b), [(3,), (2, 3)], None),
     "Sub": (lambda a, b: a - b, [(2, 3), (1, 3)], None),

@@ -169,6 +169,26 @@ def test_hessians_by_batched_forward_over_reverse(case, mode):
   _assert_same(*_run(mode, build, values), rtol=1e-10)
 
 
+def test_hessians_by_batched_forward_with_an_unknown_batch():
+  """Data of unknown batch size (a tf.function's input signature), the
+  weights static: the batched pass broadcasts to shapes known at run
+  time."""
+  @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float64),
+                                tf.TensorSpec([3, 2], tf.float64)])
+  def both(data, w):
+    h = tf.nn.relu(data @ w) + tf.sigmoid(data[:, :2] * w[0])
+    loss = tf.reduce_mean(tf.square(h - 0.5)) + tf.reduce_sum(w ** 4)
+    ours, names = _added_op_names(lambda: tfgrad.hessians(loss, w))
+    assert not [n for n in names if "pfor" in n or "loop_body" in n]
+    return ours + tf.hessians(loss, w)
+  rng = np.random.default_rng(13)
+  ours, theirs = both(tf.constant(rng.standard_normal((5, 3))),
+                      tf.constant(rng.standard_normal((3, 2))))
+  assert ours.shape == theirs.shape == (3, 2, 3, 2)
+  np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-10,
+                             atol=1e-12)
+
+
 def test_hessians_by_batched_forward_by_finite_differences():
   values = 0.5 * np.random.default_rng(12).standard_normal(25)
   with tf.Graph().as_default():

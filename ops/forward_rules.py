@@ -139,6 +139,15 @@ def _read(op, t):
   return [t]
 
 
+@RegisterForward("Cast")
+def _cast(op, t):
+  """Linear: the tangent cast alike (an integer input is a constant)."""
+  dtype = op.inputs[0].dtype
+  if not (dtype.is_floating or dtype.is_complex):
+    return [None]
+  return [tf.cast(t, op.outputs[0].dtype)]
+
+
 @RegisterForward("AddV2")
 def _add_v2(op, ta, tb):
   return [_sum_fit(op.outputs[0], ta, tb)]
@@ -382,7 +391,8 @@ for _type, _rule in [("AddV2", _add_v2), ("Add", _add_v2), ("Sub", _sub),
 # Plain rules that are batched as they stand: the tangent is multiplied
 # elementwise, reduced along the last axis, or matmul'd with broadcasting.
 for _type, _rule in [("Neg", _neg), ("Identity", _identity),
-                     ("ReadVariableOp", _read), ("MatMul", _matmul),
+                     ("ReadVariableOp", _read), ("Cast", _cast),
+                     ("MatMul", _matmul),
                      ("Softmax", _softmax), ("LogSoftmax", _log_softmax)]:
   RegisterBatchedForward(_type)(_rule)
 

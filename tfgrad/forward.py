@@ -159,6 +159,11 @@ def _post_order(root, reached, seen, order):
         stack.append((t.op, False))
 
 
+def _carries(x):
+  """False for an integer or boolean x: a constant, with no tangent."""
+  return not (x.dtype.is_integer or x.dtype.is_bool)
+
+
 def _carries_tangents(op):
   """False for ops with no floating output, or declared not
   differentiable: their outputs have no tangent."""
@@ -195,7 +200,7 @@ def tangents_or_none(ys, xs, tangents):
     return None
   known = {}
   for x, t in zip(xs, tangents):
-    if t is not None:
+    if t is not None and _carries(x):
       known[x.ref()] = t
   for op in ops:
     ins = [known.get(t.ref()) for t in op.inputs]
@@ -217,7 +222,7 @@ def batched_tangents_or_none(ys, xs, tangents):
     return None
   known = {}
   for x, t in zip(xs, tangents):
-    if t is not None:
+    if t is not None and _carries(x):
       known[x.ref()] = t
   for op in ops:
     ins = [known.get(t.ref()) for t in op.inputs]
