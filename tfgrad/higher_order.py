@@ -1,15 +1,18 @@
 """Derivatives beyond one reverse pass, built on `tfgrad.gradients`.
 
   hessian_vector_product  reverse over reverse: one extra pass, H @ v
-  hessians                H of sum(ys) per x, as Hessian-vector products over
+  hessians                H of sum(ys) per x: forward over reverse, x's
+                          identity basis pushed through the gradient in one
+                          batched pass; else Hessian-vector products over
                           the basis of x, vectorized (`tf.vectorized_map`)
   jvp                     forward-mode directional derivatives J @ t, by the
                           double-reverse construction (the vjp of the vjp
                           with respect to its cotangent)
   jacobian                d y / d x for every entry, rows by reverse mode or
   batch_jacobian          columns by forward mode, whichever needs fewer
-                          passes; vectorized, a while_loop where pfor cannot
-                          convert the gradient graph
+                          passes; forward rules: one batched pass from an
+                          identity basis; else vectorized, a while_loop
+                          where pfor cannot convert the gradient graph
 
 All are valid in graph context only (a `tf.function`, or a default
 `tf.Graph`); in eager mode they raise `RuntimeError`, as `gradients` does.
@@ -287,7 +290,10 @@ def hessians(ys, xs, gate_gradients=False, aggregation_method=None,
   """`tf.hessians`: for each x, the Hessian of sum(ys) with respect to x,
   of shape x.shape + x.shape.
 
-  Each Hessian is the Hessian-vector products of x's basis vectors,
+  Where every op between x and its gradient g has a forward rule (and x
+  is real with a static shape), each Hessian is g's tangents along all of
+  x's basis vectors, in one batched forward pass over the gradient graph.
+  Otherwise it is the Hessian-vector products of x's basis vectors,
   vectorized with pfor (a `tf.while_loop` where pfor cannot convert the
   gradient graph, or with vectorize=False). Differences from stock: an x
   that ys do not depend on gives None (stock raises), and an x on which
