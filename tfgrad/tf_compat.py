@@ -872,3 +872,123 @@ def copy_op(graph, op, inputs, name):
           attrs=attrs, op_def=op.op_def)
   finally:
     graph._name_stack = saved  # pylint: disable=protected-access
+
+
+# ----- gradient loops of control flow v2 While ops (tfgrad/while_builder) -----
+#
+# tfgrad builds a While op's gradient loop itself: FuncGraphs for its cond
+# and body, TensorList accumulators added to the forward loop, and the
+# forward op rewritten to output them. What that needs of TF beyond its
+# public API is here (checked on TF 2.16-2.21).
+
+from tensorflow.python.framework import func_graph as _func_graph  # pylint: disable=g-import-not-at-top
+from tensorflow.python.framework import constant_op as _constant_op  # pylint: disable=g-import-not-at-top
+from tensorflow.python.framework import tensor_util as _tensor_util  # pylint: disable=g-import-not-at-top
+from tensorflow.python.framework import auto_control_deps_utils as _acd  # pylint: disable=g-import-not-at-top
+from tensorflow.python.ops import control_flow_util_v2 as _cf_util  # pylint: disable=g-import-not-at-top
+from tensorflow.python.ops import handle_data_util as _handle_data  # pylint: disable=g-import-not-at-top
+from tensorflow.python.ops import list_ops as _list_ops  # pylint: disable=g-import-not-at-top
+
+WhileBodyFuncGraph = _cf_util.WhileBodyFuncGraph
+WhileCondFuncGraph = _cf_util.WhileCondFuncGraph
+clear_control_inputs = _cf_util.clear_control_inputs
+grad_fn_name = _cf_util.unique_grad_fn_name
+# TensorList ops that keep the lists' handle data (element dtype and shape),
+# by which TF and tfgrad tell a list of trainable values.
+empty_tensor_list = _list_ops.empty_tensor_list
+tensor_list_push_back = _list_ops.tensor_list_push_back
+tensor_list_pop_back = _list_ops.tensor_list_pop_back
+
+
+def is_trainable_dtype(dtype):
+  """TF's IsTrainable for a dtype (variants and resources included)."""
+  return backprop_util.IsTrainable(dtype)
+
+
+def func_graph_from_py_func(name, fn, args, func_graph):
+  """`fn(*args)` traced into `func_graph` (placeholders for `args`)."""
+  return _func_graph.func_graph_from_py_func(name, fn, args, {},
+                                             func_graph=func_graph)
+
+
+def while_cond_graph(op):
+  """The FuncGraph of a While op's cond (TF keeps it cached on the op)."""
+  return while_v2._get_graph(op, "cond", "_cond_graph")  # pylint: disable=protected-access
+
+
+def graph_from_function_attr(op, attr):
+  """A FuncGraph rebuilt from the function named by `op`'s `attr`."""
+  shapes = [tf.TensorShape(s) for s in op.get_attr("output_shapes")]
+  return _cf_util.get_func_graph(op, shapes, op.get_attr(attr).name)
+
+
+def constant_copy(t):
+  """A Const in the default graph with the value of Const tensor `t`, or
+  None when `t` is no Const."""
+  if not _constant_op.is_constant(t):
+    return None
+  return _constant_op.constant(_tensor_util.constant_value(t), dtype=t.dtype)
+
+
+def resource_input_index(body, t):
+  """Index of the body input a resource tensor of `body` comes from."""
+  nodes = {op.name: op.node_def for op in body.get_operations()}
+  return _cf_util.resource_input_index(
+      t.name, [i.name for i in body.inputs], nodes,
+      body._functions)  # pylint: disable=protected-access
+
+
+def fill_graph_function(graph):
+  """Registers `graph` as a function of its outer graph; its name."""
+  return _cf_util.create_new_tf_function(graph)
+
+
+def add_while_accumulators(op, cond, body, new_inputs, new_outputs):
+  """Graph edit: While `op` (whose `cond`/`body` FuncGraphs have gained
+  `new_inputs` as captures and `new_outputs` as outputs) takes the new
+  inputs and gives the new outputs, as TF's own While gradient does."""
+  cond.name += "_rewritten"
+  body.name += "_rewritten"
+  with mutation_lock(op.graph):
+    op._set_func_attr("cond", fill_graph_function(cond))  # pylint: disable=protected-access
+    op._set_func_attr("body", fill_graph_function(body))  # pylint: disable=protected-access
+    op._set_type_list_attr("T", body.output_types)  # pylint: disable=protected-access
+    op._set_shape_list_attr("output_shapes", body.output_shapes)  # pylint: disable=protected-access
+    op._add_while_inputs(new_inputs)  # pylint: disable=protected-access
+    op._add_outputs([t.dtype for t in new_outputs],  # pylint: disable=protected-access
+                    [t.shape for t in new_outputs])
+  for src, dst in zip(new_outputs, op.outputs[-len(new_outputs):]):
+    _handle_data.copy_handle_data(src, dst)
+
+
+def set_while_original_outputs(op, count):
+  """Marks the first `count` outputs of `op` as differentiable loop
+  variables (the rest are accumulators of the loop's intermediates)."""
+  op._set_attr("_num_original_outputs",  # pylint: disable=protected-access
+               attr_value_pb2.AttrValue(i=count))
+
+
+def build_while(loop_vars, cond, body, parallel_iterations, name):
+  """A While (StatelessWhile when no op of cond or body is stateful) over
+  `loop_vars` running FuncGraphs `cond` and `body`; its outputs."""
+  stateful = any(o._is_stateful for g in (cond, body)  # pylint: disable=protected-access
+                 for o in g.get_operations())
+  make = gen_functional_ops._while if stateful else \
+      gen_functional_ops.stateless_while  # pylint: disable=protected-access
+  outputs = make(loop_vars, fill_graph_function(cond),
+                 fill_graph_function(body),
+                 output_shapes=[t.shape for t in body.outputs],
+                 parallel_iterations=parallel_iterations, name=name)
+  op = outputs[0].op
+  for src, dst in zip(body.outputs, outputs):
+    _handle_data.copy_handle_data(src, dst)
+  _cf_util.maybe_set_lowering_attr(op)
+  _cf_util.maybe_propagate_compile_time_consts_in_xla(op)
+  read_only = set(range(len(op.inputs)))
+  for g in (cond, body):
+    read_only &= set(_acd.get_read_only_resource_input_indices_graph(g))
+  tf_ops.set_int_list_attr(op, _acd.READ_ONLY_RESOURCE_INPUTS_ATTR,
+                           sorted(read_only))
+  set_while_original_outputs(op, len(body.outputs))
+  cond.outer_graph = body.outer_graph = op.graph
+  return op, outputs

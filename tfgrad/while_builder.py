@@ -1,0 +1,234 @@
+"""Gradient loops of control flow v2 `While`/`StatelessWhile` ops.
+
+A While op runs its body function n times; its gradient is a second While
+running n times, whose body is the gradient of the forward body,
+differentiated by tfgrad's engine. Loop variables of the gradient loop:
+
+    counter, maximum_iterations, n, gradients of the loop variables,
+    then what the gradient body reads from outside it (captures)
+
+The gradient body reads forward values three ways (`_GradBody`):
+
+    a loop invariant or resource        the forward loop's input, captured
+    a Const of the forward body         copied
+    any other forward intermediate      pushed on a TensorList accumulator
+                                        by the forward loop, popped here
+
+Only the intermediates the rules read get accumulators (tfgrad's rules
+read fewer than TF's: `x * 2.0` reads none). They are added to the forward
+op once, by a graph edit as stock's (a new body function with one more
+loop variable per accumulator, new outputs); a later gradient of the same
+loop finds and reuses them. The whole build holds the forward graph's
+building lock, so threads differentiating one loop take turns and the
+second finds the first's accumulators.
+"""
+
+import weakref
+
+import tensorflow as tf
+
+from tfgrad import tf_compat
+
+# Shape queries the gradient body makes of forward values run in the
+# forward body instead, so that the loop accumulates a shape, not the value.
+_SHAPE_OPS = frozenset(["Shape", "Size", "Rank", "TensorListElementShape",
+                        "TensorListLength"])
+
+# FuncGraphs of the gradient loops built here, by While op: a gradient of a
+# gradient loop needs them (TF's rebuilt-from-definition graph is slower).
+_loop_graphs = weakref.WeakKeyDictionary()
+
+
+def loop_graphs(op):
+  """(cond, body) FuncGraphs of While `op`."""
+  graphs = _loop_graphs.get(op)
+  if graphs is not None:
+    return graphs
+  return tf_compat.while_cond_graph(op), tf_compat.while_body_graph(op)
+
+
+def original_output_count(op):
+  return tf_compat.while_original_output_count(op)
+
+
+def _accumulator(body, t):
+  """The body output holding TensorListPushBack(list input, t) fed back to
+  the same input position (an accumulator a gradient added), or None."""
+  inputs = {id(x): i for i, x in enumerate(body.inputs)}
+  outputs = {id(x): i for i, x in enumerate(body.outputs)}
+  for consumer in t.consumers():
+    if consumer.type != "TensorListPushBack" or consumer.inputs[1] is not t:
+      continue
+    i = inputs.get(id(consumer.inputs[0]))
+    out = consumer.outputs[0]
+    j = outputs.get(id(out))
+    if j is None:
+      for reader in out.consumers():
+        if reader.type == "Identity" and id(reader.outputs[0]) in outputs:
+          out = reader.outputs[0]
+          j = outputs[id(out)]
+          break
+    if i is not None and i == j:
+      return out
+  return None
+
+
+def _is_invariant(body, t):
+  """Index k when `t` is body input k passed on unchanged, else None."""
+  for k, x in enumerate(body.inputs):
+    if x is t:
+      return k if k < len(body.outputs) and body.outputs[k] is t else None
+  return None
+
+
+class _GradBody(tf_compat.WhileBodyFuncGraph):
+  """The gradient body: captures forward-body tensors as the module
+  docstring says. `new_lists` are the empty TensorLists of accumulators
+  added to the forward loop by this build; `capture_outputs` maps each
+  captured placeholder to what the body hands to the next iteration."""
+
+  def __init__(self, name, op, cond, body):
+    super().__init__(name)
+    self._op, self._cond, self._body = op, cond, body
+    self.new_lists = []
+    self.capture_outputs = {}
+    self._captured = {}  # id(forward tensor) -> tensor here
+    self._keep = []  # the forward tensors keyed in _captured
+    self._moved = {}
+
+  def _create_op_internal(self, op_type, inputs, dtypes=None,  # pylint: disable=redefined-outer-name
+                          input_types=None, name=None, attrs=None,
+                          op_def=None, compute_device=True):
+    if op_type in _SHAPE_OPS and inputs and all(
+        t.graph is self._body and _accumulator(self._body, t) is None
+        for t in inputs):
+      key = (op_type, tuple(id(t) for t in inputs))
+      moved = self._moved.get(key)
+      if moved is None:
+        with self._body.as_default():
+          moved = self._body._create_op_internal(  # pylint: disable=protected-access
+              op_type, inputs, dtypes=dtypes, input_types=input_types,
+              attrs=attrs, op_def=op_def, compute_device=compute_device)
+        self._moved[key] = moved
+      return moved
+    return super()._create_op_internal(
+        op_type, inputs, dtypes=dtypes, input_types=input_types, name=name,
+        attrs=attrs, op_def=op_def, compute_device=compute_device)
+
+  def _capture_helper(self, tensor, name):
+    found = self._captured.get(id(tensor))
+    if found is not None:
+      return found
+    if tensor.graph is not self._body:
+      captured = super()._capture_helper(tensor, name)
+      self.capture_outputs[id(captured)] = captured
+    else:
+      captured = self._from_forward_body(tensor, name)
+    self._captured[id(tensor)] = captured
+    self._keep.append(tensor)
+    return captured
+
+  def _from_forward_body(self, tensor, name):
+    while tensor.op.type == "Identity":
+      tensor = tensor.op.inputs[0]
+    found = self._captured.get(id(tensor))
+    if found is not None:
+      return found
+    k = _is_invariant(self._body, tensor)
+    if k is not None:
+      captured = super()._capture_helper(tensor, name)
+      self.capture_outputs[id(captured)] = captured
+      return captured
+    copy = tf_compat.constant_copy(tensor)
+    if copy is not None:
+      return copy
+    if tensor.dtype == tf.resource:
+      return self.capture(
+          self._op.inputs[tf_compat.resource_input_index(self._body, tensor)])
+    accumulated = _accumulator(self._body, tensor)
+    if accumulated is None:
+      accumulated = self._add_accumulator(tensor)
+    placeholder = super()._capture_helper(accumulated, name)
+    rest, value = tf_compat.tensor_list_pop_back(placeholder, tensor.dtype)
+    value.set_shape(tensor.shape)
+    self.capture_outputs[id(placeholder)] = rest
+    return value
+
+  def _add_accumulator(self, tensor):
+    """Pushes `tensor` onto a new TensorList loop variable of the forward
+    loop (the op itself is edited after the build); its body output."""
+    with self._body.outer_graph.as_default(), \
+        tf_compat.clear_control_inputs():
+      empty = tf_compat.empty_tensor_list(
+          tensor.shape, tensor.dtype, max_num_elements=self._op.inputs[1],
+          name=f"{tensor.op.name}_accumulator".replace("/", "_"))
+    self.new_lists.append(empty)
+    with self._body.as_default():
+      pushed = tf_compat.tensor_list_push_back(empty, tensor)
+    self._body.outputs.append(pushed)
+    with self._cond.as_default():
+      self._cond.capture(empty)
+    return pushed
+
+
+def build(op, grads, differentiate):
+  """The gradient loop of While `op` for `grads` (one per loop variable,
+  None where none flows in); one result per input, None where no
+  gradient was carried. `differentiate(ys, xs, grad_ys, body)` is the
+  engine, returning a gradient (zeros when unconnected) per x."""
+  with tf_compat.building_lock(op.graph):
+    return _build(op, grads, differentiate)
+
+
+def _build(op, grads, differentiate):
+  cond, body = loop_graphs(op)
+  carried = [i for i, g in enumerate(grads) if g is not None]
+  ys = [body.outputs[i] for i in carried]
+  xs = [body.inputs[i] for i in carried]
+  n_iters, max_iters = op.outputs[0], op.inputs[1]
+  counter = tf.constant(0, n_iters.dtype, name="grad_counter")
+  args = [counter, max_iters, n_iters] + [grads[i] for i in carried]
+
+  def body_fn(counter, max_iters, n_iters, *grad_ys):
+    result = differentiate(ys, xs, list(grad_ys), body)
+    result = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices)
+              else g for g in result]
+    return [counter + 1, max_iters, n_iters] + result
+
+  name = tf_compat.grad_fn_name(body.name)
+  grad_body = tf_compat.func_graph_from_py_func(
+      name, body_fn, args, _GradBody(name, op, cond, body))
+  for _, internal in grad_body.captures:
+    grad_body.outputs.append(grad_body.capture_outputs[id(internal)])
+  if grad_body.new_lists:
+    new_outputs = body.outputs[len(op.outputs):]
+    tf_compat.add_while_accumulators(op, cond, body, grad_body.new_lists,
+                                     new_outputs)
+  tf_compat.set_while_original_outputs(op, len(op.outputs))
+  loop_vars = args + [_resolved(op, body, t)
+                      for t in grad_body.external_captures]
+
+  def cond_fn(counter, unused_max_iters, n_iters, *unused):
+    return counter < n_iters
+
+  cond_name = tf_compat.grad_fn_name(op.get_attr("cond").name)
+  grad_cond = tf_compat.func_graph_from_py_func(
+      cond_name, cond_fn, loop_vars, tf_compat.WhileCondFuncGraph(cond_name))
+  grad_op, outputs = tf_compat.build_while(
+      loop_vars, grad_cond, grad_body, op.get_attr("parallel_iterations"),
+      f"{op.name}_grad")
+  _loop_graphs[grad_op] = (grad_cond, grad_body)
+  results = [None] * len(op.inputs)
+  for k, i in enumerate(carried):
+    results[i] = outputs[3 + k]
+  return results
+
+
+def _resolved(op, body, t):
+  """A capture of the gradient body as the gradient loop reads it: a
+  forward-body accumulator is the forward op's output for it."""
+  if t.graph is body:
+    for i, out in enumerate(body.outputs):
+      if out is t:
+        return op.outputs[i]
+  return t
