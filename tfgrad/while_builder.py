@@ -83,14 +83,14 @@ def _is_invariant(body, t):
 
 class _GradBody(tf_compat.WhileBodyFuncGraph):
   """The gradient body: captures forward-body tensors as the module
-  docstring says. `new_lists` are the empty TensorLists of accumulators
-  added to the forward loop by this build; `capture_outputs` maps each
+  docstring says. `pending` are the forward tensors this build needs new
+  accumulators for, with their empty TensorLists; `capture_outputs` maps each
   captured placeholder to what the body hands to the next iteration."""
 
   def __init__(self, name, op, cond, body):
     super().__init__(name)
     self._op, self._cond, self._body = op, cond, body
-    self.new_lists = []
+    self.pending = []  # (forward tensor, empty TensorList) to accumulate
     self.capture_outputs = {}
     self._captured = {}  # id(forward tensor) -> tensor here
     self._keep = []  # the forward tensors keyed in _captured
@@ -147,28 +147,41 @@ class _GradBody(tf_compat.WhileBodyFuncGraph):
           self._op.inputs[tf_compat.resource_input_index(self._body, tensor)])
     accumulated = _accumulator(self._body, tensor)
     if accumulated is None:
-      accumulated = self._add_accumulator(tensor)
+      accumulated = self._new_accumulator(tensor)
     placeholder = super()._capture_helper(accumulated, name)
     rest, value = tf_compat.tensor_list_pop_back(placeholder, tensor.dtype)
     value.set_shape(tensor.shape)
     self.capture_outputs[id(placeholder)] = rest
     return value
 
-  def _add_accumulator(self, tensor):
-    """Pushes `tensor` onto a new TensorList loop variable of the forward
-    loop (the op itself is edited after the build); its body output."""
+  def _new_accumulator(self, tensor):
+    """The empty TensorList an accumulator of `tensor` will start from, in
+    the forward loop's graph. The gradient body captures it for now; the
+    forward loop gets the accumulator once the build succeeded
+    so that a failed build leaves the forward loop as it was."""
     with self._body.outer_graph.as_default(), \
         tf_compat.clear_control_inputs():
       empty = tf_compat.empty_tensor_list(
           tensor.shape, tensor.dtype, max_num_elements=self._op.inputs[1],
           name=f"{tensor.op.name}_accumulator".replace("/", "_"))
-    self.new_lists.append(empty)
-    with self._body.as_default():
-      pushed = tf_compat.tensor_list_push_back(empty, tensor)
-    self._body.outputs.append(pushed)
-    with self._cond.as_default():
-      self._cond.capture(empty)
-    return pushed
+    self.pending.append((tensor, empty))
+    return empty
+
+
+def _add_accumulators(op, cond, body, pending):
+  """Graph edit: the forward loop pushes each pending tensor onto its
+  TensorList, a new loop variable; {id(empty list): op output}."""
+  first = len(op.outputs)
+  pushed = []
+  for tensor, empty in pending:
+    with body.as_default():
+      pushed.append(tf_compat.tensor_list_push_back(empty, tensor))
+    with cond.as_default():
+      cond.capture(empty)
+  body.outputs.extend(pushed)
+  tf_compat.add_while_accumulators(op, cond, body,
+                                   [e for _, e in pending], pushed)
+  return {id(e): op.outputs[first + j] for j, (_, e) in enumerate(pending)}
 
 
 def build(op, grads, differentiate):
@@ -200,12 +213,11 @@ def _build(op, grads, differentiate):
       name, body_fn, args, _GradBody(name, op, cond, body))
   for _, internal in grad_body.captures:
     grad_body.outputs.append(grad_body.capture_outputs[id(internal)])
-  if grad_body.new_lists:
-    new_outputs = body.outputs[len(op.outputs):]
-    tf_compat.add_while_accumulators(op, cond, body, grad_body.new_lists,
-                                     new_outputs)
+  added = {}
+  if grad_body.pending:
+    added = _add_accumulators(op, cond, body, grad_body.pending)
   tf_compat.set_while_original_outputs(op, len(op.outputs))
-  loop_vars = args + [_resolved(op, body, t)
+  loop_vars = args + [_resolved(op, body, added, t)
                       for t in grad_body.external_captures]
 
   def cond_fn(counter, unused_max_iters, n_iters, *unused):
@@ -224,9 +236,12 @@ def _build(op, grads, differentiate):
   return results
 
 
-def _resolved(op, body, t):
-  """A capture of the gradient body as the gradient loop reads it: a
-  forward-body accumulator is the forward op's output for it."""
+def _resolved(op, body, added, t):
+  """A capture of the gradient body as the gradient loop reads it: an
+  accumulator of the forward body, or the empty list of one added by this
+  build (`added`), is the forward op's output for it."""
+  if id(t) in added:
+    return added[id(t)]
   if t.graph is body:
     for i, out in enumerate(body.outputs):
       if out is t:
