@@ -78,12 +78,40 @@ def _while_grad(op, *grads):
   """Runs the loop backwards: a While over the body's gradient, fed the
   forward intermediates it reads through TensorList accumulators."""
   _, body = while_builder.loop_graphs(op)
+  if grads and all(g is None or _zeros_of(op, i, g)
+                   for i, g in enumerate(grads)):
+    return _zeros_for_inputs(op, body)
   grads = _loop_output_grads(op, body, grads)
+  anchor = while_builder.anchor_index(op)
+  if anchor is not None:
+    grads[anchor] = None
   if all(g is None for g in grads):
-    return [None] * len(op.inputs)
-  results = while_builder.build(op, grads, _differentiate)
-  return [_as_output(g) if g is not None and _helpers.needs_grad(op, i)
-          else None for i, g in enumerate(results)]
+    results = [None] * len(op.inputs)
+  else:
+    results = while_builder.build(op, grads, _differentiate)
+  results = [_as_output(g) if g is not None and _helpers.needs_grad(op, i)
+             else None for i, g in enumerate(results)]
+  if anchor is not None and _helpers.needs_grad(op, anchor):
+    results[anchor] = raw.ZerosLike(x=op.inputs[anchor])
+  return results
+
+
+def _zeros_of(op, i, g):
+  """True if gradient `g` of output i is ZerosLike of that output (what a
+  gradient loop gives its anchor, see while_builder)."""
+  return (isinstance(g, tf.Tensor) and g.op.type == "ZerosLike"
+          and g.op.inputs[0] is op.outputs[i])
+
+
+def _zeros_for_inputs(op, body):
+  """The gradient when only zeros came in: zeros for every input that
+  needs one and would carry one (no loop is built)."""
+  loop_vars = while_builder.original_output_count(op)
+  return [tf_compat.zeros_like_unconnected(x)
+          if _helpers.needs_grad(op, i) and (
+              i >= loop_vars or _carried(body.outputs[i]))
+          and tf_compat.is_trainable(x) else None
+          for i, x in enumerate(op.inputs)]
 
 
 RegisterGradient("While")(_while_grad)

@@ -43,8 +43,15 @@ def loop_graphs(op):
   """(cond, body) FuncGraphs of While `op`."""
   graphs = _loop_graphs.get(op)
   if graphs is not None:
-    return graphs
+    return graphs[:2]
   return tf_compat.while_cond_graph(op), tf_compat.while_body_graph(op)
+
+
+def anchor_index(op):
+  """For a gradient loop built here: the index of its anchor input (see
+  `_build`), else None."""
+  graphs = _loop_graphs.get(op)
+  return None if graphs is None else graphs[2]
 
 
 def original_output_count(op):
@@ -201,12 +208,25 @@ def _build(op, grads, differentiate):
   n_iters, max_iters = op.outputs[0], op.inputs[1]
   counter = tf.constant(0, n_iters.dtype, name="grad_counter")
   args = [counter, max_iters, n_iters] + [grads[i] for i in carried]
+  # The anchor: a trainable loop result of the forward op, passed through
+  # the gradient loop untouched. The gradient then depends on the forward
+  # loop through a trainable edge, as stock's always does through its
+  # accumulators, so a second gradient toward a value feeding the forward
+  # loop is zeros (as stock's), not None, even where this gradient reads
+  # no forward intermediate at all.
+  anchor = [op.outputs[i] for i in carried
+            if op.outputs[i].dtype.is_floating or op.outputs[i].dtype.is_complex]
+  anchor = anchor[:1]
+  anchor_at = len(args) if anchor else None
+  args += anchor
 
-  def body_fn(counter, max_iters, n_iters, *grad_ys):
-    result = differentiate(ys, xs, list(grad_ys), body)
+  def body_fn(counter, max_iters, n_iters, *rest):
+    grad_ys = list(rest[:len(carried)])
+    result = differentiate(ys, xs, grad_ys, body)
     result = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices)
               else g for g in result]
-    return [counter + 1, max_iters, n_iters] + result
+    return [counter + 1, max_iters, n_iters] + result + list(
+        rest[len(carried):])
 
   name = tf_compat.grad_fn_name(body.name)
   grad_body = tf_compat.func_graph_from_py_func(
@@ -229,7 +249,7 @@ def _build(op, grads, differentiate):
   grad_op, outputs = tf_compat.build_while(
       loop_vars, grad_cond, grad_body, op.get_attr("parallel_iterations"),
       f"{op.name}_grad")
-  _loop_graphs[grad_op] = (grad_cond, grad_body)
+  _loop_graphs[grad_op] = (grad_cond, grad_body, anchor_at)
   results = [None] * len(op.inputs)
   for k, i in enumerate(carried):
     results[i] = outputs[3 + k]
