@@ -208,37 +208,32 @@ def _build(op, grads, differentiate):
   n_iters, max_iters = op.outputs[0], op.inputs[1]
   counter = tf.constant(0, n_iters.dtype, name="grad_counter")
   args = [counter, max_iters, n_iters] + [grads[i] for i in carried]
-  # The anchor: a trainable loop result of the forward op, passed through
-  # the gradient loop untouched. The gradient then depends on the forward
-  # loop through a trainable edge, as stock's always does through its
-  # accumulators, so a second gradient toward a value feeding the forward
-  # loop is zeros (as stock's), not None, even where this gradient reads
-  # no forward intermediate at all.
-  anchor = [op.outputs[i] for i in carried
-            if op.outputs[i].dtype.is_floating or op.outputs[i].dtype.is_complex]
-  anchor = anchor[:1]
-  anchor_at = len(args) if anchor else None
-  args += anchor
 
-  def body_fn(counter, max_iters, n_iters, *rest):
-    grad_ys = list(rest[:len(carried)])
-    result = differentiate(ys, xs, grad_ys, body)
+  def body_fn(counter, max_iters, n_iters, *grad_ys):
+    result = differentiate(ys, xs, list(grad_ys), body)
     result = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices)
               else g for g in result]
-    return [counter + 1, max_iters, n_iters] + result + list(
-        rest[len(carried):])
+    return [counter + 1, max_iters, n_iters] + result
 
   name = tf_compat.grad_fn_name(body.name)
   grad_body = tf_compat.func_graph_from_py_func(
       name, body_fn, args, _GradBody(name, op, cond, body))
-  for _, internal in grad_body.captures:
-    grad_body.outputs.append(grad_body.capture_outputs[id(internal)])
   added = {}
   if grad_body.pending:
     added = _add_accumulators(op, cond, body, grad_body.pending)
   tf_compat.set_while_original_outputs(op, len(op.outputs))
-  loop_vars = args + [_resolved(op, body, added, t)
-                      for t in grad_body.external_captures]
+  captured = [_resolved(op, body, added, t)
+              for t in grad_body.external_captures]
+  anchor_at = None
+  anchor = _anchor(op, carried, captured)
+  if anchor is not None:
+    anchor_at = len(args) + len(captured)
+    with grad_body.as_default():
+      grad_body.capture(anchor)
+    captured.append(anchor)
+  for _, internal in grad_body.captures:
+    grad_body.outputs.append(grad_body.capture_outputs[id(internal)])
+  loop_vars = args + captured
 
   def cond_fn(counter, unused_max_iters, n_iters, *unused):
     return counter < n_iters
@@ -254,6 +249,22 @@ def _build(op, grads, differentiate):
   for k, i in enumerate(carried):
     results[i] = outputs[3 + k]
   return results
+
+
+def _anchor(op, carried, captured):
+  """A trainable loop result of `op` for the gradient loop to pass through
+  untouched, when the gradient loop reads no trainable output of `op`
+  otherwise (no accumulator of a trainable value, no invariant): then the
+  gradient still depends on the forward loop through a trainable edge, as
+  stock's always does through its accumulators, so a second gradient
+  toward a value feeding the forward loop is zeros as stock's, not None.
+  None when not needed or there is no such result."""
+  if any(t.op is op and tf_compat.is_trainable(t) for t in captured):
+    return None
+  for i in carried:
+    if op.outputs[i].dtype.is_floating or op.outputs[i].dtype.is_complex:
+      return op.outputs[i]
+  return None
 
 
 def _resolved(op, body, added, t):
