@@ -692,18 +692,16 @@ def to_tensors_or_slices(values, name, as_ref=False):
 
 # ----- TF's gradient builders for control flow v2 and function calls -----
 #
-# TF's gradients of If/Case/While ops and of calls of graph functions build
+# TF's gradients of If/Case ops and of calls of graph functions build
 # gradient function graphs and differentiate the bodies by calling
 # `gradients_util._GradientsHelper`, a module attribute. tfgrad calls these
-# builders through private views of their modules in which that name (and,
-# for while_v2, `array_ops.identity`) resolves to tfgrad: the builders'
-# code runs unchanged, TF's modules are never modified, so other threads
+# builders through private views of their modules in which that name
+# resolves to tfgrad: the builders' code runs unchanged, TF's modules are never modified, so other threads
 # and stock `tf.gradients` see TF exactly as it is.
 
 import types  # pylint: disable=g-import-not-at-top,wrong-import-order
 
 from tensorflow.python.eager.polymorphic_function import concrete_function  # pylint: disable=g-import-not-at-top
-from tensorflow.python.ops import array_ops  # pylint: disable=g-import-not-at-top
 from tensorflow.python.ops import cond_v2  # pylint: disable=g-import-not-at-top
 from tensorflow.python.ops import while_v2  # pylint: disable=g-import-not-at-top
 
@@ -781,10 +779,6 @@ def _tfgrad_helper(*args, **kwargs):
   return api.gradients_helper(*args, **kwargs)
 
 
-def _keep_tensor(t, name=None):  # pylint: disable=unused-argument
-  return t
-
-
 _ROUTED_GRADIENTS_UTIL = _Rebound(gradients_util,
                                   _GradientsHelper=_tfgrad_helper)
 _views = {}
@@ -796,18 +790,12 @@ def _view(module):
   view = _views.get(module)
   if view is None:
     replacements = {"gradients_util": _ROUTED_GRADIENTS_UTIL}
-    if module is while_v2:
-      # TF's While rule wraps every output of the gradient loop in an
-      # Identity; the rule in ops/control_flow_grad.py wraps only those
-      # that become a gradient.
-      replacements["array_ops"] = _Rebound(array_ops, identity=_keep_tensor)
     with _views_lock:
       view = _views.setdefault(module, _ModuleView(module, **replacements))
   return view
 
 
-_ROUTED_MODULES = {m.__name__: m for m in (cond_v2, while_v2,
-                                           concrete_function)}
+_ROUTED_MODULES = {m.__name__: m for m in (cond_v2, concrete_function)}
 
 
 # TF's builders edit the forward graph they differentiate (a While op gets
@@ -849,12 +837,6 @@ def while_original_output_count(op):
     return op.get_attr("_num_original_outputs")
   except ValueError:
     return len(op.outputs)
-
-
-def tf_while_grad():
-  """TF's While rule, run by tfgrad (see `routed_through_tfgrad`); the
-  gradient loop's outputs come back without TF's Identity ops."""
-  return routed_through_tfgrad(tf_ops.gradient_registry.lookup("While"))
 
 
 def copy_op(graph, op, inputs, name):
