@@ -53,7 +53,9 @@ def _loop_output_grads(op, body, grads):
     elif body.outputs[i] is body.inputs[i] and not _helpers.needs_grad(op, i):
       grads[i] = None
     elif g is None and _zeros_start(op, i):
-      grads[i] = tf_compat.zeros_for_output(op, i)
+      grads[i] = (tf_compat.zeros_for_output(op, i)
+                  if op.outputs[i].dtype == tf.resource
+                  else raw.ZerosLike(x=op.outputs[i]))
     elif isinstance(g, tf.IndexedSlices):
       grads[i] = tf.convert_to_tensor(g)
   return grads

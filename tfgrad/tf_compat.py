@@ -863,23 +863,16 @@ def copy_op(graph, op, inputs, name):
 # forward op rewritten to output them. What that needs of TF beyond its
 # public API is here (checked on TF 2.16-2.21).
 
-from tensorflow.python.framework import func_graph as _func_graph  # pylint: disable=g-import-not-at-top
 from tensorflow.python.framework import constant_op as _constant_op  # pylint: disable=g-import-not-at-top
 from tensorflow.python.framework import tensor_util as _tensor_util  # pylint: disable=g-import-not-at-top
 from tensorflow.python.framework import auto_control_deps_utils as _acd  # pylint: disable=g-import-not-at-top
 from tensorflow.python.ops import control_flow_util_v2 as _cf_util  # pylint: disable=g-import-not-at-top
 from tensorflow.python.ops import handle_data_util as _handle_data  # pylint: disable=g-import-not-at-top
-from tensorflow.python.ops import list_ops as _list_ops  # pylint: disable=g-import-not-at-top
 
 WhileBodyFuncGraph = _cf_util.WhileBodyFuncGraph
 WhileCondFuncGraph = _cf_util.WhileCondFuncGraph
 clear_control_inputs = _cf_util.clear_control_inputs
 grad_fn_name = _cf_util.unique_grad_fn_name
-# TensorList ops that keep the lists' handle data (element dtype and shape),
-# by which TF and tfgrad tell a list of trainable values.
-empty_tensor_list = _list_ops.empty_tensor_list
-tensor_list_push_back = _list_ops.tensor_list_push_back
-tensor_list_pop_back = _list_ops.tensor_list_pop_back
 
 
 def is_trainable_dtype(dtype):
@@ -887,10 +880,14 @@ def is_trainable_dtype(dtype):
   return backprop_util.IsTrainable(dtype)
 
 
-def func_graph_from_py_func(name, fn, args, func_graph):
-  """`fn(*args)` traced into `func_graph` (placeholders for `args`)."""
-  return _func_graph.func_graph_from_py_func(name, fn, args, {},
-                                             func_graph=func_graph)
+def copy_handle_data(src, dst):
+  """Copies a resource's or TensorList's handle data (dtype and shape of
+  what it holds) from tensor `src` to `dst`."""
+  _handle_data.copy_handle_data(src, dst)
+
+
+def is_stateful(op):
+  return op._is_stateful  # pylint: disable=protected-access
 
 
 def while_cond_graph(op):

@@ -25,9 +25,12 @@ second finds the first's accumulators.
 
 import weakref
 
+import numpy as np
 import tensorflow as tf
 
+from tfgrad import emit
 from tfgrad import tf_compat
+from tfgrad.emit import raw
 
 # Shape queries the gradient body makes of forward values run in the
 # forward body instead, so that the loop accumulates a shape, not the value.
@@ -156,7 +159,9 @@ class _GradBody(tf_compat.WhileBodyFuncGraph):
     if accumulated is None:
       accumulated = self._new_accumulator(tensor)
     placeholder = super()._capture_helper(accumulated, name)
-    rest, value = tf_compat.tensor_list_pop_back(placeholder, tensor.dtype)
+    rest, value = raw.TensorListPopBack(
+        input_handle=placeholder, element_shape=emit.const(-1, tf.int32),
+        element_dtype=tensor.dtype)
     value.set_shape(tensor.shape)
     self.capture_outputs[id(placeholder)] = rest
     return value
@@ -168,11 +173,42 @@ class _GradBody(tf_compat.WhileBodyFuncGraph):
     so that a failed build leaves the forward loop as it was."""
     with self._body.outer_graph.as_default(), \
         tf_compat.clear_control_inputs():
-      empty = tf_compat.empty_tensor_list(
-          tensor.shape, tensor.dtype, max_num_elements=self._op.inputs[1],
+      empty = raw.EmptyTensorList(
+          element_shape=_element_shape(tensor.shape),
+          max_num_elements=self._op.inputs[1], element_dtype=tensor.dtype,
           name=f"{tensor.op.name}_accumulator".replace("/", "_"))
     self.pending.append((tensor, empty))
     return empty
+
+
+def _element_shape(shape):
+  """A TensorList element_shape input for static shape `shape`."""
+  if shape.rank is None:
+    return emit.const(-1, tf.int32)
+  dims = [-1 if d is None else d for d in shape.as_list()]
+  return emit.const(np.array(dims, np.int32), tf.int32)
+
+
+def _trace(graph, fn, args):
+  """`fn` traced into the empty FuncGraph `graph` on one placeholder per
+  tensor of `args` (their handle data copied; `fn` returns a flat list of
+  tensors); what `func_graph_from_py_func` does for flat tensor lists, with
+  tfgrad's lean op creation. Stateful ops become control outputs (kept
+  when the function runs; gradient rules write no state, so no ordering
+  between them is added)."""
+  with graph.as_default():
+    placeholders = []
+    for a in args:
+      p = raw.Placeholder(dtype=a.dtype, shape=a.shape)
+      tf_compat.copy_handle_data(a, p)
+      placeholders.append(p)
+    graph.inputs.extend(placeholders)
+    outputs = list(fn(*placeholders))
+    graph.structured_outputs = outputs
+    graph.outputs.extend(graph.capture(t) for t in outputs)
+  graph.control_outputs.extend(
+      o for o in graph.get_operations() if tf_compat.is_stateful(o))
+  return graph
 
 
 def _add_accumulators(op, cond, body, pending):
@@ -182,7 +218,7 @@ def _add_accumulators(op, cond, body, pending):
   pushed = []
   for tensor, empty in pending:
     with body.as_default():
-      pushed.append(tf_compat.tensor_list_push_back(empty, tensor))
+      pushed.append(raw.TensorListPushBack(input_handle=empty, tensor=tensor))
     with cond.as_default():
       cond.capture(empty)
   body.outputs.extend(pushed)
@@ -216,8 +252,7 @@ def _build(op, grads, differentiate):
     return [counter + 1, max_iters, n_iters] + result
 
   name = tf_compat.grad_fn_name(body.name)
-  grad_body = tf_compat.func_graph_from_py_func(
-      name, body_fn, args, _GradBody(name, op, cond, body))
+  grad_body = _trace(_GradBody(name, op, cond, body), body_fn, args)
   added = {}
   if grad_body.pending:
     added = _add_accumulators(op, cond, body, grad_body.pending)
@@ -236,11 +271,11 @@ def _build(op, grads, differentiate):
   loop_vars = args + captured
 
   def cond_fn(counter, unused_max_iters, n_iters, *unused):
-    return counter < n_iters
+    return [raw.Less(x=counter, y=n_iters)]
 
   cond_name = tf_compat.grad_fn_name(op.get_attr("cond").name)
-  grad_cond = tf_compat.func_graph_from_py_func(
-      cond_name, cond_fn, loop_vars, tf_compat.WhileCondFuncGraph(cond_name))
+  grad_cond = _trace(tf_compat.WhileCondFuncGraph(cond_name), cond_fn,
+                     loop_vars)
   grad_op, outputs = tf_compat.build_while(
       loop_vars, grad_cond, grad_body, op.get_attr("parallel_iterations"),
       f"{op.name}_grad")
