@@ -886,6 +886,14 @@ def copy_handle_data(src, dst):
   _handle_data.copy_handle_data(src, dst)
 
 
+def add_capture(graph, tensor, placeholder):
+  """Registers `placeholder`, an input-less op of FuncGraph `graph`, as
+  its capture of the outer `tensor`, as `FuncGraph.capture` does."""
+  graph._function_captures.add_or_replace(  # pylint: disable=protected-access
+      key=id(tensor), external=tensor, internal=placeholder, is_by_ref=False)
+  graph.inputs.append(placeholder)
+
+
 def is_stateful(op):
   return op._is_stateful  # pylint: disable=protected-access
 

@@ -130,13 +130,22 @@ class _GradBody(tf_compat.WhileBodyFuncGraph):
     if found is not None:
       return found
     if tensor.graph is not self._body:
-      captured = super()._capture_helper(tensor, name)
+      captured = self._new_capture(tensor)
       self.capture_outputs[id(captured)] = captured
     else:
       captured = self._from_forward_body(tensor, name)
     self._captured[id(tensor)] = captured
     self._keep.append(tensor)
     return captured
+
+  def _new_capture(self, tensor):
+    """A placeholder capturing `tensor` (FuncGraph's capture, built with
+    tfgrad's lean op creation)."""
+    with self.control_dependencies(None):
+      placeholder = raw.Placeholder(dtype=tensor.dtype, shape=tensor.shape)
+    tf_compat.copy_handle_data(tensor, placeholder)
+    tf_compat.add_capture(self, tensor, placeholder)
+    return placeholder
 
   def _from_forward_body(self, tensor, name):
     while tensor.op.type == "Identity":
@@ -146,7 +155,7 @@ class _GradBody(tf_compat.WhileBodyFuncGraph):
       return found
     k = _is_invariant(self._body, tensor)
     if k is not None:
-      captured = super()._capture_helper(tensor, name)
+      captured = self._new_capture(tensor)
       self.capture_outputs[id(captured)] = captured
       return captured
     copy = tf_compat.constant_copy(tensor)
@@ -158,7 +167,7 @@ class _GradBody(tf_compat.WhileBodyFuncGraph):
     accumulated = _accumulator(self._body, tensor)
     if accumulated is None:
       accumulated = self._new_accumulator(tensor)
-    placeholder = super()._capture_helper(accumulated, name)
+    placeholder = self._new_capture(accumulated)
     rest, value = raw.TensorListPopBack(
         input_handle=placeholder, element_shape=emit.const(-1, tf.int32),
         element_dtype=tensor.dtype)
