@@ -4,8 +4,10 @@ engine. The rule decides which incoming gradients the gradient loop
 carries and which of its results become gradients, so that no op it adds
 is dead."""
 
+import numpy as np
 import tensorflow as tf
 
+from tfgrad import emit
 from tfgrad import tf_compat
 from tfgrad import while_builder
 from tfgrad.emit import raw
@@ -36,6 +38,19 @@ def _zeros_start(op, i):
   return tf_compat.is_trainable(out) and tf_compat.supports_default_grad(out)
 
 
+def _zeros(x, out):
+  """Zeros starting the gradient of loop output `out` (input `x`): for a
+  resource, of its variable's shape and dtype."""
+  if out.dtype != tf.resource:
+    return raw.ZerosLike(x=out)
+  shape, dtype = tf_compat.default_grad_shape_and_dtype(x)
+  if shape.is_fully_defined():
+    dims = emit.const(np.array(shape.as_list(), np.int32), tf.int32)
+  else:
+    dims = raw.VariableShape(input=out, out_type=tf.int32)
+  return raw.Fill(dims=dims, value=emit.const(0, dtype))
+
+
 def _loop_output_grads(op, body, grads):
   """The gradients the gradient loop starts from.
 
@@ -53,9 +68,7 @@ def _loop_output_grads(op, body, grads):
     elif body.outputs[i] is body.inputs[i] and not _helpers.needs_grad(op, i):
       grads[i] = None
     elif g is None and _zeros_start(op, i):
-      grads[i] = (tf_compat.zeros_for_output(op, i)
-                  if op.outputs[i].dtype == tf.resource
-                  else raw.ZerosLike(x=op.outputs[i]))
+      grads[i] = _zeros(op.inputs[i], op.outputs[i])
     elif isinstance(g, tf.IndexedSlices):
       grads[i] = tf.convert_to_tensor(g)
   return grads

@@ -894,6 +894,11 @@ def add_capture(graph, tensor, placeholder):
   graph.inputs.append(placeholder)
 
 
+def default_grad_shape_and_dtype(t):
+  """Shape and dtype of the zeros gradient of `t` (a resource's variable's)."""
+  return default_gradient.shape_and_dtype(t)
+
+
 def is_stateful(op):
   return op._is_stateful  # pylint: disable=protected-access
 

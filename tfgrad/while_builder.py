@@ -91,6 +91,16 @@ def _is_invariant(body, t):
   return None
 
 
+def _lean_capture(graph, tensor):
+  """A placeholder of FuncGraph `graph` capturing outer `tensor` (what
+  `FuncGraph.capture` makes, built with tfgrad's lean op creation)."""
+  with graph.as_default(), graph.control_dependencies(None):
+    placeholder = raw.Placeholder(dtype=tensor.dtype, shape=tensor.shape)
+  tf_compat.copy_handle_data(tensor, placeholder)
+  tf_compat.add_capture(graph, tensor, placeholder)
+  return placeholder
+
+
 class _GradBody(tf_compat.WhileBodyFuncGraph):
   """The gradient body: captures forward-body tensors as the module
   docstring says. `pending` are the forward tensors this build needs new
@@ -139,13 +149,7 @@ class _GradBody(tf_compat.WhileBodyFuncGraph):
     return captured
 
   def _new_capture(self, tensor):
-    """A placeholder capturing `tensor` (FuncGraph's capture, built with
-    tfgrad's lean op creation)."""
-    with self.control_dependencies(None):
-      placeholder = raw.Placeholder(dtype=tensor.dtype, shape=tensor.shape)
-    tf_compat.copy_handle_data(tensor, placeholder)
-    tf_compat.add_capture(self, tensor, placeholder)
-    return placeholder
+    return _lean_capture(self, tensor)
 
   def _from_forward_body(self, tensor, name):
     while tensor.op.type == "Identity":
@@ -227,9 +231,10 @@ def _add_accumulators(op, cond, body, pending):
   pushed = []
   for tensor, empty in pending:
     with body.as_default():
-      pushed.append(raw.TensorListPushBack(input_handle=empty, tensor=tensor))
+      pushed.append(raw.TensorListPushBack(
+          input_handle=_lean_capture(body, empty), tensor=tensor))
     with cond.as_default():
-      cond.capture(empty)
+      _lean_capture(cond, empty)
   body.outputs.extend(pushed)
   tf_compat.add_while_accumulators(op, cond, body,
                                    [e for _, e in pending], pushed)
