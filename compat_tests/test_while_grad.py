@@ -431,3 +431,26 @@ def test_wrong_grad_ys_for_a_loop_output():
       a, b = sess.run([ours, theirs])
   for u, v in zip(a, b):
     np.testing.assert_allclose(u, v, rtol=1e-6)
+
+
+def test_gradient_inside_the_body_toward_the_initial_value():
+  """tf.gradients called inside a loop body toward the loop's initial
+  value (a tensor of the outer graph, which the body reads only through
+  its loop variable): None, as stock; the loop is then differentiated
+  normally."""
+  seen = {}
+  for engine in (tfgrad.gradients, tf.gradients):
+    with tf.Graph().as_default() as graph:
+      x0 = _x([2])
+
+      def body(i, h, engine=engine):
+        h2 = tf.sin(h)
+        seen[engine] = engine(h2, x0)
+        return i + 1, h2
+      _, h = tf.while_loop(lambda i, h: i < 2, body, (0, x0))
+      g = engine(h, x0)
+      with tf.compat.v1.Session(graph=graph) as sess:
+        seen[engine, "value"] = sess.run(g)
+  assert seen[tfgrad.gradients] == seen[tf.gradients] == [None]
+  np.testing.assert_allclose(seen[tfgrad.gradients, "value"],
+                             seen[tf.gradients, "value"], rtol=1e-6)
