@@ -454,3 +454,37 @@ def test_gradient_inside_the_body_toward_the_initial_value():
   assert seen[tfgrad.gradients] == seen[tf.gradients] == [None]
   np.testing.assert_allclose(seen[tfgrad.gradients, "value"],
                              seen[tf.gradients, "value"], rtol=1e-6)
+
+
+def _keras_lstm_and_loop_in_function(engine):
+  """A Keras LSTM (a While over TensorArrays) and a loop inside a called
+  tf.function; first and second order."""
+  rng = np.random.RandomState(0)
+  x = tf.constant(rng.rand(2, 5, 3).astype(np.float32))
+  lstm = tf.keras.layers.LSTM(
+      4, kernel_initializer=tf.keras.initializers.Constant(0.1),
+      recurrent_initializer=tf.keras.initializers.Constant(0.05))
+  y = tf.reduce_sum(lstm(x) ** 2)
+
+  @tf.function
+  def helper(h, w):
+    _, h = tf.while_loop(lambda i, h: i < 3,
+                         lambda i, h: (i + 1, tf.tanh(h @ w)), (0, h))
+    return h
+  w = tf.constant(rng.rand(3, 3).astype(np.float32) * 0.3)
+  y += tf.reduce_sum(helper(x[:, 0, :], w))
+  first = engine(y, lstm.trainable_variables + [x, w])
+  second = engine(tf.add_n([tf.reduce_sum(t * t) for t in first]), [x, w])
+  return first + second
+
+
+def test_keras_lstm_and_loop_in_a_called_function():
+  values = []
+  for engine in (tfgrad.gradients, tf.gradients):
+    with tf.Graph().as_default() as graph:
+      grads = _keras_lstm_and_loop_in_function(engine)
+      with tf.compat.v1.Session(graph=graph) as sess:
+        sess.run(tf.compat.v1.global_variables_initializer())
+        values.append(sess.run(grads))
+  for a, b in zip(*values):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -93,8 +93,8 @@ def _while_grad(op, *grads):
   """Runs the loop backwards: a While over the body's gradient, fed the
   forward intermediates it reads through TensorList accumulators."""
   _, body = while_builder.loop_graphs(op)
-  if grads and all(g is None or _zeros_of(op, i, g)
-                   for i, g in enumerate(grads)):
+  if any(g is not None for g in grads) and all(
+      g is None or _zeros_of(op, i, g) for i, g in enumerate(grads)):
     return _zeros_for_inputs(op, body)
   grads = _loop_output_grads(op, body, grads)
   anchor = while_builder.anchor_index(op)
