@@ -798,11 +798,11 @@ def _view(module):
 _ROUTED_MODULES = {m.__name__: m for m in (cond_v2, concrete_function)}
 
 
-# TF's builders edit the forward graph they differentiate (a While op gets
-# accumulator outputs, a function call is rewritten to output
+# TF's builders edit the forward graph they differentiate (an If op gets
+# intermediate outputs, a function call is rewritten to output
 # intermediates, a function graph gains outputs), which graphs and
 # functions shared by several callers would see half-done: tfgrad runs one
-# builder at a time (re-entrant, for nested loops and calls).
+# builder at a time (re-entrant, for nested conds and calls).
 _builders_lock = threading.RLock()
 
 
@@ -906,12 +906,6 @@ def is_stateful(op):
 def while_cond_graph(op):
   """The FuncGraph of a While op's cond (TF keeps it cached on the op)."""
   return while_v2._get_graph(op, "cond", "_cond_graph")  # pylint: disable=protected-access
-
-
-def graph_from_function_attr(op, attr):
-  """A FuncGraph rebuilt from the function named by `op`'s `attr`."""
-  shapes = [tf.TensorShape(s) for s in op.get_attr("output_shapes")]
-  return _cf_util.get_func_graph(op, shapes, op.get_attr(attr).name)
 
 
 def constant_copy(t):
