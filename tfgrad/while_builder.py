@@ -7,15 +7,20 @@ differentiated by tfgrad's engine. Loop variables of the gradient loop:
     counter, maximum_iterations, n, gradients of the loop variables,
     then what the gradient body reads from outside it (captures)
 
-The gradient body reads forward values three ways (`_GradBody`):
+The gradient body reads forward values these ways (`_GradBody`):
 
-    a loop invariant or resource        the forward loop's input, captured
+    a loop invariant                    the forward loop's result for it
+    a resource                          the forward loop's input for it
     a Const of the forward body         copied
+    Shape/Size/Rank of a forward value  computed in the forward body, then
+                                        as any other intermediate:
     any other forward intermediate      pushed on a TensorList accumulator
                                         by the forward loop, popped here
 
 Only the intermediates the rules read get accumulators (tfgrad's rules
-read fewer than TF's: `x * 2.0` reads none). They are added to the forward
+read fewer than TF's: `x * 2.0` reads none). When the gradient loop reads
+no trainable result of the forward loop at all, it passes one through
+untouched (the anchor, see `_anchor`). They are added to the forward
 op once, by a graph edit as stock's (a new body function with one more
 loop variable per accumulator, new outputs); a later gradient of the same
 loop finds and reuses them. The whole build holds the forward graph's
@@ -183,7 +188,8 @@ class _GradBody(tf_compat.WhileBodyFuncGraph):
     """The empty TensorList an accumulator of `tensor` will start from, in
     the forward loop's graph. The gradient body captures it for now; the
     forward loop gets the accumulator once the build succeeded
-    so that a failed build leaves the forward loop as it was."""
+    (`_add_accumulators`), so that a failed build leaves the forward loop
+    as it was."""
     with self._body.outer_graph.as_default(), \
         tf_compat.clear_control_inputs():
       empty = raw.EmptyTensorList(
