@@ -488,3 +488,45 @@ def test_keras_lstm_and_loop_in_a_called_function():
         values.append(sess.run(grads))
   for a, b in zip(*values):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _imported_loop(graph_def, engine, order):
+  graph = tf.Graph()
+  with graph.as_default():
+    tf.compat.v1.import_graph_def(graph_def, name="")
+    out, x, w = [graph.get_tensor_by_name(n) for n in ("out:0", "x:0", "w:0")]
+    grads = engine(tf.reduce_sum(out ** 2), [x, w])
+    if order == 2:
+      grads = engine(tf.add_n([tf.reduce_sum(g * g) for g in grads]), [x, w])
+    with tf.compat.v1.Session(graph=graph) as sess:
+      return sess.run(grads)
+
+
+def test_loop_imported_from_a_graph_def():
+  """A loop read back from a GraphDef (its body rebuilt from the function
+  library), imported and differentiated several times: tfgrad's first
+  and second order equal stock's on the same loop built in Python (stock
+  on the imported loop may raise: its rewritten functions of two imports
+  share a name, and function names are global)."""
+  def build():
+    x = tf.constant(np.linspace(-1, 1, 6).reshape(2, 3), tf.float32,
+                    name="x")
+    w = tf.constant(np.eye(3) * 0.5 + 0.1, tf.float32, name="w")
+    _, h = tf.while_loop(lambda i, h: i < 3,
+                         lambda i, h: (i + 1, tf.tanh(h @ w)), (0, x))
+    return tf.identity(h, name="out"), x, w
+  with tf.Graph().as_default() as graph:
+    build()
+  graph_def = graph.as_graph_def()
+  for order in (1, 2, 1):
+    with tf.Graph().as_default() as graph:
+      out, x, w = build()
+      grads = tf.gradients(tf.reduce_sum(out ** 2), [x, w])
+      if order == 2:
+        grads = tf.gradients(
+            tf.add_n([tf.reduce_sum(g * g) for g in grads]), [x, w])
+      with tf.compat.v1.Session(graph=graph) as sess:
+        want = sess.run(grads)
+    for a, b in zip(_imported_loop(graph_def, tfgrad.gradients, order),
+                    want):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -92,7 +92,8 @@ def _differentiate(ys, xs, grad_ys, body):
 def _while_grad(op, *grads):
   """Runs the loop backwards: a While over the body's gradient, fed the
   forward intermediates it reads through TensorList accumulators."""
-  _, body = while_builder.loop_graphs(op)
+  graphs = while_builder.loop_graphs(op)
+  body = graphs[1]
   if any(g is not None for g in grads) and all(
       g is None or _zeros_of(op, i, g) for i, g in enumerate(grads)):
     return _zeros_for_inputs(op, body)
@@ -103,7 +104,7 @@ def _while_grad(op, *grads):
   if all(g is None for g in grads):
     results = [None] * len(op.inputs)
   else:
-    results = while_builder.build(op, grads, _differentiate)
+    results = while_builder.build(op, graphs, grads, _differentiate)
   results = [_as_output(g) if g is not None and _helpers.needs_grad(op, i)
              else None for i, g in enumerate(results)]
   if anchor is not None and _helpers.needs_grad(op, anchor):

@@ -933,8 +933,12 @@ def add_while_accumulators(op, cond, body, new_inputs, new_outputs):
   """Graph edit: While `op` (whose `cond`/`body` FuncGraphs have gained
   `new_inputs` as captures and `new_outputs` as outputs) takes the new
   inputs and gives the new outputs, as TF's own While gradient does."""
-  cond.name += "_rewritten"
-  body.name += "_rewritten"
+  # Function names are global (the eager context's library holds every
+  # graph's functions): a rewritten function gets a name no other
+  # definition has, also when the loop came from a GraphDef imported
+  # more than once (stock's "_rewritten" suffix collides there).
+  for graph in (cond, body):
+    graph.name = f"{graph.name.split('_rewritten')[0]}_rewritten_{tf_ops.uid()}"
   with mutation_lock(op.graph):
     op._set_func_attr("cond", fill_graph_function(cond))  # pylint: disable=protected-access
     op._set_func_attr("body", fill_graph_function(body))  # pylint: disable=protected-access

@@ -247,17 +247,18 @@ def _add_accumulators(op, cond, body, pending):
   return {id(e): op.outputs[first + j] for j, (_, e) in enumerate(pending)}
 
 
-def build(op, grads, differentiate):
-  """The gradient loop of While `op` for `grads` (one per loop variable,
-  None where none flows in); one result per input, None where no
-  gradient was carried. `differentiate(ys, xs, grad_ys, body)` is the
-  engine, returning a gradient (zeros when unconnected) per x."""
+def build(op, graphs, grads, differentiate):
+  """The gradient loop of While `op`, whose FuncGraphs are `graphs`
+  (`loop_graphs(op)`), for `grads` (one per loop variable, None where none
+  flows in); one result per input, None where no gradient was carried.
+  `differentiate(ys, xs, grad_ys, body)` is the engine, returning a
+  gradient (zeros when unconnected) per x."""
   with tf_compat.building_lock(op.graph):
-    return _build(op, grads, differentiate)
+    return _build(op, graphs, grads, differentiate)
 
 
-def _build(op, grads, differentiate):
-  cond, body = loop_graphs(op)
+def _build(op, graphs, grads, differentiate):
+  cond, body = graphs
   carried = [i for i, g in enumerate(grads) if g is not None]
   ys = [body.outputs[i] for i in carried]
   xs = [body.inputs[i] for i in carried]
