@@ -875,6 +875,14 @@ clear_control_inputs = _cf_util.clear_control_inputs
 grad_fn_name = _cf_util.unique_grad_fn_name
 
 
+def in_xla_context(graph):
+  """True if `graph` or a graph it is nested in builds for XLA (then TF
+  keeps shape queries in the gradient body: a popped shape is no
+  compile-time constant)."""
+  from tensorflow.python.ops import control_flow_util  # pylint: disable=g-import-not-at-top
+  return control_flow_util.GraphOrParentsInXlaContext(graph)
+
+
 def is_trainable_dtype(dtype):
   """TF's IsTrainable for a dtype (variants and resources included)."""
   return backprop_util.IsTrainable(dtype)

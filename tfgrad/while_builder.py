@@ -120,11 +120,12 @@ class _GradBody(tf_compat.WhileBodyFuncGraph):
     self._captured = {}  # id(forward tensor) -> tensor here
     self._keep = []  # the forward tensors keyed in _captured
     self._moved = {}
+    self._moves_shapes = not tf_compat.in_xla_context(body)
 
   def _create_op_internal(self, op_type, inputs, dtypes=None,  # pylint: disable=redefined-outer-name
                           input_types=None, name=None, attrs=None,
                           op_def=None, compute_device=True):
-    if op_type in _SHAPE_OPS and inputs and all(
+    if op_type in _SHAPE_OPS and self._moves_shapes and inputs and all(
         t.graph is self._body and _accumulator(self._body, t) is None
         for t in inputs):
       key = (op_type, tuple(id(t) for t in inputs))
