@@ -77,6 +77,62 @@ def _both_outputs(a0, b0):
   return [a + 2.0 * b, a]
 
 
+def _linear_body(h0, x):
+  """h <- h * 2.0 + x: the gradient reads no forward value."""
+  _, h = tf.while_loop(lambda i, h: i < 3,
+                       lambda i, h: (i + 1, h * 2.0 + x), (tf.constant(0), h0))
+  return h
+
+
+def _cond_in_loop(h0, w):
+  """Each step takes one of two branches on the sign of the state."""
+  def body(i, h):
+    h = tf.cond(tf.reduce_sum(h) > 0.0, lambda: tf.sin(h) * w,
+                lambda: tf.tanh(h * w))
+    return i + 1, h
+  _, h = tf.while_loop(lambda i, h: i < 3, body, (tf.constant(0), h0))
+  return h
+
+
+def _maximum_iterations(h0, w):
+  """The condition allows 10 steps; maximum_iterations stops after 3."""
+  _, h = tf.while_loop(lambda i, h: i < 10,
+                       lambda i, h: (i + 1, tf.sin(h * w)),
+                       (tf.constant(0), h0), maximum_iterations=3)
+  return h
+
+
+def _gather_from_variable(table, h0):
+  """Rows gathered from a captured resource variable (ResourceGather)."""
+  _, h = tf.while_loop(
+      lambda i, h: i < 3,
+      lambda i, h: (i + 1, tf.tanh(h) * tf.gather(table, i)),
+      (tf.constant(0), h0.read_value()))
+  return h
+
+
+def _tensor_array_in_loop(x, w):
+  """Writes each step's state to a TensorArray, stacked after the loop."""
+  ta = tf.TensorArray(x.dtype, size=3)
+  def body(i, h, ta):
+    h = tf.sin(h * w)
+    return i + 1, h, ta.write(i, h)
+  _, _, ta = tf.while_loop(lambda i, h, ta: i < 3, body,
+                           (tf.constant(0), x, ta))
+  return ta.stack()
+
+
+def _stop_gradient_in_body(x0, y0):
+  """y's square enters x through tf.stop_gradient: y's gradient is zeros
+  (the loop variable is connected), not None."""
+  def body(i, x, y):
+    y1 = tf.stop_gradient(tf.square(y))
+    return i + 1, tf.square(x) * 0.5 + y1, y
+  _, rx, _ = tf.while_loop(lambda i, x, y: i < 2, body,
+                           (tf.constant(0), x0, y0))
+  return rx
+
+
 SPECS = [
     Spec("StatelessWhile", _rnn, [(2, 3), (3, 3)], "rnn", domain="unit"),
     Spec("While", _rnn_reading_variable, [(2, 3), (3, 3)], "rnn_variable",
@@ -91,4 +147,17 @@ SPECS = [
          domain="unit"),
     Spec("StatelessWhile", _both_outputs, [(3,), (3,)], "both_outputs",
          domain="unit"),
+    Spec("StatelessWhile", _linear_body, [(3,), (3,)], "linear_body"),
+    Spec("StatelessWhile", _cond_in_loop, [(3,), (3,)], "cond_in_loop",
+         domain="unit"),
+    Spec("StatelessWhile", _maximum_iterations, [(2, 3), (3,)],
+         "maximum_iterations", domain="unit"),
+    Spec("While", _gather_from_variable, [(3, 4), (4,)], "gather_variable",
+         domain="unit", variables=True),
+    Spec("StatelessWhile", _tensor_array_in_loop, [(2,), (2,)],
+         "tensor_array", domain="unit"),
+    Spec("StatelessWhile", _stop_gradient_in_body, [(3,), (3,)],
+         "stop_gradient_in_body", domain="unit", order=0,
+         note="tf.stop_gradient: the gradient differs from finite "
+         "differences by design; compared with stock only"),
 ]

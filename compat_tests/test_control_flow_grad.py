@@ -1,10 +1,9 @@
 """ops/control_flow_grad.py: every spec against stock TF and finite
-differences; the While rule leaves no dead op and restores while_v2."""
+differences; the While rule leaves no dead op."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.python.ops import while_v2
 
 import tfgrad
 from compat_tests import control_flow_specs
@@ -82,16 +81,3 @@ def test_loop_in_function_matches_stock():
     return engine(loss, xs)
   for g, h in zip(grads(tfgrad.gradients), grads(tf.gradients)):
     np.testing.assert_allclose(g.numpy(), h.numpy(), rtol=1e-6)
-
-
-def test_while_v2_identity_is_restored():
-  """The rule swaps while_v2's `array_ops` only while TF's rule runs, also
-  when building fails."""
-  original = while_v2.array_ops
-  with tf.Graph().as_default():
-    loss, xs = _rnn_loss(*_weights())
-    tfgrad.gradients(loss, xs)
-    assert while_v2.array_ops is original
-    with pytest.raises(ValueError):
-      tfgrad.gradients(loss, xs, grad_ys=tf.ones([3]))
-    assert while_v2.array_ops is original

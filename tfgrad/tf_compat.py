@@ -692,18 +692,16 @@ def to_tensors_or_slices(values, name, as_ref=False):
 
 # ----- TF's gradient builders for control flow v2 and function calls -----
 #
-# TF's gradients of If/Case/While ops and of calls of graph functions build
+# TF's gradients of If/Case ops and of calls of graph functions build
 # gradient function graphs and differentiate the bodies by calling
 # `gradients_util._GradientsHelper`, a module attribute. tfgrad calls these
-# builders through private views of their modules in which that name (and,
-# for while_v2, `array_ops.identity`) resolves to tfgrad: the builders'
-# code runs unchanged, TF's modules are never modified, so other threads
+# builders through private views of their modules in which that name
+# resolves to tfgrad: the builders' code runs unchanged, TF's modules are never modified, so other threads
 # and stock `tf.gradients` see TF exactly as it is.
 
 import types  # pylint: disable=g-import-not-at-top,wrong-import-order
 
 from tensorflow.python.eager.polymorphic_function import concrete_function  # pylint: disable=g-import-not-at-top
-from tensorflow.python.ops import array_ops  # pylint: disable=g-import-not-at-top
 from tensorflow.python.ops import cond_v2  # pylint: disable=g-import-not-at-top
 from tensorflow.python.ops import while_v2  # pylint: disable=g-import-not-at-top
 
@@ -781,10 +779,6 @@ def _tfgrad_helper(*args, **kwargs):
   return api.gradients_helper(*args, **kwargs)
 
 
-def _keep_tensor(t, name=None):  # pylint: disable=unused-argument
-  return t
-
-
 _ROUTED_GRADIENTS_UTIL = _Rebound(gradients_util,
                                   _GradientsHelper=_tfgrad_helper)
 _views = {}
@@ -796,25 +790,19 @@ def _view(module):
   view = _views.get(module)
   if view is None:
     replacements = {"gradients_util": _ROUTED_GRADIENTS_UTIL}
-    if module is while_v2:
-      # TF's While rule wraps every output of the gradient loop in an
-      # Identity; the rule in ops/control_flow_grad.py wraps only those
-      # that become a gradient.
-      replacements["array_ops"] = _Rebound(array_ops, identity=_keep_tensor)
     with _views_lock:
       view = _views.setdefault(module, _ModuleView(module, **replacements))
   return view
 
 
-_ROUTED_MODULES = {m.__name__: m for m in (cond_v2, while_v2,
-                                           concrete_function)}
+_ROUTED_MODULES = {m.__name__: m for m in (cond_v2, concrete_function)}
 
 
-# TF's builders edit the forward graph they differentiate (a While op gets
-# accumulator outputs, a function call is rewritten to output
+# TF's builders edit the forward graph they differentiate (an If op gets
+# intermediate outputs, a function call is rewritten to output
 # intermediates, a function graph gains outputs), which graphs and
 # functions shared by several callers would see half-done: tfgrad runs one
-# builder at a time (re-entrant, for nested loops and calls).
+# builder at a time (re-entrant, for nested conds and calls).
 _builders_lock = threading.RLock()
 
 
@@ -851,12 +839,6 @@ def while_original_output_count(op):
     return len(op.outputs)
 
 
-def tf_while_grad():
-  """TF's While rule, run by tfgrad (see `routed_through_tfgrad`); the
-  gradient loop's outputs come back without TF's Identity ops."""
-  return routed_through_tfgrad(tf_ops.gradient_registry.lookup("While"))
-
-
 def copy_op(graph, op, inputs, name):
   """A copy of `op` reading `inputs`: same type, attributes (colocation
   `_class` included) and device, named `name` from the graph's root name
@@ -872,3 +854,139 @@ def copy_op(graph, op, inputs, name):
           attrs=attrs, op_def=op.op_def)
   finally:
     graph._name_stack = saved  # pylint: disable=protected-access
+
+
+# ----- gradient loops of control flow v2 While ops (tfgrad/while_builder) -----
+#
+# tfgrad builds a While op's gradient loop itself: FuncGraphs for its cond
+# and body, TensorList accumulators added to the forward loop, and the
+# forward op rewritten to output them. What that needs of TF beyond its
+# public API is here (checked on TF 2.16-2.21).
+
+from tensorflow.python.framework import constant_op as _constant_op  # pylint: disable=g-import-not-at-top
+from tensorflow.python.framework import tensor_util as _tensor_util  # pylint: disable=g-import-not-at-top
+from tensorflow.python.framework import auto_control_deps_utils as _acd  # pylint: disable=g-import-not-at-top
+from tensorflow.python.ops import control_flow_util_v2 as _cf_util  # pylint: disable=g-import-not-at-top
+from tensorflow.python.ops import handle_data_util as _handle_data  # pylint: disable=g-import-not-at-top
+
+WhileBodyFuncGraph = _cf_util.WhileBodyFuncGraph
+WhileCondFuncGraph = _cf_util.WhileCondFuncGraph
+clear_control_inputs = _cf_util.clear_control_inputs
+grad_fn_name = _cf_util.unique_grad_fn_name
+
+
+def in_xla_context(graph):
+  """True if `graph` or a graph it is nested in builds for XLA (then TF
+  keeps shape queries in the gradient body: a popped shape is no
+  compile-time constant)."""
+  from tensorflow.python.ops import control_flow_util  # pylint: disable=g-import-not-at-top
+  return control_flow_util.GraphOrParentsInXlaContext(graph)
+
+
+def is_trainable_dtype(dtype):
+  """TF's IsTrainable for a dtype (variants and resources included)."""
+  return backprop_util.IsTrainable(dtype)
+
+
+def copy_handle_data(src, dst):
+  """Copies a resource's or TensorList's handle data (dtype and shape of
+  what it holds) from tensor `src` to `dst`."""
+  _handle_data.copy_handle_data(src, dst)
+
+
+def add_capture(graph, tensor, placeholder):
+  """Registers `placeholder`, an input-less op of FuncGraph `graph`, as
+  its capture of the outer `tensor`, as `FuncGraph.capture` does."""
+  graph._function_captures.add_or_replace(  # pylint: disable=protected-access
+      key=id(tensor), external=tensor, internal=placeholder, is_by_ref=False)
+  graph.inputs.append(placeholder)
+
+
+def default_grad_shape_and_dtype(t):
+  """Shape and dtype of the zeros gradient of `t` (a resource's variable's)."""
+  return default_gradient.shape_and_dtype(t)
+
+
+def is_stateful(op):
+  return op._is_stateful  # pylint: disable=protected-access
+
+
+def while_cond_graph(op):
+  """The FuncGraph of a While op's cond (TF keeps it cached on the op)."""
+  return while_v2._get_graph(op, "cond", "_cond_graph")  # pylint: disable=protected-access
+
+
+def constant_copy(t):
+  """A Const in the default graph with the value of Const tensor `t`, or
+  None when `t` is no Const."""
+  if not _constant_op.is_constant(t):
+    return None
+  return _constant_op.constant(_tensor_util.constant_value(t), dtype=t.dtype)
+
+
+def resource_input_index(body, t):
+  """Index of the body input a resource tensor of `body` comes from."""
+  nodes = {op.name: op.node_def for op in body.get_operations()}
+  return _cf_util.resource_input_index(
+      t.name, [i.name for i in body.inputs], nodes,
+      body._functions)  # pylint: disable=protected-access
+
+
+def fill_graph_function(graph):
+  """Registers `graph` as a function of its outer graph; its name."""
+  return _cf_util.create_new_tf_function(graph)
+
+
+def add_while_accumulators(op, cond, body, new_inputs, new_outputs):
+  """Graph edit: While `op` (whose `cond`/`body` FuncGraphs have gained
+  `new_inputs` as captures and `new_outputs` as outputs) takes the new
+  inputs and gives the new outputs, as TF's own While gradient does."""
+  # Function names are global (the eager context's library holds every
+  # graph's functions): a rewritten function gets a name no other
+  # definition has, also when the loop came from a GraphDef imported
+  # more than once (stock's "_rewritten" suffix collides there).
+  for graph in (cond, body):
+    graph.name = f"{graph.name.split('_rewritten')[0]}_rewritten_{tf_ops.uid()}"
+  with mutation_lock(op.graph):
+    op._set_func_attr("cond", fill_graph_function(cond))  # pylint: disable=protected-access
+    op._set_func_attr("body", fill_graph_function(body))  # pylint: disable=protected-access
+    op._set_type_list_attr("T", body.output_types)  # pylint: disable=protected-access
+    op._set_shape_list_attr("output_shapes", body.output_shapes)  # pylint: disable=protected-access
+    op._add_while_inputs(new_inputs)  # pylint: disable=protected-access
+    op._add_outputs([t.dtype for t in new_outputs],  # pylint: disable=protected-access
+                    [t.shape for t in new_outputs])
+  for src, dst in zip(new_outputs, op.outputs[-len(new_outputs):]):
+    _handle_data.copy_handle_data(src, dst)
+
+
+def set_while_original_outputs(op, count):
+  """Marks the first `count` outputs of `op` as differentiable loop
+  variables (the rest are accumulators of the loop's intermediates)."""
+  op._set_attr("_num_original_outputs",  # pylint: disable=protected-access
+               attr_value_pb2.AttrValue(i=count))
+
+
+def build_while(loop_vars, cond, body, parallel_iterations, name):
+  """A While (StatelessWhile when no op of cond or body is stateful) over
+  `loop_vars` running FuncGraphs `cond` and `body`; its outputs."""
+  stateful = any(o._is_stateful for g in (cond, body)  # pylint: disable=protected-access
+                 for o in g.get_operations())
+  make = gen_functional_ops._while if stateful else \
+      gen_functional_ops.stateless_while  # pylint: disable=protected-access
+  outputs = make(loop_vars, fill_graph_function(cond),
+                 fill_graph_function(body),
+                 output_shapes=[t.shape for t in body.outputs],
+                 parallel_iterations=parallel_iterations, name=name)
+  op = outputs[0].op
+  for src, dst in zip(body.outputs, outputs):
+    _handle_data.copy_handle_data(src, dst)
+  _cf_util.maybe_set_lowering_attr(op)
+  _cf_util.maybe_propagate_compile_time_consts_in_xla(op)
+  read_only = set(range(len(op.inputs)))
+  for g in (cond, body):
+    read_only &= set(_acd.get_read_only_resource_input_indices_graph(g))
+  tf_ops.set_int_list_attr(op, _acd.READ_ONLY_RESOURCE_INPUTS_ATTR,
+                           sorted(read_only))
+  set_while_original_outputs(op, len(body.outputs))
+  cond.outer_graph = body.outer_graph = op.graph
+  return op, outputs

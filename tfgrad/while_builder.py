@@ -1,0 +1,337 @@
+"""Gradient loops of control flow v2 `While`/`StatelessWhile` ops.
+
+A While op runs its body function n times; its gradient is a second While
+running n times, whose body is the gradient of the forward body,
+differentiated by tfgrad's engine. Loop variables of the gradient loop:
+
+    counter, maximum_iterations, n, gradients of the loop variables,
+    then what the gradient body reads from outside it (captures)
+
+The gradient body reads forward values these ways (`_GradBody`):
+
+    a loop invariant                    the forward loop's result for it
+    a resource                          the forward loop's input for it
+    a Const of the forward body         copied
+    Shape/Size/Rank of a forward value  computed in the forward body, then
+                                        as any other intermediate:
+    any other forward intermediate      pushed on a TensorList accumulator
+                                        by the forward loop, popped here
+
+Only the intermediates the rules read get accumulators (tfgrad's rules
+read fewer than TF's: `x * 2.0` reads none). When the gradient loop reads
+no trainable result of the forward loop at all, it passes one through
+untouched (the anchor, see `_anchor`). They are added to the forward
+op once, by a graph edit as stock's (a new body function with one more
+loop variable per accumulator, new outputs); a later gradient of the same
+loop finds and reuses them. The whole build holds the forward graph's
+building lock, so threads differentiating one loop take turns and the
+second finds the first's accumulators.
+"""
+
+import weakref
+
+import numpy as np
+import tensorflow as tf
+
+from tfgrad import emit
+from tfgrad import tf_compat
+from tfgrad.emit import raw
+
+# Shape queries the gradient body makes of forward values run in the
+# forward body instead, so that the loop accumulates a shape, not the value.
+_SHAPE_OPS = frozenset(["Shape", "Size", "Rank", "TensorListElementShape",
+                        "TensorListLength"])
+
+# FuncGraphs of the gradient loops built here, by While op: a gradient of a
+# gradient loop needs them (TF's rebuilt-from-definition graph is slower).
+_loop_graphs = weakref.WeakKeyDictionary()
+
+
+def loop_graphs(op):
+  """(cond, body) FuncGraphs of While `op`."""
+  graphs = _loop_graphs.get(op)
+  if graphs is not None:
+    return graphs[:2]
+  return tf_compat.while_cond_graph(op), tf_compat.while_body_graph(op)
+
+
+def anchor_index(op):
+  """For a gradient loop built here: the index of its anchor input (see
+  `_build`), else None."""
+  graphs = _loop_graphs.get(op)
+  return None if graphs is None else graphs[2]
+
+
+def original_output_count(op):
+  return tf_compat.while_original_output_count(op)
+
+
+def _accumulator(body, t):
+  """The body output holding TensorListPushBack(list input, t) fed back to
+  the same input position (an accumulator a gradient added), or None."""
+  inputs = {id(x): i for i, x in enumerate(body.inputs)}
+  outputs = {id(x): i for i, x in enumerate(body.outputs)}
+  for consumer in t.consumers():
+    if consumer.type != "TensorListPushBack" or consumer.inputs[1] is not t:
+      continue
+    i = inputs.get(id(consumer.inputs[0]))
+    out = consumer.outputs[0]
+    j = outputs.get(id(out))
+    if j is None:
+      for reader in out.consumers():
+        if reader.type == "Identity" and id(reader.outputs[0]) in outputs:
+          out = reader.outputs[0]
+          j = outputs[id(out)]
+          break
+    if i is not None and i == j:
+      return out
+  return None
+
+
+def _is_invariant(body, t):
+  """Index k when `t` is body input k passed on unchanged, else None."""
+  for k, x in enumerate(body.inputs):
+    if x is t:
+      return k if k < len(body.outputs) and body.outputs[k] is t else None
+  return None
+
+
+def _lean_capture(graph, tensor):
+  """A placeholder of FuncGraph `graph` capturing outer `tensor` (what
+  `FuncGraph.capture` makes, built with tfgrad's lean op creation)."""
+  with graph.as_default(), graph.control_dependencies(None):
+    placeholder = raw.Placeholder(dtype=tensor.dtype, shape=tensor.shape)
+  tf_compat.copy_handle_data(tensor, placeholder)
+  tf_compat.add_capture(graph, tensor, placeholder)
+  return placeholder
+
+
+class _GradBody(tf_compat.WhileBodyFuncGraph):
+  """The gradient body: captures forward-body tensors as the module
+  docstring says. `pending` are the forward tensors this build needs new
+  accumulators for, with their empty TensorLists; `capture_outputs` maps each
+  captured placeholder to what the body hands to the next iteration."""
+
+  def __init__(self, name, op, cond, body):
+    super().__init__(name)
+    self._op, self._cond, self._body = op, cond, body
+    self.pending = []  # (forward tensor, empty TensorList) to accumulate
+    self.capture_outputs = {}
+    self._captured = {}  # id(forward tensor) -> tensor here
+    self._keep = []  # the forward tensors keyed in _captured
+    self._moved = {}
+    self._moves_shapes = not tf_compat.in_xla_context(body)
+
+  def _create_op_internal(self, op_type, inputs, dtypes=None,  # pylint: disable=redefined-outer-name
+                          input_types=None, name=None, attrs=None,
+                          op_def=None, compute_device=True):
+    if op_type in _SHAPE_OPS and self._moves_shapes and inputs and all(
+        t.graph is self._body and _accumulator(self._body, t) is None
+        for t in inputs):
+      key = (op_type, tuple(id(t) for t in inputs))
+      moved = self._moved.get(key)
+      if moved is None:
+        with self._body.as_default():
+          moved = self._body._create_op_internal(  # pylint: disable=protected-access
+              op_type, inputs, dtypes=dtypes, input_types=input_types,
+              attrs=attrs, op_def=op_def, compute_device=compute_device)
+        self._moved[key] = moved
+      return moved
+    return super()._create_op_internal(
+        op_type, inputs, dtypes=dtypes, input_types=input_types, name=name,
+        attrs=attrs, op_def=op_def, compute_device=compute_device)
+
+  def _capture_helper(self, tensor, name):
+    found = self._captured.get(id(tensor))
+    if found is not None:
+      return found
+    if tensor.graph is not self._body:
+      captured = self._new_capture(tensor)
+      self.capture_outputs[id(captured)] = captured
+    else:
+      captured = self._from_forward_body(tensor, name)
+    self._captured[id(tensor)] = captured
+    self._keep.append(tensor)
+    return captured
+
+  def _new_capture(self, tensor):
+    return _lean_capture(self, tensor)
+
+  def _from_forward_body(self, tensor, name):
+    while tensor.op.type == "Identity":
+      tensor = tensor.op.inputs[0]
+    found = self._captured.get(id(tensor))
+    if found is not None:
+      return found
+    k = _is_invariant(self._body, tensor)
+    if k is not None:
+      captured = self._new_capture(tensor)
+      self.capture_outputs[id(captured)] = captured
+      return captured
+    copy = tf_compat.constant_copy(tensor)
+    if copy is not None:
+      return copy
+    if tensor.dtype == tf.resource:
+      return self.capture(
+          self._op.inputs[tf_compat.resource_input_index(self._body, tensor)])
+    accumulated = _accumulator(self._body, tensor)
+    if accumulated is None:
+      accumulated = self._new_accumulator(tensor)
+    placeholder = self._new_capture(accumulated)
+    rest, value = raw.TensorListPopBack(
+        input_handle=placeholder, element_shape=emit.const(-1, tf.int32),
+        element_dtype=tensor.dtype)
+    value.set_shape(tensor.shape)
+    self.capture_outputs[id(placeholder)] = rest
+    return value
+
+  def _new_accumulator(self, tensor):
+    """The empty TensorList an accumulator of `tensor` will start from, in
+    the forward loop's graph. The gradient body captures it for now; the
+    forward loop gets the accumulator once the build succeeded
+    (`_add_accumulators`), so that a failed build leaves the forward loop
+    as it was."""
+    with self._body.outer_graph.as_default(), \
+        tf_compat.clear_control_inputs():
+      empty = raw.EmptyTensorList(
+          element_shape=_element_shape(tensor.shape),
+          max_num_elements=self._op.inputs[1], element_dtype=tensor.dtype,
+          name=f"{tensor.op.name}_accumulator".replace("/", "_"))
+    self.pending.append((tensor, empty))
+    return empty
+
+
+def _element_shape(shape):
+  """A TensorList element_shape input for static shape `shape`."""
+  if shape.rank is None:
+    return emit.const(-1, tf.int32)
+  dims = [-1 if d is None else d for d in shape.as_list()]
+  return emit.const(np.array(dims, np.int32), tf.int32)
+
+
+def _trace(graph, fn, args):
+  """`fn` traced into the empty FuncGraph `graph` on one placeholder per
+  tensor of `args` (their handle data copied; `fn` returns a flat list of
+  tensors); what `func_graph_from_py_func` does for flat tensor lists, with
+  tfgrad's lean op creation. Stateful ops become control outputs (kept
+  when the function runs; gradient rules write no state, so no ordering
+  between them is added)."""
+  with graph.as_default():
+    placeholders = []
+    for a in args:
+      p = raw.Placeholder(dtype=a.dtype, shape=a.shape)
+      tf_compat.copy_handle_data(a, p)
+      placeholders.append(p)
+    graph.inputs.extend(placeholders)
+    outputs = list(fn(*placeholders))
+    graph.structured_outputs = outputs
+    graph.outputs.extend(graph.capture(t) for t in outputs)
+  graph.control_outputs.extend(
+      o for o in graph.get_operations() if tf_compat.is_stateful(o))
+  return graph
+
+
+def _add_accumulators(op, cond, body, pending):
+  """Graph edit: the forward loop pushes each pending tensor onto its
+  TensorList, a new loop variable; {id(empty list): op output}."""
+  first = len(op.outputs)
+  pushed = []
+  for tensor, empty in pending:
+    with body.as_default():
+      pushed.append(raw.TensorListPushBack(
+          input_handle=_lean_capture(body, empty), tensor=tensor))
+    with cond.as_default():
+      _lean_capture(cond, empty)
+  body.outputs.extend(pushed)
+  tf_compat.add_while_accumulators(op, cond, body,
+                                   [e for _, e in pending], pushed)
+  return {id(e): op.outputs[first + j] for j, (_, e) in enumerate(pending)}
+
+
+def build(op, graphs, grads, differentiate):
+  """The gradient loop of While `op`, whose FuncGraphs are `graphs`
+  (`loop_graphs(op)`), for `grads` (one per loop variable, None where none
+  flows in); one result per input, None where no gradient was carried.
+  `differentiate(ys, xs, grad_ys, body)` is the engine, returning a
+  gradient (zeros when unconnected) per x."""
+  with tf_compat.building_lock(op.graph):
+    return _build(op, graphs, grads, differentiate)
+
+
+def _build(op, graphs, grads, differentiate):
+  cond, body = graphs
+  carried = [i for i, g in enumerate(grads) if g is not None]
+  ys = [body.outputs[i] for i in carried]
+  xs = [body.inputs[i] for i in carried]
+  n_iters, max_iters = op.outputs[0], op.inputs[1]
+  counter = tf.constant(0, n_iters.dtype, name="grad_counter")
+  args = [counter, max_iters, n_iters] + [grads[i] for i in carried]
+
+  def body_fn(counter, max_iters, n_iters, *grad_ys):
+    result = differentiate(ys, xs, list(grad_ys), body)
+    result = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices)
+              else g for g in result]
+    return [counter + 1, max_iters, n_iters] + result
+
+  name = tf_compat.grad_fn_name(body.name)
+  grad_body = _trace(_GradBody(name, op, cond, body), body_fn, args)
+  added = {}
+  if grad_body.pending:
+    added = _add_accumulators(op, cond, body, grad_body.pending)
+  tf_compat.set_while_original_outputs(op, len(op.outputs))
+  captured = [_resolved(op, body, added, t)
+              for t in grad_body.external_captures]
+  anchor_at = None
+  anchor = _anchor(op, carried, captured)
+  if anchor is not None:
+    anchor_at = len(args) + len(captured)
+    with grad_body.as_default():
+      grad_body.capture(anchor)
+    captured.append(anchor)
+  for _, internal in grad_body.captures:
+    grad_body.outputs.append(grad_body.capture_outputs[id(internal)])
+  loop_vars = args + captured
+
+  def cond_fn(counter, unused_max_iters, n_iters, *unused):
+    return [raw.Less(x=counter, y=n_iters)]
+
+  cond_name = tf_compat.grad_fn_name(op.get_attr("cond").name)
+  grad_cond = _trace(tf_compat.WhileCondFuncGraph(cond_name), cond_fn,
+                     loop_vars)
+  grad_op, outputs = tf_compat.build_while(
+      loop_vars, grad_cond, grad_body, op.get_attr("parallel_iterations"),
+      f"{op.name}_grad")
+  _loop_graphs[grad_op] = (grad_cond, grad_body, anchor_at)
+  results = [None] * len(op.inputs)
+  for k, i in enumerate(carried):
+    results[i] = outputs[3 + k]
+  return results
+
+
+def _anchor(op, carried, captured):
+  """A trainable loop result of `op` for the gradient loop to pass through
+  untouched, when the gradient loop reads no trainable output of `op`
+  otherwise (no accumulator of a trainable value, no invariant): then the
+  gradient still depends on the forward loop through a trainable edge, as
+  stock's always does through its accumulators, so a second gradient
+  toward a value feeding the forward loop is zeros as stock's, not None.
+  None when not needed or there is no such result."""
+  if any(t.op is op and tf_compat.is_trainable(t) for t in captured):
+    return None
+  for i in carried:
+    if op.outputs[i].dtype.is_floating or op.outputs[i].dtype.is_complex:
+      return op.outputs[i]
+  return None
+
+
+def _resolved(op, body, added, t):
+  """A capture of the gradient body as the gradient loop reads it: an
+  accumulator of the forward body, or the empty list of one added by this
+  build (`added`), is the forward op's output for it."""
+  if id(t) in added:
+    return added[id(t)]
+  if t.graph is body:
+    for i, out in enumerate(body.outputs):
+      if out is t:
+        return op.outputs[i]
+  return t
