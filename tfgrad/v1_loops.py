@@ -329,8 +329,9 @@ class LoopStates:
   backprop pass calls `context`, `zeros_like`, `release`, `visited` and
   `finish` (see `tfgrad.backprop`)."""
 
-  def __init__(self):
+  def __init__(self, from_ops):
     self._states = {}   # forward WhileContext -> LoopGradState
+    self._from_ops = from_ops
 
   # ----- plan -----
 
@@ -341,7 +342,7 @@ class LoopStates:
     when `subgraph` holds no v1 loop op."""
     if not any(_is_frame_op(op) for op in subgraph.ops):
       return None
-    loops = cls()
+    loops = cls(subgraph.from_ops)
     added = []
     for op in list(subgraph.ops):
       if is_loop_exit(op):
@@ -385,7 +386,7 @@ class LoopStates:
     state = self.state_of(op, before)
     with _inside(state.grad_context if state else None):
       if not before:
-        _check_not_initial_value(op)
+        _check_not_initial_value(op, self._from_ops)
       yield
 
   @staticmethod
@@ -601,20 +602,32 @@ def _in_v2_while_body(t):
   return isinstance(t.op.graph, control_flow_v2_func_graphs.WhileBodyFuncGraph)
 
 
-def _check_not_initial_value(op):
+def _check_not_initial_value(op, from_ops):
   """A loop Switch processed in its own forward loop's context means the
   gradient was asked from inside the loop body for a value from before
-  the loop (its initial value): ValueError as in TF, naming the loop."""
+  the loop (its initial value): ValueError as in TF, naming the loop, the
+  x's op and the Switch."""
   ctxt = context_of(op)
-  if is_switch(op) and ctxt is not None and ctxt.IsWhileContext() \
-      and ctxt == current_context():
-    raise ValueError(
-        f"Cannot compute a gradient inside v1 while loop '{ctxt.name}' "
-        f"through its loop Switch '{op.name}': the gradient with respect "
-        "to or through the initial value of a loop variable is not "
-        "supported from inside the loop body. Gradients can be computed "
-        "through loop invariants or with respect to the input parameters "
-        "of the loop body.")
+  if not (is_switch(op) and ctxt is not None and ctxt.IsWhileContext()
+          and ctxt == current_context()):
+    return
+  starts, seen, queue = set(from_ops), set(), [op]
+  target = None
+  while queue and target is None:
+    cur = queue.pop(0)
+    if cur in seen:
+      continue
+    seen.add(cur)
+    if cur in starts:
+      target = cur
+    queue.extend(t.op for t in cur.inputs)
+  raise ValueError(
+      "Cannot compute gradient inside while loop with respect to op "
+      f"'{target.name if target else op.inputs[0].op.name}' (v1 while loop "
+      f"'{ctxt.name}', through its loop Switch '{op.name}'). We do not "
+      "support taking the gradient wrt or through the initial value of a "
+      "loop variable. Gradients can be computed through loop invariants or "
+      "wrt the input parameters to the loop body.")
 
 
 def _is_frame_op(op):

@@ -1,0 +1,523 @@
+"""v1 while loops (control flow v2 off) differentiated by tfgrad's own loop
+state (`tfgrad/v1_loops.py`) and rules (`ops/v1_control_flow_grad.py`),
+against stock `tf.gradients` on the same graph: values, None pattern,
+dtype, static shape, dense vs IndexedSlices, in strict mode (no rule of
+TF's registry, no TF engine). Finite differences check the values; the
+`ours_only` fixture proves nothing of TF's v1 gradient machinery runs.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tensorflow.python.ops import control_flow_util
+
+import tfgrad
+from compat_tests import differential
+
+v1 = tf.compat.v1
+
+
+@pytest.fixture(autouse=True)
+def _control_flow_v1(monkeypatch):
+  """v1 control flow (Enter/Exit frames) for graphs built in the test."""
+  monkeypatch.setattr(control_flow_util, "ENABLE_CONTROL_FLOW_V2", False)
+
+
+def _c(value, dtype=tf.float32):
+  return tf.constant(np.asarray(value), dtype=dtype)
+
+
+def _frames(graph):
+  return {op.type for op in graph.get_operations()}
+
+
+def compare(build, feed=None, rtol=1e-5, **kwargs):
+  """Both engines on `build()`'s (ys, xs) in one tf.Graph (tfgrad strict);
+  returns tfgrad's values."""
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = build()
+    assert "Exit" in _frames(graph) or "Enter" in _frames(graph)
+    ours = tfgrad.gradients(ys, xs, strict=True, **kwargs)
+    theirs = tf.gradients(ys, xs, **kwargs)
+    with v1.Session(graph=graph) as sess:
+      sess.run(v1.global_variables_initializer())
+      fetch = lambda gs: [tf.convert_to_tensor(g) for g in gs if g is not None]
+      ours_v = iter(sess.run(fetch(ours), feed_dict=feed))
+      theirs_v = iter(sess.run(fetch(theirs), feed_dict=feed))
+      ours_v = [None if g is None else next(ours_v) for g in ours]
+      theirs_v = [None if g is None else next(theirs_v) for g in theirs]
+  assert [differential.describe(g) for g in ours] == \
+      [differential.describe(g) for g in theirs]
+  for i, (a, b) in enumerate(zip(ours_v, theirs_v)):
+    if a is None or b is None:
+      assert a is None and b is None, f"gradient {i}: None pattern differs"
+    else:
+      np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol,
+                                 err_msg=f"gradient {i} differs")
+  return ours_v
+
+
+# ----- plain loops -----
+
+def _one_var():
+  x = _c(1.3)
+  _, z = v1.while_loop(lambda i, a: i < 3, lambda i, a: (i + 1, a * x),
+                       [tf.constant(0), x])
+  return z, [x]
+
+
+def _several_vars_and_invariants():
+  x, w = _c([0.5, -0.2, 0.1]), _c([[0.3, 0.1, 0.0], [0.2, -0.4, 0.5],
+                                   [0.1, 0.1, 0.1]])
+  b = _c([0.1, 0.2, 0.3])
+
+  def body(i, h, acc):
+    h = tf.tanh(tf.linalg.matvec(w, h) + b)
+    return i + 1, h, acc + tf.reduce_sum(h * h)
+  _, h, acc = v1.while_loop(lambda i, h, acc: i < 4, body,
+                            [tf.constant(0), x, _c(0.0)])
+  return [tf.reduce_sum(h), acc], [x, w, b]
+
+
+def _unused_output_and_stop_gradient():
+  """The issue's case: stock gives zeros for y (its exit is not used, and
+  its only way into x's results is through tf.stop_gradient)."""
+  x, y = _c([1.3, 0.5]), _c(2.0)
+
+  def body(a, b):
+    b1 = tf.stop_gradient(tf.square(b))
+    return tf.square(a) * 0.5 + b1 * 0.01, b1
+  rx, _ = v1.while_loop(lambda a, b: tf.reduce_sum(a) < 10.0, body, (x, y),
+                        maximum_iterations=5)
+  return rx, [x, y]
+
+
+def _unreached_loop_var():
+  """A loop variable nothing reached (its Exit unused) that feeds the one
+  asked for: zeros enter the gradient loop for it."""
+  x, y = _c(0.7), _c(1.1)
+  _, a, _ = v1.while_loop(lambda i, a, b: i < 3,
+                          lambda i, a, b: (i + 1, a * b, b + a),
+                          [tf.constant(0), x, y])
+  return a, [x, y]
+
+
+def _not_depending_on_input():
+  """The body's result does not depend on the loop variable's input: the
+  gradient loop's Merge gets zeros from the second iteration on."""
+  x, w = _c(2.0), _c(3.0)
+  _, a = v1.while_loop(lambda i, a: i < 3, lambda i, a: (i + 1, w * 2.0),
+                       [tf.constant(0), x])
+  return a, [x, w]
+
+
+def _maximum_iterations():
+  x = _c([0.3, 0.4])
+  _, a = v1.while_loop(lambda i, a: i < 100, lambda i, a: (i + 1, tf.sin(a)),
+                       (tf.constant(0), x), maximum_iterations=7)
+  return a, [x]
+
+
+def _parallel_and_swap(parallel_iterations, swap_memory):
+  def build():
+    x, w = _c([0.3, 0.4, 0.5]), _c([1.1, 0.9, 1.2])
+    _, a = v1.while_loop(
+        lambda i, a: i < 5, lambda i, a: (i + 1, tf.sin(a) * w + a * a * 0.1),
+        [tf.constant(0), x], parallel_iterations=parallel_iterations,
+        swap_memory=swap_memory)
+    return a, [x, w]
+  return build
+
+
+def _unknown_shapes():
+  x = v1.placeholder(tf.float32, [None, 2], name="x")
+  _, a = v1.while_loop(lambda i, a: i < 3,
+                       lambda i, a: (i + 1, tf.concat([a, a * 2.0], 0)),
+                       [tf.constant(0), x],
+                       shape_invariants=[tf.TensorShape([]),
+                                         tf.TensorShape([None, 2])])
+  return tf.reduce_sum(tf.sin(a)), [x]
+
+
+def _gather_of_invariant():
+  """A gather from a loop invariant: IndexedSlices accumulated per
+  iteration."""
+  params = _c(np.arange(12.0).reshape(4, 3) / 10.0)
+
+  def body(i, acc):
+    return i + 1, acc + tf.gather(params, tf.stack([i % 4, (i + 1) % 4]))
+  _, acc = v1.while_loop(lambda i, acc: i < 3, body,
+                         [tf.constant(0), tf.zeros([2, 3])])
+  return tf.reduce_sum(acc * acc), [params]
+
+
+def _resource_variable():
+  w = tf.Variable([0.5, -1.0])
+
+  def body(i, a):
+    return i + 1, a * w + tf.reduce_sum(w)
+  _, a = v1.while_loop(lambda i, a: i < 3, body, [tf.constant(0), _c([1.0, 2.0])])
+  return a, [w]
+
+
+def _loop_exit_is_also_x():
+  x = _c(0.4)
+  _, a = v1.while_loop(lambda i, a: i < 3, lambda i, a: (i + 1, a * 1.5),
+                       [tf.constant(0), x])
+  return tf.square(a), [a, x]
+
+
+def _integer_loop_var_and_float():
+  x = _c(1.5)
+  i, a = v1.while_loop(lambda i, a: i < 3, lambda i, a: (i + 1, a * x),
+                       [tf.constant(0), x])
+  return [a, tf.cast(i, tf.float32)], [x]
+
+
+PLAIN = {
+    "one_var": _one_var,
+    "several_vars_and_invariants": _several_vars_and_invariants,
+    "unused_output_and_stop_gradient": _unused_output_and_stop_gradient,
+    "unreached_loop_var": _unreached_loop_var,
+    "not_depending_on_input": _not_depending_on_input,
+    "maximum_iterations": _maximum_iterations,
+    "parallel_1": _parallel_and_swap(1, False),
+    "parallel_10_swap": _parallel_and_swap(10, True),
+    "gather_of_invariant": _gather_of_invariant,
+    "resource_variable": _resource_variable,
+    "loop_exit_is_also_x": _loop_exit_is_also_x,
+    "integer_loop_var_and_float": _integer_loop_var_and_float,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PLAIN))
+def test_plain_loop_matches_tf(name):
+  compare(PLAIN[name])
+
+
+def test_unknown_shapes_match_tf():
+  compare(_unknown_shapes, feed={"x:0": np.ones([2, 2], np.float32)})
+
+
+def test_stop_gradient_case_gives_zeros_as_stock():
+  values = compare(_unused_output_and_stop_gradient)
+  assert values[1] == 0.0
+
+
+@pytest.mark.parametrize("unconnected", ["none", "zero"])
+def test_grad_ys_and_unconnected(unconnected):
+  def build():
+    x, other = _c([0.5, 1.5]), _c(3.0)
+    _, a = v1.while_loop(lambda i, a: i < 2, lambda i, a: (i + 1, a * a),
+                         [tf.constant(0), x])
+    return a, [x, other]
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = build()
+    gy = _c([2.0, -1.0])
+    ours = tfgrad.gradients(ys, xs, grad_ys=gy, strict=True,
+                            unconnected_gradients=unconnected)
+    theirs = tf.gradients(ys, xs, grad_ys=gy,
+                          unconnected_gradients=unconnected)
+    assert [differential.describe(g) for g in ours] == \
+        [differential.describe(g) for g in theirs]
+    with v1.Session() as sess:
+      for a, b in zip(ours, theirs):
+        if a is not None:
+          np.testing.assert_allclose(*sess.run([a, b]), rtol=1e-6)
+
+
+def test_two_gradient_calls_on_one_loop():
+  graph = tf.Graph()
+  with graph.as_default():
+    z, xs = _one_var()
+    first = tfgrad.gradients(z, xs, strict=True)
+    second = tfgrad.gradients(z * 2.0, xs, strict=True)
+    theirs = tf.gradients(z, xs)
+    with v1.Session() as sess:
+      a, b, c = sess.run([first[0], second[0], theirs[0]])
+  np.testing.assert_allclose(a, c, rtol=1e-6)
+  np.testing.assert_allclose(b, 2 * c, rtol=1e-6)
+
+
+# ----- nesting: loops in loops, conds in loops, loops in conds -----
+
+def _nested_loops():
+  x, w = _c([0.5, 0.2]), _c([1.1, 0.7])
+
+  def outer(i, h):
+    _, h = v1.while_loop(lambda j, h: j < i + 1,
+                         lambda j, h: (j + 1, tf.sin(h) * w + h), [0, h])
+    return i + 1, h
+  _, h = v1.while_loop(lambda i, h: i < 3, outer, [tf.constant(0), x])
+  return tf.reduce_sum(h * h), [x, w]
+
+
+def _nested_unknown_shape():
+  x = v1.placeholder(tf.float32, [None], name="x")
+  w = _c(0.9)
+
+  def outer(i, h):
+    _, h = v1.while_loop(lambda j, h: j < 2, lambda j, h: (j + 1, h * w + 0.1),
+                         [0, h])
+    return i + 1, tf.sin(h)
+  _, h = v1.while_loop(lambda i, h: i < 3, outer, [tf.constant(0), x])
+  return tf.reduce_sum(h), [x, w]
+
+
+def _cond_in_loop():
+  x, w = _c([0.5, -0.3]), _c(1.7)
+
+  def body(i, h):
+    h = v1.cond(i % 2 > 0, lambda: tf.sin(h) * w, lambda: h * h + w)
+    return i + 1, h
+  _, h = v1.while_loop(lambda i, h: i < 4, body, [tf.constant(0), x])
+  return tf.reduce_sum(h), [x, w]
+
+
+def _cond_in_loop_one_branch_constant():
+  x = _c([0.5, 2.0])
+
+  def body(i, h):
+    h = v1.cond(tf.reduce_sum(h) > 1.0, lambda: h * 0.5, lambda: _c([1., 1.]))
+    return i + 1, h
+  _, h = v1.while_loop(lambda i, h: i < 3, body, [tf.constant(0), x])
+  return tf.reduce_sum(h), [x]
+
+
+def _loop_in_cond():
+  x, w = _c([0.5, 0.25]), _c(1.2)
+
+  def true_fn():
+    _, h = v1.while_loop(lambda i, h: i < 3, lambda i, h: (i + 1, h * w),
+                         [tf.constant(0), x])
+    return h
+  y = v1.cond(tf.reduce_sum(x) > 0.0, true_fn, lambda: x * 3.0)
+  return tf.reduce_sum(y), [x, w]
+
+
+NESTED = {
+    "nested_loops": _nested_loops,
+    "cond_in_loop": _cond_in_loop,
+    "cond_in_loop_one_branch_constant": _cond_in_loop_one_branch_constant,
+    "loop_in_cond": _loop_in_cond,
+}
+
+
+@pytest.mark.parametrize("name", sorted(NESTED))
+def test_nested_matches_tf(name):
+  compare(NESTED[name])
+
+
+def test_nested_unknown_shape_matches_tf():
+  compare(_nested_unknown_shape, feed={"x:0": np.array([0.3, 0.6, -0.2],
+                                                        np.float32)})
+
+
+# ----- TensorArray, scan, map_fn, foldl, dynamic_rnn -----
+
+def _tensor_array_loop():
+  x = _c(np.linspace(-1.0, 1.0, 12).reshape(4, 3))
+  w = _c([0.5, 1.5, -0.5])
+  inp = tf.TensorArray(tf.float32, size=4).unstack(x)
+
+  def body(i, h, out):
+    h = tf.tanh(inp.read(i) * w + h)
+    return i + 1, h, out.write(i, h * h)
+  _, _, out = v1.while_loop(lambda i, h, out: i < 4, body,
+                            [tf.constant(0), tf.zeros([3]),
+                             tf.TensorArray(tf.float32, size=4)])
+  return tf.reduce_sum(out.stack()), [x, w]
+
+
+def _scan():
+  x, w = _c(np.linspace(0.1, 1.0, 10).reshape(5, 2)), _c([0.9, 1.1])
+  ys = tf.scan(lambda a, e: tf.sin(a * w + e), x, initializer=_c([0.0, 0.0]))
+  return tf.reduce_sum(ys), [x, w]
+
+
+def _nested_scan():
+  x = _c(np.linspace(0.1, 1.0, 12).reshape(3, 4))
+  w = _c(0.8)
+
+  def row(acc, r):
+    inner = tf.scan(lambda a, e: a * w + tf.sin(e), r, initializer=_c(0.0))
+    return acc + inner
+  ys = tf.scan(row, x, initializer=tf.zeros([4]))
+  return tf.reduce_sum(ys * ys), [x, w]
+
+
+def _map_fn():
+  x, w = _c(np.linspace(-1, 1, 8).reshape(4, 2)), _c([[0.5, 0.1], [0.2, 0.4]])
+  ys = tf.map_fn(lambda r: tf.tanh(tf.linalg.matvec(w, r)), x)
+  return tf.reduce_sum(ys), [x, w]
+
+
+def _foldl():
+  x, w = _c([0.5, 0.6, 0.7, 0.8]), _c(1.3)
+  total = tf.foldl(lambda a, e: a * w + tf.sin(e), x, initializer=_c(0.1))
+  return total, [x, w]
+
+
+def _cells():
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  return tf_keras.layers
+
+
+def _dynamic_rnn(cell_name, bidirectional=False):
+  def build():
+    cells = _cells()
+    x = _c(np.random.RandomState(0).uniform(-1, 1, (2, 6, 3)))
+    make = lambda: getattr(cells, cell_name)(4)
+    if bidirectional:
+      (fw, bw), _ = v1.nn.bidirectional_dynamic_rnn(make(), make(), x,
+                                                    dtype=tf.float32)
+      out = tf.concat([fw, bw], -1)
+    else:
+      out, _ = v1.nn.dynamic_rnn(make(), x, dtype=tf.float32)
+    xs = [x] + v1.trainable_variables()
+    return tf.reduce_sum(out * out), xs
+  return build
+
+
+SEQUENCES = {
+    "tensor_array_loop": _tensor_array_loop,
+    "scan": _scan,
+    "nested_scan": _nested_scan,
+    "map_fn": _map_fn,
+    "foldl": _foldl,
+    "dynamic_rnn_lstm": _dynamic_rnn("LSTMCell"),
+    "dynamic_rnn_gru": _dynamic_rnn("GRUCell"),
+    "bidirectional_dynamic_rnn_lstm": _dynamic_rnn("LSTMCell", True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEQUENCES))
+def test_sequences_match_tf(name):
+  compare(SEQUENCES[name])
+
+
+# ----- finite differences -----
+
+def _fd_one_var(x, w):
+  _, a = v1.while_loop(lambda i, a: i < 3,
+                       lambda i, a: (i + 1, tf.sin(a) * w + a),
+                       [tf.constant(0), x])
+  return a
+
+
+def _fd_cond_in_loop(x, w):
+  def body(i, h):
+    return i + 1, v1.cond(i % 2 > 0, lambda: tf.sin(h) * w, lambda: h * w)
+  return v1.while_loop(lambda i, h: i < 4, body, [tf.constant(0), x])[1]
+
+
+def _fd_nested(x, w):
+  def outer(i, h):
+    return i + 1, v1.while_loop(lambda j, h: j < 2,
+                                lambda j, h: (j + 1, tf.tanh(h * w)), [0, h])[1]
+  return v1.while_loop(lambda i, h: i < 2, outer, [tf.constant(0), x])[1]
+
+
+def _fd_scan(x, w):
+  return tf.scan(lambda a, e: tf.sin(a * w) + e, x,
+                 initializer=tf.zeros([2], tf.float64))
+
+
+@pytest.mark.parametrize("fn", [_fd_one_var, _fd_cond_in_loop, _fd_nested,
+                                _fd_scan], ids=lambda f: f.__name__)
+def test_finite_differences_first_order(fn):
+  x = np.array([[0.3, -0.4], [0.2, 0.5], [0.1, 0.7]]) if fn is _fd_scan \
+      else np.array([0.3, -0.4])
+  # along random directions: Jacobians by pfor do not vectorize v1 stacks
+  report = tfgrad.check_gradients(fn, [x, np.array([0.8, 1.1])], order=1,
+                                  strict=True, directions=4)
+  assert report.checked > 0 and report.ok, report
+
+
+def test_second_order_raises_like_stock():
+  """Stock TF refuses the gradient of a v1 gradient loop (TypeError);
+  tfgrad does too, naming the loop and op."""
+  messages = []
+  for engine in (tf.gradients,
+                 lambda y, x: tfgrad.gradients(y, x, strict=True)):
+    with tf.Graph().as_default():
+      z, xs = _one_var()
+      g = engine(z, xs)[0]
+      with pytest.raises(TypeError) as error:
+        engine(g, xs)
+      messages.append(str(error.value))
+  assert "Second-order" in messages[0] and "Second-order" in messages[1]
+  assert "gradients/while/while_context" in messages[1]
+
+
+# ----- bad input -----
+
+def test_initial_value_from_inside_body_raises_like_stock():
+  for engine in (tf.gradients,
+                 lambda y, x: tfgrad.gradients(y, x, strict=True)):
+    graph = tf.Graph()
+    with graph.as_default():
+      x = _c(1.3, tf.float32)
+      errors = []
+
+      def body(i, a, engine=engine):
+        a2 = a * 2.0
+        try:
+          engine(a2, x)
+        except ValueError as e:
+          errors.append(e)
+        return i + 1, a2
+      _, z = v1.while_loop(lambda i, a: i < 3, body, [tf.constant(0), x])
+      assert len(errors) == 1
+      assert "initial value" in str(errors[0])
+      assert f"'{x.op.name}'" in str(errors[0])
+      # the graph still differentiates afterwards
+      if engine is tf.gradients:
+        continue
+      assert "while/while_context" in str(errors[0])
+      ours = tfgrad.gradients(z, [x], strict=True)[0]
+      with v1.Session() as sess:
+        np.testing.assert_allclose(sess.run(ours), 8.0)
+
+
+def test_back_prop_false_gives_none_like_stock():
+  def build():
+    x = _c(1.3)
+    _, z = v1.while_loop(lambda i, a: i < 3, lambda i, a: (i + 1, a * x),
+                         [tf.constant(0), x], back_prop=False)
+    return z + x, [x]
+  assert compare(build) == [1.0]
+
+
+def test_gradient_inside_cond_in_loop_from_outside_raises_like_stock():
+  """tf.gradients of a tensor inside a cond branch of a loop body, asked
+  outside the loop: both engines raise ValueError at the op that would
+  read the branch's value from outside its frame; tfgrad's message names
+  the op whose gradient was being built. The graph works afterwards."""
+  errors = []
+  for engine in (tf.gradients,
+                 lambda y, x: tfgrad.gradients(y, x, strict=True)):
+    with tf.Graph().as_default():
+      x = _c(1.3)
+      box = {}
+
+      def true_fn():
+        box["t"] = tf.sin(x)
+        return box["t"] * 2.0
+
+      def body(i, a):
+        return i + 1, a + v1.cond(x > 0.0, true_fn, lambda: x)
+      _, z = v1.while_loop(lambda i, a: i < 2, body, [tf.constant(0), x])
+      with pytest.raises(ValueError) as error:
+        engine(box["t"], x)
+      errors.append(str(error.value))
+      if len(errors) == 2:
+        ours = tfgrad.gradients(z, x, strict=True)[0]
+        theirs = tf.gradients(z, x)[0]
+        with v1.Session() as sess:
+          np.testing.assert_allclose(*sess.run([ours, theirs]), rtol=1e-6)
+  assert "while" in errors[0]
+  assert "while/cond/Sin" in errors[1] and "while loop" in errors[1]
