@@ -176,7 +176,35 @@ def _integer_loop_var_and_float():
   return [a, tf.cast(i, tf.float32)], [x]
 
 
+def _indexed_slices_into_exit():
+  """A gather of the loop's result: IndexedSlices enter the gradient loop."""
+  x = _c(np.linspace(0.1, 1.2, 12).reshape(4, 3))
+  _, a = v1.while_loop(lambda i, a: i < 2, lambda i, a: (i + 1, a * 1.5),
+                       [tf.constant(0), x])
+  return tf.reduce_sum(tf.gather(a, [0, 2])), [x]
+
+
+def _ref_variable():
+  w = v1.Variable([0.5, -1.0], use_resource=False)
+
+  def body(i, a):
+    return i + 1, a * w + 1.0
+  _, a = v1.while_loop(lambda i, a: i < 3, body,
+                       [tf.constant(0), _c([1.0, 2.0])])
+  return a, [w]
+
+
+def _exit_used_twice():
+  x = _c([0.2, 0.9])
+  _, a, b = v1.while_loop(lambda i, a, b: i < 3,
+                          lambda i, a, b: (i + 1, tf.sin(a) + b, b * a),
+                          [tf.constant(0), x, x * 2.0])
+  return [a * b, a], [x]
+
+
 PLAIN = {
+    "ref_variable": _ref_variable,
+    "exit_used_twice": _exit_used_twice,
     "one_var": _one_var,
     "several_vars_and_invariants": _several_vars_and_invariants,
     "unused_output_and_stop_gradient": _unused_output_and_stop_gradient,
@@ -242,6 +270,21 @@ def test_two_gradient_calls_on_one_loop():
   np.testing.assert_allclose(b, 2 * c, rtol=1e-6)
 
 
+@pytest.mark.parametrize("options", [
+    dict(colocate_gradients_with_ops=True), dict(gate_gradients=True),
+    dict(aggregation_method=tf.AggregationMethod.EXPERIMENTAL_TREE)],
+                         ids=["colocate", "gate", "tree"])
+def test_v1_options(options):
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = _several_vars_and_invariants()
+    ours = tfgrad.compat.v1.gradients(ys, xs, strict=True, **options)
+    theirs = v1.gradients(ys, xs, **options)
+    with v1.Session() as sess:
+      for a, b in zip(sess.run(ours), sess.run(theirs)):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
 # ----- nesting: loops in loops, conds in loops, loops in conds -----
 
 def _nested_loops():
@@ -298,6 +341,20 @@ def _loop_in_cond():
   return tf.reduce_sum(y), [x, w]
 
 
+def _nested_unused_inner_var():
+  """An inner loop variable nobody reads after the inner loop: zeros for
+  its Exit, built in the outer gradient loop."""
+  x = v1.placeholder(tf.float32, [None], name="x")
+
+  def outer(i, h):
+    _, h, _ = v1.while_loop(lambda j, h, u: j < 2,
+                            lambda j, h, u: (j + 1, h * u, u + h),
+                            [0, h, h * 0.5])
+    return i + 1, h
+  _, h = v1.while_loop(lambda i, h: i < 2, outer, [tf.constant(0), x])
+  return tf.reduce_sum(h), [x]
+
+
 NESTED = {
     "nested_loops": _nested_loops,
     "cond_in_loop": _cond_in_loop,
@@ -309,6 +366,11 @@ NESTED = {
 @pytest.mark.parametrize("name", sorted(NESTED))
 def test_nested_matches_tf(name):
   compare(NESTED[name])
+
+
+def test_nested_unused_inner_var_matches_tf():
+  compare(_nested_unused_inner_var,
+          feed={"x:0": np.array([0.3, 0.6], np.float32)})
 
 
 def test_nested_unknown_shape_matches_tf():
@@ -382,7 +444,17 @@ def _dynamic_rnn(cell_name, bidirectional=False):
   return build
 
 
+def _dynamic_rnn_sequence_length():
+  cells = _cells()
+  x = _c(np.random.RandomState(1).uniform(-1, 1, (3, 5, 2)))
+  out, state = v1.nn.dynamic_rnn(cells.LSTMCell(3), x, dtype=tf.float32,
+                                 sequence_length=tf.constant([5, 2, 4]))
+  return [tf.reduce_sum(out), tf.reduce_sum(state[0])], \
+      [x] + v1.trainable_variables()
+
+
 SEQUENCES = {
+    "dynamic_rnn_sequence_length": _dynamic_rnn_sequence_length,
     "tensor_array_loop": _tensor_array_loop,
     "scan": _scan,
     "nested_scan": _nested_scan,
@@ -481,6 +553,29 @@ def test_initial_value_from_inside_body_raises_like_stock():
       ours = tfgrad.gradients(z, [x], strict=True)[0]
       with v1.Session() as sess:
         np.testing.assert_allclose(sess.run(ours), 8.0)
+
+
+def test_indexed_slices_into_loop_exit_raises_like_stock():
+  """A gather of a loop's result sends IndexedSlices into the gradient
+  loop, whose back edge then needs the gradient's dense shape: stock TF
+  raises InvalidArgumentError when it closes the edge; so does tfgrad.
+  The same graph then differentiates a dense use of the loop."""
+  kinds = []
+  for engine in (tf.gradients,
+                 lambda y, x: tfgrad.gradients(y, x, strict=True)):
+    with tf.Graph().as_default():
+      ys, xs = _indexed_slices_into_exit()
+      with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        engine(ys, xs)
+      kinds.append(type(error.value))
+      if engine is tf.gradients:
+        continue  # stock leaves the graph inside its gradient loop's context
+      dense = tf.reduce_sum(ys.op.inputs[0].op.inputs[0] * 2.0)
+      ours = tfgrad.gradients(dense, xs, strict=True)[0]
+      theirs = tf.gradients(dense, xs)[0]
+      with v1.Session() as sess:
+        np.testing.assert_allclose(*sess.run([ours, theirs]), rtol=1e-6)
+  assert kinds[0] is kinds[1]
 
 
 def test_back_prop_false_gives_none_like_stock():
