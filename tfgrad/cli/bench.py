@@ -112,6 +112,8 @@ _CONFIGS = {
                           dict(n_ys=200, n_xs=200)),
     "while_rnn": ("while_rnn", dict(steps=16), None),
     "nested_function": ("nested_function", dict(), None),
+    "dynamic_rnn_v1": ("dynamic_rnn_v1", dict(steps=100), dict(steps=20)),
+    "nested_scan_v1": ("nested_scan_v1", dict(), None),
 }
 # (family, size parameter, smaller config, larger config)
 _SCALING = (("mlp", "depth", "mlp_100", "mlp_1000"),
