@@ -40,6 +40,7 @@ import time
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+import contextlib
 import dataclasses
 
 from absl import flags
@@ -48,6 +49,7 @@ import tensorflow as tf
 import tfgrad
 from tfgrad import tf_compat
 from tfgrad.cli import common
+from tfgrad.cli import models
 from tfgrad.cli import sources
 from tfgrad.cli.common import UserError
 
@@ -252,7 +254,10 @@ def measure(config, engine, clock="thread", strict=False):
   `engine`; returns the measurements and (graph, grads, built) for
   `run_both`."""
   graph = tf.Graph()
-  with graph.as_default():
+  family = _CONFIGS.get(config.name, (None,))[0]
+  with graph.as_default(), (models.v1_control_flow()
+                            if family in models.V1_MODELS
+                            else contextlib.nullcontext()):
     built = config.builder.build()
     before = len(graph.get_operations())
     gc.collect()  # earlier graphs' garbage is not charged to this build

@@ -280,10 +280,12 @@ def build_nested_function(depth=3, width=32, batch=16, classes=10, seed=0,
 
 
 @contextlib.contextmanager
-def _v1_control_flow():
-  """v1 control flow (Enter/Exit frames) while a TF1-style model is built,
-  as `tf.compat.v1.disable_control_flow_v2()` gives a TF1 program; the
-  previous setting is restored afterwards."""
+def v1_control_flow():
+  """v1 control flow (Enter/Exit frames), as
+  `tf.compat.v1.disable_control_flow_v2()` gives a TF1 program, while a
+  model of `V1_MODELS` is built and differentiated (TF's rules for the
+  TensorArrays of a v1 loop need it too); the previous setting is restored
+  afterwards. Not thread-safe: the setting is process-wide in TF."""
   was_v2 = tf.compat.v1.control_flow_v2_enabled()
   tf.compat.v1.disable_control_flow_v2()
   try:
@@ -335,7 +337,7 @@ def build_dynamic_rnn_v1(steps=100, batch=16, hidden=32, features=16,
   `steps` time steps with v1 control flow (a v1 while loop, TensorArrays);
   softmax xent on the last output."""
   init = _Init(seed, dtype)
-  with _v1_control_flow():
+  with v1_control_flow():
     inputs = init.data([batch, steps, features], "inputs")
     labels = init.labels([batch], classes, "labels")
     cell = _LSTMCell(init, features, hidden, "lstm")
@@ -349,7 +351,7 @@ def build_nested_scan_v1(rows=10, cols=10, width=32, seed=0,
   """A TF1 program: `tf.scan` over `rows` whose step is a `tf.scan` over
   `cols` (nested v1 while loops), a tanh recurrence with weight matrices."""
   init = _Init(seed, dtype)
-  with _v1_control_flow():
+  with v1_control_flow():
     data = init.data([rows, cols, width], "inputs")
     w = init.variable([width, width], "w")
     u = init.variable([width, width], "u")
@@ -361,6 +363,10 @@ def build_nested_scan_v1(rows=10, cols=10, width=32, seed=0,
     out = tf.scan(row, data, initializer=tf.zeros([1, width], init.dtype))
     return [tf.reduce_mean(tf.square(out))], init.variables
 
+
+# Models built with v1 control flow: differentiate them within
+# `v1_control_flow()` too.
+V1_MODELS = frozenset(["dynamic_rnn_v1", "nested_scan_v1"])
 
 BUILDERS = {
     "mlp": build_mlp,
