@@ -149,13 +149,46 @@ def _sync_trigger(ctxt, index, name):
   return trigger
 
 
+def _add_backprop_counter(grad_ctxt, count, outer):
+  """The gradient loop's counter, which drives it: `n = count; while n >= 1:
+  n -= 1` (its predicate and body index become the context's pivots).
+  Returns the NextIteration of the index. Unlike `WhileContext.
+  AddBackpropLoopCounter`, the counter leaves the loop (an Exit) only in a
+  nested gradient loop, where the outer loop's pops wait for it; the
+  outermost loop's would be a dead op."""
+  one = tf.constant(1, name="b_count")
+  grad_ctxt.Enter()
+  try:
+    grad_ctxt.AddName(count.name)
+    entered = enter_frame(count, grad_ctxt.name, False,
+                          grad_ctxt.parallel_iterations, name="b_count")
+    grad_ctxt.loop_enters.append(entered)
+    n = merge([entered, entered])[0]
+    grad_ctxt._pivot_for_pred = n
+    grad_ctxt._pivot = control_flow_ops.loop_cond(
+        tf.greater_equal(n, one), name="b_count")
+    done, going = switch(n, grad_ctxt._pivot)
+    index = tf.subtract(going, one)
+    grad_ctxt._pivot_for_body = index
+    next_n = control_flow_ops._NextIteration(index)
+    n.op._update_input(1, next_n)
+    if outer is not None:
+      final = exit_frame(done, name="b_count")
+      grad_ctxt.loop_exits.append(final)
+      outer.grad_sync._add_control_input(final.op)
+      grad_ctxt.ExitResult([final])
+  finally:
+    grad_ctxt.Exit()
+  return next_n
+
+
 # ----- one forward loop and its gradient loop -----
 
 class LoopGradState:
   """A forward v1 loop and the gradient loop tfgrad builds for it (TF's
   `WhileContext` holds this object as its `grad_state`)."""
 
-  def __init__(self, forward_ctxt, outer_grad_state):
+  def __init__(self, forward_ctxt, outer_grad_state, shared):
     if not hasattr(forward_ctxt, "outer_context"):
       raise ValueError(
           f"The v1 while loop '{forward_ctxt.name}' lost its context "
@@ -170,6 +203,7 @@ class LoopGradState:
     self.deferred_exits = []
     self._forward_sync = None
     self._grad_sync = None
+    self._shared = shared   # per call: (graph, context) -> Const(-1)
     self._add_counters()
 
   def _add_counters(self):
@@ -192,7 +226,7 @@ class LoopGradState:
           name=fwd.name, grad_state=self)
       if outer:
         count = outer.AddBackpropAccumulatedValue(history, count)
-      self.grad_index = self.grad_context.AddBackpropLoopCounter(count, outer)
+      self.grad_index = _add_backprop_counter(self.grad_context, count, outer)
 
   @property
   def grad_sync(self):
@@ -227,10 +261,13 @@ class LoopGradState:
     fwd = self.forward_context
     with self.forward_index.graph.as_default(), \
         tf.control_dependencies(None):
-      with _inside(current_context()), tf.compat.v1.colocate_with(value):
-        stack = gen_data_flow_ops.stack_v2(
-            max_size=tf.constant(-1, tf.int32),
-            elem_type=value.dtype.base_dtype, name="f_acc")
+      where = current_context()
+      with _inside(where):
+        unbounded = self._unbounded(where)
+        with tf.compat.v1.colocate_with(value):
+          stack = gen_data_flow_ops.stack_v2(
+              max_size=unbounded, elem_type=value.dtype.base_dtype,
+              name="f_acc")
       stack_in_loop = fwd.AddValue(stack)
       value_ctxt = output_context_of(value.op)
       if value_ctxt == fwd:
@@ -251,6 +288,15 @@ class LoopGradState:
         self.forward_sync._add_control_input(push.op)
       push.op._add_control_input(self.forward_index.op.inputs[0].op)
     return stack
+
+  def _unbounded(self, ctxt):
+    """The stacks' max_size -1 (no bound), one constant per context for
+    all stacks of the call (stock TF makes one per stack)."""
+    key = (tf.compat.v1.get_default_graph(), ctxt)
+    found = self._shared.get(key)
+    if found is None:
+      found = self._shared[key] = tf.constant(-1, tf.int32, name="f_acc_size")
+    return found
 
   def AddBackpropAccumulatedValue(self, history, value, dead_branch=False):
     """Pops `history` (a stack `AddForwardAccumulator` made for `value`)
@@ -331,6 +377,7 @@ class LoopStates:
 
   def __init__(self, from_ops):
     self._states = {}   # forward WhileContext -> LoopGradState
+    self._shared = {}   # constants the states share
     self._from_ops = from_ops
 
   # ----- plan -----
@@ -364,7 +411,8 @@ class LoopStates:
       return []
     outer = fwd.outer_context
     outer = outer.GetWhileContext() if outer else None
-    state = LoopGradState(fwd, self._states.get(outer) if outer else None)
+    state = LoopGradState(fwd, self._states.get(outer) if outer else None,
+                          self._shared)
     self._states[fwd] = state
     return [t.op for t in state.forward_loop_exits if t.op not in members]
 
@@ -399,8 +447,11 @@ class LoopStates:
 
   def seed(self, state, queue, queued):
     """Exits no gradient will reach (pending 0, not a y): once all of a
-    loop's Exits are accounted for, each gets zeros and is queued. Also
-    keeps the forward loop's Enters from being taken as ready early."""
+    loop's Exits are accounted for, each gets zeros and is queued.
+
+    An Enter whose input no x reaches is not in the pass and is never
+    processed: the gradient loop variable it would end gets no Exit (stock
+    TF builds one, a dead op)."""
     pending = state.subgraph.pending
     for gs in self._states.values():
       for t in gs.forward_loop_exits:
@@ -410,9 +461,6 @@ class LoopStates:
             gs.unused_exits.append(t)
           if gs.pending_exits_count == 0:
             self._start_unused(state, gs.unused_exits, queue)
-      for t in gs.forward_context.loop_enters:
-        if pending[t.op] == 0:
-          pending[t.op] = 1
 
   def _start_unused(self, state, exits, queue):
     for t in exits:
