@@ -740,3 +740,25 @@ def test_two_layer_lstm_classifier_trains_as_stock():
   assert len(ours_w) == len(theirs_w) == 7  # 2 x (kernel, recurrent, bias), w
   for a, b in zip(ours_w, theirs_w):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_gradients_inside_the_loop_body():
+  """tf.gradients called inside a v1 loop body, with respect to a loop
+  invariant and to the body's own input: allowed, built in the forward
+  loop; values per iteration as stock's."""
+  results = []
+  for engine in (tf.gradients,
+                 lambda y, x: tfgrad.gradients(y, x, strict=True)):
+    with tf.Graph().as_default():
+      w = _c([0.5, 2.0])
+
+      def body(i, a, acc, engine=engine):
+        y = tf.reduce_sum(tf.sin(a * w))
+        gw, ga = engine(y, [w, a])
+        return i + 1, a * 1.1, acc + gw + ga
+      _, _, acc = v1.while_loop(lambda i, a, acc: i < 3, body,
+                                [tf.constant(0), _c([0.3, -0.7]),
+                                 tf.zeros([2])])
+      with v1.Session() as sess:
+        results.append(sess.run(acc))
+  np.testing.assert_allclose(results[1], results[0], rtol=1e-6)
