@@ -762,3 +762,33 @@ def test_gradients_inside_the_loop_body():
       with v1.Session() as sess:
         results.append(sess.run(acc))
   np.testing.assert_allclose(results[1], results[0], rtol=1e-6)
+
+
+def test_two_threads_differentiate_one_loop():
+  """Two threads build gradients of the same v1 loop at once (each call
+  adds its own counters and stacks to the forward loop, taking turns on
+  the graph); both equal stock's."""
+  import threading  # pylint: disable=g-import-not-at-top
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = _several_vars_and_invariants()
+    theirs = tf.gradients(ys, xs)
+  results, errors = [None, None], []
+
+  def work(k):
+    try:
+      with graph.as_default():
+        results[k] = tfgrad.gradients(ys, xs, strict=True)
+    except Exception as e:  # pylint: disable=broad-except
+      errors.append(e)
+  threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  assert not errors, errors
+  with v1.Session(graph=graph) as sess:
+    want = sess.run(theirs)
+    for got in sess.run(results):
+      for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
