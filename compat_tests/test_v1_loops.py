@@ -355,7 +355,20 @@ def _nested_unused_inner_var():
   return tf.reduce_sum(h), [x]
 
 
+def _loop_in_cond_in_loop():
+  x, w = _c([0.5, 0.25]), _c(1.2)
+
+  def outer(i, h):
+    def true_fn():
+      return v1.while_loop(lambda j, g: j < 2,
+                           lambda j, g: (j + 1, tf.sin(g) * w), [0, h])[1]
+    return i + 1, v1.cond(i % 2 > 0, true_fn, lambda: h * w)
+  _, h = v1.while_loop(lambda i, h: i < 3, outer, [tf.constant(0), x])
+  return tf.reduce_sum(h), [x, w]
+
+
 NESTED = {
+    "loop_in_cond_in_loop": _loop_in_cond_in_loop,
     "nested_loops": _nested_loops,
     "cond_in_loop": _cond_in_loop,
     "cond_in_loop_one_branch_constant": _cond_in_loop_one_branch_constant,
@@ -453,7 +466,16 @@ def _dynamic_rnn_sequence_length():
       [x] + v1.trainable_variables()
 
 
+def _dynamic_rnn_swap_memory():
+  cells = _cells()
+  x = _c(np.random.RandomState(2).uniform(-1, 1, (2, 4, 3)))
+  out, _ = v1.nn.dynamic_rnn(cells.GRUCell(3), x, dtype=tf.float32,
+                             swap_memory=True, parallel_iterations=4)
+  return tf.reduce_sum(out), [x] + v1.trainable_variables()
+
+
 SEQUENCES = {
+    "dynamic_rnn_swap_memory": _dynamic_rnn_swap_memory,
     "dynamic_rnn_sequence_length": _dynamic_rnn_sequence_length,
     "tensor_array_loop": _tensor_array_loop,
     "scan": _scan,
@@ -792,3 +814,21 @@ def test_two_threads_differentiate_one_loop():
     for got in sess.run(results):
       for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_history_stacks_honour_swap_memory(swap):
+  """Every forward value the gradient loop reads is pushed with the loop's
+  swap_memory, as stock's pushes are."""
+  pushes = []
+  for engine in (tf.gradients,
+                 lambda y, x: tfgrad.gradients(y, x, strict=True)):
+    with tf.Graph().as_default() as graph:
+      ys, xs = _parallel_and_swap(4, swap)()
+      before = len(graph.get_operations())
+      engine(ys, xs)
+      pushes.append([op.get_attr("swap_memory")
+                     for op in graph.get_operations()[before:]
+                     if op.type == "StackPushV2"])
+  assert pushes[1] and set(pushes[1]) == {swap}
+  assert set(pushes[0]) == {swap}
