@@ -832,3 +832,22 @@ def test_history_stacks_honour_swap_memory(swap):
                      if op.type == "StackPushV2"])
   assert pushes[1] and set(pushes[1]) == {swap}
   assert set(pushes[0]) == {swap}
+
+
+def test_one_history_per_forward_value():
+  """In a nested tf.scan, stock TF pushes a value of the outer loop that
+  both gradient loops read onto two stacks; tfgrad keeps one history per
+  value (one stack fewer) with the same gradients (test_sequences)."""
+  pushed = []
+  for engine in (tf.gradients,
+                 lambda y, x: tfgrad.gradients(y, x, strict=True)):
+    with tf.Graph().as_default() as graph:
+      ys, xs = _nested_scan()
+      before = len(graph.get_operations())
+      engine(ys, xs)
+      pushed.append([op.inputs[1].name
+                     for op in graph.get_operations()[before:]
+                     if op.type == "StackPushV2"])
+  stock, ours = pushed
+  assert len(set(ours)) == len(ours)
+  assert set(ours) == set(stock) and len(ours) < len(stock)

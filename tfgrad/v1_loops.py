@@ -341,7 +341,9 @@ class LoopGradState:
     """What the gradient loop reads for forward tensor `value`: a loop
     invariant is entered from outside, a constant is made again, anything
     else comes from its history (in the loop that computes it, which for a
-    value of an outer loop is then entered into this one)."""
+    value of an outer loop is then entered into this one). A value of an
+    outer loop gets one history, shared by the outer gradient loop and
+    every inner one reading it (stock TF pushes it once per reader)."""
     found = self.history_map.get(value.name)
     if found is not None:
       return found
@@ -357,12 +359,17 @@ class LoopGradState:
         found = tf.constant(tf.get_static_value(t), dtype=t.dtype)
         break
       else:
+        known = state.history_map.get(t.name) if state is not self else None
+        if known is not None:  # the outer gradient loop reads it already
+          found = self.grad_context.AddValue(known)
+          break
         with _outside(self.grad_context):
           history = state.AddForwardAccumulator(t)
         break
     if found is None:
       found = state.AddBackpropAccumulatedValue(history, t)
       if state is not self:
+        state.history_map.setdefault(t.name, found)
         found = self.grad_context.AddValue(found)
     self.history_map[value.name] = found
     return found
