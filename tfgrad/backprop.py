@@ -6,6 +6,12 @@
               -> call the rule -> verify -> hand gradients to its inputs
     collect   one gradient (or None / zeros) per x
 
+With v1 while loops on the way (`Pass.loops`, a `v1_loops.LoopStates`),
+each op's gradients are built inside the gradient loop of its forward loop
+(`Pass.loop_context`), zeros there come from the loop's history
+(`Pass.zeros_for`), and the pending update lets a loop's Exits wait for
+each other and visits a loop Switch twice (`LoopStates.release`).
+
 The module holds no op-type names: rules come from the registry (and TF's,
 as fallback) through `find_rule`.
 """
