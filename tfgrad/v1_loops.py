@@ -139,6 +139,48 @@ def _outside(ctxt):
     ctxt.Enter()
 
 
+def _outside_all_loops(t):
+  """The tensor loop invariant `t` enters its loops from."""
+  while True:
+    enter = _constant_enter_of(t)
+    if enter is None:
+      return t
+    t = enter.inputs[0]
+
+
+_PASSES_HANDLE_ON = frozenset(["Enter", "RefEnter", "Identity", "Switch",
+                               "Merge", "Exit", "NextIteration"])
+_READS_ONLY = frozenset(["ReadVariableOp", "ResourceGather",
+                         "ResourceGatherNd", "VariableShape",
+                         "VarIsInitializedOp"])
+
+
+def _never_written(handle):
+  """True if `handle` is a VarHandleOp's and every op of the graph using
+  it (through frames) only reads it, or is the variable's initializer."""
+  if handle.op.type != "VarHandleOp":
+    return False
+  graph = handle.graph
+  initializers = set()
+  for key in (tf.compat.v1.GraphKeys.GLOBAL_VARIABLES,
+              tf.compat.v1.GraphKeys.LOCAL_VARIABLES):
+    for v in graph.get_collection(key):
+      init = getattr(v, "initializer", None)
+      if init is not None:
+        initializers.add(init)
+  seen, stack = set(), [handle]
+  while stack:
+    for user in stack.pop().consumers():
+      if user in seen:
+        continue
+      seen.add(user)
+      if user.type in _PASSES_HANDLE_ON:
+        stack.extend(user.outputs)
+      elif user.type not in _READS_ONLY and user not in initializers:
+        return False
+  return True
+
+
 def _sync_trigger(ctxt, index, name):
   """A ControlTrigger in `ctxt` that the loop index waits for: pushes or
   pops made control inputs of it run in iteration order."""
@@ -337,6 +379,30 @@ class LoopGradState:
       state = state.outer_grad_state
     return cond_ctxt.pred
 
+  def _read_again(self, value):
+    """For `value` read from a resource variable that is a loop invariant
+    and that no op of the graph writes (its initializer aside): the same
+    read in the gradient loop, in place of a stack holding the variable's
+    value once per iteration (an RNN's weights, once per step). None
+    otherwise. Writes added later (an optimizer's update) consume the
+    gradients, so they run after the gradient loop has read."""
+    op = value.op
+    if op.type != "ReadVariableOp" \
+        or _constant_enter_of(op.inputs[0]) is None:
+      return None
+    root = _outside_all_loops(op.inputs[0])
+    key = ("unwritten", root.ref())
+    if key not in self._shared:
+      self._shared[key] = _never_written(root)
+    if not self._shared[key]:
+      return None
+    handle = self.GetRealValue(op.inputs[0])
+    with tf.control_dependencies(None), _inside(self.grad_context):
+      read = tf.raw_ops.ReadVariableOp(resource=handle,
+                                       dtype=op.get_attr("dtype"))
+    read.set_shape(value.shape)
+    return read
+
   def GetRealValue(self, value):
     """What the gradient loop reads for forward tensor `value`: a loop
     invariant is entered from outside, a constant is made again, anything
@@ -346,6 +412,10 @@ class LoopGradState:
     every inner one reading it (stock TF pushes it once per reader)."""
     found = self.history_map.get(value.name)
     if found is not None:
+      return found
+    found = self._read_again(value)
+    if found is not None:
+      self.history_map[value.name] = found
       return found
     t, state, found = value, self, None
     while True:
