@@ -949,3 +949,30 @@ def test_variable_written_in_the_loop_is_stacked_as_stock():
   (stock_pushed, stock), (ours_pushed, ours) = _pushed_reads(build)
   assert stock_pushed and len(ours_pushed) == len(stock_pushed)
   np.testing.assert_allclose(ours[0], stock[0], rtol=1e-6)
+
+
+def _fd_cond(x, w):
+  return v1.cond(tf.reduce_sum(x) > 0.0, lambda: tf.sin(x) * w * x,
+                 lambda: tf.exp(x) * w)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_finite_differences_v1_cond(order):
+  """v1 conds (outside loops) also at second order, which stock supports
+  there (not through v1 loops: see test_second_order_raises_like_stock)."""
+  for x in (np.array([0.3, 0.4]), np.array([-0.3, -0.4])):
+    report = tfgrad.check_gradients(_fd_cond, [x, np.array([0.8, 1.1])],
+                                    order=order, strict=True, directions=4)
+    assert report.checked > 0 and report.ok, report
+
+
+def test_second_order_through_v1_cond_matches_stock():
+  with tf.Graph().as_default():
+    x, w = _c([0.3, 0.4], tf.float64), _c([0.8, 1.1], tf.float64)
+    y = tf.reduce_sum(_fd_cond(x, w))
+    theirs = tf.gradients(tf.reduce_sum(tf.gradients(y, x)[0]), [x, w])
+    first = tfgrad.gradients(y, x, strict=True)[0]
+    ours = tfgrad.gradients(tf.reduce_sum(first), [x, w], strict=True)
+    with v1.Session() as sess:
+      for a, b in zip(*sess.run([ours, theirs])):
+        np.testing.assert_allclose(a, b, rtol=1e-9)
