@@ -12,6 +12,11 @@ from compat_tests import specs
 _LEGACY_TENSOR_ARRAY = ("legacy name of the V3 op's semantics, sharing its "
                         "rule; TF cannot build these ops any more (removed "
                         "in GraphDef version 26), the V3 specs check the rule")
+_V1_FRAME = ("a v1 control-flow op, built only as part of a v1 cond or while "
+             "frame, whose rule reads the frame's context; "
+             "test_v1_loops.py checks the rules on every construct against "
+             "stock (Ref forms share the rule; RefEnter through a ref "
+             "variable read in a loop), test_semantics.py the v1 cond")
 UNSPECCED = {
     "PreventGradient": "its rule raises LookupError by design; "
                        "test_array_grad.py::test_prevent_gradient_raises_"
@@ -22,6 +27,9 @@ UNSPECCED = {
     **{f"TensorArray{kind}{version}": _LEGACY_TENSOR_ARRAY
        for kind in ("Read", "Write", "Gather", "Scatter", "Concat", "Split")
        for version in ("", "V2")},
+    **{f"{ref}{kind}": _V1_FRAME
+       for kind in ("Switch", "Merge", "Enter", "Exit", "NextIteration")
+       for ref in ("", "Ref")},
 }
 
 # Types we declare NotDifferentiable although TF registers a gradient rule:

@@ -29,5 +29,6 @@ from tfgrad.ops import sparse_csr_matrix_grad  # noqa: F401
 from tfgrad.ops import sparse_grad  # noqa: F401
 from tfgrad.ops import state_grad  # noqa: F401
 from tfgrad.ops import tensor_array_grad  # noqa: F401
+from tfgrad.ops import v1_control_flow_grad  # noqa: F401
 from tfgrad.ops import while_grad  # noqa: F401
 from tfgrad.ops import xla_grad  # noqa: F401

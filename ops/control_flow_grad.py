@@ -12,9 +12,9 @@ mode accepts these types for that reason.
 While and StatelessWhile are not here: tfgrad builds their gradient loops
 itself (`ops/while_grad.py`).
 
-The v1 control-flow ops (Switch, Merge, Enter, Exit, NextIteration,
-LoopCond and their Ref forms) are not listed: graphs with v1 while loops
-are handed to TF's engine as a whole (see `tfgrad.api`).
+The v1 control-flow ops (Switch, Merge, Enter, Exit, NextIteration and
+their Ref forms) have rules of tfgrad's own in `v1_control_flow_grad.py`;
+the loop state they need is `tfgrad.v1_loops`.
 """
 
 from tfgrad.registry import NotDifferentiable
@@ -24,13 +24,6 @@ for _op_type in ("If", "StatelessIf", "Case", "StatelessCase"):
   UseTFGradient(_op_type)
 
 
-# v1 control flow. Loops (Enter/Exit/NextIteration frames) never reach a
-# rule here: graphs holding them are handed to TF's engine whole. Switch and
-# Merge of a v1 `tf.cond` do, and TF's rules for them work from the cond's
-# control-flow context, which lives on the forward ops.
-for _op_type in ("Switch", "RefSwitch", "Merge", "RefMerge", "Enter",
-                 "RefEnter", "Exit", "RefExit", "NextIteration",
-                 "RefNextIteration"):
-  UseTFGradient(_op_type)
-
+# v1 control flow (Switch, Merge, Enter, Exit, NextIteration and Ref forms):
+# ops/v1_control_flow_grad.py.
 NotDifferentiable("LoopCond")  # TF's rule returns None for its predicate

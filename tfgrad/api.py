@@ -15,6 +15,7 @@ from tfgrad import emit
 from tfgrad import graph_walk
 from tfgrad import remat
 from tfgrad import tf_compat
+from tfgrad import v1_loops
 from tfgrad.emit import raw
 
 _STRICT_ENV = "TFGRAD_STRICT"
@@ -150,7 +151,12 @@ def _gradients_in_graph(ys, xs, grad_ys, name, colocate_gradients_with_ops,
         to_ops, [x.op for x in xs], [t.op for t in stop_gradients], resolver,
         blocks=lambda op: backprop.blocks_gradient(op, src_graph,
                                                    options.strict))
-    if tf_compat.has_v1_control_flow(subgraph.ops):
+    if v1_loops.blocked_inside_loop(subgraph.blocked):
+      # as stock, whose walk crosses ops declared not differentiable
+      subgraph = graph_walk.between(
+          to_ops, [x.op for x in xs], [t.op for t in stop_gradients],
+          resolver)
+    if v1_loops.in_xla_loop(subgraph.ops):
       return _v1_control_flow_fallback(
           ys, xs, grad_ys, scope, options, stop_gradients, src_graph)
     # Rules share one constant per value (`emit.const_cache`).
@@ -158,6 +164,12 @@ def _gradients_in_graph(ys, xs, grad_ys, name, colocate_gradients_with_ops,
       grad_ys = _default_grad_ys(grad_ys, ys, options.colocate, gradient_uid)
       state = backprop.Pass(options, src_graph, resolver, subgraph, to_ops,
                             gradient_uid, scope)
+      state.loops = v1_loops.LoopStates.plan(subgraph, resolver,
+                                             state.colocated)
+      if state.loops is not None:  # the loops' Exits changed pending counts
+        subgraph.stop_ops = graph_walk.stop_ops(
+            subgraph.from_ops, subgraph.stop_gradient_ops, subgraph.pending,
+            resolver)
       # Re-entrant calls (bodies differentiated by TF's control-flow and
       # function-call rules) keep this call's strictness.
       with strict_mode(options.strict), \
@@ -167,11 +179,14 @@ def _gradients_in_graph(ys, xs, grad_ys, name, colocate_gradients_with_ops,
 
 def _v1_control_flow_fallback(ys, xs, grad_ys, scope, options, stop_gradients,
                               src_graph):
-  """v1 while loops (Enter/Exit frames, only built when control flow v2 is
-  disabled) need TF's loop-state machinery; such graphs go to TF's engine."""
+  """v1 while loops inside an XLA compile context (`tf.compat.v1`'s
+  `xla.compile`/`jit_scope` around a loop) need stacks of a maximum size
+  derived from the loops' `maximum_iterations`, which `tfgrad.v1_loops`
+  does not build yet: such graphs go to TF's engine."""
   if options.strict:
     raise LookupError("strict mode: the graph between ys and xs contains a "
-                      "v1 while loop, which tfgrad leaves to TF's engine")
+                      "v1 while loop in an XLA context, which tfgrad leaves "
+                      "to TF's engine")
   return tf_compat.ORIGINAL_GRADIENTS_HELPER(
       ys, xs, grad_ys, scope, options.colocate, options.gate,
       options.aggregation, stop_gradients, options.unconnected, src_graph,

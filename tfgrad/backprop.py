@@ -6,6 +6,12 @@
               -> call the rule -> verify -> hand gradients to its inputs
     collect   one gradient (or None / zeros) per x
 
+With v1 while loops on the way (`Pass.loops`, a `v1_loops.LoopStates`),
+each op's gradients are built inside the gradient loop of its forward loop
+(`Pass.loop_context`), zeros there come from the loop's history
+(`Pass.zeros_for`), and the pending update lets a loop's Exits wait for
+each other and visits a loop Switch twice (`LoopStates.release`).
+
 The module holds no op-type names: rules come from the registry (and TF's,
 as fallback) through `find_rule`.
 """
@@ -51,6 +57,7 @@ class Pass:
   private_attrs: dict = dataclasses.field(default_factory=dict)  # op -> ...
   rules: dict = dataclasses.field(default_factory=dict)  # op -> find_rule
   seeds: dict = dataclasses.field(default_factory=dict)  # id(grad_y) -> i
+  loops: object = None  # v1_loops.LoopStates when v1 loops are on the way
 
   def attrs_of(self, op):
     """`tf_compat.private_attrs(op)`, read once per op and pass."""
@@ -67,6 +74,19 @@ class Pass:
                                          self.options.strict,
                                          self.attrs_of(op))
     return found
+
+  def loop_context(self, op, before):
+    """The v1 gradient loop `op`'s gradients are built in (see
+    `v1_loops.LoopStates.context`)."""
+    if self.loops is None:
+      return contextlib.nullcontext()
+    return self.loops.context(op, before)
+
+  def zeros_for(self, op, index):
+    """Zeros for an output of `op` no gradient reached."""
+    if self.loops is None:
+      return tf_compat.zeros_for_output(op, index)
+    return self.loops.zeros_like(op, index)
 
   def colocated(self, op):
     if self.options.colocate:
@@ -96,6 +116,8 @@ def run(state, ys, grad_ys, xs):
         and op in state.subgraph.reachable_to_ops):
       queued.add(op)
       queue.append(op)
+  if state.loops is not None:
+    state.loops.seed(state, queue, queued)
   grads, stop_ops = state.grads, state.subgraph.stop_ops
   while queue:
     op = queue.popleft()
@@ -104,17 +126,25 @@ def run(state, ys, grad_ys, xs):
       pass  # builds nothing (an x's op: _collect takes its gradient)
     elif not _passed_through(state, op, per_output):
       with state.colocated(op):
-        out_grads = _aggregated_output_grads(state, op)
-        try:
-          in_grads = _input_grads(state, op, out_grads)
-        except LookupError as e:
-          raise _through_body(state, op, e)
-        if in_grads is not None:
-          _hand_to_inputs(state, op, in_grads)
+        with state.loop_context(op, before=True):
+          out_grads = _aggregated_output_grads(state, op)
+        with state.loop_context(op, before=False):
+          try:
+            in_grads = _input_grads(state, op, out_grads)
+          except LookupError as e:
+            raise _through_body(state, op, e)
+          if in_grads is not None:
+            _hand_to_inputs(state, op, in_grads)
+    if state.loops is not None:  # v1 loops: Exits wait, Switches twice
+      state.loops.visited(grads, op)
+      state.loops.release(state, op, queue)
+      continue
     for t in state.resolver.graph_inputs(op):
       pending[t.op] -= 1
       if pending[t.op] == 0:
         queue.append(t.op)
+  if state.loops is not None:
+    state.loops.finish()
   return [_collect(state, x) for x in xs]
 
 
@@ -160,6 +190,8 @@ def _aggregated_output_grads(state, op):
     per_output[i] = aggregate.aggregate(contributions, op, i,
                                         state.options.aggregation,
                                         state.gradient_uid)
+  if state.loops is not None and state.loops.enters_frame(op):
+    per_output[:] = [emit.materialize(g) for g in per_output]
   return per_output  # zeros the rule's call fills in stay for `_collect`
 
 
@@ -330,7 +362,7 @@ def _fill_missing_output_grads(state, op, out_grads, needs_all):
     out = op.outputs[i]
     if g is None and (needs_all or tf_compat.is_trainable(out)) \
         and tf_compat.supports_default_grad(out):
-      out_grads[i] = tf_compat.zeros_for_output(op, i)
+      out_grads[i] = state.zeros_for(op, i)
 
 
 _GRADIENT_TYPES = (tf.Tensor, tf.IndexedSlices, emit.Known)

@@ -295,6 +295,9 @@ class _RawOps:
       graph = tf_compat.default_graph()
       waits = _state.after
       wait_for = _waits_for(graph, inputs, waits[-1]) if waits else None
+      if wait_for and op_type in _MOVED_INTO_FORWARD_LOOP \
+          and tf_compat.control_flow_context(graph) is not None:
+        wait_for = None
       op = tf_compat.create_op(graph, op_type, inputs, attrs, sig.op_def,
                                name, grouped, wait_for)
       if waits:
@@ -308,6 +311,11 @@ class _RawOps:
 
 
 raw = _RawOps()
+
+# Op types TF's v1 WhileContext moves from a gradient loop into the forward
+# loop of their input (the shape is then pushed per iteration, not the
+# tensor): a wait on a gradient there would cross loop frames.
+_MOVED_INTO_FORWARD_LOOP = frozenset(["Shape", "Size", "Rank"])
 
 
 # ----- state of the gradient calls running on this thread -----

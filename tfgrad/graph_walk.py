@@ -87,14 +87,16 @@ class Subgraph:
   from_ops: list = dataclasses.field(default_factory=list)   # the xs' ops
   stop_gradient_ops: set = dataclasses.field(default_factory=set)
   full_reach: set = None    # reachable_from(from_ops) unblocked, on demand
+  blocked: set = dataclasses.field(default_factory=set)  # ops `blocks` cut
 
 
-def reachable_from(from_ops, resolver, blocks=None):
+def reachable_from(from_ops, resolver, blocks=None, blocked=None):
   """Ops reachable from `from_ops` through trainable tensors, not passing
   through ops for which `blocks(op)` is true (ops declared not
   differentiable: no gradient crosses them, so inputs that reach an x only
-  through one need no gradient)."""
-  reached, blocked = set(), set()
+  through one need no gradient). The ops cut are added to `blocked`."""
+  reached = set()
+  blocked = set() if blocked is None else blocked
   queue = collections.deque(from_ops)
   starts = set(from_ops)
   is_trainable, consumers = tf_compat.is_trainable, resolver.consumers
@@ -114,7 +116,8 @@ def reachable_from(from_ops, resolver, blocks=None):
 
 def between(to_ops, from_ops, stop_gradient_ops, resolver, blocks=None):
   """The ops between xs' ops and ys' ops, their pending counts and stops."""
-  reached = reachable_from(from_ops, resolver, blocks)
+  blocked = set()
+  reached = reachable_from(from_ops, resolver, blocks, blocked)
   reachable_to_ops = {op for op in to_ops if op in reached}
   ops, members = [], set()
   queue = collections.deque(to_ops)
@@ -131,7 +134,7 @@ def between(to_ops, from_ops, stop_gradient_ops, resolver, blocks=None):
         pending[t.op] += 1
   stops = stop_ops(from_ops, stop_gradient_ops, pending, resolver)
   return Subgraph(ops, members, pending, reachable_to_ops, stops,
-                  list(from_ops), set(stop_gradient_ops))
+                  list(from_ops), set(stop_gradient_ops), blocked=blocked)
 
 
 def stop_ops(from_ops, stop_gradient_ops, pending, resolver):

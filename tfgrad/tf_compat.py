@@ -15,7 +15,6 @@ import tensorflow as tf
 from tensorflow.python.eager import backprop_util
 from tensorflow.python.framework import op_def_registry
 from tensorflow.python.framework import ops as tf_ops
-from tensorflow.python.ops import control_flow_state
 from tensorflow.python.ops import default_gradient
 from tensorflow.python.ops import gen_functional_ops
 from tensorflow.python.ops import resource_variable_ops
@@ -25,6 +24,8 @@ from tensorflow.core.framework import node_def_pb2
 from tensorflow.python.client import pywrap_tf_session as _c_api
 from tensorflow.python.framework import traceable_stack
 from tensorflow.python.util import tf_stack as _tf_stack
+
+from tfgrad import v1_loops
 
 Tensor = tf.Tensor
 IndexedSlices = tf.IndexedSlices
@@ -324,8 +325,9 @@ def xla_attr_scope(op, attrs, func_call, grad_scope):
 
 
 def zeros_for_output(op, index):
-  """Zeros standing in for the missing gradient of `op.outputs[index]`."""
-  return control_flow_state.ZerosLike(op, index)
+  """Zeros standing in for the missing gradient of `op.outputs[index]`
+  (outside v1 gradient loops; see `v1_loops.zeros_outside_loops`)."""
+  return v1_loops.zeros_outside_loops(op, index)
 
 
 def supports_default_grad(t):

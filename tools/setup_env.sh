@@ -29,10 +29,14 @@ if [ -z "${TFGRAD_TF_SPEC:-}" ]; then
   esac
 fi
 requirements=(numpy absl-py pytest pytest-xdist setuptools matplotlib)
+# Installed without dependencies: tf-keras (the Keras 2 LSTM/GRU cells the
+# v1 dynamic_rnn tests use) requires the `tensorflow` distribution, which
+# would land beside tensorflow-cpu.
+no_deps=(tf-keras==2.21.0)
 stamp="$venv/.tfgrad-stamp"
 # The stamp records what was asked for; when this script's requirements change,
 # the next run installs again.
-want="$(printf '%s\n' "$TFGRAD_TF_SPEC" "${requirements[@]}" | cksum | cut -d' ' -f1)"
+want="$(printf '%s\n' "$TFGRAD_TF_SPEC" "${requirements[@]}" "${no_deps[@]}" | cksum | cut -d' ' -f1)"
 
 if [ -x "$vpy" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
     && "$vpy" -c '' 2>/dev/null; then
@@ -81,6 +85,7 @@ else
 fi
 log "pip install ${tf[*]:+${tf[*]} }${requirements[*]}"
 "${pip[@]}" install --quiet "${tf[@]}" "${requirements[@]}"
+"${pip[@]}" install --quiet --no-deps "${no_deps[@]}"
 "$vpy" -c 'import tensorflow as tf, numpy, absl, pytest, xdist; print("setup_env: ready: python", __import__("sys").version.split()[0], "tensorflow", tf.__version__)' 2>/dev/null \
   || { log "the venv at $venv cannot import TensorFlow"; exit 1; }
 echo "$want" > "$stamp"

@@ -40,6 +40,7 @@ import time
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+import contextlib
 import dataclasses
 
 from absl import flags
@@ -48,6 +49,7 @@ import tensorflow as tf
 import tfgrad
 from tfgrad import tf_compat
 from tfgrad.cli import common
+from tfgrad.cli import models
 from tfgrad.cli import sources
 from tfgrad.cli.common import UserError
 
@@ -112,6 +114,8 @@ _CONFIGS = {
                           dict(n_ys=200, n_xs=200)),
     "while_rnn": ("while_rnn", dict(steps=16), None),
     "nested_function": ("nested_function", dict(), None),
+    "dynamic_rnn_v1": ("dynamic_rnn_v1", dict(steps=100), dict(steps=20)),
+    "nested_scan_v1": ("nested_scan_v1", dict(), None),
 }
 # (family, size parameter, smaller config, larger config)
 _SCALING = (("mlp", "depth", "mlp_100", "mlp_1000"),
@@ -250,7 +254,10 @@ def measure(config, engine, clock="thread", strict=False):
   `engine`; returns the measurements and (graph, grads, built) for
   `run_both`."""
   graph = tf.Graph()
-  with graph.as_default():
+  family = _CONFIGS.get(config.name, (None,))[0]
+  with graph.as_default(), (models.v1_control_flow()
+                            if family in models.V1_MODELS
+                            else contextlib.nullcontext()):
     built = config.builder.build()
     before = len(graph.get_operations())
     gc.collect()  # earlier graphs' garbage is not charged to this build

@@ -7,6 +7,7 @@ from raw TF ops and initialised from a numpy seed, so two builds with the
 same sizes and seed are identical.
 """
 
+import contextlib
 import inspect
 import math
 
@@ -278,6 +279,95 @@ def build_nested_function(depth=3, width=32, batch=16, classes=10, seed=0,
   return [_xent(logits, labels, classes)], init.variables
 
 
+@contextlib.contextmanager
+def v1_control_flow():
+  """v1 control flow (Enter/Exit frames), as
+  `tf.compat.v1.disable_control_flow_v2()` gives a TF1 program, while a
+  model of `V1_MODELS` is built and differentiated (TF's rules for the
+  TensorArrays of a v1 loop need it too); the previous setting is restored
+  afterwards. Not thread-safe: the setting is process-wide in TF."""
+  was_v2 = tf.compat.v1.control_flow_v2_enabled()
+  tf.compat.v1.disable_control_flow_v2()
+  try:
+    yield
+  finally:
+    if was_v2:
+      tf.compat.v1.enable_control_flow_v2()
+
+
+class _LSTMCell:
+  """An LSTM cell in raw ops with the RNNCell interface `dynamic_rnn`
+  takes (state: (c, h))."""
+
+  def __init__(self, init, features, hidden, name):
+    self.hidden = hidden
+    self.kernel = init.variable([features + hidden, 4 * hidden],
+                                f"{name}/kernel")
+    self.bias = init.variable([4 * hidden], f"{name}/bias",
+                              value=np.zeros([4 * hidden]))
+    self.dtype = init.dtype
+
+  @property
+  def state_size(self):
+    return (self.hidden, self.hidden)
+
+  @property
+  def output_size(self):
+    return self.hidden
+
+  def zero_state(self, batch_size, dtype):
+    zeros = tf.zeros([batch_size, self.hidden], dtype)
+    return (zeros, zeros)
+
+  def get_initial_state(self, inputs=None, batch_size=None, dtype=None):
+    return self.zero_state(batch_size, dtype or self.dtype)
+
+  def __call__(self, inputs, state):
+    c, h = state
+    gates = tf.matmul(tf.concat([inputs, h], 1), self.kernel) + self.bias
+    i, j, f, o = tf.split(gates, 4, axis=1)
+    c = tf.sigmoid(f + 1.0) * c + tf.sigmoid(i) * tf.tanh(j)
+    h = tf.sigmoid(o) * tf.tanh(c)
+    return h, (c, h)
+
+
+def build_dynamic_rnn_v1(steps=100, batch=16, hidden=32, features=16,
+                         classes=10, seed=0, dtype="float32"):
+  """A TF1 program: an LSTM run by `tf.compat.v1.nn.dynamic_rnn` over
+  `steps` time steps with v1 control flow (a v1 while loop, TensorArrays);
+  softmax xent on the last output."""
+  init = _Init(seed, dtype)
+  with v1_control_flow():
+    inputs = init.data([batch, steps, features], "inputs")
+    labels = init.labels([batch], classes, "labels")
+    cell = _LSTMCell(init, features, hidden, "lstm")
+    outputs, _ = tf.compat.v1.nn.dynamic_rnn(cell, inputs, dtype=init.dtype)
+    logits = _dense(init, outputs[:, -1], classes, "head", activation=None)
+    return [_xent(logits, labels, classes)], init.variables
+
+
+def build_nested_scan_v1(rows=10, cols=10, width=32, seed=0,
+                         dtype="float32"):
+  """A TF1 program: `tf.scan` over `rows` whose step is a `tf.scan` over
+  `cols` (nested v1 while loops), a tanh recurrence with weight matrices."""
+  init = _Init(seed, dtype)
+  with v1_control_flow():
+    data = init.data([rows, cols, width], "inputs")
+    w = init.variable([width, width], "w")
+    u = init.variable([width, width], "u")
+
+    def row(acc, r):
+      inner = tf.scan(lambda a, e: tf.tanh(tf.matmul(a, w) + e), r[:, None],
+                      initializer=acc)
+      return tf.tanh(tf.matmul(inner[-1], u))
+    out = tf.scan(row, data, initializer=tf.zeros([1, width], init.dtype))
+    return [tf.reduce_mean(tf.square(out))], init.variables
+
+
+# Models built with v1 control flow: differentiate them within
+# `v1_control_flow()` too.
+V1_MODELS = frozenset(["dynamic_rnn_v1", "nested_scan_v1"])
+
 BUILDERS = {
     "mlp": build_mlp,
     "cnn": build_cnn,
@@ -288,6 +378,8 @@ BUILDERS = {
     "many_ys": build_many_ys,
     "while_rnn": build_while_rnn,
     "nested_function": build_nested_function,
+    "dynamic_rnn_v1": build_dynamic_rnn_v1,
+    "nested_scan_v1": build_nested_scan_v1,
 }
 
 

@@ -1,0 +1,800 @@
+"""Gradients through v1 while loops: tfgrad's own loop state.
+
+A v1 loop (built by `tf.compat.v1.while_loop` when control flow v2 is off:
+`tf.compat.v1.nn.dynamic_rnn`, `tf.scan`, `tf.map_fn`, `tf.foldl` in a TF1
+program) is a frame of Enter/Merge/Switch/NextIteration/Exit ops with a
+`WhileContext` on them. Its gradient is a second v1 loop, made with TF's
+`WhileContext` class, that runs the forward loop's iterations last first.
+This module decides everything around that loop, in named phases:
+
+  plan       `LoopStates.plan`: one `LoopGradState` per forward loop whose
+             Exit lies between xs and ys, outer loops before inner ones;
+             every Exit of such a loop joins the pass, so that a loop
+             variable nothing reached still gets zeros (its gradient flows
+             through the body into the others)
+  counters   `LoopGradState.__init__`: a counter added to the forward loop
+             (how many iterations ran) and the gradient loop counting it
+             down, which is what makes the gradient loop stop
+  history    `LoopGradState.GetRealValue`: a forward value the gradient
+             loop reads is pushed on a stack in every forward iteration
+             (`StackPushV2`, honouring the loop's `swap_memory`) and popped
+             in every gradient iteration; `WhileContext.AddValue` of the
+             gradient loop calls it for each forward tensor an op there
+             reads, the rules call it for cond predicates
+  schedule   `LoopStates.release`: a loop's Exits wait for each other
+             (the gradient loop starts once all are known, with zeros for
+             those nothing reached), and a loop's Switch is visited twice:
+             from its Exit, then from the body
+  finish     `LoopStates.finish`: a gradient loop variable whose body gave
+             no gradient back is fed zeros from the second iteration on
+
+The names TF's `WhileContext` and `control_flow_util` call on a gradient
+loop's `grad_state` (`forward_context`, `outer_grad_state`,
+`forward_index`, `grad_sync`, `GetRealValue`, `AddForwardAccumulator`,
+`AddBackpropAccumulatedValue`) keep TF's spelling for that reason.
+
+This module is the adapter for v1 frames: it reaches into TF's private
+control-flow context API (`_get_control_flow_context`,
+`_add_control_input`, `control_flow_ops._Enter`, ...; TF 2.16-2.21) and
+nothing else in tfgrad does, apart from the rules in
+`ops/v1_control_flow_grad.py`, which call its helpers.
+"""
+
+import contextlib
+
+import tensorflow as tf
+
+from tensorflow.python.eager import backprop_util
+from tensorflow.python.ops import array_ops
+from tensorflow.python.ops import control_flow_ops
+from tensorflow.python.ops import control_flow_util
+from tensorflow.python.ops import control_flow_v2_func_graphs
+from tensorflow.python.ops import default_gradient
+from tensorflow.python.ops import gen_data_flow_ops
+
+# pylint: disable=protected-access,invalid-name
+
+WhileContext = control_flow_ops.WhileContext
+CondContext = control_flow_ops.CondContext
+
+is_switch = control_flow_util.IsSwitch
+is_loop_exit = control_flow_util.IsLoopExit
+is_loop_switch = control_flow_util.IsLoopSwitch
+while_context_of = control_flow_util.GetWhileContext
+output_context_of = control_flow_util.GetOutputContext
+
+merge = control_flow_ops.merge
+switch = control_flow_ops.switch
+exit_frame = control_flow_ops.exit
+
+
+def context_of(op):
+  """The v1 control-flow context `op` was built in (None outside any)."""
+  return op._get_control_flow_context()
+
+
+def current_context():
+  """The default graph's current v1 control-flow context."""
+  return tf.compat.v1.get_default_graph()._get_control_flow_context()
+
+
+def switch_ref_or_tensor(data, pred, name="Switch"):
+  return control_flow_ops._SwitchRefOrTensor(data, pred, name=name)
+
+
+def enter_frame(t, frame, is_constant, parallel_iterations, name):
+  return control_flow_ops._Enter(t, frame, is_constant=is_constant,
+                                 parallel_iterations=parallel_iterations,
+                                 name=name)
+
+
+def close_back_edge(merge_t, value):
+  """Feeds `value` into the second input of the gradient loop's Merge
+  through a NextIteration (no shape invariant: the first iteration's
+  zeros may be less specific)."""
+  control_flow_ops._AddNextAndBackEdge(merge_t, value,
+                                       enforce_shape_invariant=False)
+
+
+def _dynamic_shape(t):
+  """Shape(t) as an op (never folded to a constant, so that it can be
+  pushed on a stack where it is computed)."""
+  return array_ops.shape_internal(t, optimize=False)
+
+
+def _in_xla(op):
+  return control_flow_util.IsInXLAContext(op)
+
+
+def _is_constant(t):
+  return t.op.type == "Const"
+
+
+def _constant_enter_of(t):
+  """The Enter of a loop invariant `t` stands for (through Identity and
+  Switch), or None."""
+  return control_flow_util.GetLoopConstantEnter(t)
+
+
+@contextlib.contextmanager
+def _inside(ctxt):
+  """Within v1 context `ctxt` (None: as it is)."""
+  if ctxt is None:
+    yield
+    return
+  ctxt.Enter()
+  try:
+    yield
+  finally:
+    ctxt.Exit()
+
+
+@contextlib.contextmanager
+def _outside(ctxt):
+  """Out of v1 context `ctxt` for a while (it is the current one)."""
+  ctxt.Exit()
+  try:
+    yield
+  finally:
+    ctxt.Enter()
+
+
+def _outside_all_loops(t):
+  """The tensor loop invariant `t` enters its loops from."""
+  while True:
+    enter = _constant_enter_of(t)
+    if enter is None:
+      return t
+    t = enter.inputs[0]
+
+
+_PASSES_HANDLE_ON = frozenset(["Enter", "RefEnter", "Identity", "Switch",
+                               "Merge", "Exit", "NextIteration"])
+_READS_ONLY = frozenset(["ReadVariableOp", "ResourceGather",
+                         "ResourceGatherNd", "VariableShape",
+                         "VarIsInitializedOp"])
+
+
+def _never_written(handle):
+  """True if `handle` is a VarHandleOp's and every op of the graph using
+  it (through frames) only reads it, or is the variable's initializer."""
+  if handle.op.type != "VarHandleOp":
+    return False
+  graph = handle.graph
+  initializers = set()
+  for key in (tf.compat.v1.GraphKeys.GLOBAL_VARIABLES,
+              tf.compat.v1.GraphKeys.LOCAL_VARIABLES):
+    for v in graph.get_collection(key):
+      init = getattr(v, "initializer", None)
+      if init is not None:
+        initializers.add(init)
+  seen, stack = set(), [handle]
+  while stack:
+    for user in stack.pop().consumers():
+      if user in seen:
+        continue
+      seen.add(user)
+      if user.type in _PASSES_HANDLE_ON:
+        stack.extend(user.outputs)
+      elif user.type not in _READS_ONLY and user not in initializers:
+        return False
+  return True
+
+
+def _sync_trigger(ctxt, index, name):
+  """A ControlTrigger in `ctxt` that the loop index waits for: pushes or
+  pops made control inputs of it run in iteration order."""
+  with tf.control_dependencies(None):
+    trigger = tf.raw_ops.ControlTrigger(name=name)
+  trigger._set_control_flow_context(ctxt)
+  index.op._add_control_input(trigger)
+  return trigger
+
+
+def _add_backprop_counter(grad_ctxt, count, outer):
+  """The gradient loop's counter, which drives it: `n = count; while n >= 1:
+  n -= 1` (its predicate and body index become the context's pivots).
+  Returns the NextIteration of the index. Unlike `WhileContext.
+  AddBackpropLoopCounter`, the counter leaves the loop (an Exit) only in a
+  nested gradient loop, where the outer loop's pops wait for it; the
+  outermost loop's would be a dead op."""
+  one = tf.constant(1, name="b_count")
+  grad_ctxt.Enter()
+  try:
+    grad_ctxt.AddName(count.name)
+    entered = enter_frame(count, grad_ctxt.name, False,
+                          grad_ctxt.parallel_iterations, name="b_count")
+    grad_ctxt.loop_enters.append(entered)
+    n = merge([entered, entered])[0]
+    grad_ctxt._pivot_for_pred = n
+    grad_ctxt._pivot = control_flow_ops.loop_cond(
+        tf.greater_equal(n, one), name="b_count")
+    done, going = switch(n, grad_ctxt._pivot)
+    index = tf.subtract(going, one)
+    grad_ctxt._pivot_for_body = index
+    next_n = control_flow_ops._NextIteration(index)
+    n.op._update_input(1, next_n)
+    if outer is not None:
+      final = exit_frame(done, name="b_count")
+      grad_ctxt.loop_exits.append(final)
+      outer.grad_sync._add_control_input(final.op)
+      grad_ctxt.ExitResult([final])
+  finally:
+    grad_ctxt.Exit()
+  return next_n
+
+
+# ----- one forward loop and its gradient loop -----
+
+class LoopGradState:
+  """A forward v1 loop and the gradient loop tfgrad builds for it (TF's
+  `WhileContext` holds this object as its `grad_state`)."""
+
+  def __init__(self, forward_ctxt, outer_grad_state, shared):
+    if not hasattr(forward_ctxt, "outer_context"):
+      raise ValueError(
+          f"The v1 while loop '{forward_ctxt.name}' lost its context "
+          "(import the graph through a MetaGraphDef to differentiate it)")
+    self.forward_context = forward_ctxt
+    self.outer_grad_state = outer_grad_state
+    self.history_map = {}    # forward tensor name -> its value in the loop
+    self.switch_map = {}     # forward loop Switch -> gradient Merge
+    self.forward_loop_exits = list(forward_ctxt.loop_exits)
+    self.pending_exits_count = len(self.forward_loop_exits)
+    self.unused_exits = []
+    self.deferred_exits = []
+    self._forward_sync = None
+    self._grad_sync = None
+    self._shared = shared   # per call: (graph, context) -> Const(-1)
+    self._add_counters()
+
+  def _add_counters(self):
+    """The counters phase: the forward loop counts its iterations, the
+    gradient loop counts that number down to zero. Nested in an outer
+    loop, the count is one more value the outer gradient loop reads per
+    iteration (from the outer loop's history)."""
+    fwd, outer = self.forward_context, self.outer_grad_state
+    outer_fwd = outer.forward_context if outer else fwd.outer_context
+    with fwd._graph.as_default(), _inside(outer_fwd):
+      count, self.forward_index = fwd.AddForwardLoopCounter(outer)
+    if outer:
+      outer_fwd.AddName(count.name)
+      history = outer.AddForwardAccumulator(count)
+    with _inside(outer.grad_context if outer else outer_fwd):
+      self.grad_context = WhileContext(
+          maximum_iterations=fwd.maximum_iterations,
+          parallel_iterations=fwd.parallel_iterations,
+          back_prop=fwd.back_prop, swap_memory=fwd.swap_memory,
+          name=fwd.name, grad_state=self)
+      if outer:
+        count = outer.AddBackpropAccumulatedValue(history, count)
+      self.grad_index = _add_backprop_counter(self.grad_context, count, outer)
+
+  @property
+  def grad_sync(self):
+    """Control trigger ordering the stack pops of gradient iterations."""
+    if self._grad_sync is None:
+      self._grad_sync = _sync_trigger(self.grad_context, self.grad_index,
+                                      "b_sync")
+      if self.grad_context.outer_context:
+        self.grad_context.outer_context.AddInnerOp(self._grad_sync)
+    return self._grad_sync
+
+  @property
+  def forward_sync(self):
+    """Control trigger ordering pushes made inside conds of the loop."""
+    if self._forward_sync is None:
+      self._forward_sync = _sync_trigger(self.forward_context,
+                                         self.forward_index, "f_sync")
+    return self._forward_sync
+
+  # ----- history: forward values read by the gradient loop -----
+
+  def AddForwardAccumulator(self, value, dead_branch=False):
+    """A stack in the forward loop's outer frame onto which every forward
+    iteration pushes `value` (inside the cond branch `value` comes from,
+    on the branch not taken when `dead_branch`). Pushes run after the
+    iteration's counter step, so they stay in iteration order. Returns the
+    stack handle."""
+    if _in_xla(value.op):
+      raise NotImplementedError(
+          f"v1 while loop '{self.forward_context.name}' inside an XLA "
+          f"context: a stack for '{value.name}' needs a maximum size")
+    fwd = self.forward_context
+    with self.forward_index.graph.as_default(), \
+        tf.control_dependencies(None):
+      where = current_context()
+      with _inside(where):
+        unbounded = self._unbounded(where)
+        with tf.compat.v1.colocate_with(value):
+          stack = gen_data_flow_ops.stack_v2(
+              max_size=unbounded, elem_type=value.dtype.base_dtype,
+              name="f_acc")
+      stack_in_loop = fwd.AddValue(stack)
+      value_ctxt = output_context_of(value.op)
+      if value_ctxt == fwd:
+        with _inside(fwd):
+          push = gen_data_flow_ops.stack_push_v2(
+              stack_in_loop, value, swap_memory=fwd.swap_memory)
+        self.forward_index.op._add_control_input(push.op)
+      else:
+        if not isinstance(value_ctxt, CondContext):
+          raise TypeError(f"'{value.name}' is in v1 context {value_ctxt}, "
+                          f"neither loop '{fwd.name}' nor a cond in it")
+        where = value_ctxt.outer_context if dead_branch else value_ctxt
+        with _inside(where):
+          push = gen_data_flow_ops.stack_push_v2(
+              stack_in_loop, value, swap_memory=fwd.swap_memory)
+        if dead_branch:
+          push.op._set_control_flow_context(value_ctxt)
+        self.forward_sync._add_control_input(push.op)
+      push.op._add_control_input(self.forward_index.op.inputs[0].op)
+    return stack
+
+  def _unbounded(self, ctxt):
+    """The stacks' max_size -1 (no bound), one constant per context for
+    all stacks of the call (stock TF makes one per stack)."""
+    key = (tf.compat.v1.get_default_graph(), ctxt)
+    found = self._shared.get(key)
+    if found is None:
+      found = self._shared[key] = tf.constant(-1, tf.int32, name="f_acc_size")
+    return found
+
+  def AddBackpropAccumulatedValue(self, history, value, dead_branch=False):
+    """Pops `history` (a stack `AddForwardAccumulator` made for `value`)
+    in the gradient loop: the value of the matching forward iteration.
+    Inside a cond of the loop, the pop runs only on the branch the
+    forward iteration took (on the other when `dead_branch`)."""
+    cond_ctxt = self._cond_between(value, history)
+    with tf.control_dependencies(None), _inside(self.grad_context):
+      if cond_ctxt is not None:
+        pred = self._recorded_pred(cond_ctxt)
+        branch = (1 - cond_ctxt.branch) if dead_branch else cond_ctxt.branch
+        history = switch_ref_or_tensor(history, pred)[branch]
+      pop = gen_data_flow_ops.stack_pop_v2(history, value.dtype.base_dtype)
+      pop.set_shape(value.shape)
+    if self.grad_context.parallel_iterations > 1:
+      self.grad_sync._add_control_input(pop.op)
+    return pop
+
+  @staticmethod
+  def _cond_between(value, history):
+    """The innermost CondContext around `value` inside the stack's frame."""
+    stop = context_of(history.op)
+    ctxt = context_of(value.op)
+    while ctxt and ctxt != stop:
+      if isinstance(ctxt, CondContext):
+        return ctxt
+      ctxt = ctxt.outer_context
+    return None
+
+  def _recorded_pred(self, cond_ctxt):
+    """The cond's predicate as the gradient loop sees it (its history, if
+    this or an outer gradient loop recorded one)."""
+    state = self
+    while state is not None:
+      pred = state.history_map.get(cond_ctxt.pred.name)
+      if pred is not None:
+        return pred
+      state = state.outer_grad_state
+    return cond_ctxt.pred
+
+  def _read_again(self, value):
+    """For `value` read from a resource variable that is a loop invariant
+    and that no op of the graph writes (its initializer aside): the same
+    read in the gradient loop, in place of a stack holding the variable's
+    value once per iteration (an RNN's weights, once per step). None
+    otherwise. Writes added later (an optimizer's update) consume the
+    gradients, so they run after the gradient loop has read."""
+    op = value.op
+    if op.type != "ReadVariableOp" \
+        or _constant_enter_of(op.inputs[0]) is None:
+      return None
+    root = _outside_all_loops(op.inputs[0])
+    key = ("unwritten", root.ref())
+    if key not in self._shared:
+      self._shared[key] = _never_written(root)
+    if not self._shared[key]:
+      return None
+    handle = self.GetRealValue(op.inputs[0])
+    with tf.control_dependencies(None), _inside(self.grad_context):
+      read = tf.raw_ops.ReadVariableOp(resource=handle,
+                                       dtype=op.get_attr("dtype"))
+    read.set_shape(value.shape)
+    return read
+
+  def GetRealValue(self, value):
+    """What the gradient loop reads for forward tensor `value`: a loop
+    invariant is entered from outside, a constant is made again, anything
+    else comes from its history (in the loop that computes it, which for a
+    value of an outer loop is then entered into this one). A value of an
+    outer loop gets one history, shared by the outer gradient loop and
+    every inner one reading it (stock TF pushes it once per reader)."""
+    found = self.history_map.get(value.name)
+    if found is not None:
+      return found
+    found = self._read_again(value)
+    if found is not None:
+      self.history_map[value.name] = found
+      return found
+    t, state, found = value, self, None
+    while True:
+      enter = _constant_enter_of(t)
+      if enter is not None:
+        t, state = enter.inputs[0], state.outer_grad_state
+        if state is None:
+          found = self.grad_context.AddValue(t)
+          break
+      elif _is_constant(t):
+        found = tf.constant(tf.get_static_value(t), dtype=t.dtype)
+        break
+      else:
+        known = state.history_map.get(t.name) if state is not self else None
+        if known is not None:  # the outer gradient loop reads it already
+          found = self.grad_context.AddValue(known)
+          break
+        with _outside(self.grad_context):
+          history = state.AddForwardAccumulator(t)
+        break
+    if found is None:
+      found = state.AddBackpropAccumulatedValue(history, t)
+      if state is not self:
+        state.history_map.setdefault(t.name, found)
+        found = self.grad_context.AddValue(found)
+    self.history_map[value.name] = found
+    return found
+
+
+# ----- all loops of one gradient call -----
+
+class LoopStates:
+  """The v1 loops one gradient call goes through (`plan` makes it); the
+  backprop pass calls `context`, `zeros_like`, `release`, `visited` and
+  `finish` (see `tfgrad.backprop`)."""
+
+  def __init__(self, from_ops):
+    self._states = {}   # forward WhileContext -> LoopGradState
+    self._shared = {}   # constants the states share
+    self._from_ops = from_ops
+
+  # ----- plan -----
+
+  @classmethod
+  def plan(cls, subgraph, resolver, colocated):
+    """Grad states for the loops whose Exits are in `subgraph`; their
+    other Exits join it (ops, members, pending counts, stop ops). None
+    when `subgraph` holds no v1 loop op."""
+    if not any(_is_frame_op(op) for op in subgraph.ops):
+      return None
+    loops = cls(subgraph.from_ops)
+    added = []
+    for op in list(subgraph.ops):
+      if is_loop_exit(op):
+        with colocated(op):
+          added.extend(loops._add_loop(op, subgraph.members))
+    for op in added:
+      subgraph.ops.append(op)
+      subgraph.members.add(op)
+      for t in resolver.graph_inputs(op):
+        if t.op in subgraph.members:
+          subgraph.pending[t.op] += 1
+    return loops
+
+  def _add_loop(self, exit_op, members):
+    """The grad state of `exit_op`'s loop (made once); returns the loop's
+    Exits not yet in `members`."""
+    fwd = while_context_of(exit_op)
+    if fwd in self._states:
+      return []
+    outer = fwd.outer_context
+    outer = outer.GetWhileContext() if outer else None
+    state = LoopGradState(fwd, self._states.get(outer) if outer else None,
+                          self._shared)
+    self._states[fwd] = state
+    return [t.op for t in state.forward_loop_exits if t.op not in members]
+
+  # ----- contexts -----
+
+  def state_of(self, op, before):
+    """The grad state `op`'s gradient is built in: its loop's; an Exit's
+    incoming gradients (`before`) belong to the loop around that loop."""
+    if before and is_loop_exit(op):
+      fwd = context_of(op).outer_context
+      fwd = fwd.GetWhileContext() if fwd else None
+    else:
+      fwd = while_context_of(op)
+    return self._states.get(fwd) if fwd else None
+
+  @contextlib.contextmanager
+  def context(self, op, before):
+    """Within the gradient loop `op`'s gradient belongs to (if any)."""
+    state = self.state_of(op, before)
+    with _inside(state.grad_context if state else None):
+      if not before:
+        _check_not_initial_value(op, self._from_ops)
+      yield
+
+  @staticmethod
+  def enters_frame(op):
+    """True for a loop Exit: its gradients, summed outside the gradient
+    loop, must be ops there (no `emit.Known` made inside the loop)."""
+    return is_loop_exit(op)
+
+  # ----- schedule -----
+
+  def seed(self, state, queue, queued):
+    """Exits no gradient will reach (pending 0, not a y): once all of a
+    loop's Exits are accounted for, each gets zeros and is queued.
+
+    An Enter whose input no x reaches is not in the pass and is never
+    processed: the gradient loop variable it would end gets no Exit (stock
+    TF builds one, a dead op)."""
+    pending = state.subgraph.pending
+    for gs in self._states.values():
+      for t in gs.forward_loop_exits:
+        if pending[t.op] == 0:
+          gs.pending_exits_count -= 1
+          if t.op not in queued:
+            gs.unused_exits.append(t)
+          if gs.pending_exits_count == 0:
+            self._start_unused(state, gs.unused_exits, queue)
+
+  def _start_unused(self, state, exits, queue):
+    for t in exits:
+      if _is_trainable(t):
+        _add_grad(state.grads, t, self.zeros_for_exit(t))
+      queue.append(t.op)
+
+  def release(self, state, op, queue):
+    """The pending update after `op`: an input whose count drops to zero
+    is queued; a loop Switch also whenever its count drops (visited once
+    per branch); a loop Exit waits until all Exits of its loop are
+    released, then those with gradients are queued and the others get
+    zeros (or, if none has a gradient, are queued without)."""
+    pending = state.subgraph.pending
+    for t in state.resolver.graph_inputs(op):
+      pending[t.op] -= 1
+      ready = pending[t.op] == 0 or (pending[t.op] > 0
+                                     and is_loop_switch(t.op))
+      if not ready:
+        continue
+      if not is_loop_exit(t.op):
+        queue.append(t.op)
+        continue
+      gs = self.state_of(t.op, before=False)
+      gs.deferred_exits.append(t)
+      gs.pending_exits_count -= 1
+      if gs.pending_exits_count:
+        continue
+      reached = False
+      for y in gs.deferred_exits:
+        if _has_grads(state.grads, y.op):
+          reached = True
+          queue.append(y.op)
+        else:
+          gs.unused_exits.append(y)
+      if reached:
+        self._start_unused(state, gs.unused_exits, queue)
+      else:
+        queue.extend(y.op for y in gs.unused_exits)
+
+  @staticmethod
+  def visited(grads, op):
+    """After a loop Switch's first visit, its aggregated gradients go back
+    to contribution lists, so the body's gradient can join for the second
+    visit."""
+    per_output = grads.get(op)
+    if per_output is None or not is_loop_switch(op):
+      return
+    for i, g in enumerate(per_output):
+      if not isinstance(g, list):
+        per_output[i] = [] if g is None else [g]
+
+  # ----- zeros -----
+
+  def zeros_for_exit(self, t):
+    """Zeros for Exit output `t` that nothing reached, built where the
+    gradient call is (or, for an inner loop, in the outer gradient loop,
+    with the shape from the outer loop's history when not static)."""
+    fwd = context_of(t.op)
+    outer = fwd.outer_context
+    outer = outer.GetWhileContext() if outer else None
+    outer_state = self._states.get(outer) if outer else None
+    shape = t.shape
+    if outer_state is None:
+      if shape.is_fully_defined():
+        return tf.zeros(shape.dims, t.dtype)
+      return array_ops.zeros_like(t, optimize=False)
+    if shape.is_fully_defined():
+      with _inside(outer_state.grad_context):
+        return tf.zeros(shape.dims, t.dtype)
+    with _inside(fwd.outer_context):
+      dyn = _dynamic_shape(t)
+    history = outer_state.AddForwardAccumulator(dyn)
+    with _inside(outer_state.grad_context):
+      return tf.zeros(outer_state.AddBackpropAccumulatedValue(history, dyn),
+                      t.dtype)
+
+  def zeros_like(self, op, index):
+    """Zeros for output `index` of `op` that no gradient reached, built in
+    the current gradient loop; None for a loop Switch (its rule takes
+    None). Outside any planned loop, `zeros_outside_loops`."""
+    if is_loop_switch(op):
+      return None
+    if op.graph.building_function:
+      return tf.zeros_like(op.outputs[index])
+    gs = self._states.get(while_context_of(op))
+    if gs is None:
+      return zeros_outside_loops(op, index)
+    return _zeros_in_loop(gs, op, index)
+
+  # ----- finish -----
+
+  def finish(self):
+    """A gradient loop variable whose forward output does not depend on
+    its input got no gradient from the body: its Merge still reads the
+    first input twice. Feed it zeros from the second iteration on."""
+    for gs in self._states.values():
+      for b_merge in gs.switch_map.values():
+        first, second = b_merge.op.inputs[0], b_merge.op.inputs[1]
+        if first is not second:
+          continue
+        shape = first.shape
+        if shape.is_fully_defined():
+          with _inside(gs.grad_context):
+            nxt = control_flow_ops._NextIteration(
+                tf.zeros(shape.dims, first.dtype))
+        else:
+          with _inside(gs.grad_context.outer_context):
+            zeros = tf.zeros(_dynamic_shape(first.op.inputs[0]), first.dtype)
+          with _inside(gs.grad_context):
+            nxt = control_flow_ops._NextIteration(zeros)
+        b_merge.op._update_input(1, nxt)
+
+
+def _zeros_in_loop(gs, op, index):
+  """Zeros of output `index` of `op` (in `gs`'s forward loop): a constant
+  when the shape is static, else zeros of the shape recorded each forward
+  iteration. For a cond's Switch, on the branch the forward pass did not
+  take (the one without a gradient)."""
+  dead = is_switch(op)
+  ctxt = context_of(op)
+  val = op.outputs[index]
+  shape = val.shape
+  if shape.is_fully_defined():
+    if val.dtype == tf.resource:
+      zeros = tf.zeros(tf.raw_ops.VariableShape(input=val),
+                       _zeros_dtype(val))
+    else:
+      zeros = tf.constant(0, shape=shape.dims, dtype=val.dtype)
+    if dead:
+      pred = gs.history_map.get(ctxt.pred.name)
+      zeros = switch_ref_or_tensor(zeros, pred)[1 - ctxt.branch]
+    return zeros
+  if dead:
+    with _inside(ctxt.outer_context):
+      val = switch_ref_or_tensor(op.inputs[0], ctxt.pred)[1 - ctxt.branch]
+      dyn = _dynamic_shape(val)
+    val.op._set_control_flow_context(ctxt)
+    dyn.op._set_control_flow_context(ctxt)
+  else:
+    with _inside(ctxt):
+      dyn = _dynamic_shape(val)
+  with _outside(gs.grad_context):
+    history = gs.AddForwardAccumulator(dyn, dead_branch=dead)
+  shape_now = gs.AddBackpropAccumulatedValue(history, dyn, dead)
+  return tf.zeros(shape_now, val.dtype)
+
+
+def _zeros_dtype(t):
+  return default_gradient.get_zeros_dtype(t)
+
+
+@array_ops._tag_zeros_tensor
+def _tagged_zeros(shape, dtype):
+  """A constant tagged as zeros (v2 loop builders skip such gradients)."""
+  return tf.constant(0, shape=shape, dtype=dtype)
+
+
+def zeros_outside_loops(op, index):
+  """Zeros for output `index` of `op` that no gradient reached, outside
+  any gradient loop: for a v1 cond's Switch, zeros on the branch not
+  taken (made to run only there); otherwise zeros of the output's shape."""
+  val = op.outputs[index]
+  if is_switch(op):
+    ctxt = context_of(op)
+    if ctxt:
+      other = switch(op.inputs[0], ctxt.pred)[1 - ctxt.branch]
+      pivot = tf.identity(other)
+      if val.dtype == tf.resource:
+        with tf.control_dependencies([pivot]):
+          return tf.zeros(tf.raw_ops.VariableShape(input=other),
+                          _zeros_dtype(val))
+      dyn = _dynamic_shape(other)
+      with tf.control_dependencies([pivot]):
+        return tf.zeros(dyn, val.dtype)
+    return array_ops.zeros_like(val, optimize=False)
+  if val.dtype == tf.resource:
+    return tf.zeros(tf.raw_ops.VariableShape(input=val), _zeros_dtype(val))
+  if _in_v2_while_body(val) and val.dtype != tf.variant:
+    if val.shape.is_fully_defined():
+      return _tagged_zeros(val.shape.dims, val.dtype)
+    return tf.zeros(_dynamic_shape(val), val.dtype)
+  return array_ops.zeros_like(val, optimize=False)
+
+
+def _in_v2_while_body(t):
+  return isinstance(t.op.graph, control_flow_v2_func_graphs.WhileBodyFuncGraph)
+
+
+def _check_not_initial_value(op, from_ops):
+  """A loop Switch processed in its own forward loop's context means the
+  gradient was asked from inside the loop body for a value from before
+  the loop (its initial value): ValueError as in TF, naming the loop, the
+  x's op and the Switch."""
+  ctxt = context_of(op)
+  if not (is_switch(op) and ctxt is not None and ctxt.IsWhileContext()
+          and ctxt == current_context()):
+    return
+  starts, seen, queue = set(from_ops), set(), [op]
+  target = None
+  while queue and target is None:
+    cur = queue.pop(0)
+    if cur in seen:
+      continue
+    seen.add(cur)
+    if cur in starts:
+      target = cur
+    queue.extend(t.op for t in cur.inputs)
+  raise ValueError(
+      "Cannot compute gradient inside while loop with respect to op "
+      f"'{target.name if target else op.inputs[0].op.name}' (v1 while loop "
+      f"'{ctxt.name}', through its loop Switch '{op.name}'). We do not "
+      "support taking the gradient wrt or through the initial value of a "
+      "loop variable. Gradients can be computed through loop invariants or "
+      "wrt the input parameters to the loop body.")
+
+
+def _is_frame_op(op):
+  return op.type in _FRAME_TYPES
+
+
+_FRAME_TYPES = frozenset(["Enter", "RefEnter", "Exit", "RefExit"])
+
+
+def _has_grads(grads, op):
+  per_output = grads.get(op)
+  if not per_output:
+    return False
+  for g in per_output:
+    if isinstance(g, list):
+      if any(c is not None for c in g):
+        return True
+    elif g is not None:
+      return True
+  return False
+
+
+def _add_grad(grads, t, g):
+  per_output = grads.get(t.op)
+  if per_output is None:
+    per_output = grads[t.op] = [[] for _ in t.op.outputs]
+  per_output[t.value_index].append(g)
+
+
+def _is_trainable(t):
+  return backprop_util.IsTrainable(t)
+
+
+def blocked_inside_loop(blocked):
+  """True if an op declared not differentiable lies inside a v1 loop:
+  then stock TF's walk, which crosses such ops, reaches the loop's other
+  variables, and the pass must too (zeros where stock gives zeros)."""
+  return any(context_of(op) is not None
+             and while_context_of(op) is not None for op in blocked)
+
+
+def in_xla_loop(ops):
+  """True if a v1 loop op among `ops` sits in an XLA compile context
+  (history stacks there need sizes tfgrad does not derive yet)."""
+  return any(_is_frame_op(op) and _in_xla(op) for op in ops)
