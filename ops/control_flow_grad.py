@@ -29,10 +29,6 @@ from tfgrad.registry import RegisterGradient
 from tfgrad.registry import UseTFGradient
 from tfgrad.registry import takes_none_for_unreached_outputs
 
-for _op_type in ("If", "StatelessIf", "Case", "StatelessCase"):
-  UseTFGradient(_op_type)
-
-
 def _passes_through(op, index):
   """True if the loop body hands input `index` on unchanged (a captured
   invariant): then that output's gradient reaches no other loop variable."""
