@@ -6,6 +6,7 @@ the top-level `ops/`; installed, it is `tfgrad.ops`.
 """
 
 from tfgrad.ops import array_grad  # noqa: F401
+from tfgrad.ops import call_grad  # noqa: F401
 from tfgrad.ops import collective_grad  # noqa: F401
 from tfgrad.ops import cond_grad  # noqa: F401
 from tfgrad.ops import control_flow_grad  # noqa: F401

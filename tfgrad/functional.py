@@ -21,6 +21,9 @@ take turns, the second finding the first one's outputs. No op-type names
 here beyond the optional ops the wrapping builds.
 """
 
+import threading
+import weakref
+
 import tensorflow as tf
 
 from tfgrad import tf_compat
@@ -42,18 +45,26 @@ class BodyGradient:
 
   def differentiate(self, ys, grad_ys, xs):
     """Gradients of `ys` (tensors of the body) toward `xs` (body inputs),
-    built by tfgrad's engine into `self.graph`, `grad_ys` captured."""
-    results = []
+    built by tfgrad's engine into `self.graph`, `grad_ys` captured; None
+    for `grad_ys` makes them the graph's first arguments instead (a
+    gradient function reusable by every call of the body)."""
+    results, arguments = [], []
 
     def build():
       from tfgrad import api  # pylint: disable=g-import-not-at-top
+      seeds = grad_ys
+      if seeds is None:
+        seeds = [tf.compat.v1.placeholder(y.dtype, y.shape) for y in ys]
+        arguments.extend(seeds)
       if ys:
-        results.extend(api.gradients_helper(ys, xs, grad_ys,
+        results.extend(api.gradients_helper(ys, xs, seeds,
                                             src_graph=self.body))
       else:
         results.extend([None] * len(xs))
       return []
     tf_compat.trace_into(self.graph, build)
+    if arguments:
+      self.graph.inputs[:0] = arguments
     return results
 
   def _stand_in(self, t, capture):
@@ -206,3 +217,126 @@ def _leads_out(body, k, reached):
     if tf_compat.is_trainable(t) and (t is body.inputs[k] or t.op in reached):
       return True
   return False
+
+
+def flatten_results(results):
+  """Gradient results as function outputs: (flat tensors, per result
+  None, "dense" or "slices")."""
+  flat, kinds = [], []
+  for r in results:
+    if r is None:
+      kinds.append(None)
+    elif isinstance(r, tf.IndexedSlices):
+      if r.dense_shape is None:
+        raise ValueError("IndexedSlices without dense_shape")
+      flat.extend([r.values, r.indices, r.dense_shape])
+      kinds.append("slices")
+    else:
+      flat.append(r)
+      kinds.append("dense")
+  return flat, kinds
+
+
+def unflatten_results(outputs, kinds):
+  """`flatten_results` undone on a gradient op's outputs."""
+  outs, results = iter(outputs), []
+  for kind in kinds:
+    if kind == "dense":
+      results.append(next(outs))
+    elif kind == "slices":
+      results.append(tf.IndexedSlices(next(outs), next(outs), next(outs)))
+    else:
+      results.append(None)
+  return results
+
+
+# ----- calls of graph functions -----
+
+class _CallGradients:
+  """What tfgrad built for one forward function graph shared by call
+  ops (a tf.function's concrete function): gradient functions by what
+  they are asked for, forward functions by their output count."""
+
+  def __init__(self, attrs):
+    self.attrs = attrs
+    self.backward = {}  # (needed, reached, strict) -> (BodyGradient, kinds, fn)
+    self.forward = {}   # number of outputs -> function
+
+
+_call_gradients = weakref.WeakKeyDictionary()  # forward graph -> ...
+_graph_of_function = weakref.WeakValueDictionary()  # name -> FuncGraph
+_call_gradients_guard = threading.Lock()
+
+
+def _built_for(body, attrs):
+  with _call_gradients_guard:
+    entry = _call_gradients.get(body)
+    if entry is None:
+      entry = _call_gradients[body] = _CallGradients(attrs)
+  return entry
+
+
+def _made(function, graph, attrs):
+  """Records that `function` (made by tfgrad) runs `graph`: a gradient
+  of a call of it is built from that graph, as for a tf.function."""
+  _built_for(graph, attrs)
+  with _call_gradients_guard:
+    _graph_of_function[tf.compat.as_str(function.name)] = graph
+  return function
+
+
+def own_function_source(name):
+  """(FuncGraph, attributes) of a function tfgrad made, else None."""
+  with _call_gradients_guard:
+    graph = _graph_of_function.get(tf.compat.as_str(name))
+    entry = _call_gradients.get(graph) if graph is not None else None
+  return None if entry is None else (graph, entry.attrs)
+
+
+def call_gradient(op, grads, body, attrs, needed, strict):
+  """The gradient of call op `op` of the function graph `body` (with
+  function attributes `attrs`): one gradient function per body and
+  request, shared by the calls; the call op rewritten to the forward
+  function exposing what it reads. Returns one result per op input
+  (None where none), and per input "dense"/"slices"/None."""
+  from tfgrad import api  # pylint: disable=g-import-not-at-top
+  reached = tuple(j for j, g in enumerate(grads)
+                  if g is not None and tf_compat.is_trainable(body.outputs[j]))
+  built = _built_for(body, attrs)
+  with tf_compat.building_lock(body):
+    key = (tuple(needed), reached, strict)
+    entry = built.backward.get(key)
+    if entry is None:
+      bg = BodyGradient(body, wrap=False, in_cond=False)
+      with api.strict_mode(strict):
+        results = bg.differentiate([body.outputs[j] for j in reached], None,
+                                   [body.inputs[k] for k in needed])
+      with bg.graph.as_default():
+        flat, kinds = flatten_results(results)
+      bg.graph.outputs = flat
+      body.outputs.extend(bg.added)
+      fn = _made(tf_compat.make_function(
+          bg.graph, f"{body.name}_grad_{tf_compat.new_uid()}", attrs),
+                 bg.graph, attrs)
+      entry = built.backward[key] = (bg, kinds, fn)
+    bg, kinds, fn = entry
+    if len(op.outputs) < len(body.outputs):
+      _call_latest_forward(op, body, attrs, built)
+  return bg, kinds, fn
+
+
+def _call_latest_forward(op, body, attrs, built):
+  """Points `op` at a function of `body` with all its current outputs."""
+  count = len(body.outputs)
+  forward = built.forward.get(count)
+  if forward is None:
+    forward = built.forward[count] = _made(tf_compat.make_function(
+        body, f"{body.name}_forward_{tf_compat.new_uid()}", attrs),
+                                           body, attrs)
+  added = body.outputs[len(op.outputs):]
+  with tf_compat.building_lock(op.graph), tf_compat.mutation_lock(op.graph):
+    tf_compat.add_function(op.graph, forward)
+    tf_compat.rewrite_outputs(
+        op, {"f": forward.name},
+        [o.dtype for o in op.outputs] + [t.dtype for t in added], None,
+        added)

@@ -1024,3 +1024,36 @@ def finish_functional_op(op, lowering=None):
   _cf_util.maybe_set_lowering_attr(op, lowering)
   _cf_util.maybe_propagate_compile_time_consts_in_xla(op)
   op.graph.prevent_fetching(op)
+
+
+from tensorflow.python.eager.polymorphic_function import atomic_function as _atomic_function  # pylint: disable=g-import-not-at-top
+
+
+def delayed_rewrite_source(fn):
+  """(forward FuncGraph, function attributes) of the graph function whose
+  call ops TF gives `fn`, its delayed-rewrite gradient function (TF's
+  `_DelayedRewriteGradientFunctions`, TF 2.16-2.21), or None for any other
+  gradient function. TF only ever appends to that graph's outputs, so a
+  call op's outputs are a prefix of them."""
+  owner = getattr(fn, "__self__", None)
+  if not isinstance(owner, concrete_function._DelayedRewriteGradientFunctions):  # pylint: disable=protected-access
+    return None
+  attrs = dict(owner._attrs)  # pylint: disable=protected-access
+  attrs.pop("_implements", None)  # the signature changes with new outputs
+  return owner._func_graph, attrs  # pylint: disable=protected-access
+
+
+def make_function(func_graph, name, attrs):
+  """A function of `func_graph` named `name`, not yet in any graph."""
+  return _atomic_function.from_func_graph(name, func_graph, attrs)
+
+
+def add_function(graph, function):
+  """Adds `function` (from `make_function`) to `graph` once."""
+  if not graph._is_function(function.name):  # pylint: disable=protected-access
+    graph._add_function_recursive(function)  # pylint: disable=protected-access
+  return function.name
+
+
+def new_uid():
+  return tf_ops.uid()
