@@ -18,6 +18,7 @@ import tensorflow as tf
 from tfgrad import api
 from tfgrad import functional
 from tfgrad import tf_compat
+from tfgrad.emit import raw
 from tfgrad.ops import _helpers
 from tfgrad.registry import RegisterGradient
 from tfgrad.registry import takes_none_for_unreached_outputs
@@ -48,20 +49,21 @@ def _call_grad(op, *grads):
   needed = [k for k in range(len(op.inputs)) if _helpers.needs_grad(op, k)]
   reached = [j for j, g in enumerate(grads)
              if g is not None and tf_compat.is_trainable(body.outputs[j])]
-  results = [None] * len(needed)
-  kinds = [None] * len(needed)
+  in_grads = [None] * len(op.inputs)
+  got = set()
   if needed and reached:
-    bg, kinds, fn = functional.call_gradient(op, grads, body, attrs, needed,
-                                             api._strict_default())  # pylint: disable=protected-access
+    bg, kinds, fn, covered = functional.call_gradient(
+        op, grads, body, attrs, needed,
+        api._strict_default())  # pylint: disable=protected-access
     if any(kinds):
       results = _call_backward(op, bg, kinds, fn,
                                [_dense(grads[j]) for j in reached])
-  in_grads = [None] * len(op.inputs)
-  missing = []
-  for k, kind, r in zip(needed, kinds, results):
-    in_grads[k] = r
-    if kind is None:
-      missing.append(k)
+      wanted = set(needed)
+      for k, r in zip(covered, results):
+        if k in wanted and r is not None:
+          in_grads[k] = r
+          got.add(k)
+  missing = [k for k in needed if k not in got]
   for k in functional.connected_inputs(body, missing) if missing else ():
     in_grads[k] = tf_compat.zeros_like_input(op.inputs[k])
   return in_grads
@@ -70,10 +72,11 @@ def _call_grad(op, *grads):
 def _call_backward(op, bg, kinds, fn, seeds):
   outer, _ = bg.outer_inputs(op, 0)
   name = tf_compat.add_function(tf_compat.default_graph(), fn)
-  make = (tf.raw_ops.StatefulPartitionedCall
-          if tf_compat.has_stateful_op(bg.graph) else tf.raw_ops.PartitionedCall)
+  make = (raw.StatefulPartitionedCall if tf_compat.has_stateful_op(bg.graph)
+          else raw.PartitionedCall)
   outs = make(args=seeds + outer, Tout=[t.dtype for t in bg.graph.outputs],
-              f=name)
+              f=tf_compat.function_attr(name))
+  outs = outs if isinstance(outs, (list, tuple)) else [outs]
   for o, t in zip(outs, bg.graph.outputs):
     o.set_shape(t.shape)
   return functional.unflatten_results(outs, kinds)

@@ -259,7 +259,7 @@ class _CallGradients:
 
   def __init__(self, attrs):
     self.attrs = attrs
-    self.backward = {}  # (needed, reached, strict) -> (BodyGradient, kinds, fn)
+    self.backward = {}  # (reached, strict) -> [(BodyGradient, kinds, fn, needed)]
     self.forward = {}   # number of outputs -> function
 
 
@@ -294,18 +294,20 @@ def own_function_source(name):
 
 
 def call_gradient(op, grads, body, attrs, needed, strict):
-  """The gradient of call op `op` of the function graph `body` (with
-  function attributes `attrs`): one gradient function per body and
-  request, shared by the calls; the call op rewritten to the forward
-  function exposing what it reads. Returns one result per op input
-  (None where none), and per input "dense"/"slices"/None."""
+  """The gradient function for call op `op` of the function graph `body`
+  (with function attributes `attrs`), for the inputs in `needed`: one per
+  body and request, shared by the calls (a function built for more inputs
+  serves fewer: its other results go unused); the call op rewritten to
+  the forward function exposing what it reads. Returns (BodyGradient,
+  per input it covers "dense"/"slices"/None, function, inputs covered)."""
   from tfgrad import api  # pylint: disable=g-import-not-at-top
   reached = tuple(j for j, g in enumerate(grads)
                   if g is not None and tf_compat.is_trainable(body.outputs[j]))
   built = _built_for(body, attrs)
   with tf_compat.building_lock(body):
-    key = (tuple(needed), reached, strict)
-    entry = built.backward.get(key)
+    entries = built.backward.setdefault((reached, strict), [])
+    wanted = set(needed)
+    entry = next((e for e in entries if wanted <= set(e[3])), None)
     if entry is None:
       bg = BodyGradient(body, wrap=False, in_cond=False)
       with api.strict_mode(strict):
@@ -318,11 +320,11 @@ def call_gradient(op, grads, body, attrs, needed, strict):
       fn = _made(tf_compat.make_function(
           bg.graph, f"{body.name}_grad_{tf_compat.new_uid()}", attrs),
                  bg.graph, attrs)
-      entry = built.backward[key] = (bg, kinds, fn)
-    bg, kinds, fn = entry
+      entry = (bg, kinds, fn, tuple(needed))
+      entries.append(entry)
     if len(op.outputs) < len(body.outputs):
       _call_latest_forward(op, body, attrs, built)
-  return bg, kinds, fn
+  return entry
 
 
 def _call_latest_forward(op, body, attrs, built):

@@ -1057,3 +1057,8 @@ def add_function(graph, function):
 
 def new_uid():
   return tf_ops.uid()
+
+
+def function_attr(name):
+  """The AttrValue naming function `name` (a call op's `f`)."""
+  return AttrValue(func=attr_value_pb2.NameAttrList(name=tf.compat.as_str(name)))
