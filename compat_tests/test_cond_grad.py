@@ -443,8 +443,8 @@ def test_two_threads_differentiate_one_cond():
 
 def test_gradient_of_branch_tensor_from_outside():
   """tf.gradients of a tensor inside a branch toward an outer x: the
-  same exception type as stock, naming the branch tensor; the graph
-  still differentiates after."""
+  same exception type as stock, naming the branch tensor and the cond op
+  running the branch; the graph still differentiates after."""
   with tf.Graph().as_default():
     x = _x()
     inner = []
@@ -458,8 +458,10 @@ def test_gradient_of_branch_tensor_from_outside():
       tf.gradients(inner[0], x)
     with pytest.raises(type(theirs.value)) as ours:
       tfgrad.gradients(inner[0], x)
+    cond = _cond_ops(tf.compat.v1.get_default_graph())[0]
     assert inner[0].name in str(ours.value)
-    assert "cond" in str(ours.value)
+    assert (f"run by op '{cond.name}' (op type: {cond.type})"
+            in str(ours.value))
     ours_g = tfgrad.gradients(y, x)
     theirs_g = tf.gradients(y, x)
     with tf.compat.v1.Session() as sess:

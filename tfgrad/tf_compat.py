@@ -1062,3 +1062,19 @@ def new_uid():
 def function_attr(name):
   """The AttrValue naming function `name` (a call op's `f`)."""
   return AttrValue(func=attr_value_pb2.NameAttrList(name=tf.compat.as_str(name)))
+
+
+def op_running_graph(func_graph):
+  """The op of `func_graph`'s outer graph that runs it as a function (a
+  cond's branch, a loop's body, a call), by the function attributes of
+  the outer graph's ops; None when there is none (for error messages)."""
+  outer = getattr(func_graph, "outer_graph", None)
+  if outer is None:
+    return None
+  name = tf.compat.as_bytes(func_graph.name)
+  for op in outer.get_operations():
+    for value in op.node_def.attr.values():
+      funcs = [value.func] if value.HasField("func") else list(value.list.func)
+      if any(tf.compat.as_bytes(f.name) == name for f in funcs):
+        return op
+  return None
