@@ -14,8 +14,7 @@ import tfgrad
 from compat_tests import call_specs
 from compat_tests import differential
 from compat_tests import harness
-from compat_tests.test_cond_grad import _stock_then_ours_in_function
-from compat_tests.test_cond_grad import _stock_then_ours_in_graph
+from compat_tests import tf_builders
 
 
 @pytest.mark.parametrize(**harness.cases(call_specs.SPECS))
@@ -128,8 +127,8 @@ def test_matches_tf(construct):
 
 @pytest.mark.parametrize("construct", CONSTRUCTS, ids=_IDS)
 def test_without_tf_builders(construct):
-  _stock_then_ours_in_graph(construct)
-  _stock_then_ours_in_function(construct)
+  tf_builders.stock_then_ours_in_graph(construct)
+  tf_builders.stock_then_ours_in_function(construct)
 
 
 def _calls(graph):
