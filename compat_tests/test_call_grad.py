@@ -247,3 +247,40 @@ def test_two_threads_differentiate_one_call():
   for i in range(2):
     np.testing.assert_allclose(a[i], c[i], rtol=1e-5)
     np.testing.assert_allclose(b[i], c[i], rtol=1e-5)
+
+
+def test_gradient_override_map_inside_function():
+  """A user's override name on an op in a tf.function stays the user's."""
+  name = "CallGradTestSquareTimesFive"
+
+  @tf.RegisterGradient(name)
+  def _five(op, grad):  # pylint: disable=unused-variable
+    return grad * 5.0 * op.inputs[0]
+
+  @tf.function(autograph=False)
+  def overridden(u):
+    with tf.compat.v1.get_default_graph().gradient_override_map(
+        {"Square": name}):
+      return tf.square(u)
+
+  def build():
+    x = _x()
+    return overridden(x), [x]
+  with tfgrad.strict_mode():
+    _, _, ours, _ = differential.in_graph(build)
+  np.testing.assert_allclose(ours[0], 5.0 * _x().numpy(), rtol=1e-6)
+
+
+def test_legacy_defun_call_matches_stock():
+  """A legacy Defun call (op type = the function's name) keeps its path:
+  the function's own gradient or SymbolicGradient, as stock."""
+  from tensorflow.python.framework import function  # pylint: disable=g-import-not-at-top
+
+  @function.Defun(tf.float32)
+  def cube(u):
+    return u * u * u
+
+  def build():
+    x = _x()
+    return cube(x), [x]
+  differential.in_graph(build)

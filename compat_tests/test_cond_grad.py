@@ -384,3 +384,15 @@ def test_gradient_of_branch_tensor_from_outside():
     with tf.compat.v1.Session() as sess:
       a, b = sess.run([ours_g, theirs_g])
   np.testing.assert_allclose(a[0], b[0], rtol=1e-6)
+
+
+def test_cond_in_xla_function_matches_stock():
+  """In an XLA context (optionals unsupported) TF's If rule runs, its
+  branches differentiated by tfgrad's engine."""
+  @tf.function(jit_compile=True)
+  def grads(x):
+    y = tf.cond(tf.reduce_sum(x) > 0.0, lambda: tf.sin(x) * x,
+                lambda: x * 2.0)
+    return tfgrad.gradients(y, x)[0], tf.gradients(y, x)[0]
+  ours, theirs = grads(tf.constant([0.3, -0.1, 0.5]))
+  np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6)
