@@ -45,6 +45,9 @@ def _call_grad(op, *grads):
   if source is None:
     return _symbolic(op, grads)
   body, attrs = source
+  if kind == "function" and len(op.outputs) > len(body.outputs):
+    # not a call of a function made from this graph: TF's gradient
+    return tf_compat.routed_through_tfgrad(fn)(op, *grads)
   grads = list(grads)[:len(op.outputs)]
   needed = [k for k in range(len(op.inputs)) if _helpers.needs_grad(op, k)]
   reached = [j for j, g in enumerate(grads)
