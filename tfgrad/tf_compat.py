@@ -885,7 +885,6 @@ from tensorflow.python.framework import func_graph as _func_graph  # pylint: dis
 from tensorflow.python.framework import tensor_util as _tensor_util  # pylint: disable=g-import-not-at-top
 from tensorflow.python.ops import control_flow_util as _cf_util_v1  # pylint: disable=g-import-not-at-top
 from tensorflow.python.ops import control_flow_util_v2 as _cf_util  # pylint: disable=g-import-not-at-top
-from tensorflow.python.ops import handle_data_util as _handle_data_util  # pylint: disable=g-import-not-at-top
 from tensorflow.python.ops import math_ops as _math_ops  # pylint: disable=g-import-not-at-top
 
 
@@ -1008,8 +1007,6 @@ def rewrite_outputs(op, func_attrs, tout, output_shapes, added):
     op._set_shape_list_attr("output_shapes", output_shapes)
   op._add_outputs([t.dtype for t in added], [t.shape for t in added])
   # pylint: enable=protected-access
-  for source, out in zip(added, op.outputs[len(op.outputs) - len(added):]):
-    _handle_data_util.copy_handle_data(source, out)  # variants, resources
 
 
 def lowering_attr(op):
