@@ -1,7 +1,9 @@
 """The rule table: every spec of every family, in one list."""
 
 from compat_tests import array_specs
+from compat_tests import call_specs
 from compat_tests import collective_specs
+from compat_tests import cond_specs
 from compat_tests import control_flow_specs
 from compat_tests import ctc_specs
 from compat_tests import data_flow_specs
@@ -24,7 +26,8 @@ from compat_tests import state_specs
 from compat_tests import tensor_array_specs
 from compat_tests import xla_specs
 
-SPECS = (array_specs.SPECS + collective_specs.SPECS
+SPECS = (array_specs.SPECS + call_specs.SPECS + collective_specs.SPECS
+         + cond_specs.SPECS
          + control_flow_specs.SPECS + ctc_specs.SPECS
          + data_flow_specs.SPECS + debug_specs.SPECS + dtensor_specs.SPECS
          + fft_specs.SPECS

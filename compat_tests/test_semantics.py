@@ -645,11 +645,12 @@ def test_skip_input_indices_does_not_outlive_the_call():
 
 def test_control_flow_bodies_are_differentiated_by_tfgrad_in_strict_mode(
     backprop_passes):
-  """If's rule is TF's (declared UseTFGradient), While's is tfgrad's around
+  """If's rule is tfgrad's (ops/cond_grad.py), While's is tfgrad's around
   TF's; the bodies they differentiate go through tfgrad's engine, strictly,
   without install()."""
   calls = backprop_passes
-  assert "If" in tfgrad.registry.GRADIENTS.use_tf_keys()
+  assert "If" in tfgrad.registry.GRADIENTS.differentiable_keys()
+  assert "If" not in tfgrad.registry.GRADIENTS.use_tf_keys()
   assert "While" in tfgrad.registry.GRADIENTS.differentiable_keys()
 
   def build():

@@ -6,7 +6,9 @@ the top-level `ops/`; installed, it is `tfgrad.ops`.
 """
 
 from tfgrad.ops import array_grad  # noqa: F401
+from tfgrad.ops import call_grad  # noqa: F401
 from tfgrad.ops import collective_grad  # noqa: F401
+from tfgrad.ops import cond_grad  # noqa: F401
 from tfgrad.ops import control_flow_grad  # noqa: F401
 from tfgrad.ops import ctc_grad  # noqa: F401
 from tfgrad.ops import data_flow_grad  # noqa: F401

@@ -1,29 +1,21 @@
-"""Functional control flow: If, Case and their stateless forms.
+"""Control flow: where each family's gradient lives, and LoopCond.
 
-TF's rules for these ops build the gradient of each branch or loop body as a
-new function graph, differentiating the body with TF's internal
-`_GradientsHelper(..., src_graph=body)`. tfgrad runs those rules through a
-private view of their module in which that name is tfgrad's engine (see
-`tf_compat.routed_through_tfgrad`), so the bodies are differentiated with
-tfgrad's rules; the surrounding plumbing (accumulators for loop
-intermediates, rewriting the forward op to output them) stays TF's. Strict
-mode accepts these types for that reason.
+tfgrad builds every control-flow gradient with its own code:
 
-While and StatelessWhile are not here: tfgrad builds their gradient loops
-itself (`ops/while_grad.py`).
+- If, StatelessIf, Case, StatelessCase: `ops/cond_grad.py` (branch gradient
+  graphs and the forward rewrite in `tfgrad.functional`);
+- calls of graph functions (PartitionedCall, StatefulPartitionedCall):
+  `ops/call_grad.py`;
+- While, StatelessWhile: `ops/while_grad.py` (gradient loops in
+  `tfgrad.while_builder`);
+- the v1 ops (Switch, Merge, Enter, Exit, NextIteration and their Ref
+  forms): `ops/v1_control_flow_grad.py`, with the loop state of
+  `tfgrad.v1_loops`.
 
-The v1 control-flow ops (Switch, Merge, Enter, Exit, NextIteration and
-their Ref forms) have rules of tfgrad's own in `v1_control_flow_grad.py`;
-the loop state they need is `tfgrad.v1_loops`.
+LoopCond is declared here: its input is the loop's predicate, which has no
+gradient (TF's rule returns None for it).
 """
 
 from tfgrad.registry import NotDifferentiable
-from tfgrad.registry import UseTFGradient
 
-for _op_type in ("If", "StatelessIf", "Case", "StatelessCase"):
-  UseTFGradient(_op_type)
-
-
-# v1 control flow (Switch, Merge, Enter, Exit, NextIteration and Ref forms):
-# ops/v1_control_flow_grad.py.
-NotDifferentiable("LoopCond")  # TF's rule returns None for its predicate
+NotDifferentiable("LoopCond")

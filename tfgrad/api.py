@@ -228,8 +228,22 @@ def _foreign_graph_argument(named):
         first = (graph, f"{label}[{i}] ({_describe(v)})")
       elif graph is not first[0]:
         return (f"{label}[{i}] ({_describe(v)}) is in another graph than "
-                f"{first[1]}")
+                f"{first[1]}" + _inside_function(first[0], first[1])
+                + _inside_function(graph, f"{label}[{i}]"))
   return None
+
+
+def _inside_function(graph, what):
+  """' (ys[0] is inside 'cond_true_4', a function graph run by op 'cond'
+  (op type: StatelessIf); ...)' for a function graph, else ''."""
+  if not tf_compat.is_function_graph(graph):
+    return ""
+  op = tf_compat.op_running_graph(graph)
+  runner = (f", run by op '{op.name}' (op type: {op.type})" if op is not None
+            else "")
+  return (f" ({what.split(' ')[0]} is inside function graph "
+          f"'{graph.name}'{runner}: its tensors are differentiable only "
+          "from inside it; differentiate the op's outputs instead)")
 
 
 def _describe(v):

@@ -199,7 +199,8 @@ def find_rule(op, src_graph, strict, attrs=None):
   """Returns (rule, function_call) for `op`; rule None = no gradient.
 
   Order: a gradient attached to the op by TF (function calls, control flow
-  v2) or named by `gradient_override_map`/`tf.custom_gradient`; then
+  v2; for calls TF gives its delayed-rewrite gradient, tfgrad's registered
+  rule for the call type instead) or named by `gradient_override_map`/`tf.custom_gradient`; then
   tfgrad's registry (where `UseTFGradient` types name TF's rule); then TF's
   registry (refused in strict mode, except for override names, which are
   the user's own); then, for calls of graph functions, the function's own
@@ -212,7 +213,11 @@ def find_rule(op, src_graph, strict, attrs=None):
     attrs = tf_compat.private_attrs(op)
   kind, value = tf_compat.override(op, attrs)
   if kind == "function":
-    return tf_compat.routed_through_tfgrad(value), None
+    if (tf_compat.delayed_rewrite_source(value) is None
+        or registry.GRADIENTS.get(op.type, _MISSING) in (
+            _MISSING, None, registry.USE_TF_GRADIENT)):
+      return tf_compat.routed_through_tfgrad(value), None
+    kind = None  # TF's delayed-rewrite call gradient: tfgrad's rule builds it
   op_type = value if kind == "type" else op.type
   rule = registry.GRADIENTS.get(op_type, _MISSING)
   if rule is registry.USE_TF_GRADIENT:

@@ -992,3 +992,209 @@ def build_while(loop_vars, cond, body, parallel_iterations, name):
   set_while_original_outputs(op, len(body.outputs))
   cond.outer_graph = body.outer_graph = op.graph
   return op, outputs
+
+
+# ----- tfgrad's own builders for If/Case and graph-function calls -----
+#
+# What `tfgrad/functional.py` and `ops/cond_grad.py` need from TF to build
+# gradient function graphs and to rewrite a forward If/Case/call op so it
+# outputs the intermediates a gradient reads (TF 2.16-2.21).
+
+from tensorflow.python.eager import context as _tf_context  # pylint: disable=g-import-not-at-top
+from tensorflow.python.framework import func_graph as _func_graph  # pylint: disable=g-import-not-at-top
+from tensorflow.python.framework import tensor_util as _tensor_util  # pylint: disable=g-import-not-at-top
+from tensorflow.python.ops import control_flow_util as _cf_util_v1  # pylint: disable=g-import-not-at-top
+from tensorflow.python.ops import control_flow_util_v2 as _cf_util  # pylint: disable=g-import-not-at-top
+from tensorflow.python.ops import math_ops as _math_ops  # pylint: disable=g-import-not-at-top
+
+
+def branch_graphs(op):
+  """The FuncGraphs of an If's (then, else) or a Case's branches, their
+  inputs standing for `op.inputs[1:]` (TF's `cond_v2.get_func_graphs`:
+  cached on ops cond_v2 built, rebuilt from the function library else)."""
+  return cond_v2.get_func_graphs(op)
+
+
+def called_graph(op):
+  """A FuncGraph of the function a PartitionedCall op calls now (built
+  from the function definition, so edits to it are this op's own)."""
+  return _cf_util.get_func_graph(op, [t.shape for t in op.inputs],
+                                 op.get_attr("f").name)
+
+
+def _hooked_graph_class(base):
+
+  class _Hooked(base):
+    """A FuncGraph whose captures of tensors of one forward body go
+    through `hook(tensor, capture)`, which returns what stands for the
+    tensor here (`capture(t)` captures `t` the usual way)."""
+
+    def __init__(self, name, body, hook):
+      super().__init__(name, collections=default_graph()._collections)  # pylint: disable=protected-access
+      self._tfgrad_body, self._tfgrad_hook = body, hook
+
+    def _capture_helper(self, tensor, name):
+      if tensor.graph is not self._tfgrad_body:
+        return super()._capture_helper(tensor, name)
+      return self._tfgrad_hook(
+          tensor, lambda t: super(_Hooked, self)._capture_helper(t, name))
+  return _Hooked
+
+
+_HookedCondGraph = _hooked_graph_class(_cf_util.CondBranchFuncGraph)
+_HookedGraph = _hooked_graph_class(_func_graph.FuncGraph)
+
+
+def hooked_function_graph(name, body, hook, in_cond):
+  """A new function graph for a gradient of `body` (see `_Hooked`); a
+  cond branch graph when `in_cond` (TF's nested control flow asks)."""
+  return (_HookedCondGraph if in_cond else _HookedGraph)(name, body, hook)
+
+
+def trace_into(func_graph, fn):
+  """Runs `fn()` with `func_graph` as default graph, as TF traces a
+  function body (automatic control dependencies among stateful ops)."""
+  _func_graph.func_graph_from_py_func(func_graph.name, fn, [], {},
+                                      func_graph=func_graph)
+
+
+def set_function_inputs(func_graph, outer, inner):
+  """`func_graph`'s arguments become `inner`, fed from `outer`."""
+  func_graph.inputs = list(inner)
+  func_graph.function_captures.reset_captures(outer, func_graph.inputs)
+
+
+def register_function(func_graph):
+  """Adds `func_graph` as a function to its outer graph; returns the name."""
+  return _cf_util.create_new_tf_function(func_graph)
+
+
+def unique_grad_name(name):
+  return _cf_util.unique_grad_fn_name(name)
+
+
+def optionals_usable(graph):
+  """False in an XLA context or with optionals switched off in gradients:
+  there TF's rules output raw intermediates instead (tfgrad runs TF's)."""
+  return (_tf_context.optionals_in_gradients_enabled()
+          and not _cf_util_v1.GraphOrParentsInXlaContext(graph))
+
+
+def constant_value(t):
+  """The value of a Const op's output (copied, not captured), else None."""
+  if t.op.type != "Const":
+    return None
+  return _tensor_util.constant_value(t)
+
+
+def resource_source(body, t):
+  """The input of function graph `body` that resource tensor `t` in it
+  comes from (handles are never created inside bodies)."""
+  index = _cf_util.resource_input_index(
+      t.name, [i.name for i in body.inputs],
+      {o.name: o.node_def for o in body.get_operations()},
+      body._functions)  # pylint: disable=protected-access
+  return body.inputs[index]
+
+
+def as_indexed_slices(t):
+  return _math_ops._as_indexed_slices(t)  # pylint: disable=protected-access
+
+
+def has_stateful_op(func_graph):
+  return any(o._is_stateful for o in func_graph.get_operations())  # pylint: disable=protected-access
+
+
+def zeros_like_input(t):
+  """Zeros standing for a missing gradient of function input `t`
+  (a resource handle gets its variable's shape and dtype)."""
+  return default_gradient.zeros_like(t)
+
+
+def rewrite_outputs(op, func_attrs, tout, output_shapes, added):
+  """Points `op` at its rewritten branch or body functions (`func_attrs`:
+  attribute name -> function name or list of names), sets its output
+  types and shapes, and appends outputs for `added` (tensors of one
+  branch, for their dtypes and shapes)."""
+  # pylint: disable=protected-access
+  for key, value in func_attrs.items():
+    if isinstance(value, list):
+      op._set_func_list_attr(key, value)
+    else:
+      op._set_func_attr(key, value)
+  op._set_type_list_attr("Tout", tout)
+  if output_shapes is not None:
+    op._set_shape_list_attr("output_shapes", output_shapes)
+  op._add_outputs([t.dtype for t in added], [t.shape for t in added])
+  # pylint: enable=protected-access
+
+
+def lowering_attr(op):
+  """`op`'s `_lower_using_switch_merge`, or None when unset."""
+  try:
+    return op.get_attr("_lower_using_switch_merge")
+  except ValueError:
+    return None
+
+
+def finish_functional_op(op, lowering=None):
+  """What TF sets on an If/Case it builds: lowering to Switch/Merge
+  (unless in XLA), XLA constant propagation, and no direct fetching of
+  its outputs (fetch the Identity ops after it)."""
+  _cf_util.maybe_set_lowering_attr(op, lowering)
+  _cf_util.maybe_propagate_compile_time_consts_in_xla(op)
+  op.graph.prevent_fetching(op)
+
+
+from tensorflow.python.eager.polymorphic_function import atomic_function as _atomic_function  # pylint: disable=g-import-not-at-top
+
+
+def delayed_rewrite_source(fn):
+  """(forward FuncGraph, function attributes) of the graph function whose
+  call ops TF gives `fn`, its delayed-rewrite gradient function (TF's
+  `_DelayedRewriteGradientFunctions`, TF 2.16-2.21), or None for any other
+  gradient function. TF only ever appends to that graph's outputs, so a
+  call op's outputs are a prefix of them."""
+  owner = getattr(fn, "__self__", None)
+  if not isinstance(owner, concrete_function._DelayedRewriteGradientFunctions):  # pylint: disable=protected-access
+    return None
+  attrs = dict(owner._attrs)  # pylint: disable=protected-access
+  attrs.pop("_implements", None)  # the signature changes with new outputs
+  return owner._func_graph, attrs  # pylint: disable=protected-access
+
+
+def make_function(func_graph, name, attrs):
+  """A function of `func_graph` named `name`, not yet in any graph."""
+  return _atomic_function.from_func_graph(name, func_graph, attrs)
+
+
+def add_function(graph, function):
+  """Adds `function` (from `make_function`) to `graph` once."""
+  if not graph._is_function(function.name):  # pylint: disable=protected-access
+    graph._add_function_recursive(function)  # pylint: disable=protected-access
+  return function.name
+
+
+def new_uid():
+  return tf_ops.uid()
+
+
+def function_attr(name):
+  """The AttrValue naming function `name` (a call op's `f`)."""
+  return AttrValue(func=attr_value_pb2.NameAttrList(name=tf.compat.as_str(name)))
+
+
+def op_running_graph(func_graph):
+  """The op of `func_graph`'s outer graph that runs it as a function (a
+  cond's branch, a loop's body, a call), by the function attributes of
+  the outer graph's ops; None when there is none (for error messages)."""
+  outer = getattr(func_graph, "outer_graph", None)
+  if outer is None:
+    return None
+  name = tf.compat.as_bytes(func_graph.name)
+  for op in outer.get_operations():
+    for value in op.node_def.attr.values():
+      funcs = [value.func] if value.HasField("func") else list(value.list.func)
+      if any(tf.compat.as_bytes(f.name) == name for f in funcs):
+        return op
+  return None

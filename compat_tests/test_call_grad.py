@@ -1,0 +1,286 @@
+"""ops/call_grad.py: gradients of calls of graph functions (tf.function's
+PartitionedCall/StatefulPartitionedCall) built by tfgrad, against stock
+tf.gradients (a tf.Graph with a Session and a tf.function; strict mode),
+by finite differences at orders 1 and 2, with TF's builders made
+unavailable, from two threads at once."""
+
+import threading
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfgrad
+from compat_tests import call_specs
+from compat_tests import differential
+from compat_tests import harness
+from compat_tests import tf_builders
+
+
+@pytest.mark.parametrize(**harness.cases(call_specs.SPECS))
+def test_spec_matches_tf(spec, dtype):
+  harness.check_matches_tf(spec, dtype)
+
+
+@pytest.mark.parametrize(**harness.numeric_cases(call_specs.SPECS))
+def test_spec_numeric(spec, order):
+  harness.check_numeric(spec, order)
+
+
+def _x():
+  return tf.constant([[0.3, -1.2, 2.0], [0.5, 0.1, -0.4]], tf.float32)
+
+
+def _w():
+  return tf.constant(np.linspace(-1.0, 1.0, 9).reshape(3, 3), tf.float32)
+
+
+@tf.function(autograph=False)
+def _affine(x, w):
+  return tf.matmul(x, w) * 2.0
+
+
+@tf.function(autograph=False)
+def _layer(x, w):
+  return tf.nn.relu(_affine(x, w)) + 0.1 * tf.sin(x)
+
+
+def _nested():
+  """Three calls of a function calling another (the bench's shape)."""
+  x, w = _x(), _w()
+  h = x
+  for _ in range(3):
+    h = _layer(h, w)
+  return tf.reduce_sum(h * h), [x, w]
+
+
+@tf.function(autograph=False)
+def _two_outputs(a, b, c):
+  return a * 2.0, b * b, tf.stop_gradient(c) * 3.0
+
+
+def _unreached_output():
+  """Only the first output is used: b (reaching only the second) gets
+  zeros, as stock's zero-fed backward function gives; c (behind
+  stop_gradient) None."""
+  a, b, c = _x(), _x() * 2.0, _x() * 3.0
+  p, _, _ = _two_outputs(a, b, c)
+  return p, [a, b, c]
+
+
+@tf.function(autograph=False)
+def _gather(table, idx):
+  return tf.gather(table, idx) * 3.0
+
+
+def _sparse():
+  table = _w()
+  return _gather(table, tf.constant([2, 0, 2])), [table]
+
+
+@tf.function(autograph=False)
+def _custom(v):
+  @tf.custom_gradient
+  def clipped(u):
+    def grad(dy):
+      return tf.clip_by_value(dy * 3.0, -1.0, 1.0)
+    return tf.identity(u), grad
+  return clipped(v * v)
+
+
+def _custom_gradient_inside():
+  x = _x()
+  return _custom(x), [x]
+
+
+@tf.function(autograph=False)
+def _with_cond(x, flag):
+  return tf.cond(flag, lambda: tf.sin(x) * x, lambda: x * 2.0)
+
+
+def _cond_inside():
+  x = _x()
+  return _with_cond(x, tf.constant(True)), [x]
+
+
+def _variable():
+  x = _x()
+  v = differential.variable([[0.5, -1.0, 2.0]])
+
+  @tf.function(autograph=False)
+  def scaled(u):
+    return tf.tanh(u * v) * v
+  return tf.reduce_sum(scaled(x)), [x, v]
+
+
+CONSTRUCTS = [_nested, _unreached_output, _sparse, _custom_gradient_inside,
+              _cond_inside, _variable]
+_IDS = [c.__name__.strip("_") for c in CONSTRUCTS]
+
+
+@pytest.mark.parametrize("construct", CONSTRUCTS, ids=_IDS)
+def test_matches_tf(construct):
+  with tfgrad.strict_mode():
+    differential.in_graph(construct)
+    differential.in_function(construct)
+
+
+@pytest.mark.parametrize("construct", CONSTRUCTS, ids=_IDS)
+def test_without_tf_builders(construct):
+  tf_builders.stock_then_ours_in_graph(construct)
+  tf_builders.stock_then_ours_in_function(construct)
+
+
+def _calls(graph):
+  return [op for op in graph.get_operations()
+          if op.type in ("PartitionedCall", "StatefulPartitionedCall")]
+
+
+def test_linear_function_adds_no_output():
+  """x * 2 and a matmul by a constant need no forward value."""
+  @tf.function(autograph=False)
+  def linear(x):
+    return tf.matmul(x * 2.0, _w())
+
+  with tf.Graph().as_default() as graph:
+    x = _x()
+    y = linear(x)
+    call = _calls(graph)[0]
+    before = len(call.outputs)
+    tfgrad.gradients(y, x)
+    assert len(call.outputs) == before
+
+
+def test_calls_share_one_gradient_function():
+  """The three calls of `_layer` get one gradient function between them
+  (and one of `_affine`), each call pointed at the same forward one."""
+  with tf.Graph().as_default() as graph:
+    ys, xs = _nested()
+    ours = tfgrad.gradients(ys, xs)
+    names = list(graph._functions)  # pylint: disable=protected-access
+    for prefix in ("_layer_grad_", "_affine_grad_", "_layer_forward_"):
+      assert len([n for n in names if n.startswith(prefix)]) == 1, names
+    layer_calls = [c for c in _calls(graph) if c.name.startswith("Partit")]
+    assert len({c.get_attr("f").name for c in layer_calls[:3]}) == 1
+    theirs = tf.gradients(ys, xs)
+    with tf.compat.v1.Session() as sess:
+      a, b = sess.run([ours, theirs])
+  for g, h in zip(a, b):
+    np.testing.assert_allclose(g, h, rtol=1e-5)
+
+
+def _square_fn(x):
+  @tf.function(autograph=False)
+  def f(u):
+    return tf.sin(u) * u * u
+  return f(x)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_finite_differences(order):
+  report = tfgrad.check_gradients(
+      _square_fn, [np.array([0.3, -0.7, 1.1])], order=order, strict=True,
+      raise_on_failure=False)
+  assert report.ok, str(report)
+
+
+def _second_order(fn):
+  with tf.Graph().as_default() as graph:
+    x = _x()
+    y = fn(x)
+    ours = tfgrad.gradients(tfgrad.gradients(y, x)[0], x)
+    theirs = tf.gradients(tf.gradients(y, x)[0], x)
+    with tf.compat.v1.Session(graph=graph) as sess:
+      values = differential._run(sess, ours + theirs)  # pylint: disable=protected-access
+  return ours, theirs, values
+
+
+def test_second_order_matches_stock():
+  """Through a call whose gradient reads forward values."""
+  @tf.function(autograph=False)
+  def square(u):
+    return tf.sin(u) * u
+
+  ours, theirs, values = _second_order(square)
+  differential.assert_same(ours, theirs, values[:1], values[1:])
+
+
+def test_second_order_of_linear_call_is_none():
+  """A documented difference: x * 2 in a function. Stock's first
+  gradient reads the constant 2 as an output of the forward call, so it
+  depends on x and the second gradient is zeros; tfgrad's copies the
+  constant, reads nothing of the forward call (no output added), and the
+  second gradient is None, as `tf.gradients` gives for any y that does
+  not depend on x."""
+  @tf.function(autograph=False)
+  def linear(u):
+    return u * 2.0
+
+  ours, theirs, values = _second_order(linear)
+  assert ours == [None]
+  assert differential.describe(theirs[0]) == ("Tensor", "float32", [2, 3])
+  np.testing.assert_array_equal(values[1], np.zeros([2, 3]))
+
+
+def test_two_threads_differentiate_one_call():
+  with tf.Graph().as_default() as graph:
+    ys, xs = _nested()
+    barrier = threading.Barrier(2)
+    results, errors = [None, None], []
+
+    def work(i):
+      try:
+        with graph.as_default():
+          barrier.wait()
+          results[i] = tfgrad.gradients(ys, xs, strict=True)
+      except Exception as e:  # pylint: disable=broad-except
+        errors.append(e)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+      t.start()
+    for t in threads:
+      t.join()
+    assert not errors, errors
+    stock = tf.gradients(ys, xs)
+    with tf.compat.v1.Session() as sess:
+      a, b, c = sess.run([results[0], results[1], stock])
+  for i in range(2):
+    np.testing.assert_allclose(a[i], c[i], rtol=1e-5)
+    np.testing.assert_allclose(b[i], c[i], rtol=1e-5)
+
+
+def test_gradient_override_map_inside_function():
+  """A user's override name on an op in a tf.function stays the user's."""
+  name = "CallGradTestSquareTimesFive"
+
+  @tf.RegisterGradient(name)
+  def _five(op, grad):  # pylint: disable=unused-variable
+    return grad * 5.0 * op.inputs[0]
+
+  @tf.function(autograph=False)
+  def overridden(u):
+    with tf.compat.v1.get_default_graph().gradient_override_map(
+        {"Square": name}):
+      return tf.square(u)
+
+  def build():
+    x = _x()
+    return overridden(x), [x]
+  with tfgrad.strict_mode():
+    _, _, ours, _ = differential.in_graph(build)
+  np.testing.assert_allclose(ours[0], 5.0 * _x().numpy(), rtol=1e-6)
+
+
+def test_legacy_defun_call_matches_stock():
+  """A legacy Defun call (op type = the function's name) keeps its path:
+  the function's own gradient or SymbolicGradient, as stock."""
+  from tensorflow.python.framework import function  # pylint: disable=g-import-not-at-top
+
+  @function.Defun(tf.float32)
+  def cube(u):
+    return u * u * u
+
+  def build():
+    x = _x()
+    return cube(x), [x]
+  differential.in_graph(build)

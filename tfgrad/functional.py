@@ -1,0 +1,344 @@
+"""Gradients of ops that run function graphs (If/Case branches, calls of
+graph functions): the shared machinery of tfgrad's builders.
+
+    BodyGradient   one forward body -> a gradient function graph built by
+                   tfgrad's engine; what it reads of the body is decided
+                   by the captures the rules make: inputs and outputs of
+                   the body map to the op's inputs and outputs, constants
+                   are copied, resource handles are traced to the body
+                   input they come from, and every other intermediate is
+                   recorded in `added` (wrapped in an optional when the
+                   body is one of several branches)
+    rewrite        the forward op once more outputs the added tensors:
+                   new function definitions for its bodies, outputs
+                   appended; a later gradient finds them among the body's
+                   outputs and reuses them
+    outer_inputs   the tensors that feed the gradient function
+
+Callers hold `tf_compat.building_lock(op.graph)` from the first body
+differentiated to the rewrite, so two threads differentiating the same op
+take turns, the second finding the first one's outputs. No op-type names
+here beyond the optional ops the wrapping builds.
+"""
+
+import threading
+import weakref
+
+import tensorflow as tf
+
+from tfgrad import tf_compat
+
+
+class BodyGradient:
+  """The gradient function of one forward body graph (`body`, a
+  FuncGraph); `wrap` says whether intermediates travel as optionals
+  (branches of a cond, of which only one runs) or as they are."""
+
+  def __init__(self, body, wrap, in_cond):
+    self.body = body
+    self.added = []  # tensors of `body` that become new outputs
+    self._wrap = wrap
+    self._standing = {}  # t.ref() -> what stands for t in the graph
+    self.graph = tf_compat.hooked_function_graph(
+        tf_compat.unique_grad_name(body.name), body, self._stand_in,
+        in_cond)
+
+  def differentiate(self, ys, grad_ys, xs):
+    """Gradients of `ys` (tensors of the body) toward `xs` (body inputs),
+    built by tfgrad's engine into `self.graph`, `grad_ys` captured; None
+    for `grad_ys` makes them the graph's first arguments instead (a
+    gradient function reusable by every call of the body)."""
+    results, arguments = [], []
+
+    def build():
+      from tfgrad import api  # pylint: disable=g-import-not-at-top
+      seeds = grad_ys
+      if seeds is None:
+        seeds = [tf.compat.v1.placeholder(y.dtype, y.shape) for y in ys]
+        arguments.extend(seeds)
+      if ys:
+        results.extend(api.gradients_helper(ys, xs, seeds,
+                                            src_graph=self.body))
+      else:
+        results.extend([None] * len(xs))
+      return []
+    tf_compat.trace_into(self.graph, build)
+    if arguments:
+      self.graph.inputs[:0] = arguments
+    return results
+
+  def _stand_in(self, t, capture):
+    key = t.ref()
+    found = self._standing.get(key)
+    if found is None:
+      found = self._standing[key] = self._make_stand_in(t, capture)
+    return found
+
+  def _make_stand_in(self, t, capture):
+    if _index_of(t, self.body.inputs) is not None \
+        or _index_of(t, self.body.outputs) is not None:
+      return capture(t)
+    value = tf_compat.constant_value(t)
+    if value is not None:
+      with self.graph.as_default():
+        return tf.constant(value, dtype=t.dtype)
+    if tf_compat.is_resource(t):
+      return capture(tf_compat.resource_source(self.body, t))
+    if not self._wrap:
+      self.added.append(t)
+      return capture(t)
+    optional = self._existing_optional(t)
+    if optional is None:
+      with self.body.as_default():
+        optional = tf.raw_ops.OptionalFromValue(components=[t])
+      self.added.append(optional)
+    captured = capture(optional)
+    with self.graph.as_default():
+      return tf.raw_ops.OptionalGetValue(
+          optional=captured, output_types=[t.dtype],
+          output_shapes=[t.shape])[0]
+
+  def _existing_optional(self, t):
+    """The optional an earlier gradient made of `t` and the op outputs."""
+    for consumer in t.consumers():
+      if consumer.type == "OptionalFromValue" \
+          and _index_of(consumer.outputs[0], self.body.outputs) is not None:
+        return consumer.outputs[0]
+    return None
+
+  def outer_inputs(self, op, first_input):
+    """(outer tensors, their placeholders in `self.graph`) feeding the
+    gradient function; body input k is `op.inputs[first_input + k]`, body
+    output j is `op.outputs[j]` (call after `rewrite`)."""
+    outer, inner = [], []
+    for external, internal in tf_compat.captures(self.graph):
+      if not tf_compat.is_eager_tensor(external) \
+          and external.graph is self.body:
+        k = _index_of(external, self.body.inputs)
+        if k is not None:
+          external = op.inputs[first_input + k]
+        else:
+          external = op.outputs[_index_of(external, self.body.outputs)]
+      outer.append(external)
+      inner.append(internal)
+    return outer, inner
+
+
+def _index_of(t, tensors):
+  for i, u in enumerate(tensors):
+    if u is t:
+      return i
+  return None
+
+
+def rewrite(op, body_grads, func_attr, pad=None):
+  """Makes `op` output what the gradients in `body_grads` added to its
+  bodies. With several bodies (branches), each gets `pad(body, n)` more
+  outputs so all have as many: slot i of the new outputs holds branch b's
+  i-th added tensor when branch b ran. `func_attr` names the op's function
+  attributes: a tuple (one per body) or the name of one list attribute
+  holding them all. Holds the graph's mutation lock for the
+  edit; does nothing when nothing was added."""
+  count = max(len(bg.added) for bg in body_grads)
+  if not count:
+    return
+  names = []
+  for bg in body_grads:
+    extra = list(bg.added)
+    if len(extra) < count:
+      extra += pad(bg.body, count - len(extra))
+    bg.body.outputs.extend(extra)
+    bg.body.name += "_rewritten"
+    names.append(tf_compat.register_function(bg.body))
+  added = body_grads[0].body.outputs[-count:]
+  tout = [o.dtype for o in op.outputs] + [t.dtype for t in added]
+  shapes = None
+  if "output_shapes" in op.node_def.attr:
+    shapes = [o.shape for o in op.outputs] + [t.shape for t in added]
+  if isinstance(func_attr, tuple):
+    attrs = dict(zip(func_attr, names))
+  else:
+    attrs = {func_attr: names}
+  with tf_compat.mutation_lock(op.graph):
+    tf_compat.rewrite_outputs(op, attrs, tout, shapes, added)
+
+
+def none_optionals(body, n):
+  """`n` empty optionals in `body` (the padding of a branch's outputs)."""
+  with body.as_default():
+    return [tf.raw_ops.OptionalNone() for _ in range(n)]
+
+
+def matched_inputs(graphs, outer_lists, inner_lists):
+  """One argument list for several branch gradient functions: the union
+  of what each reads (deduplicated), each graph getting a placeholder it
+  ignores for what only others read. Returns the union."""
+  union, seen = [], set()
+  for outer in outer_lists:
+    for t in outer:
+      if id(t) not in seen:
+        seen.add(id(t))
+        union.append(t)
+  for graph, outer, inner in zip(graphs, outer_lists, inner_lists):
+    mine = {id(t): p for t, p in zip(outer, inner)}
+    args = []
+    for t in union:
+      p = mine.get(id(t))
+      if p is None:
+        with graph.as_default():
+          p = tf.compat.v1.placeholder(t.dtype, t.shape)
+      args.append(p)
+    tf_compat.set_function_inputs(graph, union, args)
+  return union
+
+
+def connected_inputs(body, indices):
+  """The input indices among `indices` from which a differentiable path
+  leads to a trainable output of `body`. Where tfgrad, leaving out outputs
+  nothing reached, got no gradient for such an input, TF's rules (which
+  feed zeros for those outputs) get zeros: the caller gives the same."""
+  from tfgrad import backprop  # pylint: disable=g-import-not-at-top
+  from tfgrad import graph_walk  # pylint: disable=g-import-not-at-top
+  resolver = graph_walk.InputResolver([], [])
+  connected = []
+  for k in indices:
+    reached = graph_walk.reachable_from(
+        [body.inputs[k].op], resolver,
+        lambda op: backprop.blocks_gradient(op, body, False))
+    if _leads_out(body, k, reached):
+      connected.append(k)
+  return connected
+
+
+def _leads_out(body, k, reached):
+  """True if some trainable output of `body` is reached from input k (the
+  input itself passed through counts)."""
+  for t in body.outputs:
+    if tf_compat.is_trainable(t) and (t is body.inputs[k] or t.op in reached):
+      return True
+  return False
+
+
+def flatten_results(results):
+  """Gradient results as function outputs: (flat tensors, per result
+  None, "dense" or "slices")."""
+  flat, kinds = [], []
+  for r in results:
+    if r is None:
+      kinds.append(None)
+    elif isinstance(r, tf.IndexedSlices):
+      if r.dense_shape is None:
+        raise ValueError("IndexedSlices without dense_shape")
+      flat.extend([r.values, r.indices, r.dense_shape])
+      kinds.append("slices")
+    else:
+      flat.append(r)
+      kinds.append("dense")
+  return flat, kinds
+
+
+def unflatten_results(outputs, kinds):
+  """`flatten_results` undone on a gradient op's outputs."""
+  outs, results = iter(outputs), []
+  for kind in kinds:
+    if kind == "dense":
+      results.append(next(outs))
+    elif kind == "slices":
+      results.append(tf.IndexedSlices(next(outs), next(outs), next(outs)))
+    else:
+      results.append(None)
+  return results
+
+
+# ----- calls of graph functions -----
+
+class _CallGradients:
+  """What tfgrad built for one forward function graph shared by call
+  ops (a tf.function's concrete function): gradient functions by what
+  they are asked for, forward functions by their output count."""
+
+  def __init__(self, attrs):
+    self.attrs = attrs
+    self.backward = {}  # (reached, strict) -> [(BodyGradient, kinds, fn, needed)]
+    self.forward = {}   # number of outputs -> function
+
+
+_call_gradients = weakref.WeakKeyDictionary()  # forward graph -> ...
+_graph_of_function = weakref.WeakValueDictionary()  # name -> FuncGraph
+_call_gradients_guard = threading.Lock()
+
+
+def _built_for(body, attrs):
+  with _call_gradients_guard:
+    entry = _call_gradients.get(body)
+    if entry is None:
+      entry = _call_gradients[body] = _CallGradients(attrs)
+  return entry
+
+
+def _made(function, graph, attrs):
+  """Records that `function` (made by tfgrad) runs `graph`: a gradient
+  of a call of it is built from that graph, as for a tf.function."""
+  _built_for(graph, attrs)
+  with _call_gradients_guard:
+    _graph_of_function[tf.compat.as_str(function.name)] = graph
+  return function
+
+
+def own_function_source(name):
+  """(FuncGraph, attributes) of a function tfgrad made, else None."""
+  with _call_gradients_guard:
+    graph = _graph_of_function.get(tf.compat.as_str(name))
+    entry = _call_gradients.get(graph) if graph is not None else None
+  return None if entry is None else (graph, entry.attrs)
+
+
+def call_gradient(op, grads, body, attrs, needed, strict):
+  """The gradient function for call op `op` of the function graph `body`
+  (with function attributes `attrs`), for the inputs in `needed`: one per
+  body and request, shared by the calls (a function built for more inputs
+  serves fewer: its other results go unused); the call op rewritten to
+  the forward function exposing what it reads. Returns (BodyGradient,
+  per input it covers "dense"/"slices"/None, function, inputs covered)."""
+  from tfgrad import api  # pylint: disable=g-import-not-at-top
+  reached = tuple(j for j, g in enumerate(grads)
+                  if g is not None and tf_compat.is_trainable(body.outputs[j]))
+  built = _built_for(body, attrs)
+  with tf_compat.building_lock(body):
+    entries = built.backward.setdefault((reached, strict), [])
+    wanted = set(needed)
+    entry = next((e for e in entries if wanted <= set(e[3])), None)
+    if entry is None:
+      bg = BodyGradient(body, wrap=False, in_cond=False)
+      with api.strict_mode(strict):
+        results = bg.differentiate([body.outputs[j] for j in reached], None,
+                                   [body.inputs[k] for k in needed])
+      with bg.graph.as_default():
+        flat, kinds = flatten_results(results)
+      bg.graph.outputs = flat
+      body.outputs.extend(bg.added)
+      fn = _made(tf_compat.make_function(
+          bg.graph, f"{body.name}_grad_{tf_compat.new_uid()}", attrs),
+                 bg.graph, attrs)
+      entry = (bg, kinds, fn, tuple(needed))
+      entries.append(entry)
+    if len(op.outputs) < len(body.outputs):
+      _call_latest_forward(op, body, attrs, built)
+  return entry
+
+
+def _call_latest_forward(op, body, attrs, built):
+  """Points `op` at a function of `body` with all its current outputs."""
+  count = len(body.outputs)
+  forward = built.forward.get(count)
+  if forward is None:
+    forward = built.forward[count] = _made(tf_compat.make_function(
+        body, f"{body.name}_forward_{tf_compat.new_uid()}", attrs),
+                                           body, attrs)
+  added = body.outputs[len(op.outputs):]
+  with tf_compat.building_lock(op.graph), tf_compat.mutation_lock(op.graph):
+    tf_compat.add_function(op.graph, forward)
+    tf_compat.rewrite_outputs(
+        op, {"f": forward.name},
+        [o.dtype for o in op.outputs] + [t.dtype for t in added], None,
+        added)
