@@ -26,6 +26,7 @@ recompute the same values.
 """
 
 import contextlib
+import threading
 
 import tensorflow as tf
 
@@ -37,6 +38,71 @@ from tfgrad import tf_compat
 
 def _as_list(x):
   return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+# ----- the default `tfgrad.install(checkpoints=...)` sets -----
+
+class _Installed:
+  """The process-wide default of the last `install(checkpoints=...)`."""
+  lock = threading.Lock()
+  value = None
+
+
+_thread_default = threading.local()  # .stack: `installed(checkpoints=)` blocks
+
+
+def check_default(checkpoints):
+  """ValueError unless `checkpoints` can be a default for every call: None,
+  "memory", "speed" or a MemoryBudget (a list of tensors belongs to one
+  graph)."""
+  if checkpoints is None:
+    return
+  if isinstance(checkpoints, (list, tuple)):
+    raise ValueError("install(checkpoints=...) takes None, \"memory\", "
+                     "\"speed\" or a tfgrad.MemoryBudget, not a list of "
+                     "tensors (pass those to tfgrad.gradients)")
+  remat_select.check_choice(checkpoints)
+
+
+def set_installed_default(checkpoints):
+  check_default(checkpoints)
+  with _Installed.lock:
+    _Installed.value = checkpoints
+
+
+@contextlib.contextmanager
+def thread_default(checkpoints):
+  """The default of calls on this thread inside the block (None: inherit)."""
+  check_default(checkpoints)
+  stack = getattr(_thread_default, "stack", None)
+  if stack is None:
+    stack = _thread_default.stack = []
+  stack.append(checkpoints)
+  try:
+    yield
+  finally:
+    stack.pop()
+
+
+def installed_default(ys, xs):
+  """What a call that leaves `checkpoints` None gets: the innermost
+  `installed(checkpoints=...)` block of this thread that gave one, else the
+  last `install(checkpoints=...)`, else None. None too for composite ys or
+  xs, which the rematerializing pass does not cover (a default, unlike an
+  explicit value, falls back to the plain pass there)."""
+  stack = getattr(_thread_default, "stack", None)
+  value = next((v for v in reversed(stack) if v is not None), None) \
+      if stack else None
+  if value is None:
+    value = _Installed.value
+  if value is None:
+    return None
+  ys = tf_compat.variables_to_tensors(_as_list(ys))
+  xs = [x.handle if tf_compat.is_resource_variable(x) else x
+        for x in _as_list(xs)]
+  if tf_compat.any_composite(xs) or tf_compat.any_composite(ys):
+    return None
+  return value
 
 
 class _Call:
@@ -100,15 +166,15 @@ def gradients(ys, xs, grad_ys, name, colocate, gate, aggregation,
   aggregation = aggregate.check_method(aggregation)
   strict = api._strict_default() if strict is None else bool(strict)  # pylint: disable=protected-access
   prepared = prepare(ys, xs, grad_ys, stop_gradients, strict, checkpoints)
-  if prepared is None:
-    return api.gradients_v1(ys, xs, grad_ys, name, colocate, gate,
-                            aggregation, stop_gradients, unconnected,
-                            strict=strict)
+  if prepared is None:  # the plain pass (never an installed default)
+    return api.gradients_helper(ys, xs, grad_ys, name, colocate, gate,
+                                aggregation, stop_gradients, unconnected,
+                                strict=strict)
   ys, xs, grad_ys, stops, fwd, plan = prepared
   if plan.kept is None:  # a budget everything fits in: the plain pass
-    return api.gradients_v1(ys, xs, grad_ys, name, colocate, gate,
-                            aggregation, stop_gradients, unconnected,
-                            strict=strict)
+    return api.gradients_helper(ys, xs, grad_ys, name, colocate, gate,
+                                aggregation, stop_gradients, unconnected,
+                                strict=strict)
   graph = tf_compat.default_graph()
   with tf.compat.v1.name_scope(name, "gradients", ys + xs) as scope:
     call = _Call(scope, colocate, gate, aggregation, strict)
