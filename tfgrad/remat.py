@@ -34,6 +34,7 @@ from tfgrad import aggregate
 from tfgrad import graph_walk
 from tfgrad import remat_select
 from tfgrad import tf_compat
+from tfgrad.emit import raw
 
 
 def _as_list(x):
@@ -269,7 +270,10 @@ class _Backprop:
 
   def _segment(self, c):
     """Recomputes the ops of c's segment after c's gradient, and
-    differentiates the copy."""
+    differentiates the copy. Inputs from outside the segment (kept tensors,
+    parameters, xs) that need a gradient are read through an Identity
+    each: the engine's walk from those starts at the copies, not at every
+    consumer of a weight in the whole graph."""
     g = self._sum(c)
     wait = _waitable(g)
     copies, bridges = {}, {}  # id(original output) -> copy / Identity
@@ -282,7 +286,8 @@ class _Backprop:
         elif self._needs_grad(t):
           if id(t) not in bridges:
             with self.graph.control_dependencies([wait]):
-              bridges[id(t)] = (t, tf.identity(t, name=_base(t) + "_remat"))
+              bridges[id(t)] = (t, raw.Identity(input=t,
+                                                name=_base(t) + "_remat"))
           inputs.append(bridges[id(t)][1])
           is_root = False
         else:

@@ -132,6 +132,21 @@ class Forward:
   param_bytes: int
   top_bytes: int
   prefix: tuple = None  # see _prefix
+  sizes: dict = dataclasses.field(default_factory=dict)  # id(t) -> bytes
+  op_flops: dict = dataclasses.field(default_factory=dict)  # op -> FLOPs
+
+  def bytes_of(self, t):
+    """`nbytes(t)`, read once per tensor (static shapes cost a C call)."""
+    b = self.sizes.get(id(t))
+    if b is None:
+      b = self.sizes[id(t)] = nbytes(t)
+    return b
+
+  def flops_of(self, op):
+    f = self.op_flops.get(op)
+    if f is None:
+      f = self.op_flops[op] = flops(op)
+    return f
 
 
 def analyse(ys, xs, members, inputs):
@@ -176,10 +191,11 @@ def analyse(ys, xs, members, inputs):
     for out in op.outputs:
       if id(out) in y_ids or any(c in members for c in out.consumers()):
         tensors.append(out)
-  param_bytes = sum(nbytes(o) for op in post if kind[op] == "param"
-                    for o in op.outputs if tf_compat.is_trainable(o))
-  top = max([nbytes(t) for t in tensors] or [0])
-  return Forward(order, pos, kind, tensors, members, x_ids, param_bytes, top)
+  fwd = Forward(order, pos, kind, tensors, members, x_ids, 0, 0)
+  fwd.param_bytes = sum(fwd.bytes_of(o) for op in post if kind[op] == "param"
+                        for o in op.outputs if tf_compat.is_trainable(o))
+  fwd.top_bytes = max([fwd.bytes_of(t) for t in tensors] or [0])
+  return fwd
 
 
 def pinned_tensors(fwd, inputs):
@@ -238,9 +254,9 @@ def _prefix_sums(fwd):
   data_bytes = [0] * (len(fwd.order) + 1)
   op_flops = [0] * (len(fwd.order) + 1)
   for i, op in enumerate(fwd.order):
-    b = sum(nbytes(o) for o in op.outputs if tf_compat.is_trainable(o))
+    b = sum(fwd.bytes_of(o) for o in op.outputs if tf_compat.is_trainable(o))
     data_bytes[i + 1] = data_bytes[i] + b
-    op_flops[i + 1] = op_flops[i] + flops(op)
+    op_flops[i + 1] = op_flops[i] + fwd.flops_of(op)
   return data_bytes, op_flops
 
 
@@ -250,7 +266,7 @@ def estimate(fwd, kept):
   data_bytes, op_flops = _prefix(fwd)
   cuts = sorted({fwd.pos[t.op] for t in kept})
   fixed = 2 * fwd.param_bytes + 2 * fwd.top_bytes
-  kept_bytes = sum(nbytes(t) for t in kept)
+  kept_bytes = sum(fwd.bytes_of(t) for t in kept)
   worst, recompute, start = 0, 0, -1
   for c in cuts:
     worst = max(worst, data_bytes[c] - data_bytes[start + 1])
@@ -276,7 +292,7 @@ def _chain(fwd, cands, limit):
   best = [inf] * n
   prev = [-1] * n
   lo = 0
-  costs = [(nbytes(t), -flops(t.op)) for t in cands]
+  costs = [(fwd.bytes_of(t), -fwd.flops_of(t.op)) for t in cands]
   seg_start = lambda i: 0 if i < 0 else pos[i] + 1  # noqa: E731
   for j in range(n):
     cost_j = costs[j]
@@ -308,8 +324,12 @@ def _chain(fwd, cands, limit):
 def _limits(fwd):
   data_bytes, _ = _prefix(fwd)
   total = max(1, data_bytes[-1])
+  # No segment is smaller than one op's outputs: smaller limits are
+  # infeasible, and not tried.
+  largest = max((b - a for a, b in zip(data_bytes, data_bytes[1:])),
+                default=1)
   return sorted({int(total / 1.4 ** k) for k in range(40)
-                 if total / 1.4 ** k >= 1})
+                 if total / 1.4 ** k >= max(1, largest)}) or [total]
 
 
 def _candidates(fwd, seps):
