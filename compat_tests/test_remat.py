@@ -183,8 +183,9 @@ def test_kept_sets_of_a_chain():
     assert name == "t3:0"
     assert ops == [f"{k}{i}" for i in range(4) for k in ("mm", "t")]
     memory = tfgrad.explain_checkpoints(loss, w, checkpoints="memory")
-    # 16 tensors of one size on a chain: about sqrt(16) kept, evenly.
-    assert 2 <= len(memory["kept"]) <= 6
+    # 8 tensors some gradient reads (the Tanh outputs: MatMul's gradient
+    # reads its inputs, Tanh's its output), one size: about sqrt(8) kept.
+    assert 1 <= len(memory["kept"]) <= 4
     assert memory["estimated_peak"] < memory["estimated_peak_plain"]
 
 

@@ -22,14 +22,17 @@ for convolutions, 2 x sqrt(elements of inputs and output multiplied) for
 Einsum, and its output elements for anything else. The estimated peak of
 the gradient computation for a kept set K is
 
-    fixed + bytes(K) + max(bytes of the top segment,
-                           2 x bytes of the largest recomputed segment)
+    fixed + bytes(K) + max(saved bytes of the top segment,
+                           saved bytes of the largest recomputed segment)
 
 where the top segment (from the last kept tensor to the ys) is never
-recomputed, a recomputed segment is alive with its gradients, and
-fixed = 2 x (bytes of param tensors + the largest tensor): weights and
-their gradients, and the gradient being passed on. Keeping everything
-gives fixed + bytes of all data tensors, the plain estimate. Policies never look at op names.
+recomputed, fixed = 2 x (bytes of param tensors + the largest tensor):
+weights and their gradients, and the gradients being passed on, and the
+saved bytes of a segment are those of its tensors some gradient reads
+(by op type: `_READS_*`; a tensor no gradient reads is freed during the
+forward pass). Keeping everything gives fixed + saved bytes of all data
+tensors, the plain estimate. Calibrated against the BFC allocator's peak
+(README). Policies never look at op names.
 """
 
 import dataclasses
@@ -242,9 +245,36 @@ class Plan:
   recompute_flops: int
 
 
+# What an op type's gradient reads (static shapes aside), for the estimate:
+# a forward tensor no gradient reads is freed during the forward pass.
+# Unlisted types count as reading their inputs and outputs.
+_READS_NOTHING = frozenset([
+    "Add", "AddV2", "Sub", "AddN", "BiasAdd", "Neg", "Identity", "Reshape",
+    "Transpose", "Squeeze", "ExpandDims", "Cast", "Pad", "ConcatV2", "Slice",
+    "StridedSlice", "Pack", "Unpack", "Split", "SplitV", "Sum", "Mean",
+    "Tile", "BroadcastTo"])
+_READS_OUTPUTS = frozenset([
+    "Relu", "Elu", "Selu", "Tanh", "Sigmoid", "Exp", "Softmax", "LogSoftmax",
+    "Sqrt", "Rsqrt", "Reciprocal"])
+_READS_INPUTS = frozenset([
+    "MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum",
+    "Conv2D", "Conv3D", "DepthwiseConv2dNative", "Mul", "Square", "Sin",
+    "Cos", "Log", "Abs", "Relu6", "LeakyRelu", "Maximum", "Minimum",
+    "GatherV2"])
+
+
+def _read_by_a_gradient(fwd, t):
+  """Whether some gradient reads `t`: its op's (unless that reads only
+  inputs, or nothing) or a consumer's between the xs and the ys."""
+  if t.op.type not in _READS_NOTHING and t.op.type not in _READS_INPUTS:
+    return True
+  return any(c in fwd.members and c.type not in _READS_NOTHING
+             and c.type not in _READS_OUTPUTS for c in t.consumers())
+
+
 def _prefix(fwd):
-  """Prefix sums over topological positions of data bytes and FLOPs,
-  computed once per analysis."""
+  """Prefix sums over topological positions of data bytes, FLOPs and
+  bytes some gradient reads (`saved`), computed once per analysis."""
   if fwd.prefix is None:
     fwd.prefix = _prefix_sums(fwd)
   return fwd.prefix
@@ -253,39 +283,42 @@ def _prefix(fwd):
 def _prefix_sums(fwd):
   data_bytes = [0] * (len(fwd.order) + 1)
   op_flops = [0] * (len(fwd.order) + 1)
+  saved = [0] * (len(fwd.order) + 1)
   for i, op in enumerate(fwd.order):
-    b = sum(fwd.bytes_of(o) for o in op.outputs if tf_compat.is_trainable(o))
-    data_bytes[i + 1] = data_bytes[i] + b
+    outs = [o for o in op.outputs if tf_compat.is_trainable(o)]
+    data_bytes[i + 1] = data_bytes[i] + sum(fwd.bytes_of(o) for o in outs)
+    saved[i + 1] = saved[i] + sum(fwd.bytes_of(o) for o in outs
+                                  if _read_by_a_gradient(fwd, o))
     op_flops[i + 1] = op_flops[i] + fwd.flops_of(op)
-  return data_bytes, op_flops
+  return data_bytes, op_flops, saved
 
 
 def estimate(fwd, kept):
   """Estimated peak (bytes) and recompute FLOPs of keeping `kept`: the
   forward order is cut at each kept tensor into segments."""
-  data_bytes, op_flops = _prefix(fwd)
+  _, op_flops, saved = _prefix(fwd)
   cuts = sorted({fwd.pos[t.op] for t in kept})
   fixed = 2 * fwd.param_bytes + 2 * fwd.top_bytes
   kept_bytes = sum(fwd.bytes_of(t) for t in kept)
   worst, recompute, start = 0, 0, -1
   for c in cuts:
-    worst = max(worst, data_bytes[c] - data_bytes[start + 1])
+    worst = max(worst, saved[c] - saved[start + 1])
     recompute += op_flops[c] - op_flops[start + 1]
     start = c
-  top = data_bytes[-1] - data_bytes[start + 1]
-  return fixed + kept_bytes + max(top, 2 * worst), recompute
+  top = saved[-1] - saved[start + 1]
+  return fixed + kept_bytes + max(top, worst), recompute
 
 
 def plain_estimate(fwd):
-  data_bytes, _ = _prefix(fwd)
-  return 2 * fwd.param_bytes + 2 * fwd.top_bytes + data_bytes[-1]
+  saved = _prefix(fwd)[2]
+  return 2 * fwd.param_bytes + 2 * fwd.top_bytes + saved[-1]
 
 
 def _chain(fwd, cands, limit):
   """Dynamic program over the separators in topological order: the kept
   set with no segment over `limit` bytes and the fewest kept bytes, ties
   broken toward keeping the outputs of expensive ops (less recompute)."""
-  data_bytes, _ = _prefix(fwd)
+  data_bytes = _prefix(fwd)[0]
   n = len(cands)
   pos = [fwd.pos[t.op] for t in cands]
   inf = (float("inf"), 0)
@@ -322,7 +355,7 @@ def _chain(fwd, cands, limit):
 
 
 def _limits(fwd):
-  data_bytes, _ = _prefix(fwd)
+  data_bytes = _prefix(fwd)[0]
   total = max(1, data_bytes[-1])
   # No segment is smaller than one op's outputs: smaller limits are
   # infeasible, and not tried.
