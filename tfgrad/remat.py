@@ -295,8 +295,7 @@ class _Backprop:
       waiting = (self.graph.control_dependencies([wait]) if is_root
                  else contextlib.nullcontext())
       with waiting:
-        new = tf_compat.copy_op(self.graph, op, inputs,
-                                op.name + "_remat")
+        new = _copy(self.graph, op, inputs)
       for old, out in zip(op.outputs, new.outputs):
         copies[id(old)] = out
     originals = [t for t, _ in bridges.values()]
@@ -314,6 +313,38 @@ class _Backprop:
     grad_ys = [self._sum(t) for t in params]
     for x, d in zip(xs, self.call.grads(params, list(xs), grad_ys)):
       self._add(x, d)
+
+
+def _grouped(op, inputs):
+  """`inputs` with list-valued arguments of op's OpDef as lists, or None
+  when they cannot be matched."""
+  grouped, i = [], 0
+  for arg in op.op_def.input_arg:
+    if arg.number_attr:
+      n = op.get_attr(arg.number_attr)
+    elif arg.type_list_attr:
+      n = len(op.get_attr(arg.type_list_attr))
+    else:
+      grouped.append(inputs[i])
+      i += 1
+      continue
+    grouped.append(list(inputs[i:i + n]))
+    i += n
+  return grouped if i == len(inputs) else None
+
+
+def _copy(graph, op, inputs):
+  """A copy of `op` reading `inputs`, named `<op>_remat` from the root
+  name scope: built by TF's lean constructor path when it applies
+  (`tf_compat.create_op`), else by `tf_compat.copy_op`."""
+  name = op.name + "_remat"
+  grouped = None if op.device else _grouped(op, inputs)
+  if grouped is None:
+    return tf_compat.copy_op(graph, op, inputs, name)
+  attrs = dict(op.node_def.attr.items())
+  with graph.name_scope(None):
+    return tf_compat.create_op(graph, op.type, inputs, attrs, op.op_def,
+                               name, grouped)
 
 
 def _base(t):
