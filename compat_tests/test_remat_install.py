@@ -264,3 +264,24 @@ def test_bad_install_checkpoints_change_nothing(bad, segments):
         pass
   assert [getattr(module, name) for module, name in _ENTRY_POINTS] == before
   assert not _recomputes(tfgrad.gradients)[0]
+
+
+def test_hessians_under_an_installed_default_match_stock(segments):
+  """tf.hessians (routed to tfgrad.hessians) takes the default for its
+  first-order gradient: values stay stock's."""
+  with tf.Graph().as_default():
+    x = tf.constant(np.random.RandomState(0).randn(4).astype(np.float32))
+    h = x
+    for _ in range(6):
+      h = tf.tanh(h * 1.3 + 0.1)
+    y = tf.reduce_sum(h * h)
+    (stock,) = tf.hessians(y, x)
+    tfgrad.install(checkpoints="memory")
+    try:
+      (ours,) = tf.hessians(y, x)
+    finally:
+      tfgrad.uninstall()
+    assert segments
+    with tf.compat.v1.Session() as sess:
+      a, b = sess.run((ours, stock))
+  np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
