@@ -70,6 +70,8 @@ def gradients_v1(ys, xs, grad_ys=None, name="gradients",
                  strict=None, checkpoints=None):
   """A drop-in for `tf.compat.v1.gradients` (adds colocate_gradients_with_ops)."""
   graph = tf.compat.v1.get_default_graph()
+  if checkpoints is None:  # `tfgrad.install(checkpoints=...)`'s default
+    checkpoints = remat.installed_default(ys, xs)
   if checkpoints is not None:  # rematerializing: tfgrad.remat
     with tf_compat.mutation_lock(graph), tf_compat.building_lock(graph):
       return remat.gradients(ys, xs, grad_ys, name, colocate_gradients_with_ops,

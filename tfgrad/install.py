@@ -6,6 +6,16 @@ After `install()`, `tf.gradients`, `tf.compat.v1.gradients`, the
 `_GradientsHelper` (which TF's gradients of `tf.cond`, `tf.while_loop`
 and `tf.function` calls use, with `src_graph=`) all run tfgrad.
 `uninstall()` puts back the very objects that were there before.
+
+`install(checkpoints=...)` and `installed(checkpoints=...)` also set the
+rematerialization (`tfgrad.remat`) of every gradient call that leaves
+`checkpoints` at None, TF's own entry points included (they have no such
+keyword). Precedence, per call: an explicit `checkpoints=` on the call;
+else the innermost `installed(checkpoints=...)` block of the calling
+thread that gave one (a block's setting is its thread's alone); else the
+last `install(checkpoints=...)` (process-wide, like the patching itself);
+else None, the plain pass. TF's internal `_GradientsHelper` (the bodies of
+`tf.cond`, `tf.while_loop` and function calls) always runs plain.
 """
 
 import contextlib
@@ -16,6 +26,7 @@ import tensorflow as tf
 
 from tfgrad import api
 from tfgrad import higher_order
+from tfgrad import remat
 
 # (module path, attribute, replacement). Module paths are resolved lazily.
 _PATCHES = (
@@ -80,12 +91,17 @@ def _restore():
   _saved.clear()
 
 
-def install():
+def install(checkpoints=None):
   """Makes TF's gradient entry points run tfgrad until `uninstall()`;
-  idempotent, thread-safe."""
+  idempotent, thread-safe. `checkpoints` ("memory", "speed", a
+  `tfgrad.MemoryBudget`, or None) becomes the default of every gradient
+  call that does not pass its own (see the module doc); each call of
+  `install` sets it anew."""
+  remat.check_default(checkpoints)
   with _lock:
     _Holders.explicit = True
     _patch()
+    remat.set_installed_default(checkpoints)
 
 
 def uninstall():
@@ -95,18 +111,23 @@ def uninstall():
     _Holders.explicit = False
     _Holders.blocks = 0
     _restore()
+    remat.set_installed_default(None)
 
 
 @contextlib.contextmanager
-def installed():
+def installed(checkpoints=None):
   """Context manager: tfgrad installed inside. Blocks may be open on
   several threads at once: TF is restored when the last one closes,
-  unless `install()` was called explicitly."""
+  unless `install()` was called explicitly. `checkpoints` is the default
+  of the gradient calls this thread makes inside the block (other
+  threads' calls never see it); None keeps the enclosing default."""
+  remat.check_default(checkpoints)
   with _lock:
     _Holders.blocks += 1
     _patch()
   try:
-    yield
+    with remat.thread_default(checkpoints):
+      yield
   finally:
     with _lock:
       _Holders.blocks = max(0, _Holders.blocks - 1)

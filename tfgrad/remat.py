@@ -26,6 +26,7 @@ recompute the same values.
 """
 
 import contextlib
+import threading
 
 import tensorflow as tf
 
@@ -33,10 +34,76 @@ from tfgrad import aggregate
 from tfgrad import graph_walk
 from tfgrad import remat_select
 from tfgrad import tf_compat
+from tfgrad.emit import raw
 
 
 def _as_list(x):
   return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+# ----- the default `tfgrad.install(checkpoints=...)` sets -----
+
+class _Installed:
+  """The process-wide default of the last `install(checkpoints=...)`."""
+  lock = threading.Lock()
+  value = None
+
+
+_thread_default = threading.local()  # .stack: `installed(checkpoints=)` blocks
+
+
+def check_default(checkpoints):
+  """ValueError unless `checkpoints` can be a default for every call: None,
+  "memory", "speed" or a MemoryBudget (a list of tensors belongs to one
+  graph)."""
+  if checkpoints is None:
+    return
+  if isinstance(checkpoints, (list, tuple)):
+    raise ValueError("install(checkpoints=...) takes None, \"memory\", "
+                     "\"speed\" or a tfgrad.MemoryBudget, not a list of "
+                     "tensors (pass those to tfgrad.gradients)")
+  remat_select.check_choice(checkpoints)
+
+
+def set_installed_default(checkpoints):
+  check_default(checkpoints)
+  with _Installed.lock:
+    _Installed.value = checkpoints
+
+
+@contextlib.contextmanager
+def thread_default(checkpoints):
+  """The default of calls on this thread inside the block (None: inherit)."""
+  check_default(checkpoints)
+  stack = getattr(_thread_default, "stack", None)
+  if stack is None:
+    stack = _thread_default.stack = []
+  stack.append(checkpoints)
+  try:
+    yield
+  finally:
+    stack.pop()
+
+
+def installed_default(ys, xs):
+  """What a call that leaves `checkpoints` None gets: the innermost
+  `installed(checkpoints=...)` block of this thread that gave one, else the
+  last `install(checkpoints=...)`, else None. None too for composite ys or
+  xs, which the rematerializing pass does not cover (a default, unlike an
+  explicit value, falls back to the plain pass there)."""
+  stack = getattr(_thread_default, "stack", None)
+  value = next((v for v in reversed(stack) if v is not None), None) \
+      if stack else None
+  if value is None:
+    value = _Installed.value
+  if value is None:
+    return None
+  ys = tf_compat.variables_to_tensors(_as_list(ys))
+  xs = [x.handle if tf_compat.is_resource_variable(x) else x
+        for x in _as_list(xs)]
+  if tf_compat.any_composite(xs) or tf_compat.any_composite(ys):
+    return None
+  return value
 
 
 class _Call:
@@ -100,15 +167,15 @@ def gradients(ys, xs, grad_ys, name, colocate, gate, aggregation,
   aggregation = aggregate.check_method(aggregation)
   strict = api._strict_default() if strict is None else bool(strict)  # pylint: disable=protected-access
   prepared = prepare(ys, xs, grad_ys, stop_gradients, strict, checkpoints)
-  if prepared is None:
-    return api.gradients_v1(ys, xs, grad_ys, name, colocate, gate,
-                            aggregation, stop_gradients, unconnected,
-                            strict=strict)
+  if prepared is None:  # the plain pass (never an installed default)
+    return api.gradients_helper(ys, xs, grad_ys, name, colocate, gate,
+                                aggregation, stop_gradients, unconnected,
+                                strict=strict)
   ys, xs, grad_ys, stops, fwd, plan = prepared
   if plan.kept is None:  # a budget everything fits in: the plain pass
-    return api.gradients_v1(ys, xs, grad_ys, name, colocate, gate,
-                            aggregation, stop_gradients, unconnected,
-                            strict=strict)
+    return api.gradients_helper(ys, xs, grad_ys, name, colocate, gate,
+                                aggregation, stop_gradients, unconnected,
+                                strict=strict)
   graph = tf_compat.default_graph()
   with tf.compat.v1.name_scope(name, "gradients", ys + xs) as scope:
     call = _Call(scope, colocate, gate, aggregation, strict)
@@ -203,7 +270,10 @@ class _Backprop:
 
   def _segment(self, c):
     """Recomputes the ops of c's segment after c's gradient, and
-    differentiates the copy."""
+    differentiates the copy. Inputs from outside the segment (kept tensors,
+    parameters, xs) that need a gradient are read through an Identity
+    each: the engine's walk from those starts at the copies, not at every
+    consumer of a weight in the whole graph."""
     g = self._sum(c)
     wait = _waitable(g)
     copies, bridges = {}, {}  # id(original output) -> copy / Identity
@@ -216,7 +286,8 @@ class _Backprop:
         elif self._needs_grad(t):
           if id(t) not in bridges:
             with self.graph.control_dependencies([wait]):
-              bridges[id(t)] = (t, tf.identity(t, name=_base(t) + "_remat"))
+              bridges[id(t)] = (t, raw.Identity(input=t,
+                                                name=_base(t) + "_remat"))
           inputs.append(bridges[id(t)][1])
           is_root = False
         else:
@@ -224,8 +295,7 @@ class _Backprop:
       waiting = (self.graph.control_dependencies([wait]) if is_root
                  else contextlib.nullcontext())
       with waiting:
-        new = tf_compat.copy_op(self.graph, op, inputs,
-                                op.name + "_remat")
+        new = _copy(self.graph, op, inputs)
       for old, out in zip(op.outputs, new.outputs):
         copies[id(old)] = out
     originals = [t for t, _ in bridges.values()]
@@ -243,6 +313,38 @@ class _Backprop:
     grad_ys = [self._sum(t) for t in params]
     for x, d in zip(xs, self.call.grads(params, list(xs), grad_ys)):
       self._add(x, d)
+
+
+def _grouped(op, inputs):
+  """`inputs` with list-valued arguments of op's OpDef as lists, or None
+  when they cannot be matched."""
+  grouped, i = [], 0
+  for arg in op.op_def.input_arg:
+    if arg.number_attr:
+      n = op.get_attr(arg.number_attr)
+    elif arg.type_list_attr:
+      n = len(op.get_attr(arg.type_list_attr))
+    else:
+      grouped.append(inputs[i])
+      i += 1
+      continue
+    grouped.append(list(inputs[i:i + n]))
+    i += n
+  return grouped if i == len(inputs) else None
+
+
+def _copy(graph, op, inputs):
+  """A copy of `op` reading `inputs`, named `<op>_remat` from the root
+  name scope: built by TF's lean constructor path when it applies
+  (`tf_compat.create_op`), else by `tf_compat.copy_op`."""
+  name = op.name + "_remat"
+  grouped = None if op.device else _grouped(op, inputs)
+  if grouped is None:
+    return tf_compat.copy_op(graph, op, inputs, name)
+  attrs = dict(op.node_def.attr.items())
+  with graph.name_scope(None):
+    return tf_compat.create_op(graph, op.type, inputs, attrs, op.op_def,
+                               name, grouped)
 
 
 def _base(t):

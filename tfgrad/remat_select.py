@@ -22,14 +22,17 @@ for convolutions, 2 x sqrt(elements of inputs and output multiplied) for
 Einsum, and its output elements for anything else. The estimated peak of
 the gradient computation for a kept set K is
 
-    fixed + bytes(K) + max(bytes of the top segment,
-                           2 x bytes of the largest recomputed segment)
+    fixed + bytes(K) + max(saved bytes of the top segment,
+                           saved bytes of the largest recomputed segment)
 
 where the top segment (from the last kept tensor to the ys) is never
-recomputed, a recomputed segment is alive with its gradients, and
-fixed = 2 x (bytes of param tensors + the largest tensor): weights and
-their gradients, and the gradient being passed on. Keeping everything
-gives fixed + bytes of all data tensors, the plain estimate. Policies never look at op names.
+recomputed, fixed = 2 x (bytes of param tensors + the largest tensor):
+weights and their gradients, and the gradients being passed on, and the
+saved bytes of a segment are those of its tensors some gradient reads
+(by op type: `_READS_*`; a tensor no gradient reads is freed during the
+forward pass). Keeping everything gives fixed + saved bytes of all data
+tensors, the plain estimate. Calibrated against the BFC allocator's peak
+(README). Policies never look at op names.
 """
 
 import dataclasses
@@ -132,6 +135,21 @@ class Forward:
   param_bytes: int
   top_bytes: int
   prefix: tuple = None  # see _prefix
+  sizes: dict = dataclasses.field(default_factory=dict)  # id(t) -> bytes
+  op_flops: dict = dataclasses.field(default_factory=dict)  # op -> FLOPs
+
+  def bytes_of(self, t):
+    """`nbytes(t)`, read once per tensor (static shapes cost a C call)."""
+    b = self.sizes.get(id(t))
+    if b is None:
+      b = self.sizes[id(t)] = nbytes(t)
+    return b
+
+  def flops_of(self, op):
+    f = self.op_flops.get(op)
+    if f is None:
+      f = self.op_flops[op] = flops(op)
+    return f
 
 
 def analyse(ys, xs, members, inputs):
@@ -176,10 +194,11 @@ def analyse(ys, xs, members, inputs):
     for out in op.outputs:
       if id(out) in y_ids or any(c in members for c in out.consumers()):
         tensors.append(out)
-  param_bytes = sum(nbytes(o) for op in post if kind[op] == "param"
-                    for o in op.outputs if tf_compat.is_trainable(o))
-  top = max([nbytes(t) for t in tensors] or [0])
-  return Forward(order, pos, kind, tensors, members, x_ids, param_bytes, top)
+  fwd = Forward(order, pos, kind, tensors, members, x_ids, 0, 0)
+  fwd.param_bytes = sum(fwd.bytes_of(o) for op in post if kind[op] == "param"
+                        for o in op.outputs if tf_compat.is_trainable(o))
+  fwd.top_bytes = max([fwd.bytes_of(t) for t in tensors] or [0])
+  return fwd
 
 
 def pinned_tensors(fwd, inputs):
@@ -226,9 +245,36 @@ class Plan:
   recompute_flops: int
 
 
+# What an op type's gradient reads (static shapes aside), for the estimate:
+# a forward tensor no gradient reads is freed during the forward pass.
+# Unlisted types count as reading their inputs and outputs.
+_READS_NOTHING = frozenset([
+    "Add", "AddV2", "Sub", "AddN", "BiasAdd", "Neg", "Identity", "Reshape",
+    "Transpose", "Squeeze", "ExpandDims", "Cast", "Pad", "ConcatV2", "Slice",
+    "StridedSlice", "Pack", "Unpack", "Split", "SplitV", "Sum", "Mean",
+    "Tile", "BroadcastTo"])
+_READS_OUTPUTS = frozenset([
+    "Relu", "Elu", "Selu", "Tanh", "Sigmoid", "Exp", "Softmax", "LogSoftmax",
+    "Sqrt", "Rsqrt", "Reciprocal"])
+_READS_INPUTS = frozenset([
+    "MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum",
+    "Conv2D", "Conv3D", "DepthwiseConv2dNative", "Mul", "Square", "Sin",
+    "Cos", "Log", "Abs", "Relu6", "LeakyRelu", "Maximum", "Minimum",
+    "GatherV2"])
+
+
+def _read_by_a_gradient(fwd, t):
+  """Whether some gradient reads `t`: its op's (unless that reads only
+  inputs, or nothing) or a consumer's between the xs and the ys."""
+  if t.op.type not in _READS_NOTHING and t.op.type not in _READS_INPUTS:
+    return True
+  return any(c in fwd.members and c.type not in _READS_NOTHING
+             and c.type not in _READS_OUTPUTS for c in t.consumers())
+
+
 def _prefix(fwd):
-  """Prefix sums over topological positions of data bytes and FLOPs,
-  computed once per analysis."""
+  """Prefix sums over topological positions of data bytes, FLOPs and
+  bytes some gradient reads (`saved`), computed once per analysis."""
   if fwd.prefix is None:
     fwd.prefix = _prefix_sums(fwd)
   return fwd.prefix
@@ -237,46 +283,49 @@ def _prefix(fwd):
 def _prefix_sums(fwd):
   data_bytes = [0] * (len(fwd.order) + 1)
   op_flops = [0] * (len(fwd.order) + 1)
+  saved = [0] * (len(fwd.order) + 1)
   for i, op in enumerate(fwd.order):
-    b = sum(nbytes(o) for o in op.outputs if tf_compat.is_trainable(o))
-    data_bytes[i + 1] = data_bytes[i] + b
-    op_flops[i + 1] = op_flops[i] + flops(op)
-  return data_bytes, op_flops
+    outs = [o for o in op.outputs if tf_compat.is_trainable(o)]
+    data_bytes[i + 1] = data_bytes[i] + sum(fwd.bytes_of(o) for o in outs)
+    saved[i + 1] = saved[i] + sum(fwd.bytes_of(o) for o in outs
+                                  if _read_by_a_gradient(fwd, o))
+    op_flops[i + 1] = op_flops[i] + fwd.flops_of(op)
+  return data_bytes, op_flops, saved
 
 
 def estimate(fwd, kept):
   """Estimated peak (bytes) and recompute FLOPs of keeping `kept`: the
   forward order is cut at each kept tensor into segments."""
-  data_bytes, op_flops = _prefix(fwd)
+  _, op_flops, saved = _prefix(fwd)
   cuts = sorted({fwd.pos[t.op] for t in kept})
   fixed = 2 * fwd.param_bytes + 2 * fwd.top_bytes
-  kept_bytes = sum(nbytes(t) for t in kept)
+  kept_bytes = sum(fwd.bytes_of(t) for t in kept)
   worst, recompute, start = 0, 0, -1
   for c in cuts:
-    worst = max(worst, data_bytes[c] - data_bytes[start + 1])
+    worst = max(worst, saved[c] - saved[start + 1])
     recompute += op_flops[c] - op_flops[start + 1]
     start = c
-  top = data_bytes[-1] - data_bytes[start + 1]
-  return fixed + kept_bytes + max(top, 2 * worst), recompute
+  top = saved[-1] - saved[start + 1]
+  return fixed + kept_bytes + max(top, worst), recompute
 
 
 def plain_estimate(fwd):
-  data_bytes, _ = _prefix(fwd)
-  return 2 * fwd.param_bytes + 2 * fwd.top_bytes + data_bytes[-1]
+  saved = _prefix(fwd)[2]
+  return 2 * fwd.param_bytes + 2 * fwd.top_bytes + saved[-1]
 
 
 def _chain(fwd, cands, limit):
   """Dynamic program over the separators in topological order: the kept
   set with no segment over `limit` bytes and the fewest kept bytes, ties
   broken toward keeping the outputs of expensive ops (less recompute)."""
-  data_bytes, _ = _prefix(fwd)
+  data_bytes = _prefix(fwd)[0]
   n = len(cands)
   pos = [fwd.pos[t.op] for t in cands]
   inf = (float("inf"), 0)
   best = [inf] * n
   prev = [-1] * n
   lo = 0
-  costs = [(nbytes(t), -flops(t.op)) for t in cands]
+  costs = [(fwd.bytes_of(t), -fwd.flops_of(t.op)) for t in cands]
   seg_start = lambda i: 0 if i < 0 else pos[i] + 1  # noqa: E731
   for j in range(n):
     cost_j = costs[j]
@@ -306,10 +355,14 @@ def _chain(fwd, cands, limit):
 
 
 def _limits(fwd):
-  data_bytes, _ = _prefix(fwd)
+  data_bytes = _prefix(fwd)[0]
   total = max(1, data_bytes[-1])
+  # No segment is smaller than one op's outputs: smaller limits are
+  # infeasible, and not tried.
+  largest = max((b - a for a, b in zip(data_bytes, data_bytes[1:])),
+                default=1)
   return sorted({int(total / 1.4 ** k) for k in range(40)
-                 if total / 1.4 ** k >= 1})
+                 if total / 1.4 ** k >= max(1, largest)}) or [total]
 
 
 def _candidates(fwd, seps):

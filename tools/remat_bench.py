@@ -10,9 +10,11 @@ MemoryBudget(f x the measured plain peak) for each --budgets fraction
 f), then all graphs are run in turn, --runs times after a warm-up, each
 in its own Session under TF's BFC CPU allocator, reset before every run.
 Reported, per engine: build time (thread CPU), ops added, the medians of
-run time and of peak allocator bytes (`peak`), and of the peak above the
-bytes in use before the run (`transient`: activations and gradients,
-without the variables), and their ratios against plain tfgrad (run time:
+run time, of the peak above the bytes in use before the run
+(`transient`: activations and gradients, without the variables) and of
+`peak` = transient + the graph's own variables (what the Session alone
+would need: other engines' Sessions keep their variables in the same
+allocator), and their ratios against plain tfgrad (run time:
 median of paired ratios of back-to-back runs). --scaling measures plain
 and "memory" peaks of MLPs from depth 25 to 400 and fits the exponent of
 depth (log-log least squares), drawn as an SVG plot by --plot.
@@ -37,6 +39,7 @@ from absl import flags
 import tensorflow as tf
 
 import tfgrad
+from tfgrad import remat_select
 from tools import models
 
 FLAGS = flags.FLAGS
@@ -47,7 +50,7 @@ flags.DEFINE_bool("quick", False, "Smaller models.")
 flags.DEFINE_integer("runs", 5, "Timed Session runs per engine.")
 flags.DEFINE_list("budgets", ["0.5", "0.3"],
                   "MemoryBudget fractions of the measured plain peak "
-                  "(transient bytes plus the bytes in use before the run).")
+                  "(transient bytes plus the model's variables).")
 flags.DEFINE_bool("scaling", False, "Measure peak against MLP depth.")
 flags.DEFINE_string("plot", None, "Write the depth-scaling plot (SVG).")
 flags.DEFINE_string("json", None, "Write the results to this path.")
@@ -75,14 +78,24 @@ def _build(model, engine, sizes):
     else:
       grads = tfgrad.gradients(ys, xs, checkpoints=engine)
     build_s = time.thread_time() - start
+    estimate = None
+    if engine != "stock":
+      explained = tfgrad.explain_checkpoints(
+          ys, xs, checkpoints="memory" if engine == "plain" else engine)
+      estimate = explained["estimated_peak_plain" if engine == "plain"
+                           else "estimated_peak"]
     fetches = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices)
                else g for g in grads if g is not None]
+    result_bytes = sum(remat_select.nbytes(f) for f in fetches)
+    var_bytes = sum(remat_select.nbytes(v)
+                    for v in tf.compat.v1.global_variables())
     init = tf.compat.v1.global_variables_initializer()
   sess = tf.compat.v1.Session(graph=graph)
   sess.run(init)
   sess.run(fetches)
   return dict(sess=sess, fetches=fetches, build_ms=1e3 * build_s,
-              ops=len(graph.get_operations()) - before)
+              ops=len(graph.get_operations()) - before, estimate=estimate,
+              result_bytes=result_bytes, var_bytes=var_bytes)
 
 
 def _measure(built, runs):
@@ -97,7 +110,9 @@ def _measure(built, runs):
       b["sess"].run(b["fetches"])
       stats[engine]["run_s"].append(time.perf_counter() - start)
       peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]
-      stats[engine]["peak"].append(peak)
+      # The Session's own peak: its transient bytes plus its variables
+      # (other engines' Sessions hold theirs in the same allocator).
+      stats[engine]["peak"].append(peak - base + b["var_bytes"])
       stats[engine]["transient"].append(peak - base)
   return stats
 
@@ -114,9 +129,10 @@ def bench_model(model, sizes):
   stats = _measure(built, FLAGS.runs)
   plain_peak = statistics.median(stats["plain"]["peak"])
   plain_transient = statistics.median(stats["plain"]["transient"])
-  fixed = plain_peak - plain_transient
-  info = {e: dict(build_ms=b["build_ms"], ops=b["ops"])
-          for e, b in built.items()}
+  fixed = plain_peak - plain_transient  # the model's variables
+  info_results = built["plain"]["result_bytes"]
+  info = {e: dict(build_ms=b["build_ms"], ops=b["ops"],
+                  estimate=b["estimate"]) for e, b in built.items()}
   _close(built)
   for frac in FLAGS.budgets:
     budget = int(float(frac) * plain_peak)
@@ -124,7 +140,8 @@ def bench_model(model, sizes):
     try:
       built[name] = _build(model, tfgrad.MemoryBudget(budget), sizes)
       info[name] = dict(build_ms=built[name]["build_ms"],
-                        ops=built[name]["ops"], budget=budget)
+                        ops=built[name]["ops"], budget=budget,
+                        estimate=built[name]["estimate"])
     except ValueError as e:
       info[name] = dict(error=str(e), budget=budget)
   if built:
@@ -161,6 +178,7 @@ def bench_model(model, sizes):
     elif name in info:
       rows[name] = info[name]
   rows["_fixed_bytes"] = fixed
+  rows["_result_bytes"] = info_results
   return rows
 
 
@@ -224,8 +242,9 @@ def main(argv):
     sizes = _SIZES[model][1 if FLAGS.quick else 0]
     rows = bench_model(model, sizes)
     results[model] = rows
-    print(f"\n{model} {sizes}  (memory in use before each run: "
-          f"{rows['_fixed_bytes'] / 2**20:.1f} MiB)")
+    print(f"\n{model} {sizes}  ("
+          f"{rows['_fixed_bytes'] / 2**20:.1f} MiB of variables; the gradients fetched: "
+          f"{rows['_result_bytes'] / 2**20:.1f} MiB, a floor of transient)")
     print(f"{'engine':<14}{'build ms':>9}{'x plain':>8}{'ops':>7}"
           f"{'run ms':>9}{'x plain':>8}{'peak MiB':>10}{'x plain':>8}"
           f"{'transient':>10}{'x plain':>8}")
@@ -237,6 +256,8 @@ def main(argv):
         continue
       extra = (f"  peak/budget {r['peak_over_budget']:.2f}"
                if "peak_over_budget" in r else "")
+      if r.get("estimate"):
+        extra += f"  peak/estimate {r['peak'] / r['estimate']:.2f}"
       print(f"{e:<14}{r.get('build_ms', 0):9.1f}{r['build_ratio']:8.2f}"
             f"{r.get('ops', 0):7d}{r['run_ms']:9.1f}{r['run_ratio']:8.2f}"
             f"{r['peak'] / 2**20:10.1f}{r['peak_ratio']:8.2f}"
