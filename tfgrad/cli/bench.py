@@ -90,6 +90,11 @@ def define_flags(fv):
                       "extra tfgrad[plot]): build time and ops against "
                       "model size, log-log, with fitted exponents; peak "
                       "memory per model.", flag_values=fv)
+  flags.DEFINE_bool("profile", False,
+                    "Also print where each engine's construction time goes, "
+                    "in microseconds and floors per added op (one extra "
+                    "build per model and engine under cProfile; see "
+                    "tfgrad/cli/build_profile.py).", flag_values=fv)
   flags.DEFINE_bool("progress", True,
                     "Progress bar on stderr (only when it is a terminal).",
                     flag_values=fv)
@@ -576,11 +581,14 @@ def _run(opts):
   exponents = scaling(rows)
   print_table(rows, floor, opts)
   print_scaling(exponents)
+  profiles = _profiles(chosen, rows, floor, opts) if opts.profile else None
   report = {"tf_version": tf.__version__, "tfgrad_version": tfgrad.__version__,
             "quick": opts.quick, "repeats": opts.repeats, "clock": opts.clock,
             "strict": opts.strict, "floor_us": floor,
             "source": sources.chosen(opts) or "models",
             "models": rows, "scaling": exponents, "fits": fits(rows)}
+  if profiles:
+    report["profiles"] = profiles
   if opts.json:
     common.write_json(opts.json, report)
     _log(f"wrote {opts.json}")
@@ -591,6 +599,36 @@ def _run(opts):
     plot(report, opts.plot)
     _log(f"wrote {opts.plot}")
   return 0
+
+
+def _profiles(chosen, rows, floor, opts):
+  """--profile: per model and engine, microseconds per added op in each
+  part of construction (build_profile.PARTS), scaled to the row's median
+  unprofiled build time; printed, and returned for the JSON report."""
+  from tfgrad.cli import build_profile  # pylint: disable=g-import-not-at-top
+  out = {}
+  for config, row in zip(chosen, rows):
+    def build(config=config):
+      built = config.builder.build()
+      return built.ys, built.xs
+    for engine in ENGINES:
+      seconds, ops = build_profile.profile(build,
+                                           engines(opts.strict)[engine])
+      out[f"{config.name}/{engine}"] = build_profile.per_op_us(
+          seconds, row[f"build_ms_{engine}"], ops)
+  print()
+  print("where construction time goes, us per added op (cProfile shares "
+        "of each engine's median build; floors in brackets):")
+  width = max(len(k) for k in out)
+  print(" " * width + "".join(f"{p:>13}" for p in build_profile.PARTS)
+        + f"{'total':>13}")
+  for key, parts in out.items():
+    cells = [f"{v:7.1f} ({v / floor:.2f})" if v is not None else "-"
+             for v in parts.values()]
+    total = sum(v for v in parts.values() if v is not None)
+    print(key.ljust(width) + "".join(f"{c:>13}" for c in cells)
+          + f"{total:7.1f} ({total / floor:.2f})".rjust(13))
+  return out
 
 
 def main(argv=None):
