@@ -13,12 +13,15 @@ the functions it calls) into the parts of building an op:
                    the engine's per-op scope objects
     colocation     colocation stacks and `_class`/device placement
     op assembly    emit's argument and attribute handling and the lean
-                   create_op path around the C API calls
+                   create_op path around the C API calls (for stock: TF's
+                   generated op wrappers and op_def_library)
     TF reads       reading existing ops (inputs, outputs, attributes,
                    shapes, dtypes, NodeDefs)
-    rules          the gradient rules' own Python (ops/)
+    rules          the gradient rules' own Python (tfgrad's ops/, TF's
+                   *_grad.py)
     walk           the engine: reachability, pending counts, the queue,
                    handing gradients on, rule look-up, aggregation
+                   (tfgrad/, or stock's gradients_util)
     other          the rest (TF's generated wrappers and stock's engine,
                    for the stock column)
 
@@ -67,6 +70,11 @@ _RULES = (
                       "colocated", "nullcontext", "_get_control_flow_context",
                       "acquire", "release", "_another_group_active",
                       "_check_not_finalized", "building_in", "get")),
+    ("walk", "tensorflow/python/ops/gradients_util.py", None),
+    ("walk", "tensorflow/python/ops/control_flow_state.py", None),
+    ("rules", "_grad.py", None),
+    ("op assembly", "tensorflow/python/ops/", None),
+    ("op assembly", "tensorflow/python/framework/op_def_library", None),
     ("op assembly", "tfgrad/emit.py", None),
     ("op assembly", "tfgrad/tf_compat.py", ("create_op", "_create_op_lean",
                                             "_serialized", "_lean_path_applies",
