@@ -589,9 +589,10 @@ def _run(opts):
       if opts.run and len(built) == len(ENGINES):
         for engine, stats in run_both(built, opts.run_repeats).items():
           samples[engine][-1].update(stats)
+      done = list(built)
       del built
       progress.step(f"{config.name} " + ", ".join(
-          f"{e} {samples[e][-1]['build_ms']:.1f} ms" for e in built))
+          f"{e} {samples[e][-1]['build_ms']:.1f} ms" for e in done))
     rows.append(summarise(config, samples))
   progress.close()
   exponents = scaling(rows)
