@@ -280,8 +280,26 @@ def _original_op(graph):
   return graph._default_original_op  # pylint: disable=protected-access
 
 
+class _HeldMutationLocks(threading.local):
+  graphs = ()  # graphs whose mutation lock this thread holds, via below
+
+
+_mutating = _HeldMutationLocks()
+
+
+@contextlib.contextmanager
 def mutation_lock(graph):
-  return graph._mutation_lock()  # pylint: disable=protected-access
+  """`graph`'s mutation lock (the one TF takes around creating and
+  mutating an op, so that no Session.run of the graph starts in between),
+  held for a whole gradient call as stock `tf.gradients` holds it; ops
+  the lean path creates in `graph` meanwhile do not take it again."""
+  with graph._mutation_lock():  # pylint: disable=protected-access
+    saved = _mutating.graphs
+    _mutating.graphs = saved + (graph,)
+    try:
+      yield
+    finally:
+      _mutating.graphs = saved
 
 
 _graph_locks = weakref.WeakKeyDictionary()  # graph -> RLock
@@ -481,40 +499,50 @@ def _create_op_lean(graph, op_type, inputs, grouped, attrs, name,
           else graph.unique_name(name))
   control_inputs = graph._control_dependencies_for_inputs(  # pylint: disable=protected-access
       {t.op for t in inputs}) if graph._control_dependencies_stack else ()  # pylint: disable=protected-access
+  if graph in _mutating.graphs:  # the gradient call holds the lock
+    return _finish_op_lean(graph, op_type, name, grouped, control_inputs,
+                           wait_for, attrs, placement)
   with graph._mutation_lock():  # pylint: disable=protected-access
-    if _held.graph is graph:
-      desc = _c_api.TF_NewOperation(_held.c_graph, op_type, name)
+    return _finish_op_lean(graph, op_type, name, grouped, control_inputs,
+                           wait_for, attrs, placement)
+
+
+def _finish_op_lean(graph, op_type, name, grouped, control_inputs, wait_for,
+                    attrs, placement):
+  """The C API calls and the Python Operation of `_create_op_lean`."""
+  if _held.graph is graph:
+    desc = _c_api.TF_NewOperation(_held.c_graph, op_type, name)
+  else:
+    with graph._c_graph.get() as c_graph:  # pylint: disable=protected-access
+      desc = _c_api.TF_NewOperation(c_graph, op_type, name)
+  for value in grouped:
+    if isinstance(value, list):
+      _c_api.TF_AddInputList(desc, [t._as_tf_output() for t in value])  # pylint: disable=protected-access
     else:
-      with graph._c_graph.get() as c_graph:  # pylint: disable=protected-access
-        desc = _c_api.TF_NewOperation(c_graph, op_type, name)
-    for value in grouped:
-      if isinstance(value, list):
-        _c_api.TF_AddInputList(desc, [t._as_tf_output() for t in value])  # pylint: disable=protected-access
-      else:
-        _c_api.TF_AddInput(desc, value._as_tf_output())  # pylint: disable=protected-access
-    for control in control_inputs:
-      _c_api.TF_AddControlInput(desc, control._c_op)  # pylint: disable=protected-access
-    if wait_for:
-      for control in wait_for:
-        if control not in control_inputs:
-          _c_api.TF_AddControlInput(desc, control._c_op)  # pylint: disable=protected-access
-    if attrs:
-      for key, value in attrs.items():
-        _c_api.TF_SetAttrValueProto(desc, key, _serialized(value))
-    if placement is not None and placement[0] is not None:
-      _c_api.TF_SetAttrValueProto(desc, "_class", placement[0])
-      if placement[1]:
-        _c_api.TF_SetDevice(desc, placement[1])
-    try:
-      c_op = _c_api.TF_FinishOperation(desc)
-    except tf.errors.InvalidArgumentError as e:
-      raise ValueError(e.message) from None  # as TF's own constructor does
-    _c_api.TF_SetOpStackTrace(c_op, _tf_stack.extract_stack(stacklevel=4))
-    if placement is None:
-      op = graph._create_op_from_tf_operation(c_op)  # pylint: disable=protected-access
-    else:
-      op = _wrap_c_op(graph, c_op, op_type, name, placement[2])
-    op._original_op = _original_op(graph)  # pylint: disable=protected-access
+      _c_api.TF_AddInput(desc, value._as_tf_output())  # pylint: disable=protected-access
+  for control in control_inputs:
+    _c_api.TF_AddControlInput(desc, control._c_op)  # pylint: disable=protected-access
+  if wait_for:
+    for control in wait_for:
+      if control not in control_inputs:
+        _c_api.TF_AddControlInput(desc, control._c_op)  # pylint: disable=protected-access
+  if attrs:
+    for key, value in attrs.items():
+      _c_api.TF_SetAttrValueProto(desc, key, _serialized(value))
+  if placement is not None and placement[0] is not None:
+    _c_api.TF_SetAttrValueProto(desc, "_class", placement[0])
+    if placement[1]:
+      _c_api.TF_SetDevice(desc, placement[1])
+  try:
+    c_op = _c_api.TF_FinishOperation(desc)
+  except tf.errors.InvalidArgumentError as e:
+    raise ValueError(e.message) from None  # as TF's own constructor does
+  _c_api.TF_SetOpStackTrace(c_op, _tf_stack.extract_stack(stacklevel=5))
+  if placement is None:
+    op = graph._create_op_from_tf_operation(c_op)  # pylint: disable=protected-access
+  else:
+    op = _wrap_c_op(graph, c_op, op_type, name, placement[2])
+  op._original_op = _original_op(graph)  # pylint: disable=protected-access
   return op
 
 

@@ -92,6 +92,17 @@ def define_flags(fv):
                       "extra tfgrad[plot]): build time and ops against "
                       "model size, log-log, with fitted exponents; peak "
                       "memory per model.", flag_values=fv)
+  flags.DEFINE_bool("profile", False,
+                    "Also print where each engine's construction time goes, "
+                    "in microseconds and floors per added op (one extra "
+                    "build per model and engine under cProfile; see "
+                    "tfgrad/cli/build_profile.py).", flag_values=fv)
+  flags.DEFINE_bool("heap", False,
+                    "Also report the Python heap growth per added op of "
+                    "each engine's build (tracemalloc: memory allocated "
+                    "during the call and still held after it, over ops "
+                    "added; one extra build per model and engine).",
+                    flag_values=fv)
   flags.DEFINE_bool("progress", True,
                     "Progress bar on stderr (only when it is a terminal).",
                     flag_values=fv)
@@ -116,10 +127,18 @@ _CONFIGS = {
     "nested_function": ("nested_function", dict(), None),
     "dynamic_rnn_v1": ("dynamic_rnn_v1", dict(steps=100), dict(steps=20)),
     "nested_scan_v1": ("nested_scan_v1", dict(), None),
+    "mlp_10000": ("mlp", dict(depth=10000, width=16, batch=8),
+                  dict(depth=3000, width=16, batch=8)),
+    "fanout_10000": ("fanout", dict(n=10000), dict(n=3000)),
 }
+# Sizes 10x the largest defaults: run only when named in --models; stock
+# is built on the first repeat only (its build takes tens of seconds).
+_LARGE = frozenset(["mlp_10000", "fanout_10000"])
 # (family, size parameter, smaller config, larger config)
 _SCALING = (("mlp", "depth", "mlp_100", "mlp_1000"),
-            ("fanout", "n", "fanout_100", "fanout_1000"))
+            ("fanout", "n", "fanout_100", "fanout_1000"),
+            ("mlp", "depth", "mlp_100", "mlp_10000"),
+            ("fanout", "n", "fanout_100", "fanout_10000"))
 
 
 
@@ -150,7 +169,7 @@ def configs(opts):
                       "give one")
     builder = sources.builder(opts)
     return [Config(source, builder, {})]
-  names = opts.models or list(_CONFIGS)
+  names = opts.models or [n for n in _CONFIGS if n not in _LARGE]
   for name in names:
     if name not in _CONFIGS:
       raise common.unknown("model", name, _CONFIGS)
@@ -359,7 +378,7 @@ def scaling(rows):
         a, b = r1[f"{key}_{engine}"], r2[f"{key}_{engine}"]
         entry[f"{key}_{engine}"] = (math.log(b / a) / math.log(n2 / n1)
                                     if a and b else None)
-    out[family] = entry
+    out[f"{family} {n1}->{n2}"] = entry
   return out
 
 
@@ -421,8 +440,8 @@ def print_scaling(exponents):
     return
   print()
   print("scaling exponents, log(t2/t1)/log(n2/n1) (1.0 = linear):")
-  for family, e in exponents.items():
-    print(f"  {family:<8} {e['from']} -> {e['to']}:  build ms: stock "
+  for e in exponents.values():
+    print(f"  {e['from']} -> {e['to']}:  build ms: stock "
           f"{_fmt(e['build_ms_stock'], '.2f')}, tfgrad "
           f"{_fmt(e['build_ms_tfgrad'], '.2f')};  ops: stock "
           f"{_fmt(e['ops_stock'], '.2f')}, tfgrad "
@@ -569,25 +588,34 @@ def _run(opts):
       order = list(ENGINES) if r % 2 == 0 else list(reversed(ENGINES))
       built = {}
       for engine in order:
+        if engine == "stock" and config.name in _LARGE and r > 0:
+          continue
         result, built[engine] = measure(config, engine, opts.clock,
                                         opts.strict)
         samples[engine].append(result)
-      if opts.run:
+      if opts.run and len(built) == len(ENGINES):
         for engine, stats in run_both(built, opts.run_repeats).items():
           samples[engine][-1].update(stats)
+      done = list(built)
       del built
       progress.step(f"{config.name} " + ", ".join(
-          f"{e} {samples[e][-1]['build_ms']:.1f} ms" for e in ENGINES))
+          f"{e} {samples[e][-1]['build_ms']:.1f} ms" for e in done))
     rows.append(summarise(config, samples))
   progress.close()
   exponents = scaling(rows)
   print_table(rows, floor, opts)
   print_scaling(exponents)
+  profiles = _profiles(chosen, rows, floor, opts) if opts.profile else None
+  heap = _heap_growth(chosen, opts) if opts.heap else None
   report = {"tf_version": tf.__version__, "tfgrad_version": tfgrad.__version__,
             "quick": opts.quick, "repeats": opts.repeats, "clock": opts.clock,
             "strict": opts.strict, "floor_us": floor,
             "source": sources.chosen(opts) or "models",
             "models": rows, "scaling": exponents, "fits": fits(rows)}
+  if profiles:
+    report["profiles"] = profiles
+  if heap:
+    report["heap_bytes_per_op"] = heap
   if opts.json:
     common.write_json(opts.json, report)
     _log(f"wrote {opts.json}")
@@ -598,6 +626,73 @@ def _run(opts):
     plot(report, opts.plot)
     _log(f"wrote {opts.plot}")
   return 0
+
+
+def heap_bytes_per_op(config, engine, strict=False):
+  """Python heap (tracemalloc) allocated during one gradient call on
+  `config` and still held after it, per added op."""
+  import tracemalloc  # pylint: disable=g-import-not-at-top
+  graph = tf.Graph()
+  with graph.as_default():
+    built = config.builder.build()
+    before = len(graph.get_operations())
+    gc.collect()
+    tracemalloc.start()
+    try:
+      start = tracemalloc.get_traced_memory()[0]
+      grads = engines(strict)[engine](built.ys, built.xs)
+      gc.collect()
+      held = tracemalloc.get_traced_memory()[0] - start
+    finally:
+      tracemalloc.stop()
+    added = len(graph.get_operations()) - before
+  del grads
+  return held / added if added else None
+
+
+def _heap_growth(chosen, opts):
+  """--heap: bytes of Python heap per added op, per model and engine."""
+  out = {}
+  for config in chosen:
+    out[config.name] = {e: heap_bytes_per_op(config, e, opts.strict)
+                        for e in ENGINES}
+  print()
+  print("Python heap growth per added op (tracemalloc, held after the "
+        "call):")
+  for name, per_engine in out.items():
+    print(f"  {name:<20} " + "   ".join(
+        f"{e} {_fmt(v, '.0f')} B" for e, v in per_engine.items()))
+  return out
+
+
+def _profiles(chosen, rows, floor, opts):
+  """--profile: per model and engine, microseconds per added op in each
+  part of construction (build_profile.PARTS), scaled to the row's median
+  unprofiled build time; printed, and returned for the JSON report."""
+  from tfgrad.cli import build_profile  # pylint: disable=g-import-not-at-top
+  out = {}
+  for config, row in zip(chosen, rows):
+    def build(config=config):
+      built = config.builder.build()
+      return built.ys, built.xs
+    for engine in ENGINES:
+      seconds, ops = build_profile.profile(build,
+                                           engines(opts.strict)[engine])
+      out[f"{config.name}/{engine}"] = build_profile.per_op_us(
+          seconds, row[f"build_ms_{engine}"], ops)
+  print()
+  print("where construction time goes, us per added op (cProfile shares "
+        "of each engine's median build; floors in brackets):")
+  width = max(len(k) for k in out)
+  print(" " * width + "".join(f"{p:>13}" for p in build_profile.PARTS)
+        + f"{'total':>13}")
+  for key, parts in out.items():
+    cells = [f"{v:7.1f} ({v / floor:.2f})" if v is not None else "-"
+             for v in parts.values()]
+    total = sum(v for v in parts.values() if v is not None)
+    print(key.ljust(width) + "".join(f"{c:>13}" for c in cells)
+          + f"{total:7.1f} ({total / floor:.2f})".rjust(13))
+  return out
 
 
 def main(argv=None):
