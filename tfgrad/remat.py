@@ -106,6 +106,35 @@ def installed_default(ys, xs):
   return value
 
 
+# ----- loop checkpointing, for the length of one call -----
+
+_loops = threading.local()  # .graphs: graphs of the calls running here
+
+
+@contextlib.contextmanager
+def _checkpointing_loops(graph):
+  """While this thread runs a rematerializing call, `While` ops of `graph`
+  (not those inside loop or function bodies) get loop checkpointing."""
+  graphs = getattr(_loops, "graphs", None)
+  if graphs is None:
+    graphs = _loops.graphs = []
+  graphs.append(graph)
+  try:
+    yield
+  finally:
+    graphs.pop()
+
+
+def checkpoints_loop(op):
+  """Whether the gradient of While `op`, built now on this thread, uses
+  loop checkpointing (`tfgrad/loop_remat.py`): a rematerializing call is
+  running and the loop is one it can checkpoint."""
+  from tfgrad import loop_remat  # pylint: disable=g-import-not-at-top
+  graphs = getattr(_loops, "graphs", None)
+  return bool(graphs) and op.graph is graphs[-1] and \
+      loop_remat.why_kept_whole(op) is None
+
+
 class _Call:
   """The arguments every engine call of one rematerializing call shares."""
 
@@ -179,8 +208,9 @@ def gradients(ys, xs, grad_ys, name, colocate, gate, aggregation,
   graph = tf_compat.default_graph()
   with tf.compat.v1.name_scope(name, "gradients", ys + xs) as scope:
     call = _Call(scope, colocate, gate, aggregation, strict)
-    return _Backprop(graph, call, fwd, plan, stops).run(
-        ys, xs, grad_ys, unconnected)
+    with _checkpointing_loops(graph):
+      return _Backprop(graph, call, fwd, plan, stops).run(
+          ys, xs, grad_ys, unconnected)
 
 
 class _Backprop:
