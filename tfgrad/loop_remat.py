@@ -40,7 +40,7 @@ from tfgrad.emit import raw
 
 # Stateful ops a body may hold: recomputing them gives the same values.
 _REPEATABLE_STATEFUL = frozenset(["ReadVariableOp", "ResourceGather"])
-_LOOPS = frozenset(["While", "StatelessWhile"])
+LOOP_TYPES = frozenset(["While", "StatelessWhile"])
 
 
 def _calls_function(op):
@@ -80,7 +80,7 @@ def _counter_reason(op, body):
 def why_kept_whole(op):
   """Why loop checkpointing leaves While op `op` to the plain gradient
   (all per-iteration accumulators), or None when it checkpoints it."""
-  if op.type not in _LOOPS:
+  if op.type not in LOOP_TYPES:
     return f"{op.type} is not a v2 While"
   if len(op.outputs) > tf_compat.while_original_output_count(op):
     return "an earlier gradient already added accumulators to it"
@@ -90,11 +90,16 @@ def why_kept_whole(op):
     return reason
   for o in body.get_operations():
     if _calls_function(o):
-      kind = "a nested loop" if o.type in _LOOPS else "a function call or cond"
+      kind = ("a nested loop" if o.type in LOOP_TYPES
+              else "a function call or cond")
       return f"its body holds {kind} ({o.name}, {o.type})"
     if tf_compat.is_stateful(o) and o.type not in _REPEATABLE_STATEFUL:
       return (f"its body holds the stateful op {o.name} ({o.type}): "
               "recomputing it could change values")
+  for i, (x, y) in enumerate(zip(body.inputs, body.outputs)):
+    y = _through_identity(y)
+    if y.op.type == "TensorListPushBack" and y.op.inputs[0] is x:
+      return "an earlier gradient already added accumulators to it"
   for i, (x, y) in enumerate(zip(body.inputs, body.outputs)):
     if x.dtype in (tf.resource, tf.variant) and \
         _through_identity(y) is not x:
@@ -104,13 +109,33 @@ def why_kept_whole(op):
 
 # ----- copying the body -----
 
+def _topological(body):
+  """The body's ops, each after its inputs and control inputs."""
+  order, seen = [], set()
+  for root in body.get_operations():
+    stack = [(root, False)]
+    while stack:
+      op, done = stack.pop()
+      if done:
+        order.append(op)
+        continue
+      if op in seen:
+        continue
+      seen.add(op)
+      stack.append((op, True))
+      for dep in list(op.control_inputs) + [t.op for t in op.inputs]:
+        if dep not in seen:
+          stack.append((dep, False))
+  return order
+
+
 def _copy_body(body, inputs):
   """The body's ops copied into the default graph, reading `inputs` (one
   per body input); the copies of the body's outputs."""
   graph = tf_compat.default_graph()
   mapping = {id(p): t for p, t in zip(body.inputs, inputs)}
   copied = {}
-  for o in body.get_operations():
+  for o in _topological(body):
     if o.type == "Placeholder" and id(o.outputs[0]) in mapping:
       continue
     ins = [mapping[id(t)] for t in o.inputs]
@@ -178,8 +203,13 @@ def _checkpoint_loop(op, body, varying, trips, k, segments):
 def _segment(op, body, varying, lists, s, k, trips, seg_grads,
              differentiate):
   """Phase 2, one segment: its loop re-run from the saved state, then the
-  plain gradient loop of that; one gradient per loop variable."""
+  plain gradient loop of that; one gradient per loop variable. The state
+  is read once the gradient coming in from the segment after is there:
+  else the reverse loop would re-run several segments at once (its
+  parallel iterations), each holding its accumulators."""
   n = len(op.inputs)
+  with tf.control_dependencies([g for g in seg_grads if g is not None]):
+    s = raw.Identity(input=s)
   length = raw.Minimum(x=k, y=raw.Sub(x=trips, y=raw.Mul(x=s, y=k)))
   state = [emit.const(0, op.inputs[0].dtype), length] + list(op.inputs[2:])
   for lst, i in zip(lists, varying):
