@@ -10,6 +10,7 @@ import tensorflow as tf
 import tfgrad
 from compat_tests import differential
 from tfgrad import loop_remat
+from tfgrad import remat_select
 from tfgrad import tf_compat
 
 
@@ -230,3 +231,45 @@ def test_loop_already_differentiated_is_kept_whole():
     (forward,) = _loops(graph)
     tf.gradients(ys, xs)
     assert "accumulators" in loop_remat.why_kept_whole(forward)
+
+
+def test_cost_model_counts_loop_accumulators():
+  """Per iteration the RNN's gradient reads x_t (2 x 3 floats) and the new
+  state tanh(...) (2 x 4 floats; the next iteration's input, counted
+  once); the weights' reads alias the variables. Plain: 9 iterations of
+  that; checkpointed (k = 3): 3 iterations of it plus 3 + 1 saved
+  states."""
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = _rnn(9)
+    (forward,) = _loops(graph)
+    assert remat_select.trip_count_guess(forward) == 9
+    per_iteration = 4 * (2 * 3 + 2 * 4)
+    assert remat_select.loop_bytes(forward) == (
+        9 * per_iteration, 3 * per_iteration + 4 * (4 * 2 * 4))
+    explained = tfgrad.explain_checkpoints(ys, xs, checkpoints="memory")
+    plain, checkpointed = (explained["estimated_peak_plain"],
+                           explained["estimated_peak"])
+    assert plain - checkpointed >= 9 * per_iteration - 3 * per_iteration - 128
+    # A budget only loop checkpointing meets: the loop is checkpointed.
+    ours = tfgrad.gradients(
+        ys, xs, checkpoints=tfgrad.MemoryBudget(plain - 1))
+    theirs = tf.gradients(ys, xs)
+    assert [op for op in _loops(graph) if op.name.endswith("_checkpoints")]
+    with tf.compat.v1.Session() as sess:
+      sess.run(tf.compat.v1.global_variables_initializer())
+      mine, stock = sess.run([ours, theirs])
+  for a, b in zip(mine, stock):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_cost_model_unknown_trip_count_counts_nothing():
+  graph = tf.Graph()
+  with graph.as_default():
+    n = tf.compat.v1.placeholder(tf.int32, [])
+    _, h = tf.while_loop(lambda t, h: t < n, lambda t, h: (t + 1, h * h),
+                         [0, tf.ones([3])])
+    (forward,) = _loops(graph)
+    assert remat_select.trip_count_guess(forward) is None
+    assert remat_select.loop_bytes(forward) == (0, 0)
+    del h
