@@ -273,3 +273,29 @@ def test_cost_model_unknown_trip_count_counts_nothing():
     assert remat_select.trip_count_guess(forward) is None
     assert remat_select.loop_bytes(forward) == (0, 0)
     del h
+
+
+def test_threads_see_only_their_own_call():
+  """A checkpointing call on one thread and a plain one on another, at
+  the same time: only the first checkpoints its loop."""
+  import threading  # pylint: disable=g-import-not-at-top
+  barrier = threading.Barrier(2)
+  found = {}
+
+  def build(checkpoints):
+    graph = tf.Graph()
+    with graph.as_default():
+      ys, xs = _rnn()
+      barrier.wait()
+      for _ in range(3):
+        tfgrad.gradients(ys, xs, checkpoints=checkpoints)
+      found[checkpoints] = len([op for op in _loops(graph)
+                                if op.name.endswith("_checkpoints")])
+
+  threads = [threading.Thread(target=build, args=(c,))
+             for c in ("memory", None)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  assert found == {"memory": 3, None: 0}

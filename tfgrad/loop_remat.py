@@ -66,10 +66,10 @@ def _counter_reason(op, body):
   counter = body.inputs[0]
   start = tf.get_static_value(op.inputs[0])
   nxt = _through_identity(body.outputs[0])
+  others = [t for t in nxt.op.inputs if t is not counter]
   if (start is None or np.ndim(start) != 0 or int(start) != 0
       or not counter.dtype.is_integer or nxt.op.type != "AddV2"
-      or counter not in list(nxt.op.inputs)
-      or tf.get_static_value(nxt.op.inputs[1]) != 1
+      or len(others) != 1 or tf.get_static_value(others[0]) != 1
       or any(c is not nxt.op for c in counter.consumers())):
     return "its first loop variable is not an iteration counter from 0"
   if _through_identity(body.outputs[1]) is not body.inputs[1]:
