@@ -96,7 +96,7 @@ def why_kept_whole(op):
     if tf_compat.is_stateful(o) and o.type not in _REPEATABLE_STATEFUL:
       return (f"its body holds the stateful op {o.name} ({o.type}): "
               "recomputing it could change values")
-  for i, (x, y) in enumerate(zip(body.inputs, body.outputs)):
+  for x, y in zip(body.inputs, body.outputs):
     y = _through_identity(y)
     if y.op.type == "TensorListPushBack" and y.op.inputs[0] is x:
       return "an earlier gradient already added accumulators to it"
