@@ -299,3 +299,24 @@ def test_threads_see_only_their_own_call():
   for t in threads:
     t.join()
   assert found == {"memory": 3, None: 0}
+
+
+def test_second_order_through_a_checkpointed_loop():
+  """The checkpointed gradient is itself differentiable (its loops are
+  plain v2 loops to the While rule): second derivative equals stock's."""
+  graph = tf.Graph()
+  with graph.as_default():
+    x = tf.constant(0.7)
+    w = tf.constant(np.random.RandomState(0).randn(3, 3).astype(np.float32)
+                    * 0.5)
+    _, h = tf.while_loop(lambda t, h: t < 5,
+                         lambda t, h: (t + 1, tf.tanh(tf.matmul(h, w))),
+                         [0, tf.ones([2, 3]) * x])
+    y = tf.reduce_sum(h * h)
+    (g,) = tfgrad.gradients(y, [x], checkpoints="memory")
+    (gg,) = tfgrad.gradients(g, [x])
+    (sg,) = tf.gradients(y, [x])
+    (sgg,) = tf.gradients(sg, [x])
+    with tf.compat.v1.Session() as sess:
+      mine, stock = sess.run([[g, gg], [sg, sgg]])
+  np.testing.assert_allclose(mine, stock, rtol=1e-5)
