@@ -8,6 +8,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfgrad import emit
+from tfgrad import loop_remat
+from tfgrad import remat
 from tfgrad import tf_compat
 from tfgrad import while_builder
 from tfgrad.emit import raw
@@ -103,6 +105,8 @@ def _while_grad(op, *grads):
     grads[anchor] = None
   if all(g is None for g in grads):
     results = [None] * len(op.inputs)
+  elif anchor is None and remat.checkpoints_loop(op):
+    results = loop_remat.build(op, graphs, grads, _differentiate)
   else:
     results = while_builder.build(op, graphs, grads, _differentiate)
   results = [_as_output(g) if g is not None and _helpers.needs_grad(op, i)

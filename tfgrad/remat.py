@@ -106,6 +106,35 @@ def installed_default(ys, xs):
   return value
 
 
+# ----- loop checkpointing, for the length of one call -----
+
+_loops = threading.local()  # .graphs: graphs of the calls running here
+
+
+@contextlib.contextmanager
+def _checkpointing_loops(graph):
+  """While this thread runs a rematerializing call, `While` ops of `graph`
+  (not those inside loop or function bodies) get loop checkpointing."""
+  graphs = getattr(_loops, "graphs", None)
+  if graphs is None:
+    graphs = _loops.graphs = []
+  graphs.append(graph)
+  try:
+    yield
+  finally:
+    graphs.pop()
+
+
+def checkpoints_loop(op):
+  """Whether the gradient of While `op`, built now on this thread, uses
+  loop checkpointing (`tfgrad/loop_remat.py`): a rematerializing call is
+  running and the loop is one it can checkpoint."""
+  from tfgrad import loop_remat  # pylint: disable=g-import-not-at-top
+  graphs = getattr(_loops, "graphs", None)
+  return bool(graphs) and op.graph is graphs[-1] and \
+      loop_remat.why_kept_whole(op) is None
+
+
 class _Call:
   """The arguments every engine call of one rematerializing call shares."""
 
@@ -179,8 +208,9 @@ def gradients(ys, xs, grad_ys, name, colocate, gate, aggregation,
   graph = tf_compat.default_graph()
   with tf.compat.v1.name_scope(name, "gradients", ys + xs) as scope:
     call = _Call(scope, colocate, gate, aggregation, strict)
-    return _Backprop(graph, call, fwd, plan, stops).run(
-        ys, xs, grad_ys, unconnected)
+    with _checkpointing_loops(graph):
+      return _Backprop(graph, call, fwd, plan, stops).run(
+          ys, xs, grad_ys, unconnected)
 
 
 class _Backprop:
@@ -361,6 +391,8 @@ def _waitable(g):
 class Explanation(dict):
   """What `explain_checkpoints` returns: a dict with `kept` (tensor
   names), `segments` (per kept tensor, the op names recomputed for it),
+  `loops` (per v2 While op between xs and ys, its name and None when
+  loop checkpointing applies to it, else why it is kept whole),
   `estimated_peak_plain`, `estimated_peak` (bytes) and `recompute_flops`;
   str() gives a readable report."""
 
@@ -371,12 +403,27 @@ class Explanation(dict):
     for name, ops in self["segments"]:
       lines.append(f"  {name}: recomputes {len(ops)} ops "
                    f"({', '.join(ops[:4])}{', ...' if len(ops) > 4 else ''})")
+    for name, why in self.get("loops", []):
+      lines.append(f"  loop {name}: " + (
+          "checkpointed (state kept every ceil(sqrt(T)) of its T "
+          "iterations, the others recomputed)" if why is None
+          else f"kept whole: {why}"))
     return "\n".join(lines)
+
+
+def _loops_explained(members, whole=None):
+  """(name, None or why kept whole) for each While op in `members`;
+  `whole`: a reason that applies to all of them."""
+  from tfgrad import loop_remat  # pylint: disable=g-import-not-at-top
+  loops = sorted((op for op in members if op.type in loop_remat.LOOP_TYPES),
+                 key=lambda op: op.name)
+  return [(op.name, whole or loop_remat.why_kept_whole(op)) for op in loops]
 
 
 def explain_checkpoints(ys, xs, checkpoints="memory", stop_gradients=None):
   """Which tensors `checkpoints` keeps, which ops each kept tensor's
-  segment recomputes, and the estimated peak before and after. Builds
+  segment recomputes, which loops are checkpointed (and why the others
+  are kept whole), and the estimated peak before and after. Builds
   nothing."""
   prepared = prepare(ys, xs, None, stop_gradients, False, checkpoints)
   if prepared is None:
@@ -385,12 +432,15 @@ def explain_checkpoints(ys, xs, checkpoints="memory", stop_gradients=None):
   _, _, _, stops, fwd, plan = prepared
   if plan.kept is None:
     return Explanation(kept=["(everything: the plain gradient)"], segments=[],
+                       loops=_loops_explained(
+                           fwd.members, "the budget fits the plain gradient"),
                        estimated_peak_plain=plan.plain_estimate,
                        estimated_peak=plan.estimate, recompute_flops=0)
   bp = _Backprop(tf_compat.default_graph(), None, fwd, plan, stops)
   segments = [(c.name, [op.name for op in bp._segment_ops(c)])  # pylint: disable=protected-access
               for c in bp.kept if fwd.kind[c.op] == "data"]
   return Explanation(kept=[t.name for t in plan.kept], segments=segments,
+                     loops=_loops_explained(fwd.members),
                      estimated_peak_plain=plan.plain_estimate,
                      estimated_peak=plan.estimate,
                      recompute_flops=plan.recompute_flops)

@@ -136,6 +136,8 @@ class Forward:
   top_bytes: int
   prefix: tuple = None  # see _prefix
   sizes: dict = dataclasses.field(default_factory=dict)  # id(t) -> bytes
+  loop_plain: int = 0         # bytes of loop accumulators, plain gradient
+  loop_checkpointed: int = 0  # the same with loop checkpointing
   op_flops: dict = dataclasses.field(default_factory=dict)  # op -> FLOPs
 
   def bytes_of(self, t):
@@ -198,7 +200,87 @@ def analyse(ys, xs, members, inputs):
   fwd.param_bytes = sum(fwd.bytes_of(o) for op in post if kind[op] == "param"
                         for o in op.outputs if tf_compat.is_trainable(o))
   fwd.top_bytes = max([fwd.bytes_of(t) for t in tensors] or [0])
+  for op in order:
+    plain, checkpointed = loop_bytes(op)
+    fwd.loop_plain += plain
+    fwd.loop_checkpointed += checkpointed
   return fwd
+
+
+# ----- loops: what their gradients keep per iteration -----
+
+def _guess(t):
+  """A scalar's static value, or a placeholder's default; else None."""
+  value = tf.get_static_value(t)
+  if value is None and t.op.type == "PlaceholderWithDefault":
+    value = tf.get_static_value(t.op.inputs[0])
+  if value is None or getattr(value, "ndim", 0) != 0:
+    return None
+  return int(value)
+
+
+def trip_count_guess(op):
+  """The trip count of While `op` if its inputs tell: the least bound of
+  `counter < bound` / `counter <= bound` comparisons in its condition
+  (and of maximum_iterations) whose start and bound are constants or
+  placeholder defaults; None when none does."""
+  cond = tf_compat.while_cond_graph(op)
+  outer = {id(p): x for p, x in zip(cond.inputs, op.inputs)}
+
+  def value(t):
+    if id(t) in outer:
+      return _guess(outer[id(t)])
+    return _guess(t) if t.op.type == "Const" else None
+
+  counts = []
+  for o in cond.get_operations():
+    if o.type in ("Less", "LessEqual") and id(o.inputs[0]) in outer:
+      start, bound = value(o.inputs[0]), value(o.inputs[1])
+      if start is not None and bound is not None:
+        counts.append(max(0, bound - start + (o.type == "LessEqual")))
+  return min(counts) if counts else None
+
+
+def loop_bytes(op):
+  """(plain, checkpointed): estimated bytes of the accumulators of the
+  gradient of While `op`: per iteration, the body tensors some gradient
+  reads (a loop variable's new value once: it is the next iteration's
+  input; a variable read not at all: it aliases the variable), times the trip count for the plain gradient; with loop
+  checkpointing k = ceil(sqrt(T)) iterations' worth plus T / k saved
+  states. (0, 0) for other ops or an unknown trip count."""
+  from tfgrad import loop_remat  # pylint: disable=g-import-not-at-top
+  if op.type not in loop_remat.LOOP_TYPES:
+    return 0, 0
+  trips = trip_count_guess(op)
+  if not trips:
+    return 0, 0
+  body = tf_compat.while_body_graph(op)
+  scope = _Members(set(body.get_operations()))
+  inputs = {id(x) for x in body.inputs}
+  saved = {id(t): t for o in body.get_operations()
+           if o.type not in ("Const", "ReadVariableOp")
+           for t in o.outputs if id(t) not in inputs
+           and tf_compat.is_trainable(t) and _read_by_a_gradient(scope, t)}
+  state = 0
+  for x, y in zip(body.inputs, body.outputs):
+    if y is x or not tf_compat.is_trainable(x):
+      continue
+    state += nbytes(x)
+    if id(y) not in saved and any(
+        c.type not in _READS_NOTHING and c.type not in _READS_OUTPUTS
+        for c in x.consumers()):
+      saved[id(x)] = x
+  per_iteration = sum(nbytes(t) for t in saved.values())
+  if loop_remat.why_kept_whole(op) is not None:
+    return trips * per_iteration, trips * per_iteration
+  k = math.ceil(math.sqrt(trips))
+  return (trips * per_iteration,
+          k * per_iteration + (math.ceil(trips / k) + 1) * state)
+
+
+@dataclasses.dataclass
+class _Members:
+  members: set
 
 
 def pinned_tensors(fwd, inputs):
@@ -306,12 +388,14 @@ def estimate(fwd, kept):
     recompute += op_flops[c] - op_flops[start + 1]
     start = c
   top = saved[-1] - saved[start + 1]
-  return fixed + kept_bytes + max(top, worst), recompute
+  return (fixed + kept_bytes + max(top, worst) + fwd.loop_checkpointed,
+          recompute)
 
 
 def plain_estimate(fwd):
   saved = _prefix(fwd)[2]
-  return 2 * fwd.param_bytes + 2 * fwd.top_bytes + saved[-1]
+  return (2 * fwd.param_bytes + 2 * fwd.top_bytes + saved[-1]
+          + fwd.loop_plain)
 
 
 def _chain(fwd, cands, limit):

@@ -194,14 +194,14 @@ class _GradBody(tf_compat.WhileBodyFuncGraph):
     with self._body.outer_graph.as_default(), \
         tf_compat.clear_control_inputs():
       empty = raw.EmptyTensorList(
-          element_shape=_element_shape(tensor.shape),
+          element_shape=element_shape(tensor.shape),
           max_num_elements=self._op.inputs[1], element_dtype=tensor.dtype,
           name=f"{tensor.op.name}_accumulator".replace("/", "_"))
     self.pending.append((tensor, empty))
     return empty
 
 
-def _element_shape(shape):
+def element_shape(shape):
   """A TensorList element_shape input for static shape `shape`."""
   if shape.rank is None:
     return emit.const(-1, tf.int32)
@@ -209,7 +209,7 @@ def _element_shape(shape):
   return emit.const(np.array(dims, np.int32), tf.int32)
 
 
-def _trace(graph, fn, args):
+def trace(graph, fn, args):
   """`fn` traced into the empty FuncGraph `graph` on one placeholder per
   tensor of `args` (their handle data copied; `fn` returns a flat list of
   tensors); what `func_graph_from_py_func` does for flat tensor lists, with
@@ -274,7 +274,7 @@ def _build(op, graphs, grads, differentiate):
     return [counter + 1, max_iters, n_iters] + result
 
   name = tf_compat.grad_fn_name(body.name)
-  grad_body = _trace(_GradBody(name, op, cond, body), body_fn, args)
+  grad_body = trace(_GradBody(name, op, cond, body), body_fn, args)
   added = {}
   if grad_body.pending:
     added = _add_accumulators(op, cond, body, grad_body.pending)
@@ -296,7 +296,7 @@ def _build(op, graphs, grads, differentiate):
     return [raw.Less(x=counter, y=n_iters)]
 
   cond_name = tf_compat.grad_fn_name(op.get_attr("cond").name)
-  grad_cond = _trace(tf_compat.WhileCondFuncGraph(cond_name), cond_fn,
+  grad_cond = trace(tf_compat.WhileCondFuncGraph(cond_name), cond_fn,
                      loop_vars)
   grad_op, outputs = tf_compat.build_while(
       loop_vars, grad_cond, grad_body, op.get_attr("parallel_iterations"),

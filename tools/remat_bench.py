@@ -43,9 +43,10 @@ from tfgrad import remat_select
 from tools import models
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("models", ["mlp", "resnet", "transformer"],
+flags.DEFINE_list("models", ["mlp", "resnet", "transformer", "rnn"],
                   "Models: mlp (100 x 1024), resnet (50 blocks), "
-                  "transformer (16 blocks).")
+                  "transformer (16 blocks), rnn (a tf.while_loop of 1000 "
+                  "tanh steps).")
 flags.DEFINE_bool("quick", False, "Smaller models.")
 flags.DEFINE_integer("runs", 5, "Timed Session runs per engine.")
 flags.DEFINE_list("budgets", ["0.5", "0.3"],
@@ -62,13 +63,44 @@ _SIZES = {
                dict(blocks=12, batch=8, size=8, channels=16)),
     "transformer": (dict(blocks=16, batch=8, seq=128, d_model=128, heads=4),
                     dict(blocks=4, batch=4, seq=64, d_model=64, heads=4)),
+    "rnn": (dict(steps=1000, batch=64, inputs=32, hidden=256),
+            dict(steps=100, batch=16, inputs=8, hidden=64)),
 }
+
+
+def _rnn(steps, batch, inputs, hidden):
+  """A v2 `tf.while_loop` RNN: h <- tanh(x_t Wx + h Wh + b) for `steps`
+  steps (a trip count the graph only knows when it runs), loss the sum of
+  the squared last state; ys and the weights."""
+  init = tf.compat.v1.glorot_uniform_initializer(seed=1)
+  wx = tf.compat.v1.get_variable("wx", [inputs, hidden], initializer=init,
+                                 use_resource=True)
+  wh = tf.compat.v1.get_variable("wh", [hidden, hidden], initializer=init,
+                                 use_resource=True)
+  b = tf.compat.v1.get_variable("b", [hidden], use_resource=True,
+                                initializer=tf.compat.v1.zeros_initializer())
+  seq = tf.random.stateless_normal([steps, batch, inputs], seed=[1, 2])
+  n = tf.compat.v1.placeholder_with_default(steps, [])
+
+  def body(t, h):
+    x = tf.gather(seq, t)
+    return t + 1, tf.tanh(tf.matmul(x, wx) + tf.matmul(h, wh) + b)
+
+  _, h = tf.while_loop(lambda t, h: t < n, body,
+                       [tf.constant(0), tf.zeros([batch, hidden])])
+  return [tf.reduce_sum(tf.square(h))], [wx, wh, b]
+
+
+def _model(model, sizes):
+  if model == "rnn":
+    return _rnn(**sizes)
+  return models.build(model, **sizes)
 
 
 def _build(model, engine, sizes):
   graph = tf.Graph()
   with graph.as_default():
-    ys, xs = models.build(model, **sizes)
+    ys, xs = _model(model, sizes)
     before = len(graph.get_operations())
     start = time.thread_time()
     if engine == "stock":

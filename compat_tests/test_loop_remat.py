@@ -1,0 +1,322 @@
+"""Loop checkpointing (`tfgrad/loop_remat.py`): gradients of v2 While
+loops under `checkpoints=` against stock `tf.gradients` on the same graph,
+in a tf.Graph with a Session and inside a tf.function; loops kept whole
+and why; where the per-iteration accumulators go."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfgrad
+from compat_tests import differential
+from tfgrad import loop_remat
+from tfgrad import remat_select
+from tfgrad import tf_compat
+
+
+def _rnn(steps=7, maximum_iterations=None, width=4):
+  """h <- tanh(x_t Wx + h Wh + b) for `steps` steps (a placeholder with a
+  default, so the trip count is known only at run time)."""
+  rng = np.random.RandomState(0)
+  wx = differential.variable(rng.randn(3, width) * 0.5)
+  wh = differential.variable(rng.randn(width, width) * 0.5)
+  b = differential.variable(rng.randn(width) * 0.1)
+  seq = tf.constant(rng.randn(12, 2, 3).astype(np.float32))
+  h0 = tf.constant(rng.randn(2, width).astype(np.float32), name="h0")
+  n = tf.compat.v1.placeholder_with_default(steps, [])
+
+  def body(t, h):
+    x = tf.gather(seq, t)
+    return t + 1, tf.tanh(tf.matmul(x, wx) + tf.matmul(h, wh) + b)
+
+  _, h = tf.while_loop(lambda t, h: t < n, body, [tf.constant(0), h0],
+                       maximum_iterations=maximum_iterations)
+  return [tf.reduce_sum(tf.square(h))], [h0, wx, wh, b]
+
+
+def _invariants():
+  """A loop variable passed on unchanged (read by the body) next to one
+  that changes; the gradient toward both."""
+  rng = np.random.RandomState(1)
+  w = tf.constant(rng.randn(4, 4).astype(np.float32) * 0.5, name="w")
+  h0 = tf.constant(rng.randn(2, 4).astype(np.float32), name="h0")
+  _, _, h = tf.while_loop(
+      lambda t, w, h: t < 6,
+      lambda t, w, h: (t + 1, w, tf.sin(tf.matmul(h, w)) * h),
+      [tf.constant(0), w, h0])
+  return [tf.reduce_sum(h)], [w, h0]
+
+
+def _gathered_rows():
+  """A captured variable read by tf.gather in the body."""
+  rng = np.random.RandomState(2)
+  emb = differential.variable(rng.randn(10, 4) * 0.5)
+  ids = tf.constant([[1, 2], [3, 1], [4, 5], [9, 0], [2, 2]])
+  h0 = tf.constant(rng.randn(2, 4).astype(np.float32))
+
+  def body(t, h):
+    return t + 1, tf.tanh(h + tf.gather(emb, tf.gather(ids, t)))
+
+  _, h = tf.while_loop(lambda t, h: t < 5, body, [tf.constant(0), h0])
+  return [tf.reduce_sum(h * h)], [emb]
+
+
+MODELS = {
+    "rnn_7": _rnn,                                  # 7 = 3 + 3 + 1
+    "rnn_9": lambda: _rnn(9),                       # a multiple of k = 3
+    "rnn_0": lambda: _rnn(0),
+    "rnn_1": lambda: _rnn(1),
+    "rnn_max_iterations": lambda: _rnn(10, maximum_iterations=5),
+    "invariants": _invariants,
+    "gathered_rows": _gathered_rows,
+}
+
+
+def _loops(graph):
+  return [op for op in graph.get_operations()
+          if op.type in ("While", "StatelessWhile")]
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_values_match_stock_in_graph(model):
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = MODELS[model]()
+    (forward,) = _loops(graph)
+    outputs = len(forward.outputs)
+    plain = tfgrad.gradients(ys, xs)
+    ours = tfgrad.gradients(ys, xs, checkpoints="memory")
+    theirs = tf.gradients(ys, xs)
+    with tf.compat.v1.Session() as sess:
+      sess.run(tf.compat.v1.global_variables_initializer())
+      mine = differential._run(sess, ours)  # pylint: disable=protected-access
+      stock = differential._run(sess, theirs)  # pylint: disable=protected-access
+  del outputs
+  differential.assert_same(ours, theirs, mine, stock, rtol=1e-5)
+  assert [type(g) for g in ours] == [type(g) for g in plain]
+
+
+@pytest.mark.parametrize("model", ["rnn_7", "rnn_0", "rnn_max_iterations",
+                                   "invariants", "gathered_rows"])
+def test_values_match_stock_in_function(model):
+  differential._FunctionVariables.made = []  # pylint: disable=protected-access
+  try:
+    @tf.function
+    def both():
+      differential._FunctionVariables.next = 0  # pylint: disable=protected-access
+      ys, xs = MODELS[model]()
+      assert loop_remat.why_kept_whole(_loops(ys[0].graph)[0]) is None
+      ours = tfgrad.gradients(ys, xs, checkpoints="memory")
+      theirs = tf.gradients(ys, xs)
+      return ([tf.convert_to_tensor(g) for g in ours],
+              [tf.convert_to_tensor(g) for g in theirs])
+    mine, stock = both()
+  finally:
+    differential._FunctionVariables.made = None  # pylint: disable=protected-access
+  for a, b in zip(mine, stock):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_accumulators_live_in_segment_loops_only():
+  """Plain: the forward loop gains one accumulator output per saved
+  intermediate (T elements each). Checkpointed: the forward loop is left
+  as it was; a checkpoint loop saves the changing state (one list per
+  changing loop variable), and the accumulators belong to the segment
+  loop inside the reverse loop (at most k elements each)."""
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = _rnn(9)
+    (forward,) = _loops(graph)
+    before = len(forward.outputs)
+    tfgrad.gradients(ys, xs, checkpoints="memory")
+    assert len(forward.outputs) == before
+    loops = {op.name: op for op in _loops(graph)}
+    checkpoint = [op for name, op in loops.items()
+                  if name.endswith("_checkpoints")]
+    assert len(checkpoint) == 1
+    # counter, bound, t, h, captures ... and one list for each of t, h
+    lists = [t for t in checkpoint[0].outputs if t.dtype == tf.variant]
+    assert len(lists) == 2
+    reverse = [op for name, op in loops.items() if name.endswith("_grad")]
+    assert len(reverse) == 1
+    body = tf_compat.while_body_graph(reverse[0])
+    segment = [op for op in body.get_operations()
+               if op.type in ("While", "StatelessWhile")
+               and op.name.endswith("_segment")]
+    assert len(segment) == 1
+    segment_body = tf_compat.while_body_graph(segment[0])
+    accumulators = len([op for op in segment_body.get_operations()
+                        if op.type == "TensorListPushBack"])
+    assert accumulators >= 1
+    # The same call without checkpoints: the forward loop accumulates.
+    tfgrad.gradients(ys, xs)
+    assert len(forward.outputs) - before == accumulators
+
+
+def _random_body():
+  rng = np.random.RandomState(3)
+  w = differential.variable(rng.randn(4, 4) * 0.5)
+  h0 = tf.constant(rng.randn(2, 4).astype(np.float32))
+
+  def body(t, h):
+    noise = tf.random.uniform([2, 4], seed=7)
+    return t + 1, tf.tanh(tf.matmul(h, w) * noise)
+
+  _, h = tf.while_loop(lambda t, h: t < 5, body, [tf.constant(0), h0],
+                       name="noisy")
+  return [tf.reduce_sum(h)], [w, h0]
+
+
+def test_stateful_random_body_is_kept_whole_and_right():
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = _random_body()
+    (forward,) = _loops(graph)
+    reason = loop_remat.why_kept_whole(forward)
+    assert "stateful" in reason and "RandomUniform" in reason
+    explained = tfgrad.explain_checkpoints(ys, xs, checkpoints="memory")
+    assert explained["loops"] == [(forward.name, reason)]
+    assert f"loop {forward.name}: kept whole" in str(explained)
+    ours = tfgrad.gradients(ys, xs, checkpoints="memory")
+    theirs = tf.gradients(ys, xs)
+    assert not [op for op in graph.get_operations()
+                if op.name.endswith("_checkpoints")]
+    with tf.compat.v1.Session() as sess:
+      sess.run(tf.compat.v1.global_variables_initializer())
+      # one run: the random op draws once for both gradients
+      mine, stock = sess.run([ours, theirs])
+  for a, b in zip(mine, stock):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_explain_names_the_checkpointed_loop():
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = _rnn()
+    (forward,) = _loops(graph)
+    explained = tfgrad.explain_checkpoints(ys, xs, checkpoints="memory")
+  assert explained["loops"] == [(forward.name, None)]
+  assert f"loop {forward.name}: checkpointed" in str(explained)
+
+
+def test_other_loops_kept_whole_say_why():
+  graph = tf.Graph()
+  with graph.as_default():
+    x = tf.constant(1.5)
+    _, nested = tf.while_loop(
+        lambda t, v: t < 3,
+        lambda t, v: (t + 1, tf.while_loop(lambda u: u < 10.0,
+                                           lambda u: [u * 2.0], [v])[0]),
+        [0, x])
+    ta = tf.TensorArray(tf.float32, size=3)
+    _, ta = tf.while_loop(lambda t, ta: t < 3,
+                          lambda t, ta: (t + 1, ta.write(t, x * 2.0)),
+                          [0, ta])
+    outer = [op for op in _loops(graph) if op.outputs[1] is not None]
+    reasons = {op.name: loop_remat.why_kept_whole(op) for op in outer}
+    ours = tfgrad.gradients([nested, ta.stack()], [x], checkpoints="memory")
+    theirs = tf.gradients([nested, ta.stack()], [x])
+    with tf.compat.v1.Session() as sess:
+      mine, stock = sess.run([ours, theirs])
+  assert any("nested loop" in (r or "") for r in reasons.values())
+  assert any("changes across iterations" in (r or "")
+             for r in reasons.values())
+  np.testing.assert_allclose(mine, stock, rtol=1e-6)
+
+
+def test_loop_already_differentiated_is_kept_whole():
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = _rnn()
+    (forward,) = _loops(graph)
+    tf.gradients(ys, xs)
+    assert "accumulators" in loop_remat.why_kept_whole(forward)
+
+
+def test_cost_model_counts_loop_accumulators():
+  """Per iteration the RNN's gradient reads x_t (2 x 3 floats) and the new
+  state tanh(...) (2 x 4 floats; the next iteration's input, counted
+  once); the weights' reads alias the variables. Plain: 9 iterations of
+  that; checkpointed (k = 3): 3 iterations of it plus 3 + 1 saved
+  states."""
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = _rnn(9)
+    (forward,) = _loops(graph)
+    assert remat_select.trip_count_guess(forward) == 9
+    per_iteration = 4 * (2 * 3 + 2 * 4)
+    assert remat_select.loop_bytes(forward) == (
+        9 * per_iteration, 3 * per_iteration + 4 * (4 * 2 * 4))
+    explained = tfgrad.explain_checkpoints(ys, xs, checkpoints="memory")
+    plain, checkpointed = (explained["estimated_peak_plain"],
+                           explained["estimated_peak"])
+    assert plain - checkpointed >= 9 * per_iteration - 3 * per_iteration - 128
+    # A budget only loop checkpointing meets: the loop is checkpointed.
+    ours = tfgrad.gradients(
+        ys, xs, checkpoints=tfgrad.MemoryBudget(plain - 1))
+    theirs = tf.gradients(ys, xs)
+    assert [op for op in _loops(graph) if op.name.endswith("_checkpoints")]
+    with tf.compat.v1.Session() as sess:
+      sess.run(tf.compat.v1.global_variables_initializer())
+      mine, stock = sess.run([ours, theirs])
+  for a, b in zip(mine, stock):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_cost_model_unknown_trip_count_counts_nothing():
+  graph = tf.Graph()
+  with graph.as_default():
+    n = tf.compat.v1.placeholder(tf.int32, [])
+    _, h = tf.while_loop(lambda t, h: t < n, lambda t, h: (t + 1, h * h),
+                         [0, tf.ones([3])])
+    (forward,) = _loops(graph)
+    assert remat_select.trip_count_guess(forward) is None
+    assert remat_select.loop_bytes(forward) == (0, 0)
+    del h
+
+
+def test_threads_see_only_their_own_call():
+  """A checkpointing call on one thread and a plain one on another, at
+  the same time: only the first checkpoints its loop."""
+  import threading  # pylint: disable=g-import-not-at-top
+  barrier = threading.Barrier(2)
+  found = {}
+
+  def build(checkpoints):
+    graph = tf.Graph()
+    with graph.as_default():
+      ys, xs = _rnn()
+      barrier.wait()
+      for _ in range(3):
+        tfgrad.gradients(ys, xs, checkpoints=checkpoints)
+      found[checkpoints] = len([op for op in _loops(graph)
+                                if op.name.endswith("_checkpoints")])
+
+  threads = [threading.Thread(target=build, args=(c,))
+             for c in ("memory", None)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  assert found == {"memory": 3, None: 0}
+
+
+def test_second_order_through_a_checkpointed_loop():
+  """The checkpointed gradient is itself differentiable (its loops are
+  plain v2 loops to the While rule): second derivative equals stock's."""
+  graph = tf.Graph()
+  with graph.as_default():
+    x = tf.constant(0.7)
+    w = tf.constant(np.random.RandomState(0).randn(3, 3).astype(np.float32)
+                    * 0.5)
+    _, h = tf.while_loop(lambda t, h: t < 5,
+                         lambda t, h: (t + 1, tf.tanh(tf.matmul(h, w))),
+                         [0, tf.ones([2, 3]) * x])
+    y = tf.reduce_sum(h * h)
+    (g,) = tfgrad.gradients(y, [x], checkpoints="memory")
+    (gg,) = tfgrad.gradients(g, [x])
+    (sg,) = tf.gradients(y, [x])
+    (sgg,) = tf.gradients(sg, [x])
+    with tf.compat.v1.Session() as sess:
+      mine, stock = sess.run([[g, gg], [sg, sgg]])
+  np.testing.assert_allclose(mine, stock, rtol=1e-5)

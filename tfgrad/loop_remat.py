@@ -1,0 +1,263 @@
+"""Loop checkpointing: the gradient of a v2 `While` in sqrt(T) memory.
+
+The plain gradient (`while_builder`) saves every intermediate the body's
+gradient reads, once per iteration: T copies, the largest memory of an
+RNN. With `checkpoints` set, a loop whose gradient is needed is
+differentiated in phases instead (k = ceil(sqrt(T)), T known only when the
+graph runs; S = ceil(T / k) segments):
+
+    checkpoint loop   re-runs the body T times from the loop's inputs and
+                      keeps the loop state at iterations 0, k, 2k, ...
+                      (one TensorList per changing loop variable, S
+                      elements; other iterations write a spare slot);
+    reverse loop      runs over the segments, last first; for segment s:
+      segment loop      re-runs its (at most k) iterations from the saved
+                        state: a While over a copy of the body, to which
+                        the plain builder adds its per-iteration
+                        accumulators (k elements each);
+      gradient loop     the plain gradient loop of the segment loop, fed
+                        the gradient of the state after the segment, gives
+                        the gradient of the state before it, carried to the
+                        segment before.
+
+The forward op is not changed (no accumulators, no new outputs), so the
+forward pass keeps no per-iteration state at all; the price is running
+the body about twice more. Gradients of loop invariants (captured
+weights) are summed over segments by the gradient loops themselves: each
+starts from what the segments after it gave.
+
+Loops this does not cover are kept whole (the plain gradient);
+`why_kept_whole` says why.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from tfgrad import emit
+from tfgrad import tf_compat
+from tfgrad import while_builder
+from tfgrad.emit import raw
+
+# Stateful ops a body may hold: recomputing them gives the same values.
+_REPEATABLE_STATEFUL = frozenset(["ReadVariableOp", "ResourceGather"])
+LOOP_TYPES = frozenset(["While", "StatelessWhile"])
+
+
+def _calls_function(op):
+  for value in op.node_def.attr.values():
+    if value.HasField("func") or (value.HasField("list")
+                                  and len(value.list.func)):
+      return True
+  return False
+
+
+def _through_identity(t):
+  while t.op.type == "Identity":
+    t = t.op.inputs[0]
+  return t
+
+
+def _counter_reason(op, body):
+  """Why the first two loop variables are not tf.while_loop's iteration
+  counter (from 0, +1 per iteration, read by nothing else) and iteration
+  bound (passed on unchanged), or None."""
+  if len(body.inputs) < 2 or len(body.outputs) != len(body.inputs):
+    return "its loop variables are not tf.while_loop's"
+  counter = body.inputs[0]
+  start = tf.get_static_value(op.inputs[0])
+  nxt = _through_identity(body.outputs[0])
+  others = [t for t in nxt.op.inputs if t is not counter]
+  if (start is None or np.ndim(start) != 0 or int(start) != 0
+      or not counter.dtype.is_integer or nxt.op.type != "AddV2"
+      or len(others) != 1 or tf.get_static_value(others[0]) != 1
+      or any(c is not nxt.op for c in counter.consumers())):
+    return "its first loop variable is not an iteration counter from 0"
+  if _through_identity(body.outputs[1]) is not body.inputs[1]:
+    return "its second loop variable changes across iterations"
+  return None
+
+
+def why_kept_whole(op):
+  """Why loop checkpointing leaves While op `op` to the plain gradient
+  (all per-iteration accumulators), or None when it checkpoints it."""
+  if op.type not in LOOP_TYPES:
+    return f"{op.type} is not a v2 While"
+  if len(op.outputs) > tf_compat.while_original_output_count(op):
+    return "an earlier gradient already added accumulators to it"
+  body = tf_compat.while_body_graph(op)
+  reason = _counter_reason(op, body)
+  if reason is not None:
+    return reason
+  for o in body.get_operations():
+    if _calls_function(o):
+      kind = ("a nested loop" if o.type in LOOP_TYPES
+              else "a function call or cond")
+      return f"its body holds {kind} ({o.name}, {o.type})"
+    if tf_compat.is_stateful(o) and o.type not in _REPEATABLE_STATEFUL:
+      return (f"its body holds the stateful op {o.name} ({o.type}): "
+              "recomputing it could change values")
+  for x, y in zip(body.inputs, body.outputs):
+    y = _through_identity(y)
+    if y.op.type == "TensorListPushBack" and y.op.inputs[0] is x:
+      return "an earlier gradient already added accumulators to it"
+  for i, (x, y) in enumerate(zip(body.inputs, body.outputs)):
+    if x.dtype in (tf.resource, tf.variant) and \
+        _through_identity(y) is not x:
+      return f"loop variable {i} ({x.dtype.name}) changes across iterations"
+  return None
+
+
+# ----- copying the body -----
+
+def _topological(body):
+  """The body's ops, each after its inputs and control inputs."""
+  order, seen = [], set()
+  for root in body.get_operations():
+    stack = [(root, False)]
+    while stack:
+      op, done = stack.pop()
+      if done:
+        order.append(op)
+        continue
+      if op in seen:
+        continue
+      seen.add(op)
+      stack.append((op, True))
+      for dep in list(op.control_inputs) + [t.op for t in op.inputs]:
+        if dep not in seen:
+          stack.append((dep, False))
+  return order
+
+
+def _copy_body(body, inputs):
+  """The body's ops copied into the default graph, reading `inputs` (one
+  per body input); the copies of the body's outputs."""
+  graph = tf_compat.default_graph()
+  mapping = {id(p): t for p, t in zip(body.inputs, inputs)}
+  copied = {}
+  for o in _topological(body):
+    if o.type == "Placeholder" and id(o.outputs[0]) in mapping:
+      continue
+    ins = [mapping[id(t)] for t in o.inputs]
+    with graph.control_dependencies([copied[c] for c in o.control_inputs]):
+      new = tf_compat.copy_op(graph, o, ins, o.name)
+    copied[o] = new
+    for old, out in zip(o.outputs, new.outputs):
+      tf_compat.copy_handle_data(old, out)
+      out.set_shape(old.shape)
+      mapping[id(old)] = out
+  return [mapping[id(t)] for t in body.outputs]
+
+
+def _loop(name, args, body_fn, parallel_iterations):
+  """A While over `args` (counter first, its bound second) running
+  `body_fn` while counter < bound; what the body reads from outside is
+  passed through as extra loop variables. (op, outputs)."""
+  fn_name = f"{name}_{tf_compat.new_uid()}"
+  graph = while_builder.trace(tf_compat.WhileBodyFuncGraph(fn_name + "_body"),
+                              body_fn, args)
+  captured = list(graph.external_captures)
+  graph.outputs.extend(graph.internal_captures)
+  loop_vars = list(args) + captured
+
+  def cond_fn(counter, bound, *unused):
+    return [raw.Less(x=counter, y=bound)]
+
+  cond = while_builder.trace(tf_compat.WhileCondFuncGraph(fn_name + "_cond"),
+                             cond_fn, loop_vars)
+  op, outputs = tf_compat.build_while(loop_vars, cond, graph,
+                                      parallel_iterations, name)
+  return op, outputs, cond, graph
+
+
+# ----- the phases -----
+
+def _checkpoint_loop(op, body, varying, trips, k, segments):
+  """Phase 1: one TensorList per `varying` loop variable holding its value
+  before iterations 0, k, 2k, ... (slot `segments` is the spare one the
+  other iterations write)."""
+  n = len(op.inputs)
+  lists = [raw.TensorListReserve(
+      element_shape=while_builder.element_shape(body.inputs[i].shape),
+      num_elements=segments + 1, element_dtype=body.inputs[i].dtype)
+      for i in varying]
+  args = [op.inputs[0], trips] + list(op.inputs[2:]) + lists
+
+  def body_fn(counter, bound, *rest):
+    state = [counter, bound] + list(rest[:n - 2])
+    at_checkpoint = raw.Equal(x=raw.FloorMod(x=counter, y=k),
+                              y=emit.const(0, counter.dtype))
+    slot = raw.SelectV2(condition=at_checkpoint,
+                        t=raw.FloorDiv(x=counter, y=k), e=segments)
+    saved = [raw.TensorListSetItem(input_handle=lst, index=slot,
+                                   item=state[i])
+             for lst, i in zip(rest[n - 2:], varying)]
+    outs = _copy_body(body, state)
+    return [outs[0], bound] + outs[2:] + saved
+
+  _, outputs, _, _ = _loop(f"{op.name}_checkpoints".replace("/", "_"), args,
+                           body_fn, op.get_attr("parallel_iterations"))
+  return outputs[n:n + len(varying)]
+
+
+def _segment(op, body, varying, lists, s, k, trips, seg_grads,
+             differentiate):
+  """Phase 2, one segment: its loop re-run from the saved state, then the
+  plain gradient loop of that; one gradient per loop variable. The state
+  is read once the gradient coming in from the segment after is there:
+  else the reverse loop would re-run several segments at once (its
+  parallel iterations), each holding its accumulators."""
+  n = len(op.inputs)
+  with tf.control_dependencies([g for g in seg_grads if g is not None]):
+    s = raw.Identity(input=s)
+  length = raw.Minimum(x=k, y=raw.Sub(x=trips, y=raw.Mul(x=s, y=k)))
+  state = [emit.const(0, op.inputs[0].dtype), length] + list(op.inputs[2:])
+  for lst, i in zip(lists, varying):
+    value = raw.TensorListGetItem(
+        input_handle=lst, index=s,
+        element_shape=while_builder.element_shape(body.inputs[i].shape),
+        element_dtype=body.inputs[i].dtype)
+    value.set_shape(body.inputs[i].shape)
+    state[i] = value
+  seg_op, _, seg_cond, seg_body = _loop(
+      f"{op.name}_segment".replace("/", "_"), state,
+      lambda *xs: _copy_body(body, xs), op.get_attr("parallel_iterations"))
+  grads = list(seg_grads) + [None] * (len(seg_op.inputs) - n)
+  return while_builder.build(seg_op, (seg_cond, seg_body), grads,
+                             differentiate)[:n]
+
+
+def build(op, graphs, grads, differentiate):
+  """The gradient of While `op` by loop checkpointing (see the module
+  doc); same contract as `while_builder.build`: one result per input,
+  None where no gradient was carried."""
+  _, body = graphs
+  n = len(op.inputs)
+  carried = [i for i, g in enumerate(grads) if g is not None]
+  varying = [i for i in range(2, n)
+             if _through_identity(body.outputs[i]) is not body.inputs[i]]
+  dtype = op.outputs[0].dtype
+  trips = op.outputs[0]
+  root = raw.Ceil(x=raw.Sqrt(x=raw.Cast(x=trips, DstT=tf.float64)))
+  k = raw.Maximum(x=raw.Cast(x=root, DstT=dtype), y=emit.const(1, dtype))
+  segments = raw.FloorDiv(x=raw.Sub(x=raw.AddV2(x=trips, y=k),
+                                    y=emit.const(1, dtype)), y=k)
+  lists = _checkpoint_loop(op, body, varying, trips, k, segments)
+  args = [emit.const(0, dtype), segments] + [grads[i] for i in carried]
+
+  def body_fn(j, bound, *gs):
+    s = raw.Sub(x=raw.Sub(x=segments, y=j), y=emit.const(1, dtype))
+    seg_grads = [None] * n
+    for i, g in zip(carried, gs):
+      seg_grads[i] = g
+    results = _segment(op, body, varying, lists, s, k, trips, seg_grads,
+                       differentiate)
+    return [raw.AddV2(x=j, y=emit.const(1, dtype)), bound] + [
+        results[i] for i in carried]
+
+  _, outputs, _, _ = _loop(f"{op.name}_grad".replace("/", "_"),
+                           args, body_fn, op.get_attr("parallel_iterations"))
+  results = [None] * n
+  for j, i in enumerate(carried):
+    results[i] = outputs[2 + j]
+  return results
