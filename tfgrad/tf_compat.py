@@ -458,9 +458,16 @@ def create_op(graph, op_type, inputs, attrs, op_def_proto, name,
   and no capture or v1 control-flow context is involved, the op is built
   by the lean path below; otherwise by `Graph._create_op_internal`.
   `wait_for`, ops of `graph`, become control inputs too."""
-  if grouped is not None and _lean_path_applies(graph, inputs):
-    return _create_op_lean(graph, op_type, inputs, grouped, attrs, name,
-                           wait_for)
+  if grouped is not None:
+    if _lean_path_applies(graph, inputs):
+      return _create_op_lean(graph, op_type, inputs, grouped, attrs, name,
+                             wait_for)
+    loop = _lean_loop_context(graph, op_type, inputs)
+    if loop is not None:
+      op = _create_op_in_loop(graph, loop, op_type, inputs, grouped, attrs,
+                              name, wait_for)
+      if op is not None:
+        return op
   waiting = (graph.control_dependencies(list(wait_for)) if wait_for
              else contextlib.nullcontext())
   with waiting:
@@ -486,19 +493,22 @@ def _lean_path_applies(graph, inputs):
 
 
 def _create_op_lean(graph, op_type, inputs, grouped, attrs, name,
-                    wait_for=None):
+                    wait_for=None, control_inputs=None):
   """`Graph._create_op_internal` minus its NodeDef round trip, name and
   size validation, OpDef lookup and input regrouping: the same C API calls
   (with the creation stack trace), then TF's own `_create_op_from_tf_operation`
-  for the Python Operation, devices, colocation and attribute scopes."""
+  for the Python Operation, devices, colocation and attribute scopes.
+  `control_inputs`, when given, replaces those of the graph's control
+  dependency scopes (the caller has computed them)."""
   graph._check_not_finalized()  # pylint: disable=protected-access
   placement = _lean_placement(graph)
   if name is None:
     name = op_type
   name = (tf_ops.name_from_scope_name(name) if name[-1] == "/"
           else graph.unique_name(name))
-  control_inputs = graph._control_dependencies_for_inputs(  # pylint: disable=protected-access
-      {t.op for t in inputs}) if graph._control_dependencies_stack else ()  # pylint: disable=protected-access
+  if control_inputs is None:
+    control_inputs = graph._control_dependencies_for_inputs(  # pylint: disable=protected-access
+        {t.op for t in inputs}) if graph._control_dependencies_stack else ()  # pylint: disable=protected-access
   if graph in _mutating.graphs:  # the gradient call holds the lock
     return _finish_op_lean(graph, op_type, name, grouped, control_inputs,
                            wait_for, attrs, placement)
@@ -544,6 +554,110 @@ def _finish_op_lean(graph, op_type, name, grouped, control_inputs, wait_for,
     op = _wrap_c_op(graph, c_op, op_type, name, placement[2])
   op._original_op = _original_op(graph)  # pylint: disable=protected-access
   return op
+
+
+# ----- lean op creation inside a v1 while-loop context -----
+
+# Op types TF's `WhileContext.AddOp` treats specially (moved into another
+# context, or given a control input from the pivot whatever their inputs):
+# built by TF's constructor.
+_LOOP_SPECIAL_TYPES = frozenset(["Shape", "Size", "Rank", "PartitionedCall",
+                                 "StatefulPartitionedCall",
+                                 "SymbolicGradient"])
+
+
+def _lean_loop_context(graph, op_type, inputs):
+  """The v1 `WhileContext` an op about to be built in `graph` would be
+  added to, when `_create_op_in_loop` can do what `WhileContext.AddOp`
+  does for it; else None (the op goes through TF's constructor). Checked
+  on TF 2.16-2.21: `Operation._init` records the graph's current context
+  on the op, `_control_flow_post_processing` validates the inputs' contexts
+  and calls `AddOp`."""
+  # pylint: disable=protected-access
+  ctxt = graph._control_flow_context
+  if (not isinstance(ctxt, v1_loops.WhileContext)
+      or op_type in _LOOP_SPECIAL_TYPES or graph._is_function(op_type)
+      or getattr(graph, "capture_by_value", False)):
+    return None
+  outer = ctxt
+  while outer is not None:  # an XLA context keeps constants out of frames
+    if outer.IsXLAContext():
+      return None
+    outer = outer.outer_context
+  for t in inputs:
+    if getattr(t, "graph", None) is not graph:
+      return None
+  return ctxt
+  # pylint: enable=protected-access
+
+
+class _InContext:
+  """Stands for an op not yet built in `ctxt` when checking its inputs
+  with `control_flow_util.CheckInputFromValidContext` (which reads only
+  the op's context and type)."""
+
+  def __init__(self, op_type, ctxt):
+    self.type = op_type
+    self._ctxt = ctxt
+
+  def _get_control_flow_context(self):
+    return self._ctxt
+
+
+def _output_context(op):
+  """`control_flow_util.GetOutputContext`: an Exit's outputs belong to the
+  context around its loop."""
+  ctxt = op._control_flow_context  # pylint: disable=protected-access
+  if ctxt is not None and v1_loops.is_loop_exit(op):
+    ctxt = ctxt.outer_context
+  return ctxt
+
+
+def _create_op_in_loop(graph, ctxt, op_type, inputs, grouped, attrs, name,
+                       wait_for):
+  """The lean path for an op built in v1 while context `ctxt`, giving the
+  graph TF's constructor gives: each input from another context is made
+  valid first (`ctxt.AddValue`: entered into the frame once, or a forward
+  value's history in a gradient loop; TF's own per-context value maps
+  remember it), so the op is built with its final inputs instead of being
+  rewired; an op without inputs, or reading only loop invariants, waits
+  for the loop's pivot; its outputs join the context's values, are not
+  fed or fetched, and outer contexts hear of it. Returns None (nothing
+  built) when a control input comes from outside the loop, which TF turns
+  into an Identity in the frame: TF's constructor does that."""
+  # pylint: disable=protected-access
+  control_inputs = list(graph._control_dependencies_for_inputs(
+      {t.op for t in inputs}) if graph._control_dependencies_stack else ())
+  if wait_for:
+    control_inputs.extend(c for c in wait_for if c not in control_inputs)
+  for c in control_inputs:
+    c_ctxt = _output_context(c)
+    if c_ctxt is None or c_ctxt.GetWhileContext() is not ctxt:
+      return None
+  real = []
+  for t in inputs:
+    if _output_context(t.op) is not ctxt:
+      v1_loops.check_input_context(_InContext(op_type, ctxt), t.op)
+      t = ctxt.AddValue(t)
+    real.append(t)
+  if not control_inputs and all(
+      v1_loops.is_loop_constant_enter(t.op) for t in real):
+    control_inputs.append(ctxt.GetControlPivot().op)
+  if any(a is not b for a, b in zip(real, inputs)):
+    flat = iter(real)
+    grouped = [[next(flat) for _ in v] if isinstance(v, list) else next(flat)
+               for v in grouped]
+  op = _create_op_lean(graph, op_type, real, grouped, attrs, name, None,
+                       control_inputs)
+  values = ctxt._values
+  for t in op.outputs:
+    values.add(t.name)
+    graph.prevent_feeding(t)
+  graph.prevent_fetching(op)
+  if ctxt._outer_context is not None:
+    ctxt._outer_context.AddInnerOp(op)
+  return op
+  # pylint: enable=protected-access
 
 
 _NO_PLACEMENT = (None, None, {})

@@ -58,6 +58,8 @@ WhileContext = control_flow_ops.WhileContext
 CondContext = control_flow_ops.CondContext
 
 is_switch = control_flow_util.IsSwitch
+is_loop_constant_enter = control_flow_util.IsLoopConstantEnter
+check_input_context = control_flow_util.CheckInputFromValidContext
 is_loop_exit = control_flow_util.IsLoopExit
 is_loop_switch = control_flow_util.IsLoopSwitch
 while_context_of = control_flow_util.GetWhileContext
