@@ -226,6 +226,42 @@ def _add_backprop_counter(grad_ctxt, count, outer):
   return next_n
 
 
+def _cond_inside(ctxt, stop):
+  """The innermost CondContext from `ctxt` out to (not including) `stop`."""
+  while ctxt and ctxt != stop:
+    if isinstance(ctxt, CondContext):
+      return ctxt
+    ctxt = ctxt.outer_context
+  return None
+
+
+def _build_op(op_type, inputs, **attrs):
+  """One op of the loop machinery through `tf_compat.create_op` (its lean
+  path, also inside v1 loop contexts), with `attrs` given as AttrValue
+  fields (`T=dict(type=...)`). Unlike `emit.raw`, never made to wait for
+  the gradient a rule is building: a history push or pop is ordered by
+  the loop's own triggers, and a wait across frames would be invalid.
+  (`tf_compat` is imported late: it imports this module.)"""
+  from tfgrad import tf_compat  # pylint: disable=g-import-not-at-top
+  graph = tf.compat.v1.get_default_graph()
+  attrs = {k: tf_compat.attr_value(**v) for k, v in attrs.items()}
+  return tf_compat.create_op(graph, op_type, inputs, attrs,
+                             tf_compat.op_def(op_type), None, list(inputs))
+
+
+class _StackPool:
+  """One history stack shared by the values of one dtype a forward loop
+  pushes per iteration: its handle, the handle entered into the loop, and
+  the latest push and pop made for it (each new one is ordered against
+  them)."""
+
+  def __init__(self, stack, handle_in_loop):
+    self.stack = stack
+    self.handle_in_loop = handle_in_loop
+    self.last_push = None
+    self.last_pop = None
+
+
 # ----- one forward loop and its gradient loop -----
 
 class LoopGradState:
@@ -248,6 +284,8 @@ class LoopGradState:
     self._forward_sync = None
     self._grad_sync = None
     self._shared = shared   # per call: (graph, context) -> Const(-1)
+    self._pools = {}        # (dtype, context, device) -> _StackPool
+    self._pool_of = {}      # a pooled stack's op -> its _StackPool
     self._add_counters()
 
   def _add_counters(self):
@@ -306,6 +344,9 @@ class LoopGradState:
     with self.forward_index.graph.as_default(), \
         tf.control_dependencies(None):
       where = current_context()
+      if (not dead_branch and output_context_of(value.op) == fwd
+          and _cond_inside(context_of(value.op), where) is None):
+        return self._push_pooled(value, where)
       with _inside(where):
         unbounded = self._unbounded(where)
         with tf.compat.v1.colocate_with(value):
@@ -333,6 +374,52 @@ class LoopGradState:
       push.op._add_control_input(self.forward_index.op.inputs[0].op)
     return stack
 
+  def _push_pooled(self, value, where):
+    """Pushes `value` (computed in the forward loop itself, outside any
+    cond of it) on the one stack of its dtype that the loop's history
+    keeps in `where`, after the values pushed on it before in the same
+    iteration: one stack and its two Enters serve every such value, and
+    the pops (`_pop_pooled`) take them off in the reverse order. Returns
+    the stack handle."""
+    fwd = self.forward_context
+    dtype = value.dtype.base_dtype
+    key = (dtype, where, value.op.device)
+    pool = self._pools.get(key)
+    if pool is None:
+      with _inside(where):
+        unbounded = self._unbounded(where)
+        with tf.compat.v1.colocate_with(value):
+          stack = gen_data_flow_ops.stack_v2(
+              max_size=unbounded, elem_type=dtype, name="f_acc")
+      pool = self._pools[key] = _StackPool(stack, fwd.AddValue(stack))
+      self._pool_of[stack.op] = pool
+    with _inside(fwd):
+      push = _build_op("StackPushV2", [pool.handle_in_loop, value],
+                       T=dict(type=value.dtype.base_dtype.as_datatype_enum),
+                       swap_memory=dict(b=fwd.swap_memory)).outputs[0]
+    push.op._add_control_input(
+        pool.last_push if pool.last_push is not None
+        else self.forward_index.op.inputs[0].op)
+    pool.last_push = push.op
+    self.forward_index.op._add_control_input(push.op)
+    return pool.stack
+
+  def _pop_pooled(self, pool, value):
+    """Pops the value `_push_pooled` pushed for `value` in the matching
+    forward iteration: before the pops made earlier for this stack (their
+    values were pushed first), and, like every pop of the iteration,
+    before the next gradient iteration starts (`grad_sync`), whatever the
+    fetches need: so each iteration takes its own values off the stack."""
+    with tf.control_dependencies(None), _inside(self.grad_context):
+      pop = _build_op("StackPopV2", [pool.stack], elem_type=dict(
+          type=value.dtype.base_dtype.as_datatype_enum)).outputs[0]
+    pop.set_shape(value.shape)
+    if pool.last_pop is not None:
+      pool.last_pop._add_control_input(pop.op)
+    pool.last_pop = pop.op
+    self.grad_sync._add_control_input(pop.op)
+    return pop
+
   def _unbounded(self, ctxt):
     """The stacks' max_size -1 (no bound), one constant per context for
     all stacks of the call (stock TF makes one per stack)."""
@@ -347,6 +434,9 @@ class LoopGradState:
     in the gradient loop: the value of the matching forward iteration.
     Inside a cond of the loop, the pop runs only on the branch the
     forward iteration took (on the other when `dead_branch`)."""
+    pool = self._pool_of.get(history.op)
+    if pool is not None:
+      return self._pop_pooled(pool, value)
     cond_ctxt = self._cond_between(value, history)
     with tf.control_dependencies(None), _inside(self.grad_context):
       if cond_ctxt is not None:
@@ -362,13 +452,7 @@ class LoopGradState:
   @staticmethod
   def _cond_between(value, history):
     """The innermost CondContext around `value` inside the stack's frame."""
-    stop = context_of(history.op)
-    ctxt = context_of(value.op)
-    while ctxt and ctxt != stop:
-      if isinstance(ctxt, CondContext):
-        return ctxt
-      ctxt = ctxt.outer_context
-    return None
+    return _cond_inside(context_of(value.op), context_of(history.op))
 
   def _recorded_pred(self, cond_ctxt):
     """The cond's predicate as the gradient loop sees it (its history, if
