@@ -94,8 +94,11 @@ def close_back_edge(merge_t, value):
   """Feeds `value` into the second input of the gradient loop's Merge
   through a NextIteration (no shape invariant: the first iteration's
   zeros may be less specific)."""
-  control_flow_ops._AddNextAndBackEdge(merge_t, value,
-                                       enforce_shape_invariant=False)
+  if not _plain(merge_t, value):
+    control_flow_ops._AddNextAndBackEdge(merge_t, value,
+                                         enforce_shape_invariant=False)
+    return
+  merge_t.op._update_input(1, lean_next_iteration(value))
 
 
 def _dynamic_shape(t):
@@ -207,14 +210,17 @@ def _add_backprop_counter(grad_ctxt, count, outer):
     entered = enter_frame(count, grad_ctxt.name, False,
                           grad_ctxt.parallel_iterations, name="b_count")
     grad_ctxt.loop_enters.append(entered)
-    n = merge([entered, entered])[0]
+    n = lean_merge([entered, entered])
     grad_ctxt._pivot_for_pred = n
-    grad_ctxt._pivot = control_flow_ops.loop_cond(
-        tf.greater_equal(n, one), name="b_count")
-    done, going = switch(n, grad_ctxt._pivot)
-    index = tf.subtract(going, one)
+    going_on = _build_op("GreaterEqual", [n, one], "GreaterEqual",
+                         T=_type_attr(n)).outputs[0]
+    grad_ctxt._pivot = _build_op("LoopCond", [going_on],
+                                 "b_count").outputs[0]
+    done, going = lean_switch(n, grad_ctxt._pivot, colocate=False)
+    index = _build_op("Sub", [going, one], "Sub",
+                      T=_type_attr(going)).outputs[0]
     grad_ctxt._pivot_for_body = index
-    next_n = control_flow_ops._NextIteration(index)
+    next_n = lean_next_iteration(index)
     n.op._update_input(1, next_n)
     if outer is not None:
       final = exit_frame(done, name="b_count")
@@ -235,7 +241,7 @@ def _cond_inside(ctxt, stop):
   return None
 
 
-def _build_op(op_type, inputs, **attrs):
+def _build_op(op_type, inputs, name=None, grouped=None, **attrs):
   """One op of the loop machinery through `tf_compat.create_op` (its lean
   path, also inside v1 loop contexts), with `attrs` given as AttrValue
   fields (`T=dict(type=...)`). Unlike `emit.raw`, never made to wait for
@@ -246,7 +252,49 @@ def _build_op(op_type, inputs, **attrs):
   graph = tf.compat.v1.get_default_graph()
   attrs = {k: tf_compat.attr_value(**v) for k, v in attrs.items()}
   return tf_compat.create_op(graph, op_type, inputs, attrs,
-                             tf_compat.op_def(op_type), None, list(inputs))
+                             tf_compat.op_def(op_type), name,
+                             list(inputs) if grouped is None else grouped)
+
+
+def _plain(*ts):
+  """True for Tensors of non-reference dtypes (the ops below build their
+  plain form for them; TF's wrappers handle the rest)."""
+  return all(isinstance(t, tf.Tensor) and not t.dtype._is_ref_dtype
+             for t in ts)
+
+
+def _type_attr(t):
+  return dict(type=t.dtype.as_datatype_enum)
+
+
+def lean_merge(values, name="Merge"):
+  """`merge(values)[0]` for plain tensors, built by the lean path."""
+  if not _plain(*values):
+    return merge(values, name=name)[0]
+  return _build_op("Merge", list(values), name, [list(values)],
+                   T=_type_attr(values[0]), N=dict(i=len(values))).outputs[0]
+
+
+def lean_switch(data, pred, name="Switch", colocate=True):
+  """`switch_ref_or_tensor(data, pred)` (colocated with `data`, or, when not
+  `colocate`, `switch(data, pred)`) for plain tensors, by the lean path."""
+  if not _plain(data):
+    if colocate:
+      return switch_ref_or_tensor(data, pred, name=name)
+    return switch(data, pred, name=name)
+  where = (tf.compat.v1.colocate_with(data, ignore_existing=True)
+           if colocate else contextlib.nullcontext())
+  with where:
+    return tuple(_build_op("Switch", [data, pred], name,
+                           T=_type_attr(data)).outputs)
+
+
+def lean_next_iteration(value):
+  """`_NextIteration(value)` for a plain tensor, by the lean path."""
+  if not _plain(value):
+    return control_flow_ops._NextIteration(value)
+  return _build_op("NextIteration", [value], "NextIteration",
+                   T=_type_attr(value)).outputs[0]
 
 
 class _StackPool:
