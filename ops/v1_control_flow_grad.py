@@ -136,7 +136,7 @@ def _enter_grad(op, grad):
     return grad
   if op.get_attr("is_constant"):
     if isinstance(grad, tf.Tensor):
-      return grad_loop.AddBackpropAccumulator(op, grad)
+      return v1_loops.add_invariant_accumulator(grad_loop, op, grad)
     if isinstance(grad, tf.IndexedSlices):
       return grad_loop.AddBackpropIndexedSlicesAccumulator(op, grad)
     raise TypeError(f"Gradient of loop invariant '{op.name}' is a "

@@ -652,8 +652,11 @@ def _create_op_in_loop(graph, ctxt, op_type, inputs, grouped, attrs, name,
   values = ctxt._values
   for t in op.outputs:
     values.add(t.name)
-    graph.prevent_feeding(t)
-  graph.prevent_fetching(op)
+  if ctxt._outer_context is not None or not v1_loops.is_loop_exit(op):
+    # (the Exits of an outermost loop stay feedable and fetchable)
+    for t in op.outputs:
+      graph.prevent_feeding(t)
+    graph.prevent_fetching(op)
   if ctxt._outer_context is not None:
     ctxt._outer_context.AddInnerOp(op)
   return op

@@ -67,7 +67,6 @@ output_context_of = control_flow_util.GetOutputContext
 
 merge = control_flow_ops.merge
 switch = control_flow_ops.switch
-exit_frame = control_flow_ops.exit
 
 
 def context_of(op):
@@ -85,9 +84,90 @@ def switch_ref_or_tensor(data, pred, name="Switch"):
 
 
 def enter_frame(t, frame, is_constant, parallel_iterations, name):
-  return control_flow_ops._Enter(t, frame, is_constant=is_constant,
-                                 parallel_iterations=parallel_iterations,
-                                 name=name)
+  """`t` entered into loop frame `frame` (an Enter op with `t`'s shape),
+  by the lean path for a plain tensor."""
+  if not _plain(t):
+    return control_flow_ops._Enter(t, frame, is_constant=is_constant,
+                                   parallel_iterations=parallel_iterations,
+                                   name=name)
+  entered = _build_op("Enter", [t], name, T=_type_attr(t),
+                      frame_name=dict(s=frame.encode()),
+                      is_constant=dict(b=is_constant),
+                      parallel_iterations=dict(i=parallel_iterations))
+  entered = entered.outputs[0]
+  entered.set_shape(t.shape)
+  return entered
+
+
+def exit_frame(t, name="Exit"):
+  """`t` leaving its loop frame (an Exit op), by the lean path for a plain
+  tensor."""
+  if not _plain(t):
+    return control_flow_ops.exit(t, name=name)
+  return _build_op("Exit", [t], name, T=_type_attr(t)).outputs[0]
+
+
+def _const(value, dtype, name, shape=None):
+  """A constant in the current context, by the lean path."""
+  proto = tf.make_tensor_proto(value, dtype, shape)
+  return _build_op("Const", [], name, value=dict(tensor=proto),
+                   dtype=dict(type=tf.as_dtype(dtype).as_datatype_enum)
+                   ).outputs[0]
+
+
+def add_forward_counter(fwd, outer):
+  """`WhileContext.AddForwardLoopCounter` (`n = 0; while pivot: n += 1` in
+  forward loop `fwd`, the count leaving it), built by the lean path, in
+  the outer context of `fwd`. Nested (`outer`: the outer loop's grad
+  state), the count starts only after the outer iteration's counter step,
+  so that the pushes of consecutive runs of `fwd` stay in order. Returns
+  (count, the NextIteration of the index)."""
+  zero = _const(0, tf.int32, "f_count")
+  if outer is not None:
+    zero.op._add_control_input(outer.forward_index.op.inputs[0].op)
+  fwd.Enter()
+  try:
+    fwd.AddName(zero.name)
+    entered = enter_frame(zero, fwd.name, False, fwd.parallel_iterations,
+                          "f_count")
+    fwd.loop_enters.append(entered)
+    n = lean_merge([entered, entered])
+    done, going = lean_switch(n, fwd.pivot, colocate=False)
+    index = _build_op("AddV2", [going, _const(1, tf.int32, "f_count/y")],
+                      "Add", T=_type_attr(going)).outputs[0]
+    next_n = lean_next_iteration(index)
+    n.op._update_input(1, next_n)
+    total = exit_frame(done, "f_count")
+    fwd.loop_exits.append(total)
+    fwd.ExitResult([total])
+  finally:
+    fwd.Exit()
+  return total, next_n
+
+
+def add_invariant_accumulator(grad_ctxt, op, grad):
+  """`WhileContext.AddBackpropAccumulator` (a loop in gradient loop
+  `grad_ctxt` summing the gradient of loop invariant `op` over all
+  iterations, starting from zeros), by the lean path when `grad` is a plain
+  tensor of static shape; TF's method otherwise (the zeros' shape is then
+  recorded from the forward loop)."""
+  if not (_plain(grad) and grad.shape.is_fully_defined()):
+    return grad_ctxt.AddBackpropAccumulator(op, grad)
+  with _outside(grad_ctxt), _inside(grad_ctxt.outer_context):
+    zeros = _const(0, grad.dtype, "b_acc", grad.shape.as_list())
+  grad_ctxt.AddName(zeros.name)
+  entered = enter_frame(zeros, grad_ctxt.name, False,
+                        grad_ctxt.parallel_iterations, "b_acc")
+  grad_ctxt.loop_enters.append(entered)
+  acc = lean_merge([entered, entered], name="b_acc")
+  done, going = lean_switch(acc, grad_ctxt.pivot, colocate=False)
+  total = _build_op("AddV2", [going, grad], "Add",
+                    T=_type_attr(grad)).outputs[0]
+  acc.op._update_input(1, lean_next_iteration(total))
+  result = exit_frame(done, "b_acc")
+  grad_ctxt.loop_exits.append(result)
+  grad_ctxt.ExitResult([result])
+  return result
 
 
 def close_back_edge(merge_t, value):
@@ -203,7 +283,7 @@ def _add_backprop_counter(grad_ctxt, count, outer):
   AddBackpropLoopCounter`, the counter leaves the loop (an Exit) only in a
   nested gradient loop, where the outer loop's pops wait for it; the
   outermost loop's would be a dead op."""
-  one = tf.constant(1, name="b_count")
+  one = _const(1, tf.int32, "b_count")
   grad_ctxt.Enter()
   try:
     grad_ctxt.AddName(count.name)
@@ -344,7 +424,7 @@ class LoopGradState:
     fwd, outer = self.forward_context, self.outer_grad_state
     outer_fwd = outer.forward_context if outer else fwd.outer_context
     with fwd._graph.as_default(), _inside(outer_fwd):
-      count, self.forward_index = fwd.AddForwardLoopCounter(outer)
+      count, self.forward_index = add_forward_counter(fwd, outer)
     if outer:
       outer_fwd.AddName(count.name)
       history = outer.AddForwardAccumulator(count)
