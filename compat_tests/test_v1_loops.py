@@ -1004,16 +1004,18 @@ def _graph_structure(build, lean):
   per added op, its type, inputs, sorted control inputs, attributes and
   control-flow context; and the graph's GraphDef."""
   from tfgrad import tf_compat  # pylint: disable=g-import-not-at-top
-  saved = tf_compat._lean_loop_context  # pylint: disable=protected-access
+  from tfgrad import v1_loops  # pylint: disable=g-import-not-at-top
+  saved = tf_compat._lean_loop_context, v1_loops.add_value  # pylint: disable=protected-access
   if not lean:
     tf_compat._lean_loop_context = lambda *_: None  # pylint: disable=protected-access
+    v1_loops.add_value = lambda ctxt, val: ctxt.AddValue(val)
   try:
     with tf.Graph().as_default() as graph:
       ys, xs = build()
       before = len(graph.get_operations())
       tfgrad.gradients(ys, xs, strict=True)
   finally:
-    tf_compat._lean_loop_context = saved  # pylint: disable=protected-access
+    tf_compat._lean_loop_context, v1_loops.add_value = saved  # pylint: disable=protected-access
   ops = {}
   for op in graph.get_operations()[before:]:
     ctxt = op._get_control_flow_context()  # pylint: disable=protected-access

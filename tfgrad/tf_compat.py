@@ -477,6 +477,15 @@ def create_op(graph, op_type, inputs, attrs, op_def_proto, name,
   return op
 
 
+def create_op_bare(graph, op_type, inputs, attrs, name):
+  """One op by the lean path's C API calls, with no control inputs and no
+  control-flow bookkeeping at all, whatever contexts are current or on the
+  inputs: for v1 loop ops whose context the caller sets up itself, as TF
+  does for the Enter of a loop invariant (`WhileContext.AddValue`)."""
+  return _create_op_lean(graph, op_type, inputs, list(inputs), attrs, name,
+                         None, ())
+
+
 def _lean_path_applies(graph, inputs):
   """True when building the op needs none of what `_create_op_internal`
   adds to the C API calls: no input to capture from another graph, no v1
@@ -638,7 +647,7 @@ def _create_op_in_loop(graph, ctxt, op_type, inputs, grouped, attrs, name,
   for t in inputs:
     if _output_context(t.op) is not ctxt:
       v1_loops.check_input_context(_InContext(op_type, ctxt), t.op)
-      t = ctxt.AddValue(t)
+      t = v1_loops.add_value(ctxt, t)
     real.append(t)
   if not control_inputs and all(
       v1_loops.is_loop_constant_enter(t.op) for t in real):

@@ -107,6 +107,52 @@ def exit_frame(t, name="Exit"):
   return _build_op("Exit", [t], name, T=_type_attr(t)).outputs[0]
 
 
+def add_value(ctxt, val):
+  """`ctxt.AddValue(val)` (`val` as v1 context `ctxt` reads it), with a
+  new loop invariant's Enter built by the lean path: a value `ctxt`
+  already knows is looked up in TF's own per-context maps; one from
+  outside is entered from the outer context's view of it, once, and
+  recorded in those maps as TF records it. TF's method does the rest: a
+  forward value read in a gradient loop (its history), cond contexts,
+  reference dtypes, control dependency scopes."""
+  if not isinstance(ctxt, WhileContext) or not _plain(val):
+    return ctxt.AddValue(val)
+  name = val.name
+  if name in ctxt._values or val.op._control_flow_context is ctxt:
+    found = ctxt._external_values.get(name)
+    return val if found is None else found
+  graph = val.graph
+  if graph._control_dependencies_for_inputs([val.op]):
+    return ctxt.AddValue(val)
+  now = current_context()
+  now = now.GetWhileContext() if now is not None else None
+  if now is not None and now.grad_state is not None:
+    fwd = while_context_of(val.op)
+    if fwd is not None and is_loop_exit(val.op):
+      fwd = fwd.outer_context
+      fwd = fwd.GetWhileContext() if fwd is not None else None
+    if fwd == now.grad_state.forward_context:
+      return ctxt.AddValue(val)
+  ctxt._values.add(name)
+  outer = ctxt.outer_context
+  result = add_value(outer, val) if outer is not None else val
+  with tf.control_dependencies(None):
+    entered = _build_op("Enter", [result], "Enter", bare=True,
+                        T=_type_attr(result),
+                        frame_name=dict(s=ctxt.name.encode()),
+                        is_constant=dict(b=True),
+                        parallel_iterations=dict(
+                            i=ctxt.parallel_iterations)).outputs[0]
+  entered.set_shape(result.shape)
+  graph.prevent_feeding(entered)
+  if outer is not None:
+    outer.AddInnerOp(entered.op)
+  entered.op._set_control_flow_context(ctxt)
+  ctxt._values.add(entered.name)
+  ctxt._external_values[name] = entered
+  return entered
+
+
 def _const(value, dtype, name, shape=None):
   """A constant in the current context, by the lean path."""
   proto = tf.make_tensor_proto(value, dtype, shape)
@@ -321,7 +367,8 @@ def _cond_inside(ctxt, stop):
   return None
 
 
-def _build_op(op_type, inputs, name=None, grouped=None, **attrs):
+def _build_op(op_type, inputs, name=None, grouped=None, bare=False,
+              **attrs):
   """One op of the loop machinery through `tf_compat.create_op` (its lean
   path, also inside v1 loop contexts), with `attrs` given as AttrValue
   fields (`T=dict(type=...)`). Unlike `emit.raw`, never made to wait for
@@ -331,6 +378,8 @@ def _build_op(op_type, inputs, name=None, grouped=None, **attrs):
   from tfgrad import tf_compat  # pylint: disable=g-import-not-at-top
   graph = tf.compat.v1.get_default_graph()
   attrs = {k: tf_compat.attr_value(**v) for k, v in attrs.items()}
+  if bare:  # no context bookkeeping: the caller does it
+    return tf_compat.create_op_bare(graph, op_type, inputs, attrs, name)
   return tf_compat.create_op(graph, op_type, inputs, attrs,
                              tf_compat.op_def(op_type), name,
                              list(inputs) if grouped is None else grouped)
@@ -519,7 +568,7 @@ class LoopGradState:
         with tf.compat.v1.colocate_with(value):
           stack = gen_data_flow_ops.stack_v2(
               max_size=unbounded, elem_type=dtype, name="f_acc")
-      pool = self._pools[key] = _StackPool(stack, fwd.AddValue(stack))
+      pool = self._pools[key] = _StackPool(stack, add_value(fwd, stack))
       self._pool_of[stack.op] = pool
     with _inside(fwd):
       push = _build_op("StackPushV2", [pool.handle_in_loop, value],
@@ -637,7 +686,7 @@ class LoopGradState:
       if enter is not None:
         t, state = enter.inputs[0], state.outer_grad_state
         if state is None:
-          found = self.grad_context.AddValue(t)
+          found = add_value(self.grad_context, t)
           break
       elif _is_constant(t):
         found = tf.constant(tf.get_static_value(t), dtype=t.dtype)
@@ -645,7 +694,7 @@ class LoopGradState:
       else:
         known = state.history_map.get(t.name) if state is not self else None
         if known is not None:  # the outer gradient loop reads it already
-          found = self.grad_context.AddValue(known)
+          found = add_value(self.grad_context, known)
           break
         with _outside(self.grad_context):
           history = state.AddForwardAccumulator(t)
@@ -654,7 +703,7 @@ class LoopGradState:
       found = state.AddBackpropAccumulatedValue(history, t)
       if state is not self:
         state.history_map.setdefault(t.name, found)
-        found = self.grad_context.AddValue(found)
+        found = add_value(self.grad_context, found)
     self.history_map[value.name] = found
     return found
 
