@@ -316,7 +316,7 @@ def _sync_trigger(ctxt, index, name):
   """A ControlTrigger in `ctxt` that the loop index waits for: pushes or
   pops made control inputs of it run in iteration order."""
   with tf.control_dependencies(None):
-    trigger = tf.raw_ops.ControlTrigger(name=name)
+    trigger = _build_op("ControlTrigger", [], name, bare=True)
   trigger._set_control_flow_context(ctxt)
   index.op._add_control_input(trigger)
   return trigger
@@ -566,8 +566,9 @@ class LoopGradState:
       with _inside(where):
         unbounded = self._unbounded(where)
         with tf.compat.v1.colocate_with(value):
-          stack = gen_data_flow_ops.stack_v2(
-              max_size=unbounded, elem_type=dtype, name="f_acc")
+          stack = _build_op("StackV2", [unbounded], "f_acc",
+                            elem_type=dict(type=dtype.as_datatype_enum),
+                            stack_name=dict(s=b"")).outputs[0]
       pool = self._pools[key] = _StackPool(stack, add_value(fwd, stack))
       self._pool_of[stack.op] = pool
     with _inside(fwd):
@@ -603,7 +604,7 @@ class LoopGradState:
     key = (tf.compat.v1.get_default_graph(), ctxt)
     found = self._shared.get(key)
     if found is None:
-      found = self._shared[key] = tf.constant(-1, tf.int32, name="f_acc_size")
+      found = self._shared[key] = _const(-1, tf.int32, "f_acc_size")
     return found
 
   def AddBackpropAccumulatedValue(self, history, value, dead_branch=False):
@@ -661,8 +662,9 @@ class LoopGradState:
       return None
     handle = self.GetRealValue(op.inputs[0])
     with tf.control_dependencies(None), _inside(self.grad_context):
-      read = tf.raw_ops.ReadVariableOp(resource=handle,
-                                       dtype=op.get_attr("dtype"))
+      read = _build_op("ReadVariableOp", [handle], "ReadVariableOp",
+                       dtype=dict(type=op.get_attr("dtype").as_datatype_enum)
+                       ).outputs[0]
     read.set_shape(value.shape)
     return read
 
@@ -689,7 +691,7 @@ class LoopGradState:
           found = add_value(self.grad_context, t)
           break
       elif _is_constant(t):
-        found = tf.constant(tf.get_static_value(t), dtype=t.dtype)
+        found = _const(tf.get_static_value(t), t.dtype, "Const")
         break
       else:
         known = state.history_map.get(t.name) if state is not self else None
