@@ -643,16 +643,18 @@ def _create_op_in_loop(graph, ctxt, op_type, inputs, grouped, attrs, name,
     c_ctxt = _output_context(c)
     if c_ctxt is None or c_ctxt.GetWhileContext() is not ctxt:
       return None
-  real = []
+  real, changed, free = [], False, not control_inputs
   for t in inputs:
     if _output_context(t.op) is not ctxt:
       v1_loops.check_input_context(_InContext(op_type, ctxt), t.op)
-      t = v1_loops.add_value(ctxt, t)
+      entered = v1_loops.add_value(ctxt, t)
+      changed = changed or entered is not t
+      t = entered
     real.append(t)
-  if not control_inputs and all(
-      v1_loops.is_loop_constant_enter(t.op) for t in real):
+    free = free and v1_loops.is_loop_constant_enter(t.op)
+  if free:  # no input varies per iteration: wait for the pivot
     control_inputs.append(ctxt.GetControlPivot().op)
-  if any(a is not b for a, b in zip(real, inputs)):
+  if changed:
     flat = iter(real)
     grouped = [[next(flat) for _ in v] if isinstance(v, list) else next(flat)
                for v in grouped]
