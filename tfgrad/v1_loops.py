@@ -247,17 +247,43 @@ def _constant_enter_of(t):
   return control_flow_util.GetLoopConstantEnter(t)
 
 
-@contextlib.contextmanager
-def _inside(ctxt):
-  """Within v1 context `ctxt` (None: as it is)."""
-  if ctxt is None:
-    yield
-    return
-  ctxt.Enter()
-  try:
-    yield
-  finally:
-    ctxt.Exit()
+class _inside:  # pylint: disable=invalid-name
+  """Within v1 context `ctxt` (None: as it is). A class, not a generator:
+  the backprop pass enters one per op."""
+
+  __slots__ = ("_ctxt",)
+
+  def __init__(self, ctxt):
+    self._ctxt = ctxt
+
+  def __enter__(self):
+    if self._ctxt is not None:
+      self._ctxt.Enter()
+
+  def __exit__(self, *exc):
+    if self._ctxt is not None:
+      self._ctxt.Exit()
+    return False
+
+
+class _RuleContext(_inside):
+  """`LoopStates.context`: within a gradient loop, checking on entry that
+  `op` is not a loop Switch reached from inside its own loop."""
+
+  __slots__ = ("_check",)
+
+  def __init__(self, ctxt, check):
+    super().__init__(ctxt)
+    self._check = check
+
+  def __enter__(self):
+    super().__enter__()
+    if self._check is not None:
+      try:
+        _check_not_initial_value(*self._check)
+      except BaseException:
+        self.__exit__()
+        raise
 
 
 @contextlib.contextmanager
@@ -770,14 +796,11 @@ class LoopStates:
       fwd = while_context_of(op)
     return self._states.get(fwd) if fwd else None
 
-  @contextlib.contextmanager
   def context(self, op, before):
     """Within the gradient loop `op`'s gradient belongs to (if any)."""
     state = self.state_of(op, before)
-    with _inside(state.grad_context if state else None):
-      if not before:
-        _check_not_initial_value(op, self._from_ops)
-      yield
+    return _RuleContext(state.grad_context if state else None,
+                        None if before else (op, self._from_ops))
 
   @staticmethod
   def enters_frame(op):
