@@ -112,9 +112,9 @@ def add_value(ctxt, val):
   new loop invariant's Enter built by the lean path: a value `ctxt`
   already knows is looked up in TF's own per-context maps; one from
   outside is entered from the outer context's view of it, once, and
-  recorded in those maps as TF records it. TF's method does the rest: a
-  forward value read in a gradient loop (its history), cond contexts,
-  reference dtypes, control dependency scopes."""
+  recorded in those maps as TF records it; a forward value read in a
+  gradient loop is its history (`GetRealValue`). TF's method does the
+  rest: cond contexts, reference dtypes, control dependency scopes."""
   if not isinstance(ctxt, WhileContext) or not _plain(val):
     return ctxt.AddValue(val)
   name = val.name
@@ -131,8 +131,10 @@ def add_value(ctxt, val):
     if fwd is not None and is_loop_exit(val.op):
       fwd = fwd.outer_context
       fwd = fwd.GetWhileContext() if fwd is not None else None
-    if fwd == now.grad_state.forward_context:
-      return ctxt.AddValue(val)
+    if fwd == now.grad_state.forward_context:  # its history, as TF reads it
+      ctxt._values.add(name)
+      found = ctxt._external_values[name] = now.grad_state.GetRealValue(val)
+      return found
   ctxt._values.add(name)
   outer = ctxt.outer_context
   result = add_value(outer, val) if outer is not None else val
