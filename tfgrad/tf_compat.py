@@ -456,7 +456,9 @@ def create_op(graph, op_type, inputs, attrs, op_def_proto, name,
 
   `grouped` is `inputs` with list-valued arguments as lists. When given,
   and no capture or v1 control-flow context is involved, the op is built
-  by the lean path below; otherwise by `Graph._create_op_internal`.
+  by the lean path below; in a v1 while context, by the lean path plus
+  what `WhileContext.AddOp` does (`_create_op_in_loop`); otherwise by
+  `Graph._create_op_internal`.
   `wait_for`, ops of `graph`, become control inputs too."""
   if grouped is not None:
     if _lean_path_applies(graph, inputs):
@@ -626,9 +628,10 @@ def _create_op_in_loop(graph, ctxt, op_type, inputs, grouped, attrs, name,
                        wait_for):
   """The lean path for an op built in v1 while context `ctxt`, giving the
   graph TF's constructor gives: each input from another context is made
-  valid first (`ctxt.AddValue`: entered into the frame once, or a forward
-  value's history in a gradient loop; TF's own per-context value maps
-  remember it), so the op is built with its final inputs instead of being
+  valid first (`v1_loops.add_value`, i.e. `ctxt.AddValue`: entered into
+  the frame once, or a forward value's history in a gradient loop; TF's
+  own per-context value maps remember it), so the op is built with its
+  final inputs instead of being
   rewired; an op without inputs, or reading only loop invariants, waits
   for the loop's pivot; its outputs join the context's values, are not
   fed or fetched, and outer contexts hear of it. Returns None (nothing

@@ -41,6 +41,7 @@ nothing else in tfgrad does, apart from the rules in
 """
 
 import contextlib
+import functools
 
 import tensorflow as tf
 
@@ -405,12 +406,28 @@ def _build_op(op_type, inputs, name=None, grouped=None, bare=False,
   (`tf_compat` is imported late: it imports this module.)"""
   from tfgrad import tf_compat  # pylint: disable=g-import-not-at-top
   graph = tf.compat.v1.get_default_graph()
-  attrs = {k: tf_compat.attr_value(**v) for k, v in attrs.items()}
+  attrs = {k: (_scalar_attr(*v.items()) if v.keys() & _CACHED_FIELDS
+               else tf_compat.attr_value(**v)) for k, v in attrs.items()}
   if bare:  # no context bookkeeping: the caller does it
     return tf_compat.create_op_bare(graph, op_type, inputs, attrs, name)
   return tf_compat.create_op(graph, op_type, inputs, attrs,
                              tf_compat.op_def(op_type), name,
                              list(inputs) if grouped is None else grouped)
+
+
+# AttrValue fields whose values are few (dtypes, flags, small counts).
+_CACHED_FIELDS = frozenset(["type", "b", "i"])
+
+
+@functools.lru_cache(maxsize=256)
+def _scalar_attr(field):
+  """The AttrValue with one scalar `field` (name, value) of
+  `_CACHED_FIELDS`, serialized once: the loop machinery sets the same few
+  on many ops. Never mutated."""
+  from tfgrad import tf_compat  # pylint: disable=g-import-not-at-top
+  proto = tf_compat.attr_value(**dict([field]))
+  tf_compat.keep_serialized(proto)
+  return proto
 
 
 def _plain(*ts):
