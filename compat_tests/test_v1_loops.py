@@ -980,7 +980,20 @@ def test_second_order_through_v1_cond_matches_stock():
 
 # ----- lean construction in loop contexts, pooled history stacks -----
 
+def _shapes_read_per_iteration():
+  """Rules reading the shape of a forward value of unknown shape in the
+  gradient loop: its Shape moves into the forward loop (and is pushed)."""
+  x = v1.placeholder(tf.float32, [None], name="x")
+  w = _c(0.9)
+  _, a = v1.while_loop(
+      lambda i, a: i < 3,
+      lambda i, a: (i + 1, tf.sin(a) * w + tf.reduce_mean(a * a)),
+      [tf.constant(0), x])
+  return tf.reduce_sum(a), [x, w]
+
+
 LEAN_CASES = {
+    "shapes_read_per_iteration": _shapes_read_per_iteration,
     "several_vars_and_invariants": _several_vars_and_invariants,
     "parallel_1": _parallel_and_swap(1, False),
     "parallel_10_swap": _parallel_and_swap(10, True),
@@ -1050,8 +1063,10 @@ def test_matches_tf_fetching_one_gradient_at_a_time(name):
   (whose pops may be a part of those of the iteration) still takes every
   iteration's own values off the stack: each gradient alone equals
   stock's."""
-  feed = ({"x:0": np.array([[0.3, 0.6], [0.1, -0.2]], np.float32)}
-          if name == "unknown_shapes" else None)
+  feed = {"unknown_shapes": {"x:0": np.array([[0.3, 0.6], [0.1, -0.2]],
+                                             np.float32)},
+          "shapes_read_per_iteration": {
+              "x:0": np.array([0.3, 0.6, -0.2], np.float32)}}.get(name)
   graph = tf.Graph()
   with graph.as_default():
     ys, xs = LEAN_CASES[name]()
@@ -1100,3 +1115,17 @@ def test_values_of_conds_keep_their_own_stacks():
   branch runs: it keeps a stack of its own (not pooled), as before."""
   (_, _), (our_stacks, pairs) = _stacks(_cond_in_loop)
   assert len(our_stacks) > len(pairs)
+
+
+def test_shape_of_a_forward_value_moves_to_the_forward_loop():
+  """A Shape a rule builds in the gradient loop from a forward value lands
+  in the forward loop, as `WhileContext.AddOp` puts it."""
+  with tf.Graph().as_default() as graph:
+    ys, xs = _shapes_read_per_iteration()
+    before = len(graph.get_operations())
+    tfgrad.gradients(ys, xs, strict=True)
+    moved = [op for op in graph.get_operations()[before:]
+             if op.type in ("Shape", "Size", "Rank")
+             and control_flow_util.GetWhileContext(op) is not None
+             and control_flow_util.GetWhileContext(op).grad_state is None]
+  assert moved

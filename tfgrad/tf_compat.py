@@ -572,9 +572,11 @@ def _finish_op_lean(graph, op_type, name, grouped, control_inputs, wait_for,
 # Op types TF's `WhileContext.AddOp` treats specially (moved into another
 # context, or given a control input from the pivot whatever their inputs):
 # built by TF's constructor.
-_LOOP_SPECIAL_TYPES = frozenset(["Shape", "Size", "Rank", "PartitionedCall",
-                                 "StatefulPartitionedCall",
+_LOOP_SPECIAL_TYPES = frozenset(["PartitionedCall", "StatefulPartitionedCall",
                                  "SymbolicGradient"])
+# Built in a gradient loop from a value of its forward loop, these move to
+# the forward loop (their small result is what the history keeps).
+_MOVED_TO_FORWARD_LOOP = frozenset(["Shape", "Size", "Rank"])
 
 
 def _lean_loop_context(graph, op_type, inputs):
@@ -642,6 +644,15 @@ def _create_op_in_loop(graph, ctxt, op_type, inputs, grouped, attrs, name,
       {t.op for t in inputs}) if graph._control_dependencies_stack else ())
   if wait_for:
     control_inputs.extend(c for c in wait_for if c not in control_inputs)
+  if op_type in _MOVED_TO_FORWARD_LOOP and ctxt.grad_state is not None:
+    there = inputs[0].op._control_flow_context
+    if (there is not None and there.GetWhileContext()
+        is ctxt.grad_state.forward_context):
+      op = _create_op_lean(graph, op_type, inputs, grouped, attrs, name,
+                           None, control_inputs)
+      op._set_control_flow_context(there)
+      there._AddOpInternal(op)  # as `WhileContext.AddOp` moves it
+      return op
   for c in control_inputs:
     c_ctxt = _output_context(c)
     if c_ctxt is None or c_ctxt.GetWhileContext() is not ctxt:
