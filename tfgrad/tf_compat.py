@@ -449,7 +449,7 @@ executing_eagerly = tf.executing_eagerly
 
 
 def create_op(graph, op_type, inputs, attrs, op_def_proto, name,
-              grouped=None, wait_for=None):
+              grouped=None, wait_for=None, use_control_dependencies=True):
   """One op through the graph's own constructor, below TF's generated
   wrappers: name scope, control dependencies, device and colocation
   stacks, XLA attribute scopes and function-graph captures all apply.
@@ -459,22 +459,35 @@ def create_op(graph, op_type, inputs, attrs, op_def_proto, name,
   by the lean path below; in a v1 while context, by the lean path plus
   what `WhileContext.AddOp` does (`_create_op_in_loop`); otherwise by
   `Graph._create_op_internal`.
-  `wait_for`, ops of `graph`, become control inputs too."""
+  `wait_for`, ops of `graph`, become control inputs too. Without
+  `use_control_dependencies`, the graph's control dependency scopes are
+  ignored, as under `control_dependencies(None)` but staying in the
+  current control-flow context (the v1 loop machinery's own ops, ordered
+  by the loop's triggers)."""
   if grouped is not None:
     if _lean_path_applies(graph, inputs):
+      if use_control_dependencies:
+        return _create_op_lean(graph, op_type, inputs, grouped, attrs, name,
+                               wait_for)
       return _create_op_lean(graph, op_type, inputs, grouped, attrs, name,
-                             wait_for)
+                             wait_for, (), False)
     loop = _lean_loop_context(graph, op_type, inputs)
     if loop is not None:
       op = _create_op_in_loop(graph, loop, op_type, inputs, grouped, attrs,
-                              name, wait_for)
+                              name, wait_for, use_control_dependencies)
       if op is not None:
         return op
   waiting = (graph.control_dependencies(list(wait_for)) if wait_for
              else contextlib.nullcontext())
-  with waiting:
-    op = graph._create_op_internal(  # pylint: disable=protected-access
-        op_type, inputs, name=name, attrs=attrs, op_def=op_def_proto)
+  if not use_control_dependencies:
+    ctxt = graph._get_control_flow_context()  # pylint: disable=protected-access
+    with graph.control_dependencies(None), v1_loops.inside(ctxt), waiting:
+      op = graph._create_op_internal(  # pylint: disable=protected-access
+          op_type, inputs, name=name, attrs=attrs, op_def=op_def_proto)
+  else:
+    with waiting:
+      op = graph._create_op_internal(  # pylint: disable=protected-access
+          op_type, inputs, name=name, attrs=attrs, op_def=op_def_proto)
   op._original_op = _original_op(graph)  # pylint: disable=protected-access
   return op
 
@@ -485,7 +498,7 @@ def create_op_bare(graph, op_type, inputs, attrs, name):
   inputs: for v1 loop ops whose context the caller sets up itself, as TF
   does for the Enter of a loop invariant (`WhileContext.AddValue`)."""
   return _create_op_lean(graph, op_type, inputs, list(inputs), attrs, name,
-                         None, ())
+                         None, (), False)
 
 
 def _lean_path_applies(graph, inputs):
@@ -504,15 +517,17 @@ def _lean_path_applies(graph, inputs):
 
 
 def _create_op_lean(graph, op_type, inputs, grouped, attrs, name,
-                    wait_for=None, control_inputs=None):
+                    wait_for=None, control_inputs=None,
+                    in_control_scopes=True):
   """`Graph._create_op_internal` minus its NodeDef round trip, name and
   size validation, OpDef lookup and input regrouping: the same C API calls
   (with the creation stack trace), then TF's own `_create_op_from_tf_operation`
   for the Python Operation, devices, colocation and attribute scopes.
   `control_inputs`, when given, replaces those of the graph's control
-  dependency scopes (the caller has computed them)."""
+  dependency scopes (the caller has computed them); without
+  `in_control_scopes`, the op is built as if outside those scopes."""
   graph._check_not_finalized()  # pylint: disable=protected-access
-  placement = _lean_placement(graph)
+  placement = _lean_placement(graph, in_control_scopes)
   if name is None:
     name = op_type
   name = (tf_ops.name_from_scope_name(name) if name[-1] == "/"
@@ -627,7 +642,7 @@ def _output_context(op):
 
 
 def _create_op_in_loop(graph, ctxt, op_type, inputs, grouped, attrs, name,
-                       wait_for):
+                       wait_for, use_control_dependencies=True):
   """The lean path for an op built in v1 while context `ctxt`, giving the
   graph TF's constructor gives: each input from another context is made
   valid first (`v1_loops.add_value`, i.e. `ctxt.AddValue`: entered into
@@ -641,7 +656,8 @@ def _create_op_in_loop(graph, ctxt, op_type, inputs, grouped, attrs, name,
   into an Identity in the frame: TF's constructor does that."""
   # pylint: disable=protected-access
   control_inputs = list(graph._control_dependencies_for_inputs(
-      {t.op for t in inputs}) if graph._control_dependencies_stack else ())
+      {t.op for t in inputs}) if use_control_dependencies
+                        and graph._control_dependencies_stack else ())
   if wait_for:
     control_inputs.extend(c for c in wait_for if c not in control_inputs)
   if op_type in _MOVED_TO_FORWARD_LOOP and ctxt.grad_state is not None:
@@ -649,7 +665,7 @@ def _create_op_in_loop(graph, ctxt, op_type, inputs, grouped, attrs, name,
     if (there is not None and there.GetWhileContext()
         is ctxt.grad_state.forward_context):
       op = _create_op_lean(graph, op_type, inputs, grouped, attrs, name,
-                           None, control_inputs)
+                           None, control_inputs, use_control_dependencies)
       op._set_control_flow_context(there)
       there._AddOpInternal(op)  # as `WhileContext.AddOp` moves it
       return op
@@ -673,7 +689,7 @@ def _create_op_in_loop(graph, ctxt, op_type, inputs, grouped, attrs, name,
     grouped = [[next(flat) for _ in v] if isinstance(v, list) else next(flat)
                for v in grouped]
   op = _create_op_lean(graph, op_type, real, grouped, attrs, name, None,
-                       control_inputs)
+                       control_inputs, use_control_dependencies)
   values = ctxt._values
   for t in op.outputs:
     values.add(t.name)
@@ -691,16 +707,19 @@ def _create_op_in_loop(graph, ctxt, op_type, inputs, grouped, attrs, name,
 _NO_PLACEMENT = (None, None, {})
 
 
-def _lean_placement(graph):
+def _lean_placement(graph, in_control_scopes=True):
   """What TF's `_create_op_helper` would add to a new op, when that is only
   colocation under one `_ColocationTarget` (or nothing): then the `_class`
   attribute and device are set in the op description and the Python
   Operation is made by `_wrap_c_op`. None when anything else applies
   (attribute scopes, kernel labels, gradient override maps, control
-  dependencies, device functions, containers, other colocation)."""
+  dependencies, device functions, containers, other colocation). Control
+  dependency scopes count only `in_control_scopes` (an op built outside
+  them is not recorded in them, as under `control_dependencies(None)`)."""
   # pylint: disable=protected-access
   if (graph._attr_scope_map or graph._op_to_kernel_label_map
-      or graph._gradient_override_map or graph._control_dependencies_stack
+      or graph._gradient_override_map
+      or (in_control_scopes and graph._control_dependencies_stack)
       or graph._device_function_stack or graph._container):
     return None
   stack = graph._colocation_stack._stack

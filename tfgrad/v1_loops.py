@@ -139,18 +139,18 @@ def add_value(ctxt, val):
   ctxt._values.add(name)
   outer = ctxt.outer_context
   result = add_value(outer, val) if outer is not None else val
-  with tf.control_dependencies(None):
-    entered = _build_op("Enter", [result], "Enter", bare=True,
-                        T=_type_attr(result),
-                        frame_name=dict(s=ctxt.name.encode()),
-                        is_constant=dict(b=True),
-                        parallel_iterations=dict(
-                            i=ctxt.parallel_iterations)).outputs[0]
+  entered = _build_op("Enter", [result], "Enter", bare=True,
+                      T=_type_attr(result),
+                      frame_name=dict(s=ctxt.name.encode()),
+                      is_constant=dict(b=True),
+                      parallel_iterations=dict(
+                          i=ctxt.parallel_iterations)).outputs[0]
   entered.set_shape(result.shape)
   graph.prevent_feeding(entered)
   if outer is not None:
     outer.AddInnerOp(entered.op)
   entered.op._set_control_flow_context(ctxt)
+  graph._record_op_seen_by_control_dependencies(entered.op)
   ctxt._values.add(entered.name)
   ctxt._external_values[name] = entered
   return entered
@@ -269,6 +269,9 @@ class _inside:  # pylint: disable=invalid-name
     return False
 
 
+inside = _inside  # (for tf_compat)
+
+
 class _RuleContext(_inside):
   """`LoopStates.context`: within a gradient loop, checking on entry that
   `op` is not a loop Switch reached from inside its own loop."""
@@ -344,8 +347,7 @@ def _never_written(handle):
 def _sync_trigger(ctxt, index, name):
   """A ControlTrigger in `ctxt` that the loop index waits for: pushes or
   pops made control inputs of it run in iteration order."""
-  with tf.control_dependencies(None):
-    trigger = _build_op("ControlTrigger", [], name, bare=True)
+  trigger = _build_op("ControlTrigger", [], name, bare=True)
   trigger._set_control_flow_context(ctxt)
   index.op._add_control_input(trigger)
   return trigger
@@ -397,12 +399,14 @@ def _cond_inside(ctxt, stop):
 
 
 def _build_op(op_type, inputs, name=None, grouped=None, bare=False,
-              **attrs):
+              own_order=False, **attrs):
   """One op of the loop machinery through `tf_compat.create_op` (its lean
   path, also inside v1 loop contexts), with `attrs` given as AttrValue
   fields (`T=dict(type=...)`). Unlike `emit.raw`, never made to wait for
   the gradient a rule is building: a history push or pop is ordered by
   the loop's own triggers, and a wait across frames would be invalid.
+  With `own_order`, the graph's control dependency scopes are ignored too
+  (as `control_dependencies(None)` would, in the current context).
   (`tf_compat` is imported late: it imports this module.)"""
   from tfgrad import tf_compat  # pylint: disable=g-import-not-at-top
   graph = tf.compat.v1.get_default_graph()
@@ -412,7 +416,8 @@ def _build_op(op_type, inputs, name=None, grouped=None, bare=False,
     return tf_compat.create_op_bare(graph, op_type, inputs, attrs, name)
   return tf_compat.create_op(graph, op_type, inputs, attrs,
                              tf_compat.op_def(op_type), name,
-                             list(inputs) if grouped is None else grouped)
+                             list(inputs) if grouped is None else grouped,
+                             use_control_dependencies=not own_order)
 
 
 # AttrValue fields whose values are few (dtypes, flags, small counts).
@@ -611,13 +616,14 @@ class LoopGradState:
       with _inside(where):
         unbounded = self._unbounded(where)
         with tf.compat.v1.colocate_with(value):
-          stack = _build_op("StackV2", [unbounded], "f_acc",
+          stack = _build_op("StackV2", [unbounded], "f_acc", own_order=True,
                             elem_type=dict(type=dtype.as_datatype_enum),
                             stack_name=dict(s=b"")).outputs[0]
       pool = self._pools[key] = _StackPool(stack, add_value(fwd, stack))
       self._pool_of[stack.op] = pool
     with _inside(fwd):
       push = _build_op("StackPushV2", [pool.handle_in_loop, value],
+                       own_order=True,
                        T=dict(type=value.dtype.base_dtype.as_datatype_enum),
                        swap_memory=dict(b=fwd.swap_memory)).outputs[0]
     push.op._add_control_input(
@@ -633,9 +639,11 @@ class LoopGradState:
     values were pushed first), and, like every pop of the iteration,
     before the next gradient iteration starts (`grad_sync`), whatever the
     fetches need: so each iteration takes its own values off the stack."""
-    with tf.control_dependencies(None), _inside(self.grad_context):
-      pop = _build_op("StackPopV2", [pool.stack], elem_type=dict(
-          type=value.dtype.base_dtype.as_datatype_enum)).outputs[0]
+    with _inside(self.grad_context):
+      pop = _build_op("StackPopV2", [pool.stack], own_order=True,
+                      elem_type=dict(
+                          type=value.dtype.base_dtype.as_datatype_enum))
+      pop = pop.outputs[0]
     pop.set_shape(value.shape)
     if pool.last_pop is not None:
       pool.last_pop._add_control_input(pop.op)
@@ -706,8 +714,9 @@ class LoopGradState:
     if not self._shared[key]:
       return None
     handle = self.GetRealValue(op.inputs[0])
-    with tf.control_dependencies(None), _inside(self.grad_context):
+    with _inside(self.grad_context):
       read = _build_op("ReadVariableOp", [handle], "ReadVariableOp",
+                       own_order=True,
                        dtype=dict(type=op.get_attr("dtype").as_datatype_enum)
                        ).outputs[0]
     read.set_shape(value.shape)
