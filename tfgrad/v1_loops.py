@@ -18,8 +18,10 @@ This module decides everything around that loop, in named phases:
   history    `LoopGradState.GetRealValue`: a forward value the gradient
              loop reads is pushed on a stack in every forward iteration
              (`StackPushV2`, honouring the loop's `swap_memory`) and popped
-             in every gradient iteration; `WhileContext.AddValue` of the
-             gradient loop calls it for each forward tensor an op there
+             in every gradient iteration; values computed in the loop body
+             outside its conds share one stack per dtype (`_push_pooled`,
+             `_pop_pooled`); `add_value` (or `WhileContext.AddValue`) of
+             the gradient loop calls it for each forward tensor an op there
              reads, the rules call it for cond predicates
   schedule   `LoopStates.release`: a loop's Exits wait for each other
              (the gradient loop starts once all are known, with zeros for
@@ -32,6 +34,11 @@ The names TF's `WhileContext` and `control_flow_util` call on a gradient
 loop's `grad_state` (`forward_context`, `outer_grad_state`,
 `forward_index`, `grad_sync`, `GetRealValue`, `AddForwardAccumulator`,
 `AddBackpropAccumulatedValue`) keep TF's spelling for that reason.
+
+The loop machinery (counters, Enters, Merges, Switches, back edges,
+stacks) is built by the lean path of `tf_compat.create_op`, which inside a
+v1 while context does what `WhileContext.AddOp` does; TF's own builders
+remain for reference dtypes, IndexedSlices and unknown shapes.
 
 This module is the adapter for v1 frames: it reaches into TF's private
 control-flow context API (`_get_control_flow_context`,
