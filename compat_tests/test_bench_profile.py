@@ -50,3 +50,13 @@ def test_heap_growth_per_op():
   for engine in bench.ENGINES:
     held = bench.heap_bytes_per_op(config, engine)
     assert held is not None and held > 0, (engine, held)
+
+
+def test_v1_model_profiled_with_v1_control_flow():
+  """--profile builds a v1 model as the bench measures it (v1 frames): the
+  profiled build adds as many ops as the measured one."""
+  config = bench.builtin_config("nested_scan_v1")
+  for engine in bench.ENGINES:
+    measured, _ = bench.measure(config, engine, strict=engine == "tfgrad")
+    _, ops = bench.profile_build(config, engine, strict=engine == "tfgrad")
+    assert ops == measured["ops"], engine

@@ -48,3 +48,48 @@ def test_private_attrs_finds_what_a_full_parse_finds():
       "_gradient_op_type"].s == b"CustomName"
   assert {"_XlaCompile", "_XlaScope", "_XlaSeparateCompiledGradients"} <= set(
       tf_compat.private_attrs(compiled.op))
+
+
+def _identity(graph, x, **kwargs):
+  attrs = {"T": tf_compat.attr_value(type=x.dtype.as_datatype_enum)}
+  return tf_compat.create_op(graph, "Identity", [x], attrs,
+                             tf_compat.op_def("Identity"), None, [x],
+                             **kwargs).outputs[0]
+
+
+@pytest.mark.parametrize("in_loop", [False, True])
+def test_create_op_without_control_dependencies(in_loop):
+  """`use_control_dependencies=False` ignores the graph's control
+  dependency scopes (as `control_dependencies(None)`) but keeps the op in
+  the current v1 loop context; the default takes them."""
+  from tensorflow.python.ops import control_flow_util  # pylint: disable=g-import-not-at-top
+  saved = control_flow_util.ENABLE_CONTROL_FLOW_V2
+  control_flow_util.ENABLE_CONTROL_FLOW_V2 = False
+  built = {}
+  try:
+    g = tf.Graph()
+    with g.as_default():
+      gate = tf.constant(0.0, name="gate")
+
+      def body(i, x):
+        ctxt = g._get_control_flow_context()  # pylint: disable=protected-access
+        gate_in = tf.identity(x, name="gate_in")
+        with tf.control_dependencies([gate_in if in_loop else gate]):
+          built["with"] = _identity(g, x)
+          built["without"] = _identity(g, x, use_control_dependencies=False)
+        built["ctxt"] = ctxt
+        return i + 1, built["with"] + built["without"]
+      if in_loop:
+        tf.compat.v1.while_loop(lambda i, x: i < 2, body,
+                                [tf.constant(0), tf.constant(1.0)])
+      else:
+        built["ctxt"] = None
+        x = tf.constant(1.0)
+        with tf.control_dependencies([gate]):
+          built["with"] = _identity(g, x)
+          built["without"] = _identity(g, x, use_control_dependencies=False)
+  finally:
+    control_flow_util.ENABLE_CONTROL_FLOW_V2 = saved
+  assert built["with"].op.control_inputs
+  assert not built["without"].op.control_inputs
+  assert built["without"].op._get_control_flow_context() is built["ctxt"]  # pylint: disable=protected-access

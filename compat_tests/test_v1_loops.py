@@ -976,3 +976,156 @@ def test_second_order_through_v1_cond_matches_stock():
     with v1.Session() as sess:
       for a, b in zip(*sess.run([ours, theirs])):
         np.testing.assert_allclose(a, b, rtol=1e-9)
+
+
+# ----- lean construction in loop contexts, pooled history stacks -----
+
+def _shapes_read_per_iteration():
+  """Rules reading the shape of a forward value of unknown shape in the
+  gradient loop: its Shape moves into the forward loop (and is pushed)."""
+  x = v1.placeholder(tf.float32, [None], name="x")
+  w = _c(0.9)
+  _, a = v1.while_loop(
+      lambda i, a: i < 3,
+      lambda i, a: (i + 1, tf.sin(a) * w + tf.reduce_mean(a * a)),
+      [tf.constant(0), x])
+  return tf.reduce_sum(a), [x, w]
+
+
+LEAN_CASES = {
+    "shapes_read_per_iteration": _shapes_read_per_iteration,
+    "several_vars_and_invariants": _several_vars_and_invariants,
+    "parallel_1": _parallel_and_swap(1, False),
+    "parallel_10_swap": _parallel_and_swap(10, True),
+    "cond_in_loop": _cond_in_loop,
+    "nested_scan": _nested_scan,
+    "unknown_shapes": _unknown_shapes,
+    "dynamic_rnn_lstm": _dynamic_rnn("LSTMCell"),
+    "dynamic_rnn_sequence_length": _dynamic_rnn_sequence_length,
+}
+
+
+# Set by `Graph.control_dependencies` on the ops it is given, to count how
+# often graphs use manual control dependencies; the lean path, outside
+# loops too, puts its waits into the op description without it.
+_USAGE_MARKS = frozenset(["_has_manual_control_dependencies"])
+
+
+def _graph_structure(build, lean):
+  """tfgrad's gradient of `build()` in a fresh graph, with ops built in v1
+  loop contexts by the lean path or (`lean=False`) by TF's constructor:
+  per added op, its type, inputs, sorted control inputs, attributes and
+  control-flow context; and the graph's GraphDef."""
+  from tfgrad import tf_compat  # pylint: disable=g-import-not-at-top
+  from tfgrad import v1_loops  # pylint: disable=g-import-not-at-top
+  saved = tf_compat._lean_loop_context, v1_loops.add_value  # pylint: disable=protected-access
+  if not lean:
+    tf_compat._lean_loop_context = lambda *_: None  # pylint: disable=protected-access
+    v1_loops.add_value = lambda ctxt, val: ctxt.AddValue(val)
+  try:
+    with tf.Graph().as_default() as graph:
+      ys, xs = build()
+      before = len(graph.get_operations())
+      tfgrad.gradients(ys, xs, strict=True)
+  finally:
+    tf_compat._lean_loop_context, v1_loops.add_value = saved  # pylint: disable=protected-access
+  ops = {}
+  for op in graph.get_operations()[before:]:
+    ctxt = op._get_control_flow_context()  # pylint: disable=protected-access
+    node = op.node_def
+    ops[op.name] = (op.type, [t.name for t in op.inputs],
+                    sorted(c.name for c in op.control_inputs),
+                    {k: node.attr[k].SerializeToString(deterministic=True)
+                     for k in node.attr if k not in _USAGE_MARKS},
+                    ctxt.name if ctxt is not None else None,
+                    graph.is_fetchable(op))
+  return ops, graph.as_graph_def()
+
+
+@pytest.mark.parametrize("name", sorted(LEAN_CASES))
+def test_lean_path_builds_the_graph_tfs_constructor_builds(name):
+  """Ops built in a v1 loop context by the lean path get the inputs,
+  control inputs, attributes, context and fetchability TF's constructor
+  (`WhileContext.AddOp`) would give them; the GraphDef imports into a new
+  graph and runs there with the values it has in the original."""
+  lean, graph_def = _graph_structure(LEAN_CASES[name], lean=True)
+  slow, _ = _graph_structure(LEAN_CASES[name], lean=False)
+  assert lean.keys() == slow.keys()
+  for op_name, fields in lean.items():
+    assert fields == slow[op_name], op_name
+  with tf.Graph().as_default():
+    tf.graph_util.import_graph_def(graph_def, name="")
+
+
+@pytest.mark.parametrize("name", sorted(LEAN_CASES))
+def test_matches_tf_fetching_one_gradient_at_a_time(name):
+  """With several values on one history stack, fetching a single gradient
+  (whose pops may be a part of those of the iteration) still takes every
+  iteration's own values off the stack: each gradient alone equals
+  stock's."""
+  feed = {"unknown_shapes": {"x:0": np.array([[0.3, 0.6], [0.1, -0.2]],
+                                             np.float32)},
+          "shapes_read_per_iteration": {
+              "x:0": np.array([0.3, 0.6, -0.2], np.float32)}}.get(name)
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = LEAN_CASES[name]()
+    ours = tfgrad.gradients(ys, xs, strict=True)
+    theirs = tf.gradients(ys, xs)
+    with v1.Session(graph=graph) as sess:
+      sess.run(v1.global_variables_initializer())
+      for i, (a, b) in enumerate(zip(ours, theirs)):
+        assert (a is None) == (b is None), i
+        if a is None:
+          continue
+        a, b = tf.convert_to_tensor(a), tf.convert_to_tensor(b)
+        np.testing.assert_allclose(sess.run(a, feed), sess.run(b, feed),
+                                   rtol=1e-5, atol=1e-5,
+                                   err_msg=f"gradient {i}")
+
+
+def _stacks(build):
+  """Per engine (stock first): the StackV2 ops the gradient added, and
+  the (forward loop, dtype) pairs of its pushes."""
+  out = []
+  for engine in (tf.gradients,
+                 lambda y, x: tfgrad.gradients(y, x, strict=True)):
+    with tf.Graph().as_default() as graph:
+      ys, xs = build()
+      before = len(graph.get_operations())
+      engine(ys, xs)
+      added = graph.get_operations()[before:]
+      pairs = {(control_flow_util.GetWhileContext(op).name,
+                op.get_attr("T")) for op in added if op.type == "StackPushV2"}
+      out.append(([op for op in added if op.type == "StackV2"], pairs))
+  return out
+
+
+@pytest.mark.parametrize("name", ["dynamic_rnn_lstm", "nested_scan",
+                                  "several_vars_and_invariants"])
+def test_one_history_stack_per_dtype_per_loop(name):
+  """Values a loop body computes outside its conds share one history stack
+  per dtype and loop: fewer stacks than stock's one per value."""
+  (stock_stacks, _), (our_stacks, pairs) = _stacks(LEAN_CASES[name])
+  assert len(our_stacks) == len(pairs) < len(stock_stacks)
+
+
+def test_values_of_conds_keep_their_own_stacks():
+  """A value computed in a cond branch of the loop is pushed only when the
+  branch runs: it keeps a stack of its own (not pooled), as before."""
+  (_, _), (our_stacks, pairs) = _stacks(_cond_in_loop)
+  assert len(our_stacks) > len(pairs)
+
+
+def test_shape_of_a_forward_value_moves_to_the_forward_loop():
+  """A Shape a rule builds in the gradient loop from a forward value lands
+  in the forward loop, as `WhileContext.AddOp` puts it."""
+  with tf.Graph().as_default() as graph:
+    ys, xs = _shapes_read_per_iteration()
+    before = len(graph.get_operations())
+    tfgrad.gradients(ys, xs, strict=True)
+    moved = [op for op in graph.get_operations()[before:]
+             if op.type in ("Shape", "Size", "Rank")
+             and control_flow_util.GetWhileContext(op) is not None
+             and control_flow_util.GetWhileContext(op).grad_state is None]
+  assert moved

@@ -42,7 +42,7 @@ def _grad_array(handle, flow):
   grad_handle, _ = raw.TensorArrayGradV3(handle=handle, flow_in=flow,
                                          source=_source())
   with tf.control_dependencies([grad_handle]):
-    return grad_handle, tf.identity(flow)
+    return grad_handle, raw.Identity(input=flow)
 
 
 def _after(op, flow_grad):

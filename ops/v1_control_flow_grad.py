@@ -58,7 +58,7 @@ def _loop_switch_grad(op, grads):
     return None, None
   if grads[0] is None:
     return None, None  # reached from the body only: nothing to carry
-  b_merge = v1_loops.merge([grads[0], grads[0]], name="b_switch")[0]
+  b_merge = v1_loops.lean_merge([grads[0], grads[0]], name="b_switch")
   switch_map[op] = b_merge
   return b_merge, None
 
@@ -69,7 +69,7 @@ def _merge_grad(op, grad, _):
   inside a loop); a bare Merge routes by its value_index."""
   ctxt = v1_loops.output_context_of(op.inputs[0].op)
   if isinstance(ctxt, v1_loops.WhileContext):
-    return v1_loops.switch_ref_or_tensor(grad, _grad_loop().pivot)
+    return v1_loops.lean_switch(grad, _grad_loop().pivot)
   if isinstance(ctxt, v1_loops.CondContext):
     return v1_loops.switch_ref_or_tensor(grad, _pred_in_loop(ctxt.pred),
                                          name="cond_grad")
@@ -136,7 +136,7 @@ def _enter_grad(op, grad):
     return grad
   if op.get_attr("is_constant"):
     if isinstance(grad, tf.Tensor):
-      return grad_loop.AddBackpropAccumulator(op, grad)
+      return v1_loops.add_invariant_accumulator(grad_loop, op, grad)
     if isinstance(grad, tf.IndexedSlices):
       return grad_loop.AddBackpropIndexedSlicesAccumulator(op, grad)
     raise TypeError(f"Gradient of loop invariant '{op.name}' is a "

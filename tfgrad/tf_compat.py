@@ -449,25 +449,56 @@ executing_eagerly = tf.executing_eagerly
 
 
 def create_op(graph, op_type, inputs, attrs, op_def_proto, name,
-              grouped=None, wait_for=None):
+              grouped=None, wait_for=None, use_control_dependencies=True):
   """One op through the graph's own constructor, below TF's generated
   wrappers: name scope, control dependencies, device and colocation
   stacks, XLA attribute scopes and function-graph captures all apply.
 
   `grouped` is `inputs` with list-valued arguments as lists. When given,
   and no capture or v1 control-flow context is involved, the op is built
-  by the lean path below; otherwise by `Graph._create_op_internal`.
-  `wait_for`, ops of `graph`, become control inputs too."""
-  if grouped is not None and _lean_path_applies(graph, inputs):
-    return _create_op_lean(graph, op_type, inputs, grouped, attrs, name,
-                           wait_for)
+  by the lean path below; in a v1 while context, by the lean path plus
+  what `WhileContext.AddOp` does (`_create_op_in_loop`); otherwise by
+  `Graph._create_op_internal`.
+  `wait_for`, ops of `graph`, become control inputs too. Without
+  `use_control_dependencies`, the graph's control dependency scopes are
+  ignored, as under `control_dependencies(None)` but staying in the
+  current control-flow context (the v1 loop machinery's own ops, ordered
+  by the loop's triggers)."""
+  if grouped is not None:
+    if _lean_path_applies(graph, inputs):
+      if use_control_dependencies:
+        return _create_op_lean(graph, op_type, inputs, grouped, attrs, name,
+                               wait_for)
+      return _create_op_lean(graph, op_type, inputs, grouped, attrs, name,
+                             wait_for, (), False)
+    loop = _lean_loop_context(graph, op_type, inputs)
+    if loop is not None:
+      op = _create_op_in_loop(graph, loop, op_type, inputs, grouped, attrs,
+                              name, wait_for, use_control_dependencies)
+      if op is not None:
+        return op
   waiting = (graph.control_dependencies(list(wait_for)) if wait_for
              else contextlib.nullcontext())
-  with waiting:
-    op = graph._create_op_internal(  # pylint: disable=protected-access
-        op_type, inputs, name=name, attrs=attrs, op_def=op_def_proto)
+  if not use_control_dependencies:
+    ctxt = graph._get_control_flow_context()  # pylint: disable=protected-access
+    with graph.control_dependencies(None), v1_loops.inside(ctxt), waiting:
+      op = graph._create_op_internal(  # pylint: disable=protected-access
+          op_type, inputs, name=name, attrs=attrs, op_def=op_def_proto)
+  else:
+    with waiting:
+      op = graph._create_op_internal(  # pylint: disable=protected-access
+          op_type, inputs, name=name, attrs=attrs, op_def=op_def_proto)
   op._original_op = _original_op(graph)  # pylint: disable=protected-access
   return op
+
+
+def create_op_bare(graph, op_type, inputs, attrs, name):
+  """One op by the lean path's C API calls, with no control inputs and no
+  control-flow bookkeeping at all, whatever contexts are current or on the
+  inputs: for v1 loop ops whose context the caller sets up itself, as TF
+  does for the Enter of a loop invariant (`WhileContext.AddValue`)."""
+  return _create_op_lean(graph, op_type, inputs, list(inputs), attrs, name,
+                         None, (), False)
 
 
 def _lean_path_applies(graph, inputs):
@@ -486,19 +517,24 @@ def _lean_path_applies(graph, inputs):
 
 
 def _create_op_lean(graph, op_type, inputs, grouped, attrs, name,
-                    wait_for=None):
+                    wait_for=None, control_inputs=None,
+                    in_control_scopes=True):
   """`Graph._create_op_internal` minus its NodeDef round trip, name and
   size validation, OpDef lookup and input regrouping: the same C API calls
   (with the creation stack trace), then TF's own `_create_op_from_tf_operation`
-  for the Python Operation, devices, colocation and attribute scopes."""
+  for the Python Operation, devices, colocation and attribute scopes.
+  `control_inputs`, when given, replaces those of the graph's control
+  dependency scopes (the caller has computed them); without
+  `in_control_scopes`, the op is built as if outside those scopes."""
   graph._check_not_finalized()  # pylint: disable=protected-access
-  placement = _lean_placement(graph)
+  placement = _lean_placement(graph, in_control_scopes)
   if name is None:
     name = op_type
   name = (tf_ops.name_from_scope_name(name) if name[-1] == "/"
           else graph.unique_name(name))
-  control_inputs = graph._control_dependencies_for_inputs(  # pylint: disable=protected-access
-      {t.op for t in inputs}) if graph._control_dependencies_stack else ()  # pylint: disable=protected-access
+  if control_inputs is None:
+    control_inputs = graph._control_dependencies_for_inputs(  # pylint: disable=protected-access
+        {t.op for t in inputs}) if graph._control_dependencies_stack else ()  # pylint: disable=protected-access
   if graph in _mutating.graphs:  # the gradient call holds the lock
     return _finish_op_lean(graph, op_type, name, grouped, control_inputs,
                            wait_for, attrs, placement)
@@ -546,19 +582,144 @@ def _finish_op_lean(graph, op_type, name, grouped, control_inputs, wait_for,
   return op
 
 
+# ----- lean op creation inside a v1 while-loop context -----
+
+# Op types TF's `WhileContext.AddOp` treats specially (moved into another
+# context, or given a control input from the pivot whatever their inputs):
+# built by TF's constructor.
+_LOOP_SPECIAL_TYPES = frozenset(["PartitionedCall", "StatefulPartitionedCall",
+                                 "SymbolicGradient"])
+# Built in a gradient loop from a value of its forward loop, these move to
+# the forward loop (their small result is what the history keeps).
+_MOVED_TO_FORWARD_LOOP = frozenset(["Shape", "Size", "Rank"])
+
+
+def _lean_loop_context(graph, op_type, inputs):
+  """The v1 `WhileContext` an op about to be built in `graph` would be
+  added to, when `_create_op_in_loop` can do what `WhileContext.AddOp`
+  does for it; else None (the op goes through TF's constructor). Checked
+  on TF 2.16-2.21: `Operation._init` records the graph's current context
+  on the op, `_control_flow_post_processing` validates the inputs' contexts
+  and calls `AddOp`."""
+  # pylint: disable=protected-access
+  ctxt = graph._control_flow_context
+  if (not isinstance(ctxt, v1_loops.WhileContext)
+      or op_type in _LOOP_SPECIAL_TYPES or graph._is_function(op_type)
+      or getattr(graph, "capture_by_value", False)):
+    return None
+  outer = ctxt
+  while outer is not None:  # an XLA context keeps constants out of frames
+    if outer.IsXLAContext():
+      return None
+    outer = outer.outer_context
+  for t in inputs:
+    if getattr(t, "graph", None) is not graph:
+      return None
+  return ctxt
+  # pylint: enable=protected-access
+
+
+class _InContext:
+  """Stands for an op not yet built in `ctxt` when checking its inputs
+  with `control_flow_util.CheckInputFromValidContext` (which reads only
+  the op's context and type)."""
+
+  def __init__(self, op_type, ctxt):
+    self.type = op_type
+    self._ctxt = ctxt
+
+  def _get_control_flow_context(self):
+    return self._ctxt
+
+
+def _output_context(op):
+  """`control_flow_util.GetOutputContext`: an Exit's outputs belong to the
+  context around its loop."""
+  ctxt = op._control_flow_context  # pylint: disable=protected-access
+  if ctxt is not None and v1_loops.is_loop_exit(op):
+    ctxt = ctxt.outer_context
+  return ctxt
+
+
+def _create_op_in_loop(graph, ctxt, op_type, inputs, grouped, attrs, name,
+                       wait_for, use_control_dependencies=True):
+  """The lean path for an op built in v1 while context `ctxt`, giving the
+  graph TF's constructor gives: each input from another context is made
+  valid first (`v1_loops.add_value`, i.e. `ctxt.AddValue`: entered into
+  the frame once, or a forward value's history in a gradient loop; TF's
+  own per-context value maps remember it), so the op is built with its
+  final inputs instead of being
+  rewired; an op without inputs, or reading only loop invariants, waits
+  for the loop's pivot; its outputs join the context's values, are not
+  fed or fetched, and outer contexts hear of it. Returns None (nothing
+  built) when a control input comes from outside the loop, which TF turns
+  into an Identity in the frame: TF's constructor does that."""
+  # pylint: disable=protected-access
+  control_inputs = list(graph._control_dependencies_for_inputs(
+      {t.op for t in inputs}) if use_control_dependencies
+                        and graph._control_dependencies_stack else ())
+  if wait_for:
+    control_inputs.extend(c for c in wait_for if c not in control_inputs)
+  if op_type in _MOVED_TO_FORWARD_LOOP and ctxt.grad_state is not None:
+    there = inputs[0].op._control_flow_context
+    if (there is not None and there.GetWhileContext()
+        is ctxt.grad_state.forward_context):
+      op = _create_op_lean(graph, op_type, inputs, grouped, attrs, name,
+                           None, control_inputs, use_control_dependencies)
+      op._set_control_flow_context(there)
+      there._AddOpInternal(op)  # as `WhileContext.AddOp` moves it
+      return op
+  for c in control_inputs:
+    c_ctxt = _output_context(c)
+    if c_ctxt is None or c_ctxt.GetWhileContext() is not ctxt:
+      return None
+  real, changed, free = [], False, not control_inputs
+  for t in inputs:
+    if _output_context(t.op) is not ctxt:
+      v1_loops.check_input_context(_InContext(op_type, ctxt), t.op)
+      entered = v1_loops.add_value(ctxt, t)
+      changed = changed or entered is not t
+      t = entered
+    real.append(t)
+    free = free and v1_loops.is_loop_constant_enter(t.op)
+  if free:  # no input varies per iteration: wait for the pivot
+    control_inputs.append(ctxt.GetControlPivot().op)
+  if changed:
+    flat = iter(real)
+    grouped = [[next(flat) for _ in v] if isinstance(v, list) else next(flat)
+               for v in grouped]
+  op = _create_op_lean(graph, op_type, real, grouped, attrs, name, None,
+                       control_inputs, use_control_dependencies)
+  values = ctxt._values
+  for t in op.outputs:
+    values.add(t.name)
+  if ctxt._outer_context is not None or not v1_loops.is_loop_exit(op):
+    # (the Exits of an outermost loop stay feedable and fetchable)
+    for t in op.outputs:
+      graph.prevent_feeding(t)
+    graph.prevent_fetching(op)
+  if ctxt._outer_context is not None:
+    ctxt._outer_context.AddInnerOp(op)
+  return op
+  # pylint: enable=protected-access
+
+
 _NO_PLACEMENT = (None, None, {})
 
 
-def _lean_placement(graph):
+def _lean_placement(graph, in_control_scopes=True):
   """What TF's `_create_op_helper` would add to a new op, when that is only
   colocation under one `_ColocationTarget` (or nothing): then the `_class`
   attribute and device are set in the op description and the Python
   Operation is made by `_wrap_c_op`. None when anything else applies
   (attribute scopes, kernel labels, gradient override maps, control
-  dependencies, device functions, containers, other colocation)."""
+  dependencies, device functions, containers, other colocation). Control
+  dependency scopes count only `in_control_scopes` (an op built outside
+  them is not recorded in them, as under `control_dependencies(None)`)."""
   # pylint: disable=protected-access
   if (graph._attr_scope_map or graph._op_to_kernel_label_map
-      or graph._gradient_override_map or graph._control_dependencies_stack
+      or graph._gradient_override_map
+      or (in_control_scopes and graph._control_dependencies_stack)
       or graph._device_function_stack or graph._container):
     return None
   stack = graph._colocation_stack._stack

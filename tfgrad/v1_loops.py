@@ -18,8 +18,10 @@ This module decides everything around that loop, in named phases:
   history    `LoopGradState.GetRealValue`: a forward value the gradient
              loop reads is pushed on a stack in every forward iteration
              (`StackPushV2`, honouring the loop's `swap_memory`) and popped
-             in every gradient iteration; `WhileContext.AddValue` of the
-             gradient loop calls it for each forward tensor an op there
+             in every gradient iteration; values computed in the loop body
+             outside its conds share one stack per dtype (`_push_pooled`,
+             `_pop_pooled`); `add_value` (or `WhileContext.AddValue`) of
+             the gradient loop calls it for each forward tensor an op there
              reads, the rules call it for cond predicates
   schedule   `LoopStates.release`: a loop's Exits wait for each other
              (the gradient loop starts once all are known, with zeros for
@@ -33,6 +35,11 @@ loop's `grad_state` (`forward_context`, `outer_grad_state`,
 `forward_index`, `grad_sync`, `GetRealValue`, `AddForwardAccumulator`,
 `AddBackpropAccumulatedValue`) keep TF's spelling for that reason.
 
+The loop machinery (counters, Enters, Merges, Switches, back edges,
+stacks) is built by the lean path of `tf_compat.create_op`, which inside a
+v1 while context does what `WhileContext.AddOp` does; TF's own builders
+remain for reference dtypes, IndexedSlices and unknown shapes.
+
 This module is the adapter for v1 frames: it reaches into TF's private
 control-flow context API (`_get_control_flow_context`,
 `_add_control_input`, `control_flow_ops._Enter`, ...; TF 2.16-2.21) and
@@ -41,6 +48,7 @@ nothing else in tfgrad does, apart from the rules in
 """
 
 import contextlib
+import functools
 
 import tensorflow as tf
 
@@ -58,6 +66,8 @@ WhileContext = control_flow_ops.WhileContext
 CondContext = control_flow_ops.CondContext
 
 is_switch = control_flow_util.IsSwitch
+is_loop_constant_enter = control_flow_util.IsLoopConstantEnter
+check_input_context = control_flow_util.CheckInputFromValidContext
 is_loop_exit = control_flow_util.IsLoopExit
 is_loop_switch = control_flow_util.IsLoopSwitch
 while_context_of = control_flow_util.GetWhileContext
@@ -65,7 +75,6 @@ output_context_of = control_flow_util.GetOutputContext
 
 merge = control_flow_ops.merge
 switch = control_flow_ops.switch
-exit_frame = control_flow_ops.exit
 
 
 def context_of(op):
@@ -83,17 +92,149 @@ def switch_ref_or_tensor(data, pred, name="Switch"):
 
 
 def enter_frame(t, frame, is_constant, parallel_iterations, name):
-  return control_flow_ops._Enter(t, frame, is_constant=is_constant,
-                                 parallel_iterations=parallel_iterations,
-                                 name=name)
+  """`t` entered into loop frame `frame` (an Enter op with `t`'s shape),
+  by the lean path for a plain tensor."""
+  if not _plain(t):
+    return control_flow_ops._Enter(t, frame, is_constant=is_constant,
+                                   parallel_iterations=parallel_iterations,
+                                   name=name)
+  entered = _build_op("Enter", [t], name, T=_type_attr(t),
+                      frame_name=dict(s=frame.encode()),
+                      is_constant=dict(b=is_constant),
+                      parallel_iterations=dict(i=parallel_iterations))
+  entered = entered.outputs[0]
+  entered.set_shape(t.shape)
+  return entered
+
+
+def exit_frame(t, name="Exit"):
+  """`t` leaving its loop frame (an Exit op), by the lean path for a plain
+  tensor."""
+  if not _plain(t):
+    return control_flow_ops.exit(t, name=name)
+  return _build_op("Exit", [t], name, T=_type_attr(t)).outputs[0]
+
+
+def add_value(ctxt, val):
+  """`ctxt.AddValue(val)` (`val` as v1 context `ctxt` reads it), with a
+  new loop invariant's Enter built by the lean path: a value `ctxt`
+  already knows is looked up in TF's own per-context maps; one from
+  outside is entered from the outer context's view of it, once, and
+  recorded in those maps as TF records it; a forward value read in a
+  gradient loop is its history (`GetRealValue`). TF's method does the
+  rest: cond contexts, reference dtypes, control dependency scopes."""
+  if not isinstance(ctxt, WhileContext) or not _plain(val):
+    return ctxt.AddValue(val)
+  name = val.name
+  if name in ctxt._values or val.op._control_flow_context is ctxt:
+    found = ctxt._external_values.get(name)
+    return val if found is None else found
+  graph = val.graph
+  if graph._control_dependencies_for_inputs([val.op]):
+    return ctxt.AddValue(val)
+  now = current_context()
+  now = now.GetWhileContext() if now is not None else None
+  if now is not None and now.grad_state is not None:
+    fwd = while_context_of(val.op)
+    if fwd is not None and is_loop_exit(val.op):
+      fwd = fwd.outer_context
+      fwd = fwd.GetWhileContext() if fwd is not None else None
+    if fwd == now.grad_state.forward_context:  # its history, as TF reads it
+      ctxt._values.add(name)
+      found = ctxt._external_values[name] = now.grad_state.GetRealValue(val)
+      return found
+  ctxt._values.add(name)
+  outer = ctxt.outer_context
+  result = add_value(outer, val) if outer is not None else val
+  entered = _build_op("Enter", [result], "Enter", bare=True,
+                      T=_type_attr(result),
+                      frame_name=dict(s=ctxt.name.encode()),
+                      is_constant=dict(b=True),
+                      parallel_iterations=dict(
+                          i=ctxt.parallel_iterations)).outputs[0]
+  entered.set_shape(result.shape)
+  graph.prevent_feeding(entered)
+  if outer is not None:
+    outer.AddInnerOp(entered.op)
+  entered.op._set_control_flow_context(ctxt)
+  graph._record_op_seen_by_control_dependencies(entered.op)
+  ctxt._values.add(entered.name)
+  ctxt._external_values[name] = entered
+  return entered
+
+
+def _const(value, dtype, name, shape=None):
+  """A constant in the current context, by the lean path."""
+  proto = tf.make_tensor_proto(value, dtype, shape)
+  return _build_op("Const", [], name, value=dict(tensor=proto),
+                   dtype=dict(type=tf.as_dtype(dtype).as_datatype_enum)
+                   ).outputs[0]
+
+
+def add_forward_counter(fwd, outer):
+  """`WhileContext.AddForwardLoopCounter` (`n = 0; while pivot: n += 1` in
+  forward loop `fwd`, the count leaving it), built by the lean path, in
+  the outer context of `fwd`. Nested (`outer`: the outer loop's grad
+  state), the count starts only after the outer iteration's counter step,
+  so that the pushes of consecutive runs of `fwd` stay in order. Returns
+  (count, the NextIteration of the index)."""
+  zero = _const(0, tf.int32, "f_count")
+  if outer is not None:
+    zero.op._add_control_input(outer.forward_index.op.inputs[0].op)
+  fwd.Enter()
+  try:
+    fwd.AddName(zero.name)
+    entered = enter_frame(zero, fwd.name, False, fwd.parallel_iterations,
+                          "f_count")
+    fwd.loop_enters.append(entered)
+    n = lean_merge([entered, entered])
+    done, going = lean_switch(n, fwd.pivot, colocate=False)
+    index = _build_op("AddV2", [going, _const(1, tf.int32, "f_count/y")],
+                      "Add", T=_type_attr(going)).outputs[0]
+    next_n = lean_next_iteration(index)
+    n.op._update_input(1, next_n)
+    total = exit_frame(done, "f_count")
+    fwd.loop_exits.append(total)
+    fwd.ExitResult([total])
+  finally:
+    fwd.Exit()
+  return total, next_n
+
+
+def add_invariant_accumulator(grad_ctxt, op, grad):
+  """`WhileContext.AddBackpropAccumulator` (a loop in gradient loop
+  `grad_ctxt` summing the gradient of loop invariant `op` over all
+  iterations, starting from zeros), by the lean path when `grad` is a plain
+  tensor of static shape; TF's method otherwise (the zeros' shape is then
+  recorded from the forward loop)."""
+  if not (_plain(grad) and grad.shape.is_fully_defined()):
+    return grad_ctxt.AddBackpropAccumulator(op, grad)
+  with _outside(grad_ctxt), _inside(grad_ctxt.outer_context):
+    zeros = _const(0, grad.dtype, "b_acc", grad.shape.as_list())
+  grad_ctxt.AddName(zeros.name)
+  entered = enter_frame(zeros, grad_ctxt.name, False,
+                        grad_ctxt.parallel_iterations, "b_acc")
+  grad_ctxt.loop_enters.append(entered)
+  acc = lean_merge([entered, entered], name="b_acc")
+  done, going = lean_switch(acc, grad_ctxt.pivot, colocate=False)
+  total = _build_op("AddV2", [going, grad], "Add",
+                    T=_type_attr(grad)).outputs[0]
+  acc.op._update_input(1, lean_next_iteration(total))
+  result = exit_frame(done, "b_acc")
+  grad_ctxt.loop_exits.append(result)
+  grad_ctxt.ExitResult([result])
+  return result
 
 
 def close_back_edge(merge_t, value):
   """Feeds `value` into the second input of the gradient loop's Merge
   through a NextIteration (no shape invariant: the first iteration's
   zeros may be less specific)."""
-  control_flow_ops._AddNextAndBackEdge(merge_t, value,
-                                       enforce_shape_invariant=False)
+  if not _plain(merge_t, value):
+    control_flow_ops._AddNextAndBackEdge(merge_t, value,
+                                         enforce_shape_invariant=False)
+    return
+  merge_t.op._update_input(1, lean_next_iteration(value))
 
 
 def _dynamic_shape(t):
@@ -116,17 +257,46 @@ def _constant_enter_of(t):
   return control_flow_util.GetLoopConstantEnter(t)
 
 
-@contextlib.contextmanager
-def _inside(ctxt):
-  """Within v1 context `ctxt` (None: as it is)."""
-  if ctxt is None:
-    yield
-    return
-  ctxt.Enter()
-  try:
-    yield
-  finally:
-    ctxt.Exit()
+class _inside:  # pylint: disable=invalid-name
+  """Within v1 context `ctxt` (None: as it is). A class, not a generator:
+  the backprop pass enters one per op."""
+
+  __slots__ = ("_ctxt",)
+
+  def __init__(self, ctxt):
+    self._ctxt = ctxt
+
+  def __enter__(self):
+    if self._ctxt is not None:
+      self._ctxt.Enter()
+
+  def __exit__(self, *exc):
+    if self._ctxt is not None:
+      self._ctxt.Exit()
+    return False
+
+
+inside = _inside  # (for tf_compat)
+
+
+class _RuleContext(_inside):
+  """`LoopStates.context`: within a gradient loop, checking on entry that
+  `op` is not a loop Switch reached from inside its own loop."""
+
+  __slots__ = ("_check",)
+
+  def __init__(self, ctxt, check):
+    super().__init__(ctxt)
+    self._check = check
+
+  def __enter__(self):
+    super().__enter__()
+    if self._check is not None:
+      try:
+        _check_not_initial_value(*self._check)
+      except BaseException:
+        self.__exit__()
+        raise
 
 
 @contextlib.contextmanager
@@ -184,8 +354,7 @@ def _never_written(handle):
 def _sync_trigger(ctxt, index, name):
   """A ControlTrigger in `ctxt` that the loop index waits for: pushes or
   pops made control inputs of it run in iteration order."""
-  with tf.control_dependencies(None):
-    trigger = tf.raw_ops.ControlTrigger(name=name)
+  trigger = _build_op("ControlTrigger", [], name, bare=True)
   trigger._set_control_flow_context(ctxt)
   index.op._add_control_input(trigger)
   return trigger
@@ -198,21 +367,24 @@ def _add_backprop_counter(grad_ctxt, count, outer):
   AddBackpropLoopCounter`, the counter leaves the loop (an Exit) only in a
   nested gradient loop, where the outer loop's pops wait for it; the
   outermost loop's would be a dead op."""
-  one = tf.constant(1, name="b_count")
+  one = _const(1, tf.int32, "b_count")
   grad_ctxt.Enter()
   try:
     grad_ctxt.AddName(count.name)
     entered = enter_frame(count, grad_ctxt.name, False,
                           grad_ctxt.parallel_iterations, name="b_count")
     grad_ctxt.loop_enters.append(entered)
-    n = merge([entered, entered])[0]
+    n = lean_merge([entered, entered])
     grad_ctxt._pivot_for_pred = n
-    grad_ctxt._pivot = control_flow_ops.loop_cond(
-        tf.greater_equal(n, one), name="b_count")
-    done, going = switch(n, grad_ctxt._pivot)
-    index = tf.subtract(going, one)
+    going_on = _build_op("GreaterEqual", [n, one], "GreaterEqual",
+                         T=_type_attr(n)).outputs[0]
+    grad_ctxt._pivot = _build_op("LoopCond", [going_on],
+                                 "b_count").outputs[0]
+    done, going = lean_switch(n, grad_ctxt._pivot, colocate=False)
+    index = _build_op("Sub", [going, one], "Sub",
+                      T=_type_attr(going)).outputs[0]
     grad_ctxt._pivot_for_body = index
-    next_n = control_flow_ops._NextIteration(index)
+    next_n = lean_next_iteration(index)
     n.op._update_input(1, next_n)
     if outer is not None:
       final = exit_frame(done, name="b_count")
@@ -222,6 +394,106 @@ def _add_backprop_counter(grad_ctxt, count, outer):
   finally:
     grad_ctxt.Exit()
   return next_n
+
+
+def _cond_inside(ctxt, stop):
+  """The innermost CondContext from `ctxt` out to (not including) `stop`."""
+  while ctxt and ctxt != stop:
+    if isinstance(ctxt, CondContext):
+      return ctxt
+    ctxt = ctxt.outer_context
+  return None
+
+
+def _build_op(op_type, inputs, name=None, grouped=None, bare=False,
+              own_order=False, **attrs):
+  """One op of the loop machinery through `tf_compat.create_op` (its lean
+  path, also inside v1 loop contexts), with `attrs` given as AttrValue
+  fields (`T=dict(type=...)`). Unlike `emit.raw`, never made to wait for
+  the gradient a rule is building: a history push or pop is ordered by
+  the loop's own triggers, and a wait across frames would be invalid.
+  With `own_order`, the graph's control dependency scopes are ignored too
+  (as `control_dependencies(None)` would, in the current context).
+  (`tf_compat` is imported late: it imports this module.)"""
+  from tfgrad import tf_compat  # pylint: disable=g-import-not-at-top
+  graph = tf.compat.v1.get_default_graph()
+  attrs = {k: (_scalar_attr(*v.items()) if v.keys() & _CACHED_FIELDS
+               else tf_compat.attr_value(**v)) for k, v in attrs.items()}
+  if bare:  # no context bookkeeping: the caller does it
+    return tf_compat.create_op_bare(graph, op_type, inputs, attrs, name)
+  return tf_compat.create_op(graph, op_type, inputs, attrs,
+                             tf_compat.op_def(op_type), name,
+                             list(inputs) if grouped is None else grouped,
+                             use_control_dependencies=not own_order)
+
+
+# AttrValue fields whose values are few (dtypes, flags, small counts).
+_CACHED_FIELDS = frozenset(["type", "b", "i"])
+
+
+@functools.lru_cache(maxsize=256)
+def _scalar_attr(field):
+  """The AttrValue with one scalar `field` (name, value) of
+  `_CACHED_FIELDS`, serialized once: the loop machinery sets the same few
+  on many ops. Never mutated."""
+  from tfgrad import tf_compat  # pylint: disable=g-import-not-at-top
+  proto = tf_compat.attr_value(**dict([field]))
+  tf_compat.keep_serialized(proto)
+  return proto
+
+
+def _plain(*ts):
+  """True for Tensors of non-reference dtypes (the ops below build their
+  plain form for them; TF's wrappers handle the rest)."""
+  return all(isinstance(t, tf.Tensor) and not t.dtype._is_ref_dtype
+             for t in ts)
+
+
+def _type_attr(t):
+  return dict(type=t.dtype.as_datatype_enum)
+
+
+def lean_merge(values, name="Merge"):
+  """`merge(values)[0]` for plain tensors, built by the lean path."""
+  if not _plain(*values):
+    return merge(values, name=name)[0]
+  return _build_op("Merge", list(values), name, [list(values)],
+                   T=_type_attr(values[0]), N=dict(i=len(values))).outputs[0]
+
+
+def lean_switch(data, pred, name="Switch", colocate=True):
+  """`switch_ref_or_tensor(data, pred)` (colocated with `data`, or, when not
+  `colocate`, `switch(data, pred)`) for plain tensors, by the lean path."""
+  if not _plain(data):
+    if colocate:
+      return switch_ref_or_tensor(data, pred, name=name)
+    return switch(data, pred, name=name)
+  where = (tf.compat.v1.colocate_with(data, ignore_existing=True)
+           if colocate else contextlib.nullcontext())
+  with where:
+    return tuple(_build_op("Switch", [data, pred], name,
+                           T=_type_attr(data)).outputs)
+
+
+def lean_next_iteration(value):
+  """`_NextIteration(value)` for a plain tensor, by the lean path."""
+  if not _plain(value):
+    return control_flow_ops._NextIteration(value)
+  return _build_op("NextIteration", [value], "NextIteration",
+                   T=_type_attr(value)).outputs[0]
+
+
+class _StackPool:
+  """One history stack shared by the values of one dtype a forward loop
+  pushes per iteration: its handle, the handle entered into the loop, and
+  the latest push and pop made for it (each new one is ordered against
+  them)."""
+
+  def __init__(self, stack, handle_in_loop):
+    self.stack = stack
+    self.handle_in_loop = handle_in_loop
+    self.last_push = None
+    self.last_pop = None
 
 
 # ----- one forward loop and its gradient loop -----
@@ -246,6 +518,8 @@ class LoopGradState:
     self._forward_sync = None
     self._grad_sync = None
     self._shared = shared   # per call: (graph, context) -> Const(-1)
+    self._pools = {}        # (dtype, context, device) -> _StackPool
+    self._pool_of = {}      # a pooled stack's op -> its _StackPool
     self._add_counters()
 
   def _add_counters(self):
@@ -256,7 +530,7 @@ class LoopGradState:
     fwd, outer = self.forward_context, self.outer_grad_state
     outer_fwd = outer.forward_context if outer else fwd.outer_context
     with fwd._graph.as_default(), _inside(outer_fwd):
-      count, self.forward_index = fwd.AddForwardLoopCounter(outer)
+      count, self.forward_index = add_forward_counter(fwd, outer)
     if outer:
       outer_fwd.AddName(count.name)
       history = outer.AddForwardAccumulator(count)
@@ -304,6 +578,9 @@ class LoopGradState:
     with self.forward_index.graph.as_default(), \
         tf.control_dependencies(None):
       where = current_context()
+      if (not dead_branch and output_context_of(value.op) == fwd
+          and _cond_inside(context_of(value.op), where) is None):
+        return self._push_pooled(value, where)
       with _inside(where):
         unbounded = self._unbounded(where)
         with tf.compat.v1.colocate_with(value):
@@ -331,13 +608,63 @@ class LoopGradState:
       push.op._add_control_input(self.forward_index.op.inputs[0].op)
     return stack
 
+  def _push_pooled(self, value, where):
+    """Pushes `value` (computed in the forward loop itself, outside any
+    cond of it) on the one stack of its dtype that the loop's history
+    keeps in `where`, after the values pushed on it before in the same
+    iteration: one stack and its two Enters serve every such value, and
+    the pops (`_pop_pooled`) take them off in the reverse order. Returns
+    the stack handle."""
+    fwd = self.forward_context
+    dtype = value.dtype.base_dtype
+    key = (dtype, where, value.op.device)
+    pool = self._pools.get(key)
+    if pool is None:
+      with _inside(where):
+        unbounded = self._unbounded(where)
+        with tf.compat.v1.colocate_with(value):
+          stack = _build_op("StackV2", [unbounded], "f_acc", own_order=True,
+                            elem_type=dict(type=dtype.as_datatype_enum),
+                            stack_name=dict(s=b"")).outputs[0]
+      pool = self._pools[key] = _StackPool(stack, add_value(fwd, stack))
+      self._pool_of[stack.op] = pool
+    with _inside(fwd):
+      push = _build_op("StackPushV2", [pool.handle_in_loop, value],
+                       own_order=True,
+                       T=dict(type=value.dtype.base_dtype.as_datatype_enum),
+                       swap_memory=dict(b=fwd.swap_memory)).outputs[0]
+    push.op._add_control_input(
+        pool.last_push if pool.last_push is not None
+        else self.forward_index.op.inputs[0].op)
+    pool.last_push = push.op
+    self.forward_index.op._add_control_input(push.op)
+    return pool.stack
+
+  def _pop_pooled(self, pool, value):
+    """Pops the value `_push_pooled` pushed for `value` in the matching
+    forward iteration: before the pops made earlier for this stack (their
+    values were pushed first), and, like every pop of the iteration,
+    before the next gradient iteration starts (`grad_sync`), whatever the
+    fetches need: so each iteration takes its own values off the stack."""
+    with _inside(self.grad_context):
+      pop = _build_op("StackPopV2", [pool.stack], own_order=True,
+                      elem_type=dict(
+                          type=value.dtype.base_dtype.as_datatype_enum))
+      pop = pop.outputs[0]
+    pop.set_shape(value.shape)
+    if pool.last_pop is not None:
+      pool.last_pop._add_control_input(pop.op)
+    pool.last_pop = pop.op
+    self.grad_sync._add_control_input(pop.op)
+    return pop
+
   def _unbounded(self, ctxt):
     """The stacks' max_size -1 (no bound), one constant per context for
     all stacks of the call (stock TF makes one per stack)."""
     key = (tf.compat.v1.get_default_graph(), ctxt)
     found = self._shared.get(key)
     if found is None:
-      found = self._shared[key] = tf.constant(-1, tf.int32, name="f_acc_size")
+      found = self._shared[key] = _const(-1, tf.int32, "f_acc_size")
     return found
 
   def AddBackpropAccumulatedValue(self, history, value, dead_branch=False):
@@ -345,6 +672,9 @@ class LoopGradState:
     in the gradient loop: the value of the matching forward iteration.
     Inside a cond of the loop, the pop runs only on the branch the
     forward iteration took (on the other when `dead_branch`)."""
+    pool = self._pool_of.get(history.op)
+    if pool is not None:
+      return self._pop_pooled(pool, value)
     cond_ctxt = self._cond_between(value, history)
     with tf.control_dependencies(None), _inside(self.grad_context):
       if cond_ctxt is not None:
@@ -360,13 +690,7 @@ class LoopGradState:
   @staticmethod
   def _cond_between(value, history):
     """The innermost CondContext around `value` inside the stack's frame."""
-    stop = context_of(history.op)
-    ctxt = context_of(value.op)
-    while ctxt and ctxt != stop:
-      if isinstance(ctxt, CondContext):
-        return ctxt
-      ctxt = ctxt.outer_context
-    return None
+    return _cond_inside(context_of(value.op), context_of(history.op))
 
   def _recorded_pred(self, cond_ctxt):
     """The cond's predicate as the gradient loop sees it (its history, if
@@ -397,9 +721,11 @@ class LoopGradState:
     if not self._shared[key]:
       return None
     handle = self.GetRealValue(op.inputs[0])
-    with tf.control_dependencies(None), _inside(self.grad_context):
-      read = tf.raw_ops.ReadVariableOp(resource=handle,
-                                       dtype=op.get_attr("dtype"))
+    with _inside(self.grad_context):
+      read = _build_op("ReadVariableOp", [handle], "ReadVariableOp",
+                       own_order=True,
+                       dtype=dict(type=op.get_attr("dtype").as_datatype_enum)
+                       ).outputs[0]
     read.set_shape(value.shape)
     return read
 
@@ -423,15 +749,15 @@ class LoopGradState:
       if enter is not None:
         t, state = enter.inputs[0], state.outer_grad_state
         if state is None:
-          found = self.grad_context.AddValue(t)
+          found = add_value(self.grad_context, t)
           break
       elif _is_constant(t):
-        found = tf.constant(tf.get_static_value(t), dtype=t.dtype)
+        found = _const(tf.get_static_value(t), t.dtype, "Const")
         break
       else:
         known = state.history_map.get(t.name) if state is not self else None
         if known is not None:  # the outer gradient loop reads it already
-          found = self.grad_context.AddValue(known)
+          found = add_value(self.grad_context, known)
           break
         with _outside(self.grad_context):
           history = state.AddForwardAccumulator(t)
@@ -440,7 +766,7 @@ class LoopGradState:
       found = state.AddBackpropAccumulatedValue(history, t)
       if state is not self:
         state.history_map.setdefault(t.name, found)
-        found = self.grad_context.AddValue(found)
+        found = add_value(self.grad_context, found)
     self.history_map[value.name] = found
     return found
 
@@ -505,14 +831,11 @@ class LoopStates:
       fwd = while_context_of(op)
     return self._states.get(fwd) if fwd else None
 
-  @contextlib.contextmanager
   def context(self, op, before):
     """Within the gradient loop `op`'s gradient belongs to (if any)."""
     state = self.state_of(op, before)
-    with _inside(state.grad_context if state else None):
-      if not before:
-        _check_not_initial_value(op, self._from_ops)
-      yield
+    return _RuleContext(state.grad_context if state else None,
+                        None if before else (op, self._from_ops))
 
   @staticmethod
   def enters_frame(op):

@@ -665,6 +665,23 @@ def _heap_growth(chosen, opts):
   return out
 
 
+def profile_build(config, engine, strict=False):
+  """One build of `config` differentiated by `engine` under cProfile
+  (`build_profile.profile`): (seconds per part, ops added). A v1 model is
+  built and differentiated with v1 control flow, as in `measure` (with v2
+  on, its loops would be While ops)."""
+  from tfgrad.cli import build_profile  # pylint: disable=g-import-not-at-top
+
+  def build():
+    built = config.builder.build()
+    return built.ys, built.xs
+
+  family = _CONFIGS.get(config.name, (None,))[0]
+  with (models.v1_control_flow() if family in models.V1_MODELS
+        else contextlib.nullcontext()):
+    return build_profile.profile(build, engines(strict)[engine])
+
+
 def _profiles(chosen, rows, floor, opts):
   """--profile: per model and engine, microseconds per added op in each
   part of construction (build_profile.PARTS), scaled to the row's median
@@ -672,12 +689,8 @@ def _profiles(chosen, rows, floor, opts):
   from tfgrad.cli import build_profile  # pylint: disable=g-import-not-at-top
   out = {}
   for config, row in zip(chosen, rows):
-    def build(config=config):
-      built = config.builder.build()
-      return built.ys, built.xs
     for engine in ENGINES:
-      seconds, ops = build_profile.profile(build,
-                                           engines(opts.strict)[engine])
+      seconds, ops = profile_build(config, engine, opts.strict)
       out[f"{config.name}/{engine}"] = build_profile.per_op_us(
           seconds, row[f"build_ms_{engine}"], ops)
   print()
