@@ -458,6 +458,8 @@ def create_op(graph, op_type, inputs, attrs, op_def_proto, name,
   and no capture or v1 control-flow context is involved, the op is built
   by the lean path below; otherwise by `Graph._create_op_internal`.
   `wait_for`, ops of `graph`, become control inputs too."""
+  if grouped is not None and not _lean_path_applies(graph, inputs):
+    inputs, grouped = _captured_first(graph, op_type, inputs, grouped)
   if grouped is not None and _lean_path_applies(graph, inputs):
     return _create_op_lean(graph, op_type, inputs, grouped, attrs, name,
                            wait_for)
@@ -924,12 +926,6 @@ def copy_handle_data(src, dst):
   _handle_data.copy_handle_data(src, dst)
 
 
-def add_capture(graph, tensor, placeholder):
-  """Registers `placeholder`, an input-less op of FuncGraph `graph`, as
-  its capture of the outer `tensor`, as `FuncGraph.capture` does."""
-  graph._function_captures.add_or_replace(  # pylint: disable=protected-access
-      key=id(tensor), external=tensor, internal=placeholder, is_by_ref=False)
-  graph.inputs.append(placeholder)
 
 
 def default_grad_shape_and_dtype(t):
@@ -1057,15 +1053,22 @@ def _hooked_graph_class(base):
     through `hook(tensor, capture)`, which returns what stands for the
     tensor here (`capture(t)` captures `t` the usual way)."""
 
-    def __init__(self, name, body, hook):
+    def __init__(self, name, body, hook, capture):
       super().__init__(name, collections=default_graph()._collections)  # pylint: disable=protected-access
       self._tfgrad_body, self._tfgrad_hook = body, hook
+      self._tfgrad_capture = capture
 
     def _capture_helper(self, tensor, name):
-      if tensor.graph is not self._tfgrad_body:
+      if is_eager_tensor(tensor):
         return super()._capture_helper(tensor, name)
+      if tensor.graph is not self._tfgrad_body:
+        return self._tfgrad_capture(self, tensor)
       return self._tfgrad_hook(
-          tensor, lambda t: super(_Hooked, self)._capture_helper(t, name))
+          tensor, lambda t: self._tfgrad_capture(self, t))
+
+    def captures_before_lean_op(self, unused_op_type):
+      """Yes: captures here are plain (see `_captured_first`)."""
+      return True
   return _Hooked
 
 
@@ -1073,17 +1076,73 @@ _HookedCondGraph = _hooked_graph_class(_cf_util.CondBranchFuncGraph)
 _HookedGraph = _hooked_graph_class(_func_graph.FuncGraph)
 
 
-def hooked_function_graph(name, body, hook, in_cond):
+def hooked_function_graph(name, body, hook, in_cond, capture):
   """A new function graph for a gradient of `body` (see `_Hooked`); a
-  cond branch graph when `in_cond` (TF's nested control flow asks)."""
-  return (_HookedCondGraph if in_cond else _HookedGraph)(name, body, hook)
+  cond branch graph when `in_cond` (TF's nested control flow asks).
+  `capture(graph, tensor)` makes its placeholders for outer graph tensors."""
+  return (_HookedCondGraph if in_cond else _HookedGraph)(name, body, hook,
+                                                         capture)
 
 
 def trace_into(func_graph, fn):
-  """Runs `fn()` with `func_graph` as default graph, as TF traces a
-  function body (automatic control dependencies among stateful ops)."""
-  _func_graph.func_graph_from_py_func(func_graph.name, fn, [], {},
-                                      func_graph=func_graph)
+  """Runs `fn()` (which returns nothing) with `func_graph` as default
+  graph; what `func_graph_from_py_func` leaves in a function graph for
+  such a `fn`, without its signature building and automatic control
+  dependencies: stateful ops become control outputs (so they run when the
+  function runs), with no ordering added between them. Gradient rules
+  write no state, so there is no write for an ordering to protect."""
+  with func_graph.as_default():
+    fn()
+  func_graph.structured_outputs = []
+  func_graph.control_outputs.extend(
+      o for o in func_graph.get_operations() if o._is_stateful)  # pylint: disable=protected-access
+
+
+def existing_capture(func_graph, tensor):
+  """The placeholder by which `func_graph` captured outer `tensor`, or None."""
+  return func_graph._function_captures.by_val_internal.get(id(tensor))  # pylint: disable=protected-access
+
+
+def capture_placeholder_attrs(tensor):
+  """(op name, attributes) of the Placeholder `FuncGraph.capture` makes for
+  graph tensor `tensor`: named after the tensor's op, which it records as
+  `_user_specified_name` (TF's `TensorSpec.placeholder_value`)."""
+  name = tensor.op.name
+  return name, {
+      "dtype": attr_value(type=tensor.dtype.base_dtype.as_datatype_enum),
+      "shape": attr_value(shape=tensor.shape.as_proto()),
+      "_user_specified_name": attr_value(s=tf.compat.as_bytes(name))}
+
+
+def record_capture(func_graph, tensor, placeholder):
+  """Registers `placeholder` (made by `capture_placeholder_attrs`' recipe)
+  as `func_graph`'s capture of outer `tensor`, as `FuncGraph.capture`
+  does: handle data copied, an entry in the graph's captures (with the
+  tensor's trace type), an input of the graph, recorded on any tape."""
+  _handle_data.copy_handle_data(tensor, placeholder)
+  func_graph._function_captures.add_or_replace(  # pylint: disable=protected-access
+      key=id(tensor), external=tensor, internal=placeholder, is_by_ref=False)
+  func_graph.inputs.append(placeholder)
+  placeholder._record_tape(tensor)  # pylint: disable=protected-access
+
+
+def _captured_first(graph, op_type, inputs, grouped):
+  """For an op of one of tfgrad's own function graphs (those with a
+  `captures_before_lean_op(op_type)` method saying yes) whose inputs
+  include outer tensors: (inputs, grouped) with each outer tensor replaced
+  by the graph's capture of it (`graph.capture`, as `FuncGraph`'s
+  constructor does first), so the op itself can take the lean path.
+  Unchanged for any other graph, or with a v1 control-flow context."""
+  wants = getattr(graph, "captures_before_lean_op", None)
+  if (wants is None or graph._control_flow_context is not None  # pylint: disable=protected-access
+      or graph.capture_by_value or not wants(op_type)):
+    return inputs, grouped
+
+  def inside(t):
+    return t if getattr(t, "graph", None) is graph else graph.capture(t)
+  return ([inside(t) for t in inputs],
+          [[inside(t) for t in v] if isinstance(v, list) else inside(v)
+           for v in grouped])
 
 
 def set_function_inputs(func_graph, outer, inner):

@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgrad import emit
+from tfgrad import functional
 from tfgrad import tf_compat
 from tfgrad.emit import raw
 
@@ -96,16 +97,6 @@ def _is_invariant(body, t):
   return None
 
 
-def _lean_capture(graph, tensor):
-  """A placeholder of FuncGraph `graph` capturing outer `tensor` (what
-  `FuncGraph.capture` makes, built with tfgrad's lean op creation)."""
-  with graph.as_default(), graph.control_dependencies(None):
-    placeholder = raw.Placeholder(dtype=tensor.dtype, shape=tensor.shape)
-  tf_compat.copy_handle_data(tensor, placeholder)
-  tf_compat.add_capture(graph, tensor, placeholder)
-  return placeholder
-
-
 class _GradBody(tf_compat.WhileBodyFuncGraph):
   """The gradient body: captures forward-body tensors as the module
   docstring says. `pending` are the forward tensors this build needs new
@@ -141,6 +132,12 @@ class _GradBody(tf_compat.WhileBodyFuncGraph):
         op_type, inputs, dtypes=dtypes, input_types=input_types, name=name,
         attrs=attrs, op_def=op_def, compute_device=compute_device)
 
+  def captures_before_lean_op(self, op_type):
+    """Whether an op with forward inputs may capture them and then take the
+    lean op path (`tf_compat._captured_first`): not for shape queries,
+    which `_create_op_internal` may move into the forward body."""
+    return not (op_type in _SHAPE_OPS and self._moves_shapes)
+
   def _capture_helper(self, tensor, name):
     found = self._captured.get(id(tensor))
     if found is not None:
@@ -155,7 +152,7 @@ class _GradBody(tf_compat.WhileBodyFuncGraph):
     return captured
 
   def _new_capture(self, tensor):
-    return _lean_capture(self, tensor)
+    return functional.lean_capture(self, tensor)
 
   def _from_forward_body(self, tensor, name):
     while tensor.op.type == "Identity":
@@ -168,9 +165,9 @@ class _GradBody(tf_compat.WhileBodyFuncGraph):
       captured = self._new_capture(tensor)
       self.capture_outputs[id(captured)] = captured
       return captured
-    copy = tf_compat.constant_copy(tensor)
-    if copy is not None:
-      return copy
+    value = tf_compat.constant_value(tensor)
+    if value is not None:
+      return emit.const(value, tensor.dtype)
     if tensor.dtype == tf.resource:
       return self.capture(
           self._op.inputs[tf_compat.resource_input_index(self._body, tensor)])
@@ -239,9 +236,9 @@ def _add_accumulators(op, cond, body, pending):
   for tensor, empty in pending:
     with body.as_default():
       pushed.append(raw.TensorListPushBack(
-          input_handle=_lean_capture(body, empty), tensor=tensor))
+          input_handle=functional.lean_capture(body, empty), tensor=tensor))
     with cond.as_default():
-      _lean_capture(cond, empty)
+      functional.lean_capture(cond, empty)
   body.outputs.extend(pushed)
   tf_compat.add_while_accumulators(op, cond, body,
                                    [e for _, e in pending], pushed)
