@@ -380,8 +380,8 @@ def _default_grad_ys(grad_ys, ys, colocate, gradient_uid):
             _identity_if_tensor(grad_y.values, f"grad_ys_{i}_values"),
             _identity_if_tensor(grad_y.indices, f"grad_ys_{i}_indices"),
             _identity_if_tensor(grad_y.dense_shape, f"grad_ys_{i}_shape")))
-      else:
-        result.append(tf.identity(grad_y, name=f"grad_ys_{i}"))
+      else:  # (emit's Identity: tf.identity costs several ops' worth)
+        result.append(_identity(grad_y, f"grad_ys_{i}"))
   return result
 
 
@@ -395,6 +395,13 @@ def _ones_like(y, name):
   with tf.compat.v1.name_scope(name) as scope:
     return raw.Fill(dims=raw.Shape(input=y), value=emit.const(1, y.dtype),
                     name=scope)
+
+
+def _identity(t, name):
+  """Identity of `t` named `name`, keeping its handle data as tf.identity does."""
+  out = raw.Identity(input=t, name=name)
+  tf_compat.copy_handle_data(t, out)
+  return out
 
 
 def _identity_if_tensor(t, name):

@@ -699,6 +699,11 @@ ORIGINAL_GRADIENTS_HELPER = gradients_util._GradientsHelper  # pylint: disable=p
 
 
 def variables_to_tensors(values):
+  """`values` with resource variables (also inside composites) read as
+  tensors; a list of plain tensors is returned as a new list at once
+  (TF's `nest.map_structure` costs about an op's worth per call)."""
+  if all(isinstance(v, tf.Tensor) for v in values):
+    return list(values)
   return variable_utils.convert_variables_to_tensors(values)
 
 
