@@ -965,7 +965,7 @@ def resource_input_index(body, t):
 
 def fill_graph_function(graph):
   """Registers `graph` as a function of its outer graph; its name."""
-  return _cf_util.create_new_tf_function(graph)
+  return register_function(graph)
 
 
 def add_while_accumulators(op, cond, body, new_inputs, new_outputs):
@@ -1030,6 +1030,10 @@ def build_while(loop_vars, cond, body, parallel_iterations, name):
 # outputs the intermediates a gradient reads (TF 2.16-2.21).
 
 from tensorflow.python.eager import context as _tf_context  # pylint: disable=g-import-not-at-top
+from tensorflow.python.eager.polymorphic_function import atomic_function as _atomic_function  # pylint: disable=g-import-not-at-top
+from tensorflow.python.eager.polymorphic_function import transform as _transform  # pylint: disable=g-import-not-at-top
+from tensorflow.core.function.polymorphism import function_type as _function_type_lib  # pylint: disable=g-import-not-at-top
+from tensorflow.core.function.trace_type import trace_type_builder as _trace_type_builder  # pylint: disable=g-import-not-at-top
 from tensorflow.python.framework import func_graph as _func_graph  # pylint: disable=g-import-not-at-top
 from tensorflow.python.framework import tensor_util as _tensor_util  # pylint: disable=g-import-not-at-top
 from tensorflow.python.ops import control_flow_util as _cf_util_v1  # pylint: disable=g-import-not-at-top
@@ -1126,7 +1130,8 @@ def record_capture(func_graph, tensor, placeholder):
   tensor's trace type), an input of the graph, recorded on any tape."""
   _handle_data.copy_handle_data(tensor, placeholder)
   func_graph._function_captures.add_or_replace(  # pylint: disable=protected-access
-      key=id(tensor), external=tensor, internal=placeholder, is_by_ref=False)
+      key=id(tensor), external=tensor, internal=placeholder,
+      tracetype=_trace_type(tensor), is_by_ref=False)
   func_graph.inputs.append(placeholder)
   placeholder._record_tape(tensor)  # pylint: disable=protected-access
 
@@ -1157,8 +1162,31 @@ def set_function_inputs(func_graph, outer, inner):
 
 
 def register_function(func_graph):
-  """Adds `func_graph` as a function to its outer graph; returns the name."""
-  return _cf_util.create_new_tf_function(func_graph)
+  """Adds `func_graph` as a function to its outer graph; returns the name
+  (TF's `create_new_tf_function`, with the function type from
+  `_function_type`)."""
+  _transform.apply_func_graph_transforms(func_graph)
+  function = _atomic_function.from_func_graph(
+      func_graph.name, func_graph, {}, function_type=_function_type(func_graph))
+  func_graph.outer_graph._add_function_recursive(function)  # pylint: disable=protected-access
+  return func_graph.name
+
+
+def _trace_type(t):
+  """TF's trace type of graph tensor `t`: what `trace_type.from_value`
+  returns for it, without the protocol checks that make it cost about an
+  op's worth of time."""
+  return t.__tf_tracing_type__(_trace_type_builder.InternalTracingContext())
+
+
+def _function_type(func_graph):
+  """The FunctionType TF's `derive_from_graph` gives `func_graph` (inputs
+  and outputs by their trace types, the captures' types), built from
+  `_trace_type`."""
+  return _function_type_lib.from_structured_signature(
+      (tuple(_trace_type(t) for t in func_graph.inputs), {}),
+      tuple(_trace_type(t) for t in func_graph.outputs),
+      func_graph.function_captures.capture_types)
 
 
 def unique_grad_name(name):
@@ -1238,7 +1266,6 @@ def finish_functional_op(op, lowering=None):
   op.graph.prevent_fetching(op)
 
 
-from tensorflow.python.eager.polymorphic_function import atomic_function as _atomic_function  # pylint: disable=g-import-not-at-top
 
 
 def delayed_rewrite_source(fn):
@@ -1257,7 +1284,8 @@ def delayed_rewrite_source(fn):
 
 def make_function(func_graph, name, attrs):
   """A function of `func_graph` named `name`, not yet in any graph."""
-  return _atomic_function.from_func_graph(name, func_graph, attrs)
+  return _atomic_function.from_func_graph(
+      name, func_graph, attrs, function_type=_function_type(func_graph))
 
 
 def add_function(graph, function):
