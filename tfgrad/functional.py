@@ -61,7 +61,8 @@ class BodyGradient:
         arguments.extend(seeds)
       if ys:
         results.extend(api.gradients_helper(ys, xs, seeds,
-                                            src_graph=self.body))
+                                            src_graph=self.body,
+                                            seed_identity=not arguments))
       else:
         results.extend([None] * len(xs))
       return []
