@@ -721,6 +721,11 @@ def unflatten_composites(values, flat_grads):
 
 
 def to_tensors_or_slices(values, name, as_ref=False):
+  """`values` converted to Tensors or IndexedSlices (None stays None); a
+  list of graph tensors (and Nones) is returned as a new list at once,
+  which is what TF's conversion returns for it, minus its dispatch."""
+  if all(v is None or isinstance(v, tf_ops.SymbolicTensor) for v in values):
+    return list(values)
   if as_ref:
     return indexed_slices.internal_convert_n_to_tensor_or_indexed_slices(
         values, name=name, as_ref=True)
@@ -1293,6 +1298,11 @@ def add_function(graph, function):
   if not graph._is_function(function.name):  # pylint: disable=protected-access
     graph._add_function_recursive(function)  # pylint: disable=protected-access
   return function.name
+
+
+def has_function(graph, name):
+  """Whether `graph` (or a graph it is nested in) holds function `name`."""
+  return graph._is_function(name)  # pylint: disable=protected-access
 
 
 def new_uid():
