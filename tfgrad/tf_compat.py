@@ -1104,8 +1104,10 @@ def trace_into(func_graph, fn):
   such a `fn`, without its signature building and automatic control
   dependencies: stateful ops become control outputs (so they run when the
   function runs), with no ordering added between them. Gradient rules
-  write no state, so there is no write for an ordering to protect."""
-  with func_graph.as_default():
+  write no state, so there is no write for an ordering to protect. The
+  new graph's mutation lock is held throughout, not taken per op (no
+  Session runs a graph under construction)."""
+  with func_graph.as_default(), mutation_lock(func_graph):
     fn()
   func_graph.structured_outputs = []
   func_graph.control_outputs.extend(

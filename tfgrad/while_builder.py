@@ -213,7 +213,7 @@ def _trace(graph, fn, args):
   tfgrad's lean op creation. Stateful ops become control outputs (kept
   when the function runs; gradient rules write no state, so no ordering
   between them is added)."""
-  with graph.as_default():
+  with graph.as_default(), tf_compat.mutation_lock(graph):
     placeholders = []
     for a in args:
       p = raw.Placeholder(dtype=a.dtype, shape=a.shape)
