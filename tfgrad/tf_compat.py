@@ -1007,13 +1007,19 @@ def build_while(loop_vars, cond, body, parallel_iterations, name):
   `loop_vars` running FuncGraphs `cond` and `body`; its outputs."""
   stateful = any(o._is_stateful for g in (cond, body)  # pylint: disable=protected-access
                  for o in g.get_operations())
-  make = gen_functional_ops._while if stateful else \
-      gen_functional_ops.stateless_while  # pylint: disable=protected-access
-  outputs = make(loop_vars, fill_graph_function(cond),
-                 fill_graph_function(body),
-                 output_shapes=[t.shape for t in body.outputs],
-                 parallel_iterations=parallel_iterations, name=name)
-  op = outputs[0].op
+  op_type = "While" if stateful else "StatelessWhile"
+  attrs = {
+      "T": attr_value(list=dict(type=[t.dtype.as_datatype_enum
+                                      for t in loop_vars])),
+      "cond": function_attr(fill_graph_function(cond)),
+      "body": function_attr(fill_graph_function(body)),
+      "output_shapes": attr_value(list=dict(
+          shape=[t.shape.as_proto() for t in body.outputs])),
+      "parallel_iterations": attr_value(i=parallel_iterations)}
+  loop_vars = list(loop_vars)
+  op = create_op(default_graph(), op_type, loop_vars, attrs, op_def(op_type),
+                 name, [loop_vars])
+  outputs = op.outputs
   for src, dst in zip(body.outputs, outputs):
     _handle_data.copy_handle_data(src, dst)
   _cf_util.maybe_set_lowering_attr(op)

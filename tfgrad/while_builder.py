@@ -261,14 +261,15 @@ def _build(op, graphs, grads, differentiate):
   ys = [body.outputs[i] for i in carried]
   xs = [body.inputs[i] for i in carried]
   n_iters, max_iters = op.outputs[0], op.inputs[1]
-  counter = tf.constant(0, n_iters.dtype, name="grad_counter")
+  counter = emit.const(0, n_iters.dtype, name="grad_counter")
   args = [counter, max_iters, n_iters] + [grads[i] for i in carried]
 
   def body_fn(counter, max_iters, n_iters, *grad_ys):
     result = differentiate(ys, xs, list(grad_ys), body)
     result = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices)
               else g for g in result]
-    return [counter + 1, max_iters, n_iters] + result
+    step = raw.AddV2(x=counter, y=emit.const(1, counter.dtype))
+    return [step, max_iters, n_iters] + result
 
   name = tf_compat.grad_fn_name(body.name)
   grad_body = _trace(_GradBody(name, op, cond, body), body_fn, args)
