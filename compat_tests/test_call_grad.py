@@ -362,22 +362,25 @@ def test_captures_are_recorded_as_tf_records_them():
 
 
 def test_function_type_is_tfs():
-  """The function type given to tfgrad's function definitions is the one
-  TF derives from the graph."""
+  """The function types given to the function definitions tfgrad makes
+  (calls, cond branches, loop bodies, rewritten forward bodies) are the
+  ones TF derives from their graphs."""
   from tensorflow.python.eager.polymorphic_function import function_type_utils  # pylint: disable=g-import-not-at-top
-  from tfgrad import functional  # pylint: disable=g-import-not-at-top
-  from tfgrad import tf_compat  # pylint: disable=g-import-not-at-top
-  with tf.Graph().as_default():
+  with tf.Graph().as_default() as graph:
     ys, xs = _call_and_cond()
-    tfgrad.gradients(ys, xs, strict=True)
+    _, h = tf.while_loop(lambda i, h: i < 3,
+                         lambda i, h: (i + 1, tf.tanh(h * xs[0])),
+                         (0, xs[0]))
+    before = set(graph._functions)  # pylint: disable=protected-access
+    tfgrad.gradients([ys, tf.reduce_sum(h)], xs, strict=True)
     checked = 0
-    for body in list(functional._call_gradients.keys()):  # pylint: disable=protected-access
-      for entries in functional._call_gradients[body].backward.values():  # pylint: disable=protected-access
-        for bg, _, _, _ in entries:
-          assert (tf_compat._function_type(bg.graph)  # pylint: disable=protected-access
-                  == function_type_utils.derive_from_graph(bg.graph))
-          checked += 1
-    assert checked
+    for name, fn in graph._functions.items():  # pylint: disable=protected-access
+      body = getattr(fn, "graph", None)
+      if body is not None and name not in before:
+        assert fn.function_type == function_type_utils.derive_from_graph(
+            body), fn.name
+        checked += 1
+    assert checked >= 8
 
 
 def _redefined(scale):

@@ -1045,6 +1045,7 @@ from tensorflow.python.eager.polymorphic_function import atomic_function as _ato
 from tensorflow.python.eager.polymorphic_function import transform as _transform  # pylint: disable=g-import-not-at-top
 from tensorflow.core.function.polymorphism import function_type as _function_type_lib  # pylint: disable=g-import-not-at-top
 from tensorflow.core.function.trace_type import trace_type_builder as _trace_type_builder  # pylint: disable=g-import-not-at-top
+from tensorflow.core.function.trace_type import default_types as _default_types  # pylint: disable=g-import-not-at-top
 from tensorflow.python.framework import func_graph as _func_graph  # pylint: disable=g-import-not-at-top
 from tensorflow.python.framework import tensor_util as _tensor_util  # pylint: disable=g-import-not-at-top
 from tensorflow.python.ops import control_flow_util as _cf_util_v1  # pylint: disable=g-import-not-at-top
@@ -1196,10 +1197,16 @@ def _function_type(func_graph):
   """The FunctionType TF's `derive_from_graph` gives `func_graph` (inputs
   and outputs by their trace types, the captures' types), built from
   `_trace_type`."""
-  return _function_type_lib.from_structured_signature(
-      (tuple(_trace_type(t) for t in func_graph.inputs), {}),
-      tuple(_trace_type(t) for t in func_graph.outputs),
-      func_graph.function_captures.capture_types)
+  # (what `function_type.from_structured_signature` makes of these types)
+  positional = _function_type_lib.Parameter.POSITIONAL_ONLY
+  parameters = [
+      _function_type_lib.Parameter(f"arg_{i}", positional, False,
+                                   _trace_type(t))
+      for i, t in enumerate(func_graph.inputs)]
+  return _function_type_lib.FunctionType(
+      parameters, func_graph.function_captures.capture_types or {},
+      return_annotation=_default_types.Tuple(
+          *(_trace_type(t) for t in func_graph.outputs)))
 
 
 def unique_grad_name(name):
