@@ -20,6 +20,8 @@ from tensorflow.python.ops import gen_functional_ops
 from tensorflow.python.ops import resource_variable_ops
 
 from tensorflow.core.framework import attr_value_pb2
+from tensorflow.core.framework import tensor_pb2
+from tensorflow.core.framework import tensor_shape_pb2
 from tensorflow.core.framework import node_def_pb2
 from tensorflow.python.client import pywrap_tf_session as _c_api
 from tensorflow.python.framework import traceable_stack
@@ -366,6 +368,14 @@ def zeros_like_unconnected(t):
 # ----- building ops (emit) -----
 
 AttrValue = attr_value_pb2.AttrValue
+
+
+def tensor_proto(dtype, shape):
+  """An empty TensorProto of `dtype` and `shape` (a tuple of ints)."""
+  return tensor_pb2.TensorProto(
+      dtype=dtype.as_datatype_enum,
+      tensor_shape=tensor_shape_pb2.TensorShapeProto(
+          dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape]))
 
 
 def attr_value(**fields):
