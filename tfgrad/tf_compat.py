@@ -915,7 +915,6 @@ def copy_op(graph, op, inputs, name):
 # forward op rewritten to output them. What that needs of TF beyond its
 # public API is here (checked on TF 2.16-2.21).
 
-from tensorflow.python.framework import constant_op as _constant_op  # pylint: disable=g-import-not-at-top
 from tensorflow.python.framework import tensor_util as _tensor_util  # pylint: disable=g-import-not-at-top
 from tensorflow.python.framework import auto_control_deps_utils as _acd  # pylint: disable=g-import-not-at-top
 from tensorflow.python.ops import control_flow_util_v2 as _cf_util  # pylint: disable=g-import-not-at-top
@@ -960,14 +959,6 @@ def is_stateful(op):
 def while_cond_graph(op):
   """The FuncGraph of a While op's cond (TF keeps it cached on the op)."""
   return while_v2._get_graph(op, "cond", "_cond_graph")  # pylint: disable=protected-access
-
-
-def constant_copy(t):
-  """A Const in the default graph with the value of Const tensor `t`, or
-  None when `t` is no Const."""
-  if not _constant_op.is_constant(t):
-    return None
-  return _constant_op.constant(_tensor_util.constant_value(t), dtype=t.dtype)
 
 
 def resource_input_index(body, t):
