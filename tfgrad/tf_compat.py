@@ -915,7 +915,6 @@ def copy_op(graph, op, inputs, name):
 # forward op rewritten to output them. What that needs of TF beyond its
 # public API is here (checked on TF 2.16-2.21).
 
-from tensorflow.python.framework import tensor_util as _tensor_util  # pylint: disable=g-import-not-at-top
 from tensorflow.python.framework import auto_control_deps_utils as _acd  # pylint: disable=g-import-not-at-top
 from tensorflow.python.ops import control_flow_util_v2 as _cf_util  # pylint: disable=g-import-not-at-top
 from tensorflow.python.ops import handle_data_util as _handle_data  # pylint: disable=g-import-not-at-top
