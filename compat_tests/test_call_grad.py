@@ -284,3 +284,156 @@ def test_legacy_defun_call_matches_stock():
     x = _x()
     return cube(x), [x]
   differential.in_graph(build)
+
+
+# ----- function definitions: captures, GraphDef round trips, names -----
+
+@tf.function(autograph=False)
+def _branchy(x, w):
+  return tf.cond(tf.reduce_sum(x) > 0.0, lambda: tf.sin(x) * x,
+                 lambda: tf.matmul(x, w) * x)
+
+
+def _call_and_cond():
+  """A call of a function holding a cond, a cond outside any call, and an
+  outer tensor captured by a call's body."""
+  x, w = _x(), _w()
+  scale = tf.constant(1.5) * tf.reduce_mean(w)
+
+  @tf.function(autograph=False)
+  def scaled(u):
+    return tf.tanh(u * scale) * u
+
+  h = _branchy(x, w)
+  h = tf.cond(tf.reduce_max(h) > 1.0, lambda: tf.exp(h * 0.1),
+              lambda: h * h)
+  return tf.reduce_sum(scaled(h) * _layer(h, w)), [x, w]
+
+
+def test_graph_def_round_trip_of_call_and_cond_gradients():
+  """The gradient graph (function definitions included) exported as a
+  GraphDef, imported into a new graph and run, gives the same values."""
+  with tf.Graph().as_default() as graph:
+    ys, xs = _call_and_cond()
+    ours = tfgrad.gradients(ys, xs, strict=True)
+    theirs = tf.gradients(ys, xs)
+    with tf.compat.v1.Session() as sess:
+      direct, stock = sess.run([ours, theirs])
+    graph_def = graph.as_graph_def()
+  for g, h in zip(direct, stock):
+    np.testing.assert_allclose(g, h, rtol=1e-5)
+  with tf.Graph().as_default():
+    imported = tf.graph_util.import_graph_def(
+        graph_def, return_elements=[g.name for g in ours], name="")
+    with tf.compat.v1.Session() as sess:
+      again = sess.run(imported)
+  for g, h in zip(again, direct):
+    np.testing.assert_array_equal(g, h)
+
+
+def test_captures_are_recorded_as_tf_records_them():
+  """A capture made by tfgrad's builders looks like `FuncGraph.capture`'s:
+  the same placeholder NodeDef, the same entry among the graph's captures
+  and inputs, the same trace type."""
+  from tensorflow.python.framework import func_graph  # pylint: disable=g-import-not-at-top
+  from tensorflow.python.ops import handle_data_util  # pylint: disable=g-import-not-at-top
+  from tfgrad import functional  # pylint: disable=g-import-not-at-top
+  with tf.Graph().as_default():
+    outer = tf.constant([[1.0, 2.0]], name="outer/value")
+    variable = tf.Variable([3.0], name="v")
+    graphs = []
+    for capture in (lambda g, t: g.capture(t), functional.lean_capture):
+      graph = func_graph.FuncGraph("captures")
+      with graph.as_default():
+        first = capture(graph, outer)
+        assert capture(graph, outer) is first
+        capture(graph, variable.handle)
+      graphs.append(graph)
+    theirs, ours = graphs
+    assert ([p.op.node_def for p in ours.inputs]
+            == [p.op.node_def for p in theirs.inputs])
+    assert ([(e, i.name) for e, i in ours.captures]
+            == [(e, i.name) for e, i in theirs.captures])
+    assert (ours.function_captures.capture_types
+            == theirs.function_captures.capture_types)
+    data = handle_data_util.get_resource_handle_data
+    assert data(ours.inputs[1]) == data(theirs.inputs[1])
+    assert data(ours.inputs[1]).shape_and_type
+
+
+def test_function_type_is_tfs():
+  """The function types given to the function definitions tfgrad makes
+  (calls, cond branches, loop bodies, rewritten forward bodies) are the
+  ones TF derives from their graphs."""
+  from tensorflow.python.eager.polymorphic_function import function_type_utils  # pylint: disable=g-import-not-at-top
+  with tf.Graph().as_default() as graph:
+    ys, xs = _call_and_cond()
+    _, h = tf.while_loop(lambda i, h: i < 3,
+                         lambda i, h: (i + 1, tf.tanh(h * xs[0])),
+                         (0, xs[0]))
+    before = set(graph._functions)  # pylint: disable=protected-access
+    tfgrad.gradients([ys, tf.reduce_sum(h)], xs, strict=True)
+    checked = 0
+    for name, fn in graph._functions.items():  # pylint: disable=protected-access
+      body = getattr(fn, "graph", None)
+      if body is not None and name not in before:
+        assert fn.function_type == function_type_utils.derive_from_graph(
+            body), fn.name
+        checked += 1
+    assert checked >= 8
+
+
+def _redefined(scale):
+  @tf.function(autograph=False)
+  def body(x, w):  # the same name each time, a different body
+    return tf.sin(tf.matmul(x, w)) * scale
+  return body
+
+
+def test_redefined_functions_with_the_same_names():
+  """Functions of one name defined again (in the same graph and in a new
+  one) each get their own gradient function."""
+  def build():
+    x, w = _x(), _w()
+    first, second = _redefined(2.0), _redefined(-3.0)
+    return tf.reduce_sum(first(x, w) * second(x, w) + second(x * x, w)), [x, w]
+
+  for _ in range(2):  # a second graph: the names come again
+    with tfgrad.strict_mode():
+      differential.in_graph(build)
+      differential.in_function(build)
+
+
+def test_two_threads_differentiate_one_call_with_cond():
+  """Two threads differentiating the same calls and conds at once both get
+  stock's values; the forward ops are rewritten once."""
+  with tf.Graph().as_default() as graph:
+    ys, xs = _call_and_cond()
+    barrier = threading.Barrier(2)
+    results, errors = [None, None], []
+
+    def work(i):
+      try:
+        with graph.as_default():
+          barrier.wait()
+          results[i] = tfgrad.gradients(ys, xs, strict=True)
+      except Exception as e:  # pylint: disable=broad-except
+        errors.append(e)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+      t.start()
+    for t in threads:
+      t.join()
+    assert not errors, errors
+    stock = tf.gradients(ys, xs)
+    with tf.compat.v1.Session() as sess:
+      a, b, c = sess.run([results[0], results[1], stock])
+  for i in range(2):
+    np.testing.assert_allclose(a[i], c[i], rtol=1e-5)
+    np.testing.assert_allclose(b[i], c[i], rtol=1e-5)
+
+
+def test_call_and_cond_match_stock():
+  with tfgrad.strict_mode():
+    differential.in_graph(_call_and_cond)
+    differential.in_function(_call_and_cond)

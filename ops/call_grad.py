@@ -73,12 +73,23 @@ def _call_grad(op, *grads):
 
 
 def _call_backward(op, bg, kinds, fn, seeds):
+  """The call of gradient function `fn`. When the graph does not hold `fn`
+  yet and its output shapes are all known, the call op is built before
+  `fn` is added: TF's shape inference of a call op instantiates the called
+  function (and the functions it calls) to infer shapes the op gets below
+  anyway."""
   outer, _ = bg.outer_inputs(op, 0)
-  name = tf_compat.add_function(tf_compat.default_graph(), fn)
+  graph = tf_compat.default_graph()
+  later = not tf_compat.has_function(graph, fn.name) and all(
+      t.shape.is_fully_defined() for t in bg.graph.outputs)
+  if not later:
+    tf_compat.add_function(graph, fn)
   make = (raw.StatefulPartitionedCall if tf_compat.has_stateful_op(bg.graph)
           else raw.PartitionedCall)
   outs = make(args=seeds + outer, Tout=[t.dtype for t in bg.graph.outputs],
-              f=tf_compat.function_attr(name))
+              f=tf_compat.function_attr(fn.name))
+  if later:
+    tf_compat.add_function(graph, fn)
   outs = outs if isinstance(outs, (list, tuple)) else [outs]
   for o, t in zip(outs, bg.graph.outputs):
     o.set_shape(t.shape)

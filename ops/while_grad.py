@@ -87,7 +87,8 @@ def _as_output(g):
 def _differentiate(ys, xs, grad_ys, body):
   from tfgrad import api  # pylint: disable=g-import-not-at-top
   return api.gradients_helper(ys, xs, grad_ys=grad_ys, src_graph=body,
-                              unconnected_gradients="zero")
+                              unconnected_gradients="zero",
+                              seed_identity=False)
 
 
 @takes_none_for_unreached_outputs

@@ -94,10 +94,12 @@ def gradients_helper(ys, xs, grad_ys=None, name="gradients",
                      aggregation_method=None, stop_gradients=None,
                      unconnected_gradients=tf.UnconnectedGradients.NONE,
                      src_graph=None, optimize_identity_n=False, *,
-                     strict=None):
+                     strict=None, seed_identity=True):
   """The engine's entry point, with TF's internal `_GradientsHelper`
   signature: `src_graph` is the graph whose ops are differentiated (a
-  function body, say) while new ops go into the default graph."""
+  function body, say) while new ops go into the default graph.
+  `seed_identity=False` uses given grad_ys as they are (function-graph
+  builders, whose seeds are arguments: an Identity would only add an op)."""
   if tf.executing_eagerly():
     raise RuntimeError("tf.gradients is not supported when eager execution "
                        "is enabled. Use tf.GradientTape instead.")
@@ -110,7 +112,8 @@ def gradients_helper(ys, xs, grad_ys=None, name="gradients",
         tf_compat.flatten_composites(ys), tf_compat.flatten_composites(xs),
         None if grad_ys is None else tf_compat.flatten_composites(grad_ys),
         name, colocate_gradients_with_ops, gate_gradients, aggregation_method,
-        stop_gradients, unconnected_gradients, src_graph, strict=strict)
+        stop_gradients, unconnected_gradients, src_graph, strict=strict,
+        seed_identity=seed_identity)
     return tf_compat.unflatten_composites(xs, flat_grads)
 
   with tf_compat.building_lock(tf_compat.default_graph()):
@@ -118,13 +121,13 @@ def gradients_helper(ys, xs, grad_ys=None, name="gradients",
                                colocate_gradients_with_ops, gate_gradients,
                                aggregation_method, stop_gradients,
                                unconnected_gradients, src_graph,
-                               optimize_identity_n, strict)
+                               optimize_identity_n, strict, seed_identity)
 
 
 def _gradients_in_graph(ys, xs, grad_ys, name, colocate_gradients_with_ops,
                         gate_gradients, aggregation_method, stop_gradients,
                         unconnected_gradients, src_graph, optimize_identity_n,
-                        strict):
+                        strict, seed_identity=True):
   """`gradients_helper` once composites are flattened, holding the lock of
   the graph it builds in (`tf_compat.building_lock`)."""
   src_graph = src_graph or tf.compat.v1.get_default_graph()
@@ -163,7 +166,9 @@ def _gradients_in_graph(ys, xs, grad_ys, name, colocate_gradients_with_ops,
           ys, xs, grad_ys, scope, options, stop_gradients, src_graph)
     # Rules share one constant per value (`emit.const_cache`).
     with emit.const_cache():
-      grad_ys = _default_grad_ys(grad_ys, ys, options.colocate, gradient_uid)
+      if seed_identity or any(g is None for g in grad_ys):
+        grad_ys = _default_grad_ys(grad_ys, ys, options.colocate,
+                                   gradient_uid)
       state = backprop.Pass(options, src_graph, resolver, subgraph, to_ops,
                             gradient_uid, scope)
       state.loops = v1_loops.LoopStates.plan(subgraph, resolver,
@@ -380,8 +385,8 @@ def _default_grad_ys(grad_ys, ys, colocate, gradient_uid):
             _identity_if_tensor(grad_y.values, f"grad_ys_{i}_values"),
             _identity_if_tensor(grad_y.indices, f"grad_ys_{i}_indices"),
             _identity_if_tensor(grad_y.dense_shape, f"grad_ys_{i}_shape")))
-      else:
-        result.append(tf.identity(grad_y, name=f"grad_ys_{i}"))
+      else:  # (emit's Identity: tf.identity costs several ops' worth)
+        result.append(_identity(grad_y, f"grad_ys_{i}"))
   return result
 
 
@@ -395,6 +400,13 @@ def _ones_like(y, name):
   with tf.compat.v1.name_scope(name) as scope:
     return raw.Fill(dims=raw.Shape(input=y), value=emit.const(1, y.dtype),
                     name=scope)
+
+
+def _identity(t, name):
+  """Identity of `t` named `name`, keeping its handle data as tf.identity does."""
+  out = raw.Identity(input=t, name=name)
+  tf_compat.copy_handle_data(t, out)
+  return out
 
 
 def _identity_if_tensor(t, name):

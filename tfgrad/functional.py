@@ -21,12 +21,15 @@ take turns, the second finding the first one's outputs. No op-type names
 here beyond the optional ops the wrapping builds.
 """
 
+import contextlib
 import threading
 import weakref
 
 import tensorflow as tf
 
+from tfgrad import emit
 from tfgrad import tf_compat
+from tfgrad.emit import raw
 
 
 class BodyGradient:
@@ -41,7 +44,7 @@ class BodyGradient:
     self._standing = {}  # t.ref() -> what stands for t in the graph
     self.graph = tf_compat.hooked_function_graph(
         tf_compat.unique_grad_name(body.name), body, self._stand_in,
-        in_cond)
+        in_cond, lean_capture)
 
   def differentiate(self, ys, grad_ys, xs):
     """Gradients of `ys` (tensors of the body) toward `xs` (body inputs),
@@ -54,11 +57,12 @@ class BodyGradient:
       from tfgrad import api  # pylint: disable=g-import-not-at-top
       seeds = grad_ys
       if seeds is None:
-        seeds = [tf.compat.v1.placeholder(y.dtype, y.shape) for y in ys]
+        seeds = [raw.Placeholder(dtype=y.dtype, shape=y.shape) for y in ys]
         arguments.extend(seeds)
       if ys:
         results.extend(api.gradients_helper(ys, xs, seeds,
-                                            src_graph=self.body))
+                                            src_graph=self.body,
+                                            seed_identity=not arguments))
       else:
         results.extend([None] * len(xs))
       return []
@@ -80,8 +84,8 @@ class BodyGradient:
       return capture(t)
     value = tf_compat.constant_value(t)
     if value is not None:
-      with self.graph.as_default():
-        return tf.constant(value, dtype=t.dtype)
+      with _default(self.graph):
+        return emit.const(value, t.dtype)
     if tf_compat.is_resource(t):
       return capture(tf_compat.resource_source(self.body, t))
     if not self._wrap:
@@ -90,11 +94,11 @@ class BodyGradient:
     optional = self._existing_optional(t)
     if optional is None:
       with self.body.as_default():
-        optional = tf.raw_ops.OptionalFromValue(components=[t])
+        optional = raw.OptionalFromValue(components=[t])
       self.added.append(optional)
     captured = capture(optional)
-    with self.graph.as_default():
-      return tf.raw_ops.OptionalGetValue(
+    with _default(self.graph):
+      return raw.OptionalGetValue(
           optional=captured, output_types=[t.dtype],
           output_shapes=[t.shape])[0]
 
@@ -122,6 +126,35 @@ class BodyGradient:
       outer.append(external)
       inner.append(internal)
     return outer, inner
+
+
+def lean_capture(graph, tensor):
+  """`graph`'s capture of `tensor`, a tensor of an outer graph: the
+  placeholder `FuncGraph.capture` would make (same name, attributes, handle
+  data), recorded in the graph's captures and inputs as TF records it, so
+  function definitions and GraphDefs come out the same; built on tfgrad's
+  lean op path rather than through TF's trace-type placeholder machinery,
+  which costs several ops' worth of time per capture."""
+  found = tf_compat.existing_capture(graph, tensor)
+  if found is not None:
+    return found
+  name, attrs = tf_compat.capture_placeholder_attrs(tensor)
+  free = (graph.control_dependencies(None)
+          if tf_compat.has_control_dependencies(graph)
+          else contextlib.nullcontext())
+  with free:
+    placeholder = tf_compat.create_op(
+        graph, "Placeholder", [], attrs, None, name, []).outputs[0]
+  tf_compat.record_capture(graph, tensor, placeholder)
+  return placeholder
+
+
+def _default(graph):
+  """`graph.as_default()`, skipped when `graph` is the default already
+  (entering a FuncGraph costs about as much as creating an op)."""
+  if tf_compat.default_graph() is graph:
+    return contextlib.nullcontext()
+  return graph.as_default()
 
 
 def _index_of(t, tensors):
@@ -185,8 +218,8 @@ def matched_inputs(graphs, outer_lists, inner_lists):
     for t in union:
       p = mine.get(id(t))
       if p is None:
-        with graph.as_default():
-          p = tf.compat.v1.placeholder(t.dtype, t.shape)
+        with _default(graph):
+          p = raw.Placeholder(dtype=t.dtype, shape=t.shape)
       args.append(p)
     tf_compat.set_function_inputs(graph, union, args)
   return union

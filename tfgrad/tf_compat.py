@@ -20,6 +20,8 @@ from tensorflow.python.ops import gen_functional_ops
 from tensorflow.python.ops import resource_variable_ops
 
 from tensorflow.core.framework import attr_value_pb2
+from tensorflow.core.framework import tensor_pb2
+from tensorflow.core.framework import tensor_shape_pb2
 from tensorflow.core.framework import node_def_pb2
 from tensorflow.python.client import pywrap_tf_session as _c_api
 from tensorflow.python.framework import traceable_stack
@@ -368,6 +370,14 @@ def zeros_like_unconnected(t):
 AttrValue = attr_value_pb2.AttrValue
 
 
+def tensor_proto(dtype, shape):
+  """An empty TensorProto of `dtype` and `shape` (a tuple of ints)."""
+  return tensor_pb2.TensorProto(
+      dtype=dtype.as_datatype_enum,
+      tensor_shape=tensor_shape_pb2.TensorShapeProto(
+          dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape]))
+
+
 def attr_value(**fields):
   """An AttrValue proto; `list=dict(...)` fills its ListValue."""
   items = fields.pop("list", None)
@@ -456,14 +466,17 @@ def create_op(graph, op_type, inputs, attrs, op_def_proto, name,
 
   `grouped` is `inputs` with list-valued arguments as lists. When given,
   and no capture or v1 control-flow context is involved, the op is built
-  by the lean path below; in a v1 while context, by the lean path plus
-  what `WhileContext.AddOp` does (`_create_op_in_loop`); otherwise by
+  by the lean path below (inputs from an outer graph are captured first
+  where the function graph asks for it, `_captured_first`); in a v1 while
+  context, by the lean path plus what `WhileContext.AddOp` does (`_create_op_in_loop`); otherwise by
   `Graph._create_op_internal`.
   `wait_for`, ops of `graph`, become control inputs too. Without
   `use_control_dependencies`, the graph's control dependency scopes are
   ignored, as under `control_dependencies(None)` but staying in the
   current control-flow context (the v1 loop machinery's own ops, ordered
   by the loop's triggers)."""
+  if grouped is not None and not _lean_path_applies(graph, inputs):
+    inputs, grouped = _captured_first(graph, op_type, inputs, grouped)
   if grouped is not None:
     if _lean_path_applies(graph, inputs):
       if use_control_dependencies:
@@ -858,6 +871,11 @@ ORIGINAL_GRADIENTS_HELPER = gradients_util._GradientsHelper  # pylint: disable=p
 
 
 def variables_to_tensors(values):
+  """`values` with resource variables (also inside composites) read as
+  tensors; a list of plain tensors is returned as a new list at once
+  (TF's `nest.map_structure` costs about an op's worth per call)."""
+  if all(isinstance(v, tf.Tensor) for v in values):
+    return list(values)
   return variable_utils.convert_variables_to_tensors(values)
 
 
@@ -875,6 +893,11 @@ def unflatten_composites(values, flat_grads):
 
 
 def to_tensors_or_slices(values, name, as_ref=False):
+  """`values` converted to Tensors or IndexedSlices (None stays None); a
+  list of graph tensors (and Nones) is returned as a new list at once,
+  which is what TF's conversion returns for it, minus its dispatch."""
+  if all(v is None or isinstance(v, tf_ops.SymbolicTensor) for v in values):
+    return list(values)
   if as_ref:
     return indexed_slices.internal_convert_n_to_tensor_or_indexed_slices(
         values, name=name, as_ref=True)
@@ -1054,8 +1077,6 @@ def copy_op(graph, op, inputs, name):
 # forward op rewritten to output them. What that needs of TF beyond its
 # public API is here (checked on TF 2.16-2.21).
 
-from tensorflow.python.framework import constant_op as _constant_op  # pylint: disable=g-import-not-at-top
-from tensorflow.python.framework import tensor_util as _tensor_util  # pylint: disable=g-import-not-at-top
 from tensorflow.python.framework import auto_control_deps_utils as _acd  # pylint: disable=g-import-not-at-top
 from tensorflow.python.ops import control_flow_util_v2 as _cf_util  # pylint: disable=g-import-not-at-top
 from tensorflow.python.ops import handle_data_util as _handle_data  # pylint: disable=g-import-not-at-top
@@ -1085,12 +1106,6 @@ def copy_handle_data(src, dst):
   _handle_data.copy_handle_data(src, dst)
 
 
-def add_capture(graph, tensor, placeholder):
-  """Registers `placeholder`, an input-less op of FuncGraph `graph`, as
-  its capture of the outer `tensor`, as `FuncGraph.capture` does."""
-  graph._function_captures.add_or_replace(  # pylint: disable=protected-access
-      key=id(tensor), external=tensor, internal=placeholder, is_by_ref=False)
-  graph.inputs.append(placeholder)
 
 
 def default_grad_shape_and_dtype(t):
@@ -1107,14 +1122,6 @@ def while_cond_graph(op):
   return while_v2._get_graph(op, "cond", "_cond_graph")  # pylint: disable=protected-access
 
 
-def constant_copy(t):
-  """A Const in the default graph with the value of Const tensor `t`, or
-  None when `t` is no Const."""
-  if not _constant_op.is_constant(t):
-    return None
-  return _constant_op.constant(_tensor_util.constant_value(t), dtype=t.dtype)
-
-
 def resource_input_index(body, t):
   """Index of the body input a resource tensor of `body` comes from."""
   nodes = {op.name: op.node_def for op in body.get_operations()}
@@ -1125,7 +1132,7 @@ def resource_input_index(body, t):
 
 def fill_graph_function(graph):
   """Registers `graph` as a function of its outer graph; its name."""
-  return _cf_util.create_new_tf_function(graph)
+  return register_function(graph)
 
 
 def add_while_accumulators(op, cond, body, new_inputs, new_outputs):
@@ -1162,13 +1169,19 @@ def build_while(loop_vars, cond, body, parallel_iterations, name):
   `loop_vars` running FuncGraphs `cond` and `body`; its outputs."""
   stateful = any(o._is_stateful for g in (cond, body)  # pylint: disable=protected-access
                  for o in g.get_operations())
-  make = gen_functional_ops._while if stateful else \
-      gen_functional_ops.stateless_while  # pylint: disable=protected-access
-  outputs = make(loop_vars, fill_graph_function(cond),
-                 fill_graph_function(body),
-                 output_shapes=[t.shape for t in body.outputs],
-                 parallel_iterations=parallel_iterations, name=name)
-  op = outputs[0].op
+  op_type = "While" if stateful else "StatelessWhile"
+  attrs = {
+      "T": attr_value(list=dict(type=[t.dtype.as_datatype_enum
+                                      for t in loop_vars])),
+      "cond": function_attr(fill_graph_function(cond)),
+      "body": function_attr(fill_graph_function(body)),
+      "output_shapes": attr_value(list=dict(
+          shape=[t.shape.as_proto() for t in body.outputs])),
+      "parallel_iterations": attr_value(i=parallel_iterations)}
+  loop_vars = list(loop_vars)
+  op = create_op(default_graph(), op_type, loop_vars, attrs, op_def(op_type),
+                 name, [loop_vars])
+  outputs = op.outputs
   for src, dst in zip(body.outputs, outputs):
     _handle_data.copy_handle_data(src, dst)
   _cf_util.maybe_set_lowering_attr(op)
@@ -1190,6 +1203,11 @@ def build_while(loop_vars, cond, body, parallel_iterations, name):
 # outputs the intermediates a gradient reads (TF 2.16-2.21).
 
 from tensorflow.python.eager import context as _tf_context  # pylint: disable=g-import-not-at-top
+from tensorflow.python.eager.polymorphic_function import atomic_function as _atomic_function  # pylint: disable=g-import-not-at-top
+from tensorflow.python.eager.polymorphic_function import transform as _transform  # pylint: disable=g-import-not-at-top
+from tensorflow.core.function.polymorphism import function_type as _function_type_lib  # pylint: disable=g-import-not-at-top
+from tensorflow.core.function.trace_type import trace_type_builder as _trace_type_builder  # pylint: disable=g-import-not-at-top
+from tensorflow.core.function.trace_type import default_types as _default_types  # pylint: disable=g-import-not-at-top
 from tensorflow.python.framework import func_graph as _func_graph  # pylint: disable=g-import-not-at-top
 from tensorflow.python.framework import tensor_util as _tensor_util  # pylint: disable=g-import-not-at-top
 from tensorflow.python.ops import control_flow_util as _cf_util_v1  # pylint: disable=g-import-not-at-top
@@ -1218,15 +1236,22 @@ def _hooked_graph_class(base):
     through `hook(tensor, capture)`, which returns what stands for the
     tensor here (`capture(t)` captures `t` the usual way)."""
 
-    def __init__(self, name, body, hook):
+    def __init__(self, name, body, hook, capture):
       super().__init__(name, collections=default_graph()._collections)  # pylint: disable=protected-access
       self._tfgrad_body, self._tfgrad_hook = body, hook
+      self._tfgrad_capture = capture
 
     def _capture_helper(self, tensor, name):
-      if tensor.graph is not self._tfgrad_body:
+      if is_eager_tensor(tensor):
         return super()._capture_helper(tensor, name)
+      if tensor.graph is not self._tfgrad_body:
+        return self._tfgrad_capture(self, tensor)
       return self._tfgrad_hook(
-          tensor, lambda t: super(_Hooked, self)._capture_helper(t, name))
+          tensor, lambda t: self._tfgrad_capture(self, t))
+
+    def captures_before_lean_op(self, unused_op_type):
+      """Yes: captures here are plain (see `_captured_first`)."""
+      return True
   return _Hooked
 
 
@@ -1234,17 +1259,76 @@ _HookedCondGraph = _hooked_graph_class(_cf_util.CondBranchFuncGraph)
 _HookedGraph = _hooked_graph_class(_func_graph.FuncGraph)
 
 
-def hooked_function_graph(name, body, hook, in_cond):
+def hooked_function_graph(name, body, hook, in_cond, capture):
   """A new function graph for a gradient of `body` (see `_Hooked`); a
-  cond branch graph when `in_cond` (TF's nested control flow asks)."""
-  return (_HookedCondGraph if in_cond else _HookedGraph)(name, body, hook)
+  cond branch graph when `in_cond` (TF's nested control flow asks).
+  `capture(graph, tensor)` makes its placeholders for outer graph tensors."""
+  return (_HookedCondGraph if in_cond else _HookedGraph)(name, body, hook,
+                                                         capture)
 
 
 def trace_into(func_graph, fn):
-  """Runs `fn()` with `func_graph` as default graph, as TF traces a
-  function body (automatic control dependencies among stateful ops)."""
-  _func_graph.func_graph_from_py_func(func_graph.name, fn, [], {},
-                                      func_graph=func_graph)
+  """Runs `fn()` (which returns nothing) with `func_graph` as default
+  graph; what `func_graph_from_py_func` leaves in a function graph for
+  such a `fn`, without its signature building and automatic control
+  dependencies: stateful ops become control outputs (so they run when the
+  function runs), with no ordering added between them. Gradient rules
+  write no state, so there is no write for an ordering to protect. The
+  new graph's mutation lock is held throughout, not taken per op (no
+  Session runs a graph under construction)."""
+  with func_graph.as_default(), mutation_lock(func_graph):
+    fn()
+  func_graph.structured_outputs = []
+  func_graph.control_outputs.extend(
+      o for o in func_graph.get_operations() if o._is_stateful)  # pylint: disable=protected-access
+
+
+def existing_capture(func_graph, tensor):
+  """The placeholder by which `func_graph` captured outer `tensor`, or None."""
+  return func_graph._function_captures.by_val_internal.get(id(tensor))  # pylint: disable=protected-access
+
+
+def capture_placeholder_attrs(tensor):
+  """(op name, attributes) of the Placeholder `FuncGraph.capture` makes for
+  graph tensor `tensor`: named after the tensor's op, which it records as
+  `_user_specified_name` (TF's `TensorSpec.placeholder_value`)."""
+  name = tensor.op.name
+  return name, {
+      "dtype": attr_value(type=tensor.dtype.base_dtype.as_datatype_enum),
+      "shape": attr_value(shape=tensor.shape.as_proto()),
+      "_user_specified_name": attr_value(s=tf.compat.as_bytes(name))}
+
+
+def record_capture(func_graph, tensor, placeholder):
+  """Registers `placeholder` (made by `capture_placeholder_attrs`' recipe)
+  as `func_graph`'s capture of outer `tensor`, as `FuncGraph.capture`
+  does: handle data copied, an entry in the graph's captures (with the
+  tensor's trace type), an input of the graph, recorded on any tape."""
+  _handle_data.copy_handle_data(tensor, placeholder)
+  func_graph._function_captures.add_or_replace(  # pylint: disable=protected-access
+      key=id(tensor), external=tensor, internal=placeholder,
+      tracetype=_trace_type(tensor), is_by_ref=False)
+  func_graph.inputs.append(placeholder)
+  placeholder._record_tape(tensor)  # pylint: disable=protected-access
+
+
+def _captured_first(graph, op_type, inputs, grouped):
+  """For an op of one of tfgrad's own function graphs (those with a
+  `captures_before_lean_op(op_type)` method saying yes) whose inputs
+  include outer tensors: (inputs, grouped) with each outer tensor replaced
+  by the graph's capture of it (`graph.capture`, as `FuncGraph`'s
+  constructor does first), so the op itself can take the lean path.
+  Unchanged for any other graph, or with a v1 control-flow context."""
+  wants = getattr(graph, "captures_before_lean_op", None)
+  if (wants is None or graph._control_flow_context is not None  # pylint: disable=protected-access
+      or graph.capture_by_value or not wants(op_type)):
+    return inputs, grouped
+
+  def inside(t):
+    return t if getattr(t, "graph", None) is graph else graph.capture(t)
+  return ([inside(t) for t in inputs],
+          [[inside(t) for t in v] if isinstance(v, list) else inside(v)
+           for v in grouped])
 
 
 def set_function_inputs(func_graph, outer, inner):
@@ -1254,8 +1338,37 @@ def set_function_inputs(func_graph, outer, inner):
 
 
 def register_function(func_graph):
-  """Adds `func_graph` as a function to its outer graph; returns the name."""
-  return _cf_util.create_new_tf_function(func_graph)
+  """Adds `func_graph` as a function to its outer graph; returns the name
+  (TF's `create_new_tf_function`, with the function type from
+  `_function_type`)."""
+  _transform.apply_func_graph_transforms(func_graph)
+  function = _atomic_function.from_func_graph(
+      func_graph.name, func_graph, {}, function_type=_function_type(func_graph))
+  func_graph.outer_graph._add_function_recursive(function)  # pylint: disable=protected-access
+  return func_graph.name
+
+
+def _trace_type(t):
+  """TF's trace type of graph tensor `t`: what `trace_type.from_value`
+  returns for it, without the protocol checks that make it cost about an
+  op's worth of time."""
+  return t.__tf_tracing_type__(_trace_type_builder.InternalTracingContext())
+
+
+def _function_type(func_graph):
+  """The FunctionType TF's `derive_from_graph` gives `func_graph` (inputs
+  and outputs by their trace types, the captures' types), built from
+  `_trace_type`."""
+  # (what `function_type.from_structured_signature` makes of these types)
+  positional = _function_type_lib.Parameter.POSITIONAL_ONLY
+  parameters = [
+      _function_type_lib.Parameter(f"arg_{i}", positional, False,
+                                   _trace_type(t))
+      for i, t in enumerate(func_graph.inputs)]
+  return _function_type_lib.FunctionType(
+      parameters, func_graph.function_captures.capture_types or {},
+      return_annotation=_default_types.Tuple(
+          *(_trace_type(t) for t in func_graph.outputs)))
 
 
 def unique_grad_name(name):
@@ -1335,7 +1448,6 @@ def finish_functional_op(op, lowering=None):
   op.graph.prevent_fetching(op)
 
 
-from tensorflow.python.eager.polymorphic_function import atomic_function as _atomic_function  # pylint: disable=g-import-not-at-top
 
 
 def delayed_rewrite_source(fn):
@@ -1354,7 +1466,8 @@ def delayed_rewrite_source(fn):
 
 def make_function(func_graph, name, attrs):
   """A function of `func_graph` named `name`, not yet in any graph."""
-  return _atomic_function.from_func_graph(name, func_graph, attrs)
+  return _atomic_function.from_func_graph(
+      name, func_graph, attrs, function_type=_function_type(func_graph))
 
 
 def add_function(graph, function):
@@ -1362,6 +1475,11 @@ def add_function(graph, function):
   if not graph._is_function(function.name):  # pylint: disable=protected-access
     graph._add_function_recursive(function)  # pylint: disable=protected-access
   return function.name
+
+
+def has_function(graph, name):
+  """Whether `graph` (or a graph it is nested in) holds function `name`."""
+  return graph._is_function(name)  # pylint: disable=protected-access
 
 
 def new_uid():

@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgrad import emit
+from tfgrad import functional
 from tfgrad import tf_compat
 from tfgrad.emit import raw
 
@@ -96,16 +97,6 @@ def _is_invariant(body, t):
   return None
 
 
-def _lean_capture(graph, tensor):
-  """A placeholder of FuncGraph `graph` capturing outer `tensor` (what
-  `FuncGraph.capture` makes, built with tfgrad's lean op creation)."""
-  with graph.as_default(), graph.control_dependencies(None):
-    placeholder = raw.Placeholder(dtype=tensor.dtype, shape=tensor.shape)
-  tf_compat.copy_handle_data(tensor, placeholder)
-  tf_compat.add_capture(graph, tensor, placeholder)
-  return placeholder
-
-
 class _GradBody(tf_compat.WhileBodyFuncGraph):
   """The gradient body: captures forward-body tensors as the module
   docstring says. `pending` are the forward tensors this build needs new
@@ -141,6 +132,12 @@ class _GradBody(tf_compat.WhileBodyFuncGraph):
         op_type, inputs, dtypes=dtypes, input_types=input_types, name=name,
         attrs=attrs, op_def=op_def, compute_device=compute_device)
 
+  def captures_before_lean_op(self, op_type):
+    """Whether an op with forward inputs may capture them and then take the
+    lean op path (`tf_compat._captured_first`): not for shape queries,
+    which `_create_op_internal` may move into the forward body."""
+    return not (op_type in _SHAPE_OPS and self._moves_shapes)
+
   def _capture_helper(self, tensor, name):
     found = self._captured.get(id(tensor))
     if found is not None:
@@ -155,7 +152,7 @@ class _GradBody(tf_compat.WhileBodyFuncGraph):
     return captured
 
   def _new_capture(self, tensor):
-    return _lean_capture(self, tensor)
+    return functional.lean_capture(self, tensor)
 
   def _from_forward_body(self, tensor, name):
     while tensor.op.type == "Identity":
@@ -168,9 +165,9 @@ class _GradBody(tf_compat.WhileBodyFuncGraph):
       captured = self._new_capture(tensor)
       self.capture_outputs[id(captured)] = captured
       return captured
-    copy = tf_compat.constant_copy(tensor)
-    if copy is not None:
-      return copy
+    value = tf_compat.constant_value(tensor)
+    if value is not None:
+      return emit.const(value, tensor.dtype)
     if tensor.dtype == tf.resource:
       return self.capture(
           self._op.inputs[tf_compat.resource_input_index(self._body, tensor)])
@@ -216,7 +213,7 @@ def trace(graph, fn, args):
   tfgrad's lean op creation. Stateful ops become control outputs (kept
   when the function runs; gradient rules write no state, so no ordering
   between them is added)."""
-  with graph.as_default():
+  with graph.as_default(), tf_compat.mutation_lock(graph):
     placeholders = []
     for a in args:
       p = raw.Placeholder(dtype=a.dtype, shape=a.shape)
@@ -239,9 +236,9 @@ def _add_accumulators(op, cond, body, pending):
   for tensor, empty in pending:
     with body.as_default():
       pushed.append(raw.TensorListPushBack(
-          input_handle=_lean_capture(body, empty), tensor=tensor))
+          input_handle=functional.lean_capture(body, empty), tensor=tensor))
     with cond.as_default():
-      _lean_capture(cond, empty)
+      functional.lean_capture(cond, empty)
   body.outputs.extend(pushed)
   tf_compat.add_while_accumulators(op, cond, body,
                                    [e for _, e in pending], pushed)
@@ -264,14 +261,15 @@ def _build(op, graphs, grads, differentiate):
   ys = [body.outputs[i] for i in carried]
   xs = [body.inputs[i] for i in carried]
   n_iters, max_iters = op.outputs[0], op.inputs[1]
-  counter = tf.constant(0, n_iters.dtype, name="grad_counter")
+  counter = emit.const(0, n_iters.dtype, name="grad_counter")
   args = [counter, max_iters, n_iters] + [grads[i] for i in carried]
 
   def body_fn(counter, max_iters, n_iters, *grad_ys):
     result = differentiate(ys, xs, list(grad_ys), body)
     result = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices)
               else g for g in result]
-    return [counter + 1, max_iters, n_iters] + result
+    step = raw.AddV2(x=counter, y=emit.const(1, counter.dtype))
+    return [step, max_iters, n_iters] + result
 
   name = tf_compat.grad_fn_name(body.name)
   grad_body = trace(_GradBody(name, op, cond, body), body_fn, args)
