@@ -119,6 +119,7 @@ def run(state, ys, grad_ys, xs):
   if state.loops is not None:
     state.loops.seed(state, queue, queued)
   grads, stop_ops = state.grads, state.subgraph.stop_ops
+  input_ops = state.resolver.input_ops
   while queue:
     op = queue.popleft()
     per_output = grads.get(op)
@@ -139,10 +140,11 @@ def run(state, ys, grad_ys, xs):
       state.loops.visited(grads, op)
       state.loops.release(state, op, queue)
       continue
-    for t in state.resolver.graph_inputs(op):
-      pending[t.op] -= 1
-      if pending[t.op] == 0:
-        queue.append(t.op)
+    for inp in input_ops(op):
+      count = pending[inp] - 1
+      pending[inp] = count
+      if count == 0:
+        queue.append(inp)
   if state.loops is not None:
     state.loops.finish()
   return [_collect(state, x) for x in xs]
