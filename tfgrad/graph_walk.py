@@ -23,8 +23,7 @@ class InputResolver:
   def __init__(self, xs, func_graphs):
     self._x_ids = {id(x) for x in xs}
     self._cache = {}
-    self._graph_inputs_cache = {}
-    self._input_ops_cache = {}
+    self._edges_cache = {}
     self._outer_of = {}     # id(placeholder) -> outer tensor
     self._inner_of = collections.defaultdict(list)  # id(outer) -> placeholders
     for graph in func_graphs:
@@ -61,25 +60,25 @@ class InputResolver:
       self._cache[op] = cached
     return cached
 
-  def graph_inputs(self, op):
-    """Inputs of `op` that are graph tensors (captured eager values dropped;
-    only a function graph's inputs can resolve to them)."""
-    cached = self._graph_inputs_cache.get(op)
+  def input_edges(self, op):
+    """(`graph_inputs(op)`, their ops), read once per op: the walks and the
+    pending counts ask for these for every op they visit."""
+    cached = self._edges_cache.get(op)
     if cached is None:
-      cached = self.inputs(op)
-      if tf_compat.is_function_graph(op.graph):
-        cached = [t for t in cached if not tf_compat.is_eager_tensor(t)]
-      self._graph_inputs_cache[op] = cached
+      ts = self.inputs(op)
+      if tf_compat.is_function_graph(op.graph):  # only these resolve to
+        ts = [t for t in ts if not tf_compat.is_eager_tensor(t)]  # eager
+      cached = self._edges_cache[op] = (ts, [t.op for t in ts])
     return cached
 
+  def graph_inputs(self, op):
+    """Inputs of `op` that are graph tensors (captured eager values
+    dropped)."""
+    return self.input_edges(op)[0]
+
   def input_ops(self, op):
-    """The ops of `graph_inputs(op)`, one per input (repeats kept): the
-    walks and the pending counts read these for every op they visit."""
-    cached = self._input_ops_cache.get(op)
-    if cached is None:
-      cached = self._input_ops_cache[op] = [
-          t.op for t in self.graph_inputs(op)]
-    return cached
+    """The ops of `graph_inputs(op)`, one per input (repeats kept)."""
+    return self.input_edges(op)[1]
 
   def consumers(self, t):
     """Ops consuming `t`, including through captures by function graphs."""
@@ -188,13 +187,12 @@ class _Backward:
 
   def run(self, budget=-1):
     seen, stack, feeds = self.seen, self.stack, self.feeds
-    graph_inputs = self._resolver.graph_inputs
-    input_ops = self._resolver.input_ops
+    input_edges = self._resolver.input_edges
     is_trainable = tf_compat.is_trainable
     while stack and budget:
       budget -= 1
       op = stack.pop()
-      for t, inp in zip(graph_inputs(op), input_ops(op)):
+      for t, inp in zip(*input_edges(op)):
         if is_trainable(t):
           feeds[inp].append(op)
         if inp not in seen:
@@ -251,20 +249,22 @@ def between(to_ops, from_ops, stop_gradient_ops, resolver, blocks=None,
     reached, ancestors = reachable_from(from_ops, resolver, blocks,
                                         blocked), None
   reachable_to_ops = {op for op in to_ops if op in reached}
+  # Members: what the backward pass from the ys meets inside `reached`. A
+  # member's inputs in `reached` are members too, so each such input
+  # counts one more pending contribution as it is queued.
   ops, members = [], set()
-  queue = collections.deque(to_ops)
+  pending = collections.defaultdict(int)
+  queue = collections.deque(op for op in to_ops if op in reached)
   input_ops = resolver.input_ops
   while queue:
     op = queue.popleft()
-    if op in reached and op not in members:
+    if op not in members:
       members.add(op)
       ops.append(op)
-      queue.extend(input_ops(op))
-  pending = collections.defaultdict(int)
-  for op in ops:
-    for inp in input_ops(op):
-      if inp in members:
-        pending[inp] += 1
+      for inp in input_ops(op):
+        if inp in reached:
+          pending[inp] += 1
+          queue.append(inp)
   stops = stop_ops(from_ops, stop_gradient_ops, pending, resolver)
   return Subgraph(ops, members, pending, reachable_to_ops, stops,
                   list(from_ops), set(stop_gradient_ops), blocked=blocked,
