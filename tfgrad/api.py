@@ -152,15 +152,19 @@ def _gradients_in_graph(ys, xs, grad_ys, name, colocate_gradients_with_ops,
     to_ops = [y.op for y in ys]
     resolver = graph_walk.InputResolver(
         xs, tf_compat.function_graph_chain(src_graph))
+    # With v1 loops about, the check below must see every op cut,
+    # also those no y depends on, which the pruned walk never visits.
+    prune = not graph_walk.may_hold_v1_loops(src_graph)
     subgraph = graph_walk.between(
         to_ops, [x.op for x in xs], [t.op for t in stop_gradients], resolver,
         blocks=lambda op: backprop.blocks_gradient(op, src_graph,
-                                                   options.strict))
+                                                   options.strict),
+        prune=prune)
     if v1_loops.blocked_inside_loop(subgraph.blocked):
       # as stock, whose walk crosses ops declared not differentiable
       subgraph = graph_walk.between(
           to_ops, [x.op for x in xs], [t.op for t in stop_gradients],
-          resolver)
+          resolver, prune=False)
     if v1_loops.in_xla_loop(subgraph.ops):
       return _v1_control_flow_fallback(
           ys, xs, grad_ys, scope, options, stop_gradients, src_graph)
@@ -174,6 +178,7 @@ def _gradients_in_graph(ys, xs, grad_ys, name, colocate_gradients_with_ops,
       state.loops = v1_loops.LoopStates.plan(subgraph, resolver,
                                              state.colocated)
       if state.loops is not None:  # the loops' Exits changed pending counts
+        subgraph.ancestors = None  # and joined with no y depending on them
         subgraph.stop_ops = graph_walk.stop_ops(
             subgraph.from_ops, subgraph.stop_gradient_ops, subgraph.pending,
             resolver)

@@ -119,33 +119,45 @@ def run(state, ys, grad_ys, xs):
   if state.loops is not None:
     state.loops.seed(state, queue, queued)
   grads, stop_ops = state.grads, state.subgraph.stop_ops
+  input_ops = state.resolver.input_ops
+  plain = state.loops is None and not state.options.colocate
   while queue:
     op = queue.popleft()
     per_output = grads.get(op)
     if per_output is None or (op in stop_ops and _unsummed(per_output)):
       pass  # builds nothing (an x's op: _collect takes its gradient)
     elif not _passed_through(state, op, per_output):
-      with state.colocated(op):
-        with state.loop_context(op, before=True):
-          out_grads = _aggregated_output_grads(state, op)
-        with state.loop_context(op, before=False):
-          try:
-            in_grads = _input_grads(state, op, out_grads)
-          except LookupError as e:
-            raise _through_body(state, op, e)
-          if in_grads is not None:
-            _hand_to_inputs(state, op, in_grads)
+      if plain:  # no context to enter around the op's gradients
+        _apply_rule(state, op, _aggregated_output_grads(state, op))
+      else:
+        with state.colocated(op):
+          with state.loop_context(op, before=True):
+            out_grads = _aggregated_output_grads(state, op)
+          with state.loop_context(op, before=False):
+            _apply_rule(state, op, out_grads)
     if state.loops is not None:  # v1 loops: Exits wait, Switches twice
       state.loops.visited(grads, op)
       state.loops.release(state, op, queue)
       continue
-    for t in state.resolver.graph_inputs(op):
-      pending[t.op] -= 1
-      if pending[t.op] == 0:
-        queue.append(t.op)
+    for inp in input_ops(op):
+      count = pending[inp] - 1
+      pending[inp] = count
+      if count == 0:
+        queue.append(inp)
   if state.loops is not None:
     state.loops.finish()
   return [_collect(state, x) for x in xs]
+
+
+def _apply_rule(state, op, out_grads):
+  """Calls `op`'s rule on its summed output gradients and hands the
+  results to its inputs."""
+  try:
+    in_grads = _input_grads(state, op, out_grads)
+  except LookupError as e:
+    raise _through_body(state, op, e)
+  if in_grads is not None:
+    _hand_to_inputs(state, op, in_grads)
 
 
 def _unsummed(per_output):

@@ -10,6 +10,8 @@ differentiated with respect to an x in the graph that encloses it.
 import collections
 import dataclasses
 
+import tensorflow as tf
+
 from tfgrad import tf_compat
 
 
@@ -21,7 +23,7 @@ class InputResolver:
   def __init__(self, xs, func_graphs):
     self._x_ids = {id(x) for x in xs}
     self._cache = {}
-    self._graph_inputs_cache = {}
+    self._edges_cache = {}
     self._outer_of = {}     # id(placeholder) -> outer tensor
     self._inner_of = collections.defaultdict(list)  # id(outer) -> placeholders
     for graph in func_graphs:
@@ -58,13 +60,25 @@ class InputResolver:
       self._cache[op] = cached
     return cached
 
-  def graph_inputs(self, op):
-    """Inputs of `op` that are graph tensors (captured eager values dropped)."""
-    cached = self._graph_inputs_cache.get(op)
+  def input_edges(self, op):
+    """(`graph_inputs(op)`, their ops), read once per op: the walks and the
+    pending counts ask for these for every op they visit."""
+    cached = self._edges_cache.get(op)
     if cached is None:
-      cached = self._graph_inputs_cache[op] = [
-          t for t in self.inputs(op) if not tf_compat.is_eager_tensor(t)]
+      ts = self.inputs(op)
+      if tf_compat.is_function_graph(op.graph):  # only these resolve to
+        ts = [t for t in ts if not tf_compat.is_eager_tensor(t)]  # eager
+      cached = self._edges_cache[op] = (ts, [t.op for t in ts])
     return cached
+
+  def graph_inputs(self, op):
+    """Inputs of `op` that are graph tensors (captured eager values
+    dropped)."""
+    return self.input_edges(op)[0]
+
+  def input_ops(self, op):
+    """The ops of `graph_inputs(op)`, one per input (repeats kept)."""
+    return self.input_edges(op)[1]
 
   def consumers(self, t):
     """Ops consuming `t`, including through captures by function graphs."""
@@ -88,53 +102,186 @@ class Subgraph:
   stop_gradient_ops: set = dataclasses.field(default_factory=set)
   full_reach: set = None    # reachable_from(from_ops) unblocked, on demand
   blocked: set = dataclasses.field(default_factory=set)  # ops `blocks` cut
+  ancestors: set = None     # ops some y depends on, when the walk pruned
 
 
-def reachable_from(from_ops, resolver, blocks=None, blocked=None):
+def reachable_from(from_ops, resolver, blocks=None, blocked=None,
+                   within=None):
   """Ops reachable from `from_ops` through trainable tensors, not passing
   through ops for which `blocks(op)` is true (ops declared not
   differentiable: no gradient crosses them, so inputs that reach an x only
-  through one need no gradient). The ops cut are added to `blocked`."""
-  reached = set()
-  blocked = set() if blocked is None else blocked
-  queue = collections.deque(from_ops)
-  starts = set(from_ops)
-  is_trainable, consumers = tf_compat.is_trainable, resolver.consumers
-  while queue:
-    op = queue.popleft()
-    if op in reached or op in blocked:
-      continue
-    if blocks is not None and op not in starts and blocks(op):
-      blocked.add(op)
-      continue
-    reached.add(op)
-    for out in op.outputs:
-      if is_trainable(out):
-        queue.extend(consumers(out))
-  return reached
+  through one need no gradient). The ops cut are added to `blocked`.
+  With `within`, a set of ops, the walk stays inside it: ops outside it
+  are neither reached nor cut."""
+  walk = _Forward(from_ops, resolver, blocks,
+                  set() if blocked is None else blocked)
+  if within is not None:
+    walk.restrict(within)
+  walk.run()
+  return walk.reached
 
 
-def between(to_ops, from_ops, stop_gradient_ops, resolver, blocks=None):
-  """The ops between xs' ops and ys' ops, their pending counts and stops."""
+class _Forward:
+  """The walk of `reachable_from`, resumable: `run(budget)` goes on for at
+  most `budget` ops and says whether it is done; `restrict` confines the
+  rest of it to a set of ops, and may say which of them each op's
+  trainable outputs feed (then the walk asks the graph nothing more)."""
+
+  def __init__(self, from_ops, resolver, blocks, blocked):
+    self.queue = collections.deque(from_ops)
+    self.starts = set(from_ops)
+    self.reached = set()
+    self.blocked = blocked
+    self._blocks = blocks
+    self._next = self._consumers_of(resolver.consumers)
+
+  @staticmethod
+  def _consumers_of(consumers):
+    is_trainable = tf_compat.is_trainable
+    def next_ops(op):
+      found = []
+      for out in op.outputs:
+        if is_trainable(out):
+          found.extend(consumers(out))
+      return found
+    return next_ops
+
+  def restrict(self, within, feeds=None):
+    """From now on, only ops in `within`; `feeds` maps each op to the ops
+    of `within` its trainable outputs feed, if known."""
+    self.queue = collections.deque(op for op in self.queue if op in within)
+    if feeds is not None:
+      self._next = lambda op: feeds.get(op, ())
+    else:
+      next_ops = self._next
+      self._next = lambda op: [c for c in next_ops(op) if c in within]
+
+  def run(self, budget=-1):
+    queue, reached, blocked = self.queue, self.reached, self.blocked
+    starts, blocks, next_ops = self.starts, self._blocks, self._next
+    while queue and budget:
+      op = queue.popleft()
+      if op in reached or op in blocked:
+        continue
+      budget -= 1
+      if blocks is not None and op not in starts and blocks(op):
+        blocked.add(op)
+        continue
+      reached.add(op)
+      queue.extend(next_ops(op))
+    return not queue
+
+
+class _Backward:
+  """The ops some of `to_ops` depend on, themselves included (inputs
+  followed through function-graph captures, as `graph_inputs` gives
+  them), gathered by `run(budget)` as `_Forward.run` does. `feeds` maps
+  each op met to the ops of the set its trainable outputs feed: once the
+  set is complete, the forward walk inside it needs no graph queries."""
+
+  def __init__(self, to_ops, resolver):
+    self.seen = set(to_ops)
+    self.stack = list(self.seen)
+    self.feeds = collections.defaultdict(list)
+    self._resolver = resolver
+
+  def run(self, budget=-1):
+    seen, stack, feeds = self.seen, self.stack, self.feeds
+    input_edges = self._resolver.input_edges
+    is_trainable = tf_compat.is_trainable
+    while stack and budget:
+      budget -= 1
+      op = stack.pop()
+      for t, inp in zip(*input_edges(op)):
+        if is_trainable(t):
+          feeds[inp].append(op)
+        if inp not in seen:
+          seen.add(inp)
+          stack.append(inp)
+    return not stack
+
+
+# Ops the two walks of `_reach_and_ancestors` take per turn. The backward
+# walk takes more: its work on ops between xs and ys is needed anyway (their
+# inputs, for pending counts and rules), and its set, once complete, makes
+# the rest of the forward walk cheap.
+_FORWARD_STEPS = 16
+_BACKWARD_STEPS = 64
+
+
+def _reach_and_ancestors(to_ops, from_ops, resolver, blocks, blocked):
+  """The forward reach from xs, as far as ops between xs and ys go, and
+  the ys' ancestors if they were gathered (else None).
+
+  Ops between xs and ys lie in both the forward reach from the xs and the
+  ys' ancestors; either set bounds the search once known. The two walks
+  take turns until one is complete: then the forward walk finishes inside
+  the ancestors, or it finished first. So the cost is bounded by a few
+  times the smaller set, not the larger: a graph where the xs feed much
+  that no y reads (variable initializers, other losses, earlier gradients)
+  costs little more than its ys' ancestors, and one where the ys read much
+  that no x reaches (a long input pipeline) little more than the xs'
+  forward reach."""
+  forward = _Forward(from_ops, resolver, blocks, blocked)
+  backward = _Backward(to_ops, resolver)
+  while not forward.run(_FORWARD_STEPS):
+    if backward.run(_BACKWARD_STEPS):
+      forward.restrict(backward.seen, backward.feeds)
+      forward.run()
+      return forward.reached, backward.seen
+  return forward.reached, None
+
+
+def between(to_ops, from_ops, stop_gradient_ops, resolver, blocks=None,
+            prune=True):
+  """The ops between xs' ops and ys' ops, their pending counts and stops.
+
+  With `prune`, the forward reach from the xs may stop at ops no y depends
+  on (`_reach_and_ancestors`): the ops, members, pending counts and stops
+  are those of the full walk (the ops it leaves out are ones the backward
+  pass from ys never meets), but `blocked` may lack cut ops no y depends
+  on. `prune=False` walks everything the xs reach, listing every op cut."""
   blocked = set()
-  reached = reachable_from(from_ops, resolver, blocks, blocked)
+  if prune:
+    reached, ancestors = _reach_and_ancestors(to_ops, from_ops, resolver,
+                                              blocks, blocked)
+  else:
+    reached, ancestors = reachable_from(from_ops, resolver, blocks,
+                                        blocked), None
   reachable_to_ops = {op for op in to_ops if op in reached}
+  # Members: what the backward pass from the ys meets inside `reached`. A
+  # member's inputs in `reached` are members too, so each such input
+  # counts one more pending contribution as it is queued.
   ops, members = [], set()
-  queue = collections.deque(to_ops)
+  pending = collections.defaultdict(int)
+  queue = collections.deque(op for op in to_ops if op in reached)
+  input_ops = resolver.input_ops
   while queue:
     op = queue.popleft()
-    if op in reached and op not in members:
+    if op not in members:
       members.add(op)
       ops.append(op)
-      queue.extend(t.op for t in resolver.graph_inputs(op))
-  pending = collections.defaultdict(int)
-  for op in ops:
-    for t in resolver.graph_inputs(op):
-      if t.op in members:
-        pending[t.op] += 1
+      for inp in input_ops(op):
+        if inp in reached:
+          pending[inp] += 1
+          queue.append(inp)
   stops = stop_ops(from_ops, stop_gradient_ops, pending, resolver)
   return Subgraph(ops, members, pending, reachable_to_ops, stops,
-                  list(from_ops), set(stop_gradient_ops), blocked=blocked)
+                  list(from_ops), set(stop_gradient_ops), blocked=blocked,
+                  ancestors=ancestors)
+
+
+def may_hold_v1_loops(graph):
+  """True if `graph` or a graph enclosing it holds a v1 while loop (TF
+  lists each outermost `WhileContext` in the graph's WHILE_CONTEXT
+  collection, also when a meta graph is imported). Read through
+  `get_collection`, which copies and never adds a collection."""
+  key = tf.compat.v1.GraphKeys.WHILE_CONTEXT
+  while graph is not None:
+    if graph.get_collection(key):
+      return True
+    graph = getattr(graph, "outer_graph", None)
+  return False
 
 
 def stop_ops(from_ops, stop_gradient_ops, pending, resolver):
@@ -156,8 +303,9 @@ def stops_in_unpruned_walk(op, subgraph, resolver):
     return False
   if op in subgraph.stop_gradient_ops:
     return True
-  if subgraph.full_reach is None:
-    subgraph.full_reach = reachable_from(subgraph.from_ops, resolver)
+  if subgraph.full_reach is None:  # only `op`'s inputs are asked about:
+    subgraph.full_reach = reachable_from(  # y depends on them, if pruned
+        subgraph.from_ops, resolver, within=subgraph.ancestors)
   return not any(t.op in subgraph.full_reach
                  for t in resolver.graph_inputs(op))
 
