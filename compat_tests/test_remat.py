@@ -195,13 +195,35 @@ def test_recomputation_waits_for_the_gradient():
     t3 = graph.get_tensor_by_name("t3:0")
     tfgrad.gradients(loss, w, checkpoints=[t3])
     first = graph.get_operation_by_name("mm0_remat")
-    # Its inputs: h0 (needs no gradient), and w through an Identity that
-    # waits for the gradient of t3.
-    bridge = first.inputs[1].op
-    assert first.inputs[0].op.name == "h0"
-    assert bridge.type == "Identity" and bridge.inputs[0].op.name == "w"
-    assert bridge.control_inputs, "the recomputation does not wait"
-    assert graph.get_operation_by_name("t3_remat").type == "Tanh"
+    # It reads what mm0 reads (h0, and w) and waits for the gradient of
+    # t3, computed from the top segment's ops alone.
+    assert [t.op.name for t in first.inputs] == ["h0", "w"]
+    assert first.control_inputs, "the recomputation does not wait"
+    t3_remat = graph.get_operation_by_name("t3_remat")
+    assert t3_remat.type == "Tanh"
+    (wait,) = first.control_inputs
+    assert not _upstream(wait, {op for op in graph.get_operations()
+                                if op.name.endswith("_remat")})
+    # The copy of t3, not t3, gets the gradient: t3's rule is not run.
+    consumers = {c.name for c in t3_remat.outputs[0].consumers()}
+    assert any("t3_remat_grad" in n for n in consumers), consumers
+    assert not any(n.startswith("gradients/t3_grad")
+                   for n in (op.name for op in graph.get_operations()))
+
+
+def _upstream(op, targets):
+  """Whether some op of `targets` is among `op`'s ancestors (data and
+  control inputs)."""
+  seen, stack = set(), [op]
+  while stack:
+    cur = stack.pop()
+    if cur in targets:
+      return True
+    for dep in list(cur.control_inputs) + [t.op for t in cur.inputs]:
+      if dep not in seen:
+        seen.add(dep)
+        stack.append(dep)
+  return False
 
 
 def test_random_ops_are_not_recomputed_differently():

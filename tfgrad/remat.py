@@ -272,36 +272,23 @@ class _Backprop:
 
   def _segment(self, c, redirect):
     """Copies the ops of c's segment and redirects c.op's kept outputs to
-    the copy's. Inputs from outside the segment (kept tensors, parameters,
-    xs) that need a gradient are read through an Identity each: the
-    engine's walk from those starts at the copies, not at every consumer
-    of a weight in the whole graph. The Identities and the copies reading
-    no other copy are the segment's roots: `_ready` makes them wait."""
-    copies, bridges, roots = {}, {}, []
+    the copy's. Copies read each other, and the tensors from outside the
+    segment (kept tensors, parameters, xs) as the originals do: the
+    engine's walk sends the gradients of kept tensors on to their own
+    copies. The copies reading no other copy are the segment's roots:
+    `_ready` makes them wait."""
+    copies, roots = {}, []
     for op in self._segment_ops(c):
-      inputs, is_root = [], True
-      for t in op.inputs:
-        if id(t) in copies:
-          inputs.append(copies[id(t)])
-          is_root = False
-        elif self._needs_grad(t):
-          if id(t) not in bridges:
-            bridges[id(t)] = raw.Identity(input=t, name=_base(t) + "_remat")
-            roots.append(bridges[id(t)].op)
-          inputs.append(bridges[id(t)])
-          is_root = False
-        else:
-          inputs.append(t)
+      inputs = [copies.get(id(t), t) for t in op.inputs]
       new = _copy(self.graph, op, inputs)
-      if is_root:
+      if not any(id(t) in copies for t in op.inputs):
         roots.append(new)
       for old, out in zip(op.outputs, new.outputs):
         copies[id(old)] = out
-    last = copies[id(c)].op
     for out in c.op.outputs:
       if id(out) in self.kept_ids:
         redirect[id(out)] = copies[id(out)]
-    self.waits[last] = roots
+    self.waits[copies[id(c)].op] = roots
 
   def _ready(self, op, per_output):
     """The engine's turn for the last copy of a segment: sums each output's
