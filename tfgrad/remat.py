@@ -329,10 +329,14 @@ def _grouped(op, inputs):
 
 
 def _copy(graph, op, inputs):
-  """A copy of `op` reading `inputs`, named `<op>_remat` from the root
-  name scope: built by TF's lean constructor path when it applies
+  """A copy of `op` reading `inputs`, named `<op>_remat`."""
+  return copy_named(graph, op, inputs, op.name + "_remat")
+
+
+def copy_named(graph, op, inputs, name):
+  """A copy of `op` reading `inputs`, named `name` from the root name
+  scope: built by TF's lean constructor path when it applies
   (`tf_compat.create_op`), else by `tf_compat.copy_op`."""
-  name = op.name + "_remat"
   grouped = None if op.device else _grouped(op, inputs)
   if grouped is None:
     return tf_compat.copy_op(graph, op, inputs, name)
