@@ -1,24 +1,25 @@
 """Memory-saving gradients: `tfgrad.gradients(..., checkpoints=...)`.
 
 The forward graph between the xs and the ys is cut at the kept tensors
-(`remat_select` chooses them). Backprop then runs segment by segment, from
-the ys down:
+(`remat_select` chooses them). The gradient is then one engine pass:
 
-    top       the ops between the last kept tensors and the ys are
-              differentiated as they are (their values are fresh anyway);
-    segments  for each kept tensor c, latest first, once every gradient
-              contribution to c is in: the ops that compute c from other
-              kept tensors, xs and parameters are copied (same op type,
-              attributes, device and colocation; inputs from the copy or,
-              across the cut, through an Identity), the copies that start
-              the segment wait (control inputs) for c's gradient, so
-              they run, and their buffers live, only then; the copy is
-              differentiated by the engine with c's gradient as grad_ys;
-    params    gradients that reached parameter tensors (variable reads,
-              weight reshapes, never recomputed) go on to the xs;
-    collect   each x's contributions are summed (IndexedSlices stay
-              sparse), then `unconnected_gradients` applies.
+    copies    for each kept tensor c, the ops that compute c from other
+              kept tensors, xs and parameters are copied first (same op
+              type, attributes, device and colocation; each copy reads the
+              other copies of its segment and the originals' other inputs);
+    redirect  the engine's walk sees every reader of c reading c's copy,
+              so the copy takes c's gradient: the ops between the last
+              kept tensors and the ys are differentiated as they are, and
+              a segment's turn comes, latest first, once every gradient
+              contribution to c is in;
+    wait      at that turn (`on_ready`) the contributions are summed and
+              the copies that start the segment get the sum as a control
+              input, so they run, and their buffers live, only then;
+              parameters (variable reads, weight reshapes, never
+              recomputed) pass gradients on to the xs in the same walk.
 
+One pass, not one engine call per segment: each call costs a walk and
+fixed setup, which dominated construction time for many small segments.
 Ops with state (random number generators, stateful calls) are never
 copied: their outputs and inputs are kept, their gradients run on the
 original op. Stateless random ops are copied with their seeds, so they
