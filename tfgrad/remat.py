@@ -347,10 +347,6 @@ def copy_named(graph, op, inputs, name):
                                name, grouped)
 
 
-def _base(t):
-  return t.op.name + ("" if t.value_index == 0 else f"_{t.value_index}")
-
-
 def _wait_for(op, waits):
   """Adds control inputs to `op`, built before what it must wait for
   (TF's `Operation._add_control_input`, TF 2.16-2.21; the op is new and
