@@ -195,13 +195,35 @@ def test_recomputation_waits_for_the_gradient():
     t3 = graph.get_tensor_by_name("t3:0")
     tfgrad.gradients(loss, w, checkpoints=[t3])
     first = graph.get_operation_by_name("mm0_remat")
-    # Its inputs: h0 (needs no gradient), and w through an Identity that
-    # waits for the gradient of t3.
-    bridge = first.inputs[1].op
-    assert first.inputs[0].op.name == "h0"
-    assert bridge.type == "Identity" and bridge.inputs[0].op.name == "w"
-    assert bridge.control_inputs, "the recomputation does not wait"
-    assert graph.get_operation_by_name("t3_remat").type == "Tanh"
+    # It reads what mm0 reads (h0, and w) and waits for the gradient of
+    # t3, computed from the top segment's ops alone.
+    assert [t.op.name for t in first.inputs] == ["h0", "w"]
+    assert first.control_inputs, "the recomputation does not wait"
+    t3_remat = graph.get_operation_by_name("t3_remat")
+    assert t3_remat.type == "Tanh"
+    (wait,) = first.control_inputs
+    assert not _upstream(wait, {op for op in graph.get_operations()
+                                if op.name.endswith("_remat")})
+    # The copy of t3, not t3, gets the gradient: t3's rule is not run.
+    consumers = {c.name for c in t3_remat.outputs[0].consumers()}
+    assert any("t3_remat_grad" in n for n in consumers), consumers
+    assert not any(n.startswith("gradients/t3_grad")
+                   for n in (op.name for op in graph.get_operations()))
+
+
+def _upstream(op, targets):
+  """Whether some op of `targets` is among `op`'s ancestors (data and
+  control inputs)."""
+  seen, stack = set(), [op]
+  while stack:
+    cur = stack.pop()
+    if cur in targets:
+      return True
+    for dep in list(cur.control_inputs) + [t.op for t in cur.inputs]:
+      if dep not in seen:
+        seen.add(dep)
+        stack.append(dep)
+  return False
 
 
 def test_random_ops_are_not_recomputed_differently():
@@ -327,3 +349,100 @@ def test_copies_keep_device_colocation_and_inputs_grouping():
     with tf.compat.v1.Session() as sess:
       sess.run(tf.compat.v1.global_variables_initializer())
       np.testing.assert_allclose(*sess.run((ours, theirs)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize("mode", ["memory", "speed"])
+def test_one_engine_pass_and_every_recomputation_waits(model, mode,
+                                                       monkeypatch):
+  """All segments are differentiated in one engine call; each copy that
+  reads no other copy waits (control inputs) for a gradient (its
+  segment's incoming one, read by gradient ops), which does not depend on
+  the waiting copy."""
+  from tfgrad import api  # pylint: disable=g-import-not-at-top
+  calls = []
+  real = api.gradients_helper
+
+  def counting(*args, **kwargs):
+    calls.append(kwargs.get("redirect") is not None)
+    return real(*args, **kwargs)
+
+  with tf.Graph().as_default() as graph:
+    ys, xs = MODELS[model]()
+    before = set(graph.get_operations())
+    monkeypatch.setattr(api, "gradients_helper", counting)
+    tfgrad.gradients(ys, xs, checkpoints=mode)
+    monkeypatch.setattr(api, "gradients_helper", real)
+    copies = {op for op in graph.get_operations()
+              if op not in before and op.name.endswith("_remat")}
+    # Conds and calls (their bodies) are differentiated by calls of their
+    # own; the checkpointing pass itself is one.
+    assert calls[0] and calls.count(True) == 1, calls
+    for op in copies:
+      if any(t.op in copies for t in op.inputs):
+        continue
+      assert op.control_inputs, f"{op.name} does not wait"
+      for wait in op.control_inputs:
+        assert wait.name.startswith("gradients"), (op.name, wait.name)
+        assert not _upstream(wait, {op}), (op.name, wait.name)
+        readers = {c.name for out in wait.outputs for c in out.consumers()}
+        assert readers and all(n.startswith("gradients") for n in readers), (
+            wait.name, readers)
+
+
+def _reference_chain(data_bytes, pos, costs, limit):
+  """The chain DP by its definition (all predecessors tried)."""
+  n, inf = len(pos), (float("inf"), 0)
+  best, prev = [inf] * n, [-1] * n
+  start = lambda i: 0 if i < 0 else pos[i] + 1  # noqa: E731
+  for j in range(n):
+    if data_bytes[pos[j]] - data_bytes[0] <= limit:
+      best[j] = costs[j]
+    for i in range(j):
+      if best[i][0] == float("inf") or \
+          data_bytes[pos[j]] - data_bytes[start(i)] > limit:
+        continue
+      c = (best[i][0] + costs[j][0], best[i][1] + costs[j][1])
+      if c < best[j]:
+        best[j], prev[j] = c, i
+  total = data_bytes[-1]
+  if total <= limit:
+    return []
+  ends = [j for j in range(n) if best[j][0] < float("inf")
+          and total - data_bytes[pos[j] + 1] <= limit]
+  if not ends:
+    return None
+  j, chosen = min(ends, key=lambda j: best[j]), []
+  while j >= 0:
+    chosen.append(j)
+    j = prev[j]
+  return chosen[::-1]
+
+
+def test_chain_program_matches_its_definition():
+  """The DP's windowed queue gives the choices of trying every
+  predecessor, ties included (equal sizes and FLOPs are common)."""
+  import types  # pylint: disable=g-import-not-at-top
+  from tfgrad import remat_select  # pylint: disable=g-import-not-at-top
+  rng = np.random.RandomState(7)
+  for trial in range(200):
+    n_ops = rng.randint(1, 40)
+    sizes = rng.choice([1, 2, 4, 8], size=n_ops)
+    data_bytes = [0] + list(np.cumsum(sizes))
+    pos = sorted(rng.choice(n_ops, size=rng.randint(1, n_ops + 1),
+                            replace=False))
+    ops = [type("Op", (), {})() for _ in range(n_ops)]
+    cands = [types.SimpleNamespace(op=ops[p]) for p in pos]
+    costs = [(int(rng.choice([1, 2, 4])), -int(rng.choice([0, 5])))
+             for _ in pos]
+    by_id = {id(c): cost for c, cost in zip(cands, costs)}
+    flops = {c.op: -cost[1] for c, cost in zip(cands, costs)}
+    fwd = types.SimpleNamespace(
+        pos={op: i for i, op in enumerate(ops)},
+        prefix=(data_bytes, None, None),
+        bytes_of=lambda t: by_id[id(t)][0], flops_of=flops.get)
+    for limit in sorted({1, 3, 8, 20, int(data_bytes[-1])}):
+      got = remat_select._chain(fwd, cands, limit)  # pylint: disable=protected-access
+      want = _reference_chain(data_bytes, pos, costs, limit)
+      got = None if got is None else [cands.index(t) for t in got]
+      assert got == want, (trial, limit)

@@ -94,12 +94,15 @@ def gradients_helper(ys, xs, grad_ys=None, name="gradients",
                      aggregation_method=None, stop_gradients=None,
                      unconnected_gradients=tf.UnconnectedGradients.NONE,
                      src_graph=None, optimize_identity_n=False, *,
-                     strict=None, seed_identity=True):
+                     strict=None, seed_identity=True, redirect=None,
+                     on_ready=None):
   """The engine's entry point, with TF's internal `_GradientsHelper`
   signature: `src_graph` is the graph whose ops are differentiated (a
   function body, say) while new ops go into the default graph.
   `seed_identity=False` uses given grad_ys as they are (function-graph
-  builders, whose seeds are arguments: an Identity would only add an op)."""
+  builders, whose seeds are arguments: an Identity would only add an op).
+  `redirect` and `on_ready`: see `graph_walk.InputResolver` and
+  `backprop.Pass` (used by `tfgrad.remat`)."""
   if tf.executing_eagerly():
     raise RuntimeError("tf.gradients is not supported when eager execution "
                        "is enabled. Use tf.GradientTape instead.")
@@ -121,13 +124,15 @@ def gradients_helper(ys, xs, grad_ys=None, name="gradients",
                                colocate_gradients_with_ops, gate_gradients,
                                aggregation_method, stop_gradients,
                                unconnected_gradients, src_graph,
-                               optimize_identity_n, strict, seed_identity)
+                               optimize_identity_n, strict, seed_identity,
+                               redirect, on_ready)
 
 
 def _gradients_in_graph(ys, xs, grad_ys, name, colocate_gradients_with_ops,
                         gate_gradients, aggregation_method, stop_gradients,
                         unconnected_gradients, src_graph, optimize_identity_n,
-                        strict, seed_identity=True):
+                        strict, seed_identity=True, redirect=None,
+                        on_ready=None):
   """`gradients_helper` once composites are flattened, holding the lock of
   the graph it builds in (`tf_compat.building_lock`)."""
   src_graph = src_graph or tf.compat.v1.get_default_graph()
@@ -151,7 +156,7 @@ def _gradients_in_graph(ys, xs, grad_ys, name, colocate_gradients_with_ops,
     ys, xs, grad_ys = _validated(ys, xs, grad_ys, stop_gradients)
     to_ops = [y.op for y in ys]
     resolver = graph_walk.InputResolver(
-        xs, tf_compat.function_graph_chain(src_graph))
+        xs, tf_compat.function_graph_chain(src_graph), redirect)
     # With v1 loops about, the check below must see every op cut,
     # also those no y depends on, which the pruned walk never visits.
     prune = not graph_walk.may_hold_v1_loops(src_graph)
@@ -175,6 +180,7 @@ def _gradients_in_graph(ys, xs, grad_ys, name, colocate_gradients_with_ops,
                                    gradient_uid)
       state = backprop.Pass(options, src_graph, resolver, subgraph, to_ops,
                             gradient_uid, scope)
+      state.on_ready = on_ready
       state.loops = v1_loops.LoopStates.plan(subgraph, resolver,
                                              state.colocated)
       if state.loops is not None:  # the loops' Exits changed pending counts

@@ -58,6 +58,7 @@ class Pass:
   rules: dict = dataclasses.field(default_factory=dict)  # op -> find_rule
   seeds: dict = dataclasses.field(default_factory=dict)  # id(grad_y) -> i
   loops: object = None  # v1_loops.LoopStates when v1 loops are on the way
+  on_ready: object = None  # called (op, per_output) as an op's turn comes
 
   def attrs_of(self, op):
     """`tf_compat.private_attrs(op)`, read once per op and pass."""
@@ -124,6 +125,8 @@ def run(state, ys, grad_ys, xs):
   while queue:
     op = queue.popleft()
     per_output = grads.get(op)
+    if state.on_ready is not None and per_output is not None:
+      state.on_ready(op, per_output)
     if per_output is None or (op in stop_ops and _unsummed(per_output)):
       pass  # builds nothing (an x's op: _collect takes its gradient)
     elif not _passed_through(state, op, per_output):

@@ -18,10 +18,14 @@ from tfgrad import tf_compat
 class InputResolver:
   """Maps an op to its inputs, replacing captured placeholders of function
   graphs by the outer tensors they stand for (unless the placeholder is
-  itself one of the xs). Results are cached per op for one backprop call."""
+  itself one of the xs). Results are cached per op for one backprop call.
+  `redirect` (id(tensor) -> tensor) sends the gradient of a tensor to
+  another: ops reading the first are seen reading the second (the copies
+  `tfgrad.remat` recomputes take the gradients of what they recompute)."""
 
-  def __init__(self, xs, func_graphs):
+  def __init__(self, xs, func_graphs, redirect=None):
     self._x_ids = {id(x) for x in xs}
+    self._redirect = redirect
     self._cache = {}
     self._edges_cache = {}
     self._outer_of = {}     # id(placeholder) -> outer tensor
@@ -57,6 +61,8 @@ class InputResolver:
                   for t in op.inputs]
       else:
         cached = list(op.inputs)
+      if self._redirect:
+        cached = [self._redirect.get(id(t), t) for t in cached]
       self._cache[op] = cached
     return cached
 

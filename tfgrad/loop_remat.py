@@ -132,6 +132,7 @@ def _topological(body):
 def _copy_body(body, inputs):
   """The body's ops copied into the default graph, reading `inputs` (one
   per body input); the copies of the body's outputs."""
+  from tfgrad import remat  # pylint: disable=g-import-not-at-top
   graph = tf_compat.default_graph()
   mapping = {id(p): t for p, t in zip(body.inputs, inputs)}
   copied = {}
@@ -140,7 +141,7 @@ def _copy_body(body, inputs):
       continue
     ins = [mapping[id(t)] for t in o.inputs]
     with graph.control_dependencies([copied[c] for c in o.control_inputs]):
-      new = tf_compat.copy_op(graph, o, ins, o.name)
+      new = remat.copy_named(graph, o, ins, o.name)
     copied[o] = new
     for old, out in zip(o.outputs, new.outputs):
       tf_compat.copy_handle_data(old, out)

@@ -1,24 +1,25 @@
 """Memory-saving gradients: `tfgrad.gradients(..., checkpoints=...)`.
 
 The forward graph between the xs and the ys is cut at the kept tensors
-(`remat_select` chooses them). Backprop then runs segment by segment, from
-the ys down:
+(`remat_select` chooses them). The gradient is then one engine pass:
 
-    top       the ops between the last kept tensors and the ys are
-              differentiated as they are (their values are fresh anyway);
-    segments  for each kept tensor c, latest first, once every gradient
-              contribution to c is in: the ops that compute c from other
-              kept tensors, xs and parameters are copied (same op type,
-              attributes, device and colocation; inputs from the copy or,
-              across the cut, through an Identity), the copies that start
-              the segment wait (control inputs) for c's gradient, so
-              they run, and their buffers live, only then; the copy is
-              differentiated by the engine with c's gradient as grad_ys;
-    params    gradients that reached parameter tensors (variable reads,
-              weight reshapes, never recomputed) go on to the xs;
-    collect   each x's contributions are summed (IndexedSlices stay
-              sparse), then `unconnected_gradients` applies.
+    copies    for each kept tensor c, the ops that compute c from other
+              kept tensors, xs and parameters are copied first (same op
+              type, attributes, device and colocation; each copy reads the
+              other copies of its segment and the originals' other inputs);
+    redirect  the engine's walk sees every reader of c reading c's copy,
+              so the copy takes c's gradient: the ops between the last
+              kept tensors and the ys are differentiated as they are, and
+              a segment's turn comes, latest first, once every gradient
+              contribution to c is in;
+    wait      at that turn (`on_ready`) the contributions are summed and
+              the copies that start the segment get the sum as a control
+              input, so they run, and their buffers live, only then;
+              parameters (variable reads, weight reshapes, never
+              recomputed) pass gradients on to the xs in the same walk.
 
+One pass, not one engine call per segment: each call costs a walk and
+fixed setup, which dominated construction time for many small segments.
 Ops with state (random number generators, stateful calls) are never
 copied: their outputs and inputs are kept, their gradients run on the
 original op. Stateless random ops are copied with their seeds, so they
@@ -31,6 +32,7 @@ import threading
 import tensorflow as tf
 
 from tfgrad import aggregate
+from tfgrad import emit
 from tfgrad import graph_walk
 from tfgrad import remat_select
 from tfgrad import tf_compat
@@ -142,12 +144,12 @@ class _Call:
     self.scope, self.colocate, self.gate = scope, colocate, gate
     self.aggregation, self.strict = aggregation, strict
 
-  def grads(self, ys, xs, grad_ys, stop_gradients=None):
+  def grads(self, ys, xs, grad_ys, stop_gradients=None, **hooks):
     from tfgrad import api  # pylint: disable=g-import-not-at-top
     return api.gradients_helper(
         ys, xs, grad_ys, self.scope, self.colocate, self.gate,
         self.aggregation, stop_gradients, tf.UnconnectedGradients.NONE,
-        strict=self.strict)
+        strict=self.strict, **hooks)
 
 
 def prepare(ys, xs, grad_ys, stop_gradients, strict, checkpoints):
@@ -221,6 +223,7 @@ class _Backprop:
     self.stops = list(stops)
     self.stop_ops = {t.op for t in stops}
     kept = {}
+    self.waits = {}  # last copy of a segment -> the ops that wait
     for t in plan.kept:  # a kept op keeps all its outputs the graph uses
       for out in t.op.outputs:
         if tf_compat.is_trainable(out) and (
@@ -232,60 +235,30 @@ class _Backprop:
           kept[id(out)] = out
     self.kept = sorted(kept.values(), key=lambda t: fwd.pos[t.op])
     self.kept_ids = set(kept)
-    self.acc = {}  # id(tensor) -> gradient contributions
-    self.tensor_of = {}
     self.uid = tf_compat.new_gradient_uid(graph)
 
-  def _add(self, t, g):
-    if g is not None:
-      self.acc.setdefault(id(t), []).append(g)
-      self.tensor_of[id(t)] = t
-
-  def _sum(self, t):
-    return aggregate.aggregate(self.acc.pop(id(t), []), t.op, t.value_index,
-                               self.call.aggregation, self.uid)
-
   def run(self, ys, xs, grad_ys, unconnected):
-    boundary = [t for t in self.kept]
-    top = self.call.grads(ys, list(xs) + boundary, grad_ys,
-                          boundary + self.stops)
-    for x, g in zip(xs, top):
-      self._add(x, g)
-    for t, g in zip(boundary, top[len(xs):]):
-      self._add(t, g)
-    done_ops = set()
+    """Builds the copies of every segment, then differentiates once: the
+    engine sees each kept tensor's readers reading its copy, so the copy
+    takes the tensor's gradient, and a segment's turn comes once that
+    gradient is complete (`_ready` then makes the segment's first copies
+    wait for it)."""
+    redirect, self.waits = {}, {}
     for c in reversed(self.kept):
-      if c.op in done_ops or c.op in self.stop_ops:
-        continue
-      if self.fwd.kind[c.op] == "pinned":
-        done_ops.add(c.op)
-        self._through_original(c.op)
-      elif id(c) in self.acc:
-        self._segment(c)
-    self._params(xs)
-    result = []
-    for x in xs:
-      contributions = list(self.acc.get(id(x), []))
-      g = aggregate.aggregate(contributions, x.op, x.value_index,
-                              self.call.aggregation, self.uid)
-      if g is None and unconnected == tf.UnconnectedGradients.ZERO:
-        g = tf_compat.zeros_like_unconnected(x)
-      result.append(g)
-    return result
+      if (id(c) not in redirect and c.op not in self.stop_ops
+          and self.fwd.kind[c.op] == "data"):
+        self._segment(c, redirect)
+    ys = [redirect.get(id(y), y) for y in ys]
+    grads = self.call.grads(ys, xs, grad_ys, self.stops, redirect=redirect,
+                            on_ready=self._ready)
+    if unconnected == tf.UnconnectedGradients.ZERO:
+      grads = [tf_compat.zeros_like_unconnected(x) if g is None else g
+               for x, g in zip(xs, grads)]
+    return grads
 
   def _needs_grad(self, t):
     return (tf_compat.is_trainable(t) and t.op in self.fwd.members
             and (id(t) in self.fwd.x_ids or self.fwd.kind.get(t.op) != "x"))
-
-  def _through_original(self, op):
-    """Gradient of a stateful op, on the op itself (never recomputed)."""
-    outs = [o for o in op.outputs if id(o) in self.acc]
-    grad_ys = [self._sum(o) for o in outs]
-    ins = [t for t in op.inputs if self._needs_grad(t)]
-    if not outs or not ins:
-      return
-    for t, g in zip(ins, self.call.grads(outs, ins, grad_ys, ins)):
-      self._add(t, g)
 
   def _segment_ops(self, c):
     """Ops computing c from kept tensors, xs and parameters, topological."""
@@ -298,51 +271,44 @@ class _Backprop:
           stack.append(t.op)
     return sorted(ops, key=fwd.pos.get)
 
-  def _segment(self, c):
-    """Recomputes the ops of c's segment after c's gradient, and
-    differentiates the copy. Inputs from outside the segment (kept tensors,
-    parameters, xs) that need a gradient are read through an Identity
-    each: the engine's walk from those starts at the copies, not at every
-    consumer of a weight in the whole graph."""
-    g = self._sum(c)
-    wait = _waitable(g)
-    copies, bridges = {}, {}  # id(original output) -> copy / Identity
+  def _segment(self, c, redirect):
+    """Copies the ops of c's segment and redirects c.op's kept outputs to
+    the copy's. Copies read each other, and the tensors from outside the
+    segment (kept tensors, parameters, xs) as the originals do: the
+    engine's walk sends the gradients of kept tensors on to their own
+    copies. The copies reading no other copy are the segment's roots:
+    `_ready` makes them wait."""
+    copies, roots = {}, []
     for op in self._segment_ops(c):
-      inputs, is_root = [], True
-      for t in op.inputs:
-        if id(t) in copies:
-          inputs.append(copies[id(t)])
-          is_root = False
-        elif self._needs_grad(t):
-          if id(t) not in bridges:
-            with self.graph.control_dependencies([wait]):
-              bridges[id(t)] = (t, raw.Identity(input=t,
-                                                name=_base(t) + "_remat"))
-          inputs.append(bridges[id(t)][1])
-          is_root = False
-        else:
-          inputs.append(t)
-      waiting = (self.graph.control_dependencies([wait]) if is_root
-                 else contextlib.nullcontext())
-      with waiting:
-        new = _copy(self.graph, op, inputs)
+      inputs = [copies.get(id(t), t) for t in op.inputs]
+      new = _copy(self.graph, op, inputs)
+      if not any(id(t) in copies for t in op.inputs):
+        roots.append(new)
       for old, out in zip(op.outputs, new.outputs):
         copies[id(old)] = out
-    originals = [t for t, _ in bridges.values()]
-    idents = [b for _, b in bridges.values()]
-    grads = self.call.grads([copies[id(c)]], idents, [g])
-    for t, d in zip(originals, grads):
-      self._add(t, d)
+    for out in c.op.outputs:
+      if id(out) in self.kept_ids:
+        redirect[id(out)] = copies[id(out)]
+    self.waits[copies[id(c)].op] = roots
 
-  def _params(self, xs):
-    """Gradients that reached parameter tensors, on to the xs."""
-    params = [self.tensor_of[k] for k in list(self.acc)
-              if self.fwd.kind.get(self.tensor_of[k].op) == "param"]
-    if not params:
+  def _ready(self, op, per_output):
+    """The engine's turn for the last copy of a segment: sums each output's
+    gradient contributions (the engine then finds one) and makes the
+    segment's roots wait for the sums, so the recomputation runs, and its
+    buffers live, only once the gradient is there."""
+    roots = self.waits.pop(op, None)
+    if roots is None:
       return
-    grad_ys = [self._sum(t) for t in params]
-    for x, d in zip(xs, self.call.grads(params, list(xs), grad_ys)):
-      self._add(x, d)
+    waits = []
+    for i, contributions in enumerate(per_output):
+      if contributions:
+        g = aggregate.aggregate(
+            [emit.materialize(x) for x in contributions], op, i,
+            self.call.aggregation, self.uid)
+        per_output[i] = [g]
+        waits.append(_waitable(g).op)
+    for root in roots:
+      _wait_for(root, waits)
 
 
 def _grouped(op, inputs):
@@ -364,10 +330,14 @@ def _grouped(op, inputs):
 
 
 def _copy(graph, op, inputs):
-  """A copy of `op` reading `inputs`, named `<op>_remat` from the root
-  name scope: built by TF's lean constructor path when it applies
+  """A copy of `op` reading `inputs`, named `<op>_remat`."""
+  return copy_named(graph, op, inputs, op.name + "_remat")
+
+
+def copy_named(graph, op, inputs, name):
+  """A copy of `op` reading `inputs`, named `name` from the root name
+  scope: built by TF's lean constructor path when it applies
   (`tf_compat.create_op`), else by `tf_compat.copy_op`."""
-  name = op.name + "_remat"
   grouped = None if op.device else _grouped(op, inputs)
   if grouped is None:
     return tf_compat.copy_op(graph, op, inputs, name)
@@ -377,8 +347,12 @@ def _copy(graph, op, inputs):
                                name, grouped)
 
 
-def _base(t):
-  return t.op.name + ("" if t.value_index == 0 else f"_{t.value_index}")
+def _wait_for(op, waits):
+  """Adds control inputs to `op`, built before what it must wait for
+  (TF's `Operation._add_control_input`, TF 2.16-2.21; the op is new and
+  was never run)."""
+  for w in waits:
+    op._add_control_input(w)  # pylint: disable=protected-access
 
 
 def _waitable(g):

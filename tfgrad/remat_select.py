@@ -35,6 +35,7 @@ tensors, the plain estimate. Calibrated against the BFC allocator's peak
 (README). Policies never look at op names.
 """
 
+import collections
 import dataclasses
 import math
 
@@ -401,7 +402,10 @@ def plain_estimate(fwd):
 def _chain(fwd, cands, limit):
   """Dynamic program over the separators in topological order: the kept
   set with no segment over `limit` bytes and the fewest kept bytes, ties
-  broken toward keeping the outputs of expensive ops (less recompute)."""
+  broken toward keeping the outputs of expensive ops (less recompute).
+  The predecessors a separator may follow form a window that only moves
+  forward, so the best of them is kept in a monotonic queue (linear time
+  per limit; the earliest of equal ones wins)."""
   data_bytes = _prefix(fwd)[0]
   n = len(cands)
   pos = [fwd.pos[t.op] for t in cands]
@@ -409,17 +413,24 @@ def _chain(fwd, cands, limit):
   best = [inf] * n
   prev = [-1] * n
   lo = 0
+  window = collections.deque()  # indices, best[] increasing, front first
   costs = [(fwd.bytes_of(t), -fwd.flops_of(t.op)) for t in cands]
   seg_start = lambda i: 0 if i < 0 else pos[i] + 1  # noqa: E731
   for j in range(n):
     cost_j = costs[j]
     if data_bytes[pos[j]] - data_bytes[0] <= limit:
       best[j], prev[j] = cost_j, -1
+    if j > 0 and best[j - 1][0] != float("inf"):
+      b = best[j - 1]
+      while window and best[window[-1]] > b:
+        window.pop()
+      window.append(j - 1)
     while lo < j and data_bytes[pos[j]] - data_bytes[seg_start(lo)] > limit:
       lo += 1
-    for i in range(lo, j):
-      if best[i][0] == float("inf"):
-        continue
+    while window and window[0] < lo:
+      window.popleft()
+    if window:
+      i = window[0]
       c = (best[i][0] + cost_j[0], best[i][1] + cost_j[1])
       if c < best[j]:
         best[j], prev[j] = c, i

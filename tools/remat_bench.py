@@ -9,7 +9,9 @@ each engine (stock, plain tfgrad, "memory", "speed", and
 MemoryBudget(f x the measured plain peak) for each --budgets fraction
 f), then all graphs are run in turn, --runs times after a warm-up, each
 in its own Session under TF's BFC CPU allocator, reset before every run.
-Reported, per engine: build time (thread CPU), ops added, the medians of
+Reported, per engine: build time (thread CPU) of the measured graph and,
+as "x plain", the median of --build_reps paired ratios (plain and the
+engine built back to back in fresh graphs), ops added, the medians of
 run time, of the peak above the bytes in use before the run
 (`transient`: activations and gradients, without the variables) and of
 `peak` = transient + the graph's own variables (what the Session alone
@@ -52,6 +54,9 @@ flags.DEFINE_integer("runs", 5, "Timed Session runs per engine.")
 flags.DEFINE_list("budgets", ["0.5", "0.3"],
                   "MemoryBudget fractions of the measured plain peak "
                   "(transient bytes plus the model's variables).")
+flags.DEFINE_integer("build_reps", 5,
+                     "Back-to-back (plain, engine) builds per engine for "
+                     "the build-time ratio: the median of their ratios.")
 flags.DEFINE_bool("scaling", False, "Measure peak against MLP depth.")
 flags.DEFINE_string("plot", None, "Write the depth-scaling plot (SVG).")
 flags.DEFINE_string("json", None, "Write the results to this path.")
@@ -130,6 +135,31 @@ def _build(model, engine, sizes):
               result_bytes=result_bytes, var_bytes=var_bytes)
 
 
+def _build_seconds(model, engine, sizes):
+  """Thread CPU time of one gradient call in a fresh graph (nothing run)."""
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = _model(model, sizes)
+    start = time.thread_time()
+    if engine == "plain":
+      tfgrad.gradients(ys, xs)
+    elif engine == "stock":
+      tf.gradients(ys, xs)
+    else:
+      tfgrad.gradients(ys, xs, checkpoints=engine)
+    return time.thread_time() - start
+
+
+def _paired_build_ratio(model, engine, sizes, reps):
+  """Median of engine / plain build times, each pair built back to back
+  (the machine's load changes less within a pair than across a run)."""
+  ratios = []
+  for _ in range(reps):
+    plain = _build_seconds(model, "plain", sizes)
+    ratios.append(_build_seconds(model, engine, sizes) / plain)
+  return statistics.median(ratios)
+
+
 def _measure(built, runs):
   """Interleaved runs of every engine; per engine lists of run_s, peak,
   transient."""
@@ -165,6 +195,9 @@ def bench_model(model, sizes):
   info_results = built["plain"]["result_bytes"]
   info = {e: dict(build_ms=b["build_ms"], ops=b["ops"],
                   estimate=b["estimate"]) for e, b in built.items()}
+  for e in ("stock", "memory", "speed"):
+    info[e]["build_paired"] = _paired_build_ratio(model, e, sizes,
+                                                  FLAGS.build_reps)
   _close(built)
   for frac in FLAGS.budgets:
     budget = int(float(frac) * plain_peak)
@@ -173,7 +206,10 @@ def bench_model(model, sizes):
       built[name] = _build(model, tfgrad.MemoryBudget(budget), sizes)
       info[name] = dict(build_ms=built[name]["build_ms"],
                         ops=built[name]["ops"], budget=budget,
-                        estimate=built[name]["estimate"])
+                        estimate=built[name]["estimate"],
+                        build_paired=_paired_build_ratio(
+                            model, tfgrad.MemoryBudget(budget), sizes,
+                            FLAGS.build_reps))
     except ValueError as e:
       info[name] = dict(error=str(e), budget=budget)
   if built:
@@ -197,7 +233,9 @@ def bench_model(model, sizes):
                transient=statistics.median(s["transient"]),
                run_ratio=statistics.median(a / b for a, b in zip(
                    s["run_s"], ref["run_s"])),
-               build_ratio=row.get("build_ms", 0) / info["plain"]["build_ms"])
+               build_ratio=row.get("build_paired", 1.0 if e == "plain"
+                                   else row.get("build_ms", 0)
+                                   / info["plain"]["build_ms"]))
     row["peak_ratio"] = row["peak"] / statistics.median(ref["peak"])
     row["transient_ratio"] = row["transient"] / statistics.median(
         ref["transient"])
