@@ -82,7 +82,7 @@ def _several_vars_and_invariants():
 
 
 def _unused_output_and_stop_gradient():
-  """The issue's case: stock gives zeros for y (its exit is not used, and
+  """A TF1 user's case: stock gives zeros for y (its exit is not used, and
   its only way into x's results is through tf.stop_gradient)."""
   x, y = _c([1.3, 0.5]), _c(2.0)
 
