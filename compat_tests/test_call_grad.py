@@ -437,3 +437,30 @@ def test_call_and_cond_match_stock():
   with tfgrad.strict_mode():
     differential.in_graph(_call_and_cond)
     differential.in_function(_call_and_cond)
+
+
+def test_graph_and_function_are_freed_after_gradient():
+  """The cache of gradient functions dies with what it serves: after a
+  call's gradient (first and second order), dropping the graph and the
+  function frees the forward function graph and the outer graph."""
+  import gc  # pylint: disable=g-import-not-at-top
+  import weakref  # pylint: disable=g-import-not-at-top
+
+  def build():
+    @tf.function(autograph=False)
+    def f(x):
+      return tf.sin(x) * x
+
+    graph = tf.Graph()
+    with graph.as_default():
+      x = tf.constant([0.5, 1.5])
+      y = f(x)
+      g = tfgrad.gradients(y, x)[0]
+      tfgrad.gradients(g, x)
+      body = f.get_concrete_function(x).graph
+    return weakref.ref(graph), weakref.ref(body)
+
+  graph, body = build()
+  gc.collect()
+  assert graph() is None
+  assert body() is None
