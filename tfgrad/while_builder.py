@@ -210,9 +210,9 @@ def trace(graph, fn, args):
   """`fn` traced into the empty FuncGraph `graph` on one placeholder per
   tensor of `args` (their handle data copied; `fn` returns a flat list of
   tensors); what `func_graph_from_py_func` does for flat tensor lists, with
-  tfgrad's lean op creation. Stateful ops become control outputs (kept
-  when the function runs; gradient rules write no state, so no ordering
-  between them is added)."""
+  tfgrad's lean op creation. Stateful ops run in the order they were made
+  and become control outputs (`tf_compat.order_stateful`), as in TF's
+  loops, traced with automatic control dependencies."""
   with graph.as_default(), tf_compat.mutation_lock(graph):
     placeholders = []
     for a in args:
@@ -223,8 +223,7 @@ def trace(graph, fn, args):
     outputs = list(fn(*placeholders))
     graph.structured_outputs = outputs
     graph.outputs.extend(graph.capture(t) for t in outputs)
-  graph.control_outputs.extend(
-      o for o in graph.get_operations() if tf_compat.is_stateful(o))
+  graph.control_outputs.extend(tf_compat.order_stateful(graph))
   return graph
 
 
