@@ -299,18 +299,19 @@ class _CallGradients:
 
   def __init__(self, attrs):
     self.attrs = attrs
-    self.backward = {}  # (reached, strict) -> [(ref to BodyGradient, kinds, ref to fn, needed)]
+    # (reached, strict) -> [(ref to BodyGradient, kinds, ref to fn, needed)]
+    self.backward = {}
     self.forward = {}   # number of outputs -> ref to function
 
   def find_backward(self, key, wanted):
     """A live gradient entry for `key` covering the inputs `wanted`, as
     (BodyGradient, kinds, function, inputs covered), else None; dead
     entries are dropped."""
-    entries = self.backward.get(key, [])
-    live = [e for e in entries if e[0]() is not None and e[2]() is not None]
-    self.backward[key] = live
-    for bg_ref, kinds, fn_ref, needed in live:
-      bg, fn = bg_ref(), fn_ref()
+    entries = self.backward.setdefault(key, [])
+    entries[:] = [e for e in entries
+                  if e[0]() is not None and e[2]() is not None]
+    for bg_ref, kinds, fn_ref, needed in entries:
+      bg, fn = bg_ref(), fn_ref()  # strong while the caller uses them
       if bg is not None and fn is not None and wanted <= set(needed):
         return bg, kinds, fn, needed
     return None
