@@ -437,3 +437,97 @@ def test_call_and_cond_match_stock():
   with tfgrad.strict_mode():
     differential.in_graph(_call_and_cond)
     differential.in_function(_call_and_cond)
+
+
+def test_graph_and_function_are_freed_after_gradient():
+  """The cache of gradient functions dies with what it serves: after a
+  call's gradient (first and second order), dropping the graph and the
+  function frees the forward function graph and the outer graph."""
+  import gc  # pylint: disable=g-import-not-at-top
+  import weakref  # pylint: disable=g-import-not-at-top
+
+  def build():
+    @tf.function(autograph=False)
+    def f(x):
+      return tf.sin(x) * x
+
+    graph = tf.Graph()
+    with graph.as_default():
+      x = tf.constant([0.5, 1.5])
+      y = f(x)
+      g = tfgrad.gradients(y, x)[0]
+      tfgrad.gradients(g, x)
+      body = f.get_concrete_function(x).graph
+    return weakref.ref(graph), weakref.ref(body)
+
+  graph, body = build()
+  gc.collect()
+  assert graph() is None
+  assert body() is None
+
+
+def _stateful_gradient_model(v, path):
+  """A called function whose custom gradient writes `v` twice (triple,
+  then add one) and prints twice to `path`: in program order, `v` ends at
+  3 * v + 1 and the file reads "first", "second"."""
+  @tf.custom_gradient
+  def scaled(x):
+    def grad_fn(dy):
+      tf.print("first", output_stream="file://" + path)
+      v.assign(v * 3.0)
+      v.assign_add(1.0)
+      tf.print("second", output_stream="file://" + path)
+      return dy * 2.0
+    return x * 2.0, grad_fn
+
+  @tf.function(autograph=False)
+  def f(x):
+    return scaled(x)
+  return f
+
+
+def _assign_add_after_assign(graph_def):
+  """Whether the function whose body holds the gradient's AssignAdd has
+  it wait (control input) on the Assign before it."""
+  for fdef in graph_def.library.function:
+    nodes = {n.name: n for n in fdef.node_def}
+    adds = [n for n in nodes.values() if n.op == "AssignAddVariableOp"]
+    if adds:
+      assigns = [n.name for n in nodes.values() if n.op == "AssignVariableOp"]
+      return any("^" + a in adds[0].input for a in assigns)
+  raise AssertionError("no gradient function with the assignments")
+
+
+@pytest.mark.parametrize("use_tfgrad", [False, True])
+def test_stateful_ops_of_gradient_function_run_in_program_order(
+    use_tfgrad, tmp_path):
+  """Stateful ops made in a gradient function graph run in the order they
+  were made, as in stock's gradient functions: in a Session and inside a
+  tf.function (whose own automatic control dependencies do not reach
+  into the called gradient function)."""
+  gradients = tfgrad.gradients if use_tfgrad else tf.gradients
+  path = str(tmp_path / "session.txt")
+  graph = tf.Graph()
+  with graph.as_default():
+    v = tf.Variable(1.0)
+    x = tf.constant(0.5)
+    dx = gradients(_stateful_gradient_model(v, path)(x), x)[0]
+    assert _assign_add_after_assign(graph.as_graph_def())
+    with tf.compat.v1.Session() as sess:
+      sess.run(v.initializer)
+      assert sess.run(dx) == 2.0
+      assert sess.run(v) == 4.0
+  with open(path) as f:
+    assert f.read().split() == ["first", "second"]
+
+  path = str(tmp_path / "function.txt")
+  v = tf.Variable(1.0)
+  model = _stateful_gradient_model(v, path)
+
+  @tf.function(autograph=False)
+  def outer(x):
+    return gradients(model(x), x)[0]
+  assert float(outer(tf.constant(0.5))) == 2.0
+  assert float(v.numpy()) == 4.0
+  with open(path) as f:
+    assert f.read().split() == ["first", "second"]

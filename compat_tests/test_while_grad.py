@@ -576,3 +576,32 @@ def test_graph_def_round_trip(name):
       again = sess.run(imported[:-1])
   for g, h in zip(again, direct):
     np.testing.assert_array_equal(g, h)
+
+
+def test_graph_is_freed_after_loop_gradient():
+  """The record of gradient loops' function graphs dies with the graph:
+  kept while the graph lives (a second-order gradient reads it), freed
+  with it."""
+  import gc  # pylint: disable=g-import-not-at-top
+  import weakref  # pylint: disable=g-import-not-at-top
+  from tfgrad import while_builder  # pylint: disable=g-import-not-at-top
+
+  def build():
+    graph = tf.Graph()
+    with graph.as_default():
+      x = tf.constant(0.5)
+      y = tf.while_loop(lambda i, a: i < 3, lambda i, a: (i + 1, a * x),
+                        [0, x])[1]
+      g = tfgrad.gradients(y, x)[0]
+      gc.collect()
+      built = while_builder._loop_graphs  # pylint: disable=protected-access
+      loops = [o for o in graph.get_operations() if o in built]
+      assert loops and all(
+          while_builder.loop_graphs(o)[1] is built[o][1]() is not None
+          for o in loops)
+      tfgrad.gradients(g, x)
+    return weakref.ref(graph)
+
+  graph = build()
+  gc.collect()
+  assert graph() is None

@@ -288,12 +288,45 @@ def unflatten_results(outputs, kinds):
 class _CallGradients:
   """What tfgrad built for one forward function graph shared by call
   ops (a tf.function's concrete function): gradient functions by what
-  they are asked for, forward functions by their output count."""
+  they are asked for, forward functions by their output count.
+
+  Built functions are held by weak reference only: each of them refers
+  back to the forward graph (the key of `_call_gradients`), so a strong
+  reference here would keep the key, and everything it reaches, alive
+  for good. A graph that adds a function to its library keeps it (and
+  its function graph and `BodyGradient`, which the graph's capture hook
+  refers to) alive; once no graph holds it, it is built again if asked."""
 
   def __init__(self, attrs):
     self.attrs = attrs
-    self.backward = {}  # (reached, strict) -> [(BodyGradient, kinds, fn, needed)]
-    self.forward = {}   # number of outputs -> function
+    # (reached, strict) -> [(ref to BodyGradient, kinds, ref to fn, needed)]
+    self.backward = {}
+    self.forward = {}   # number of outputs -> ref to function
+
+  def find_backward(self, key, wanted):
+    """A live gradient entry for `key` covering the inputs `wanted`, as
+    (BodyGradient, kinds, function, inputs covered), else None; dead
+    entries are dropped."""
+    entries = self.backward.setdefault(key, [])
+    entries[:] = [e for e in entries
+                  if e[0]() is not None and e[2]() is not None]
+    for bg_ref, kinds, fn_ref, needed in entries:
+      bg, fn = bg_ref(), fn_ref()  # strong while the caller uses them
+      if bg is not None and fn is not None and wanted <= set(needed):
+        return bg, kinds, fn, needed
+    return None
+
+  def add_backward(self, key, entry):
+    bg, kinds, fn, needed = entry
+    self.backward.setdefault(key, []).append(
+        (weakref.ref(bg), kinds, weakref.ref(fn), needed))
+
+  def find_forward(self, count):
+    ref = self.forward.get(count)
+    return None if ref is None else ref()
+
+  def add_forward(self, count, function):
+    self.forward[count] = weakref.ref(function)
 
 
 _call_gradients = weakref.WeakKeyDictionary()  # forward graph -> ...
@@ -338,9 +371,7 @@ def call_gradient(op, grads, body, attrs, needed, strict):
                   if g is not None and tf_compat.is_trainable(body.outputs[j]))
   built = _built_for(body, attrs)
   with tf_compat.building_lock(body):
-    entries = built.backward.setdefault((reached, strict), [])
-    wanted = set(needed)
-    entry = next((e for e in entries if wanted <= set(e[3])), None)
+    entry = built.find_backward((reached, strict), set(needed))
     if entry is None:
       bg = BodyGradient(body, wrap=False, in_cond=False)
       with api.strict_mode(strict):
@@ -354,7 +385,7 @@ def call_gradient(op, grads, body, attrs, needed, strict):
           bg.graph, f"{body.name}_grad_{tf_compat.new_uid()}", attrs),
                  bg.graph, attrs)
       entry = (bg, kinds, fn, tuple(needed))
-      entries.append(entry)
+      built.add_backward((reached, strict), entry)
     if len(op.outputs) < len(body.outputs):
       _call_latest_forward(op, body, attrs, built)
   return entry
@@ -363,11 +394,12 @@ def call_gradient(op, grads, body, attrs, needed, strict):
 def _call_latest_forward(op, body, attrs, built):
   """Points `op` at a function of `body` with all its current outputs."""
   count = len(body.outputs)
-  forward = built.forward.get(count)
+  forward = built.find_forward(count)
   if forward is None:
-    forward = built.forward[count] = _made(tf_compat.make_function(
+    forward = _made(tf_compat.make_function(
         body, f"{body.name}_forward_{tf_compat.new_uid()}", attrs),
-                                           body, attrs)
+                    body, attrs)
+    built.add_forward(count, forward)
   added = body.outputs[len(op.outputs):]
   with tf_compat.building_lock(op.graph), tf_compat.mutation_lock(op.graph):
     tf_compat.add_function(op.graph, forward)

@@ -1270,17 +1270,30 @@ def hooked_function_graph(name, body, hook, in_cond, capture):
 def trace_into(func_graph, fn):
   """Runs `fn()` (which returns nothing) with `func_graph` as default
   graph; what `func_graph_from_py_func` leaves in a function graph for
-  such a `fn`, without its signature building and automatic control
-  dependencies: stateful ops become control outputs (so they run when the
-  function runs), with no ordering added between them. Gradient rules
-  write no state, so there is no write for an ordering to protect. The
-  new graph's mutation lock is held throughout, not taken per op (no
+  such a `fn`, without its signature building: stateful ops run in the
+  order they were made and become control outputs (`order_stateful`).
+  The new graph's mutation lock is held throughout, not taken per op (no
   Session runs a graph under construction)."""
   with func_graph.as_default(), mutation_lock(func_graph):
     fn()
   func_graph.structured_outputs = []
-  func_graph.control_outputs.extend(
-      o for o in func_graph.get_operations() if o._is_stateful)  # pylint: disable=protected-access
+  func_graph.control_outputs.extend(order_stateful(func_graph))
+
+
+def order_stateful(func_graph):
+  """Chains the stateful ops of the new function graph `func_graph` in
+  the order they were made (each gets a control input on the one before;
+  `Operation._add_control_input`, TF 2.16-2.21) and returns them, to be
+  its control outputs. TF traces gradient functions with automatic
+  control dependencies, which run side effects (a custom gradient that
+  prints or assigns) in program order; ordering every stateful op, not
+  just those sharing a resource, costs one edge per stateful op, and
+  gradient graphs hold few of them. Creation order is topological, so
+  no edge makes a cycle."""
+  stateful = [o for o in func_graph.get_operations() if o._is_stateful]  # pylint: disable=protected-access
+  for before, op in zip(stateful, stateful[1:]):
+    op._add_control_input(before)  # pylint: disable=protected-access
+  return stateful
 
 
 def existing_capture(func_graph, tensor):

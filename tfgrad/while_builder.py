@@ -45,14 +45,19 @@ _SHAPE_OPS = frozenset(["Shape", "Size", "Rank", "TensorListElementShape",
 
 # FuncGraphs of the gradient loops built here, by While op: a gradient of a
 # gradient loop needs them (TF's rebuilt-from-definition graph is slower).
-_loop_graphs = weakref.WeakKeyDictionary()
+# Held by weak reference: they capture tensors of the op's graph, which
+# holds the op, so a strong reference would keep the key alive for good;
+# the functions the op's graph holds keep them alive as long as it lives.
+_loop_graphs = weakref.WeakKeyDictionary()  # op -> (ref, ref, anchor index)
 
 
 def loop_graphs(op):
   """(cond, body) FuncGraphs of While `op`."""
   graphs = _loop_graphs.get(op)
   if graphs is not None:
-    return graphs[:2]
+    cond, body = graphs[0](), graphs[1]()
+    if cond is not None and body is not None:
+      return cond, body
   return tf_compat.while_cond_graph(op), tf_compat.while_body_graph(op)
 
 
@@ -210,9 +215,9 @@ def trace(graph, fn, args):
   """`fn` traced into the empty FuncGraph `graph` on one placeholder per
   tensor of `args` (their handle data copied; `fn` returns a flat list of
   tensors); what `func_graph_from_py_func` does for flat tensor lists, with
-  tfgrad's lean op creation. Stateful ops become control outputs (kept
-  when the function runs; gradient rules write no state, so no ordering
-  between them is added)."""
+  tfgrad's lean op creation. Stateful ops run in the order they were made
+  and become control outputs (`tf_compat.order_stateful`), as in TF's
+  loops, traced with automatic control dependencies."""
   with graph.as_default(), tf_compat.mutation_lock(graph):
     placeholders = []
     for a in args:
@@ -223,8 +228,7 @@ def trace(graph, fn, args):
     outputs = list(fn(*placeholders))
     graph.structured_outputs = outputs
     graph.outputs.extend(graph.capture(t) for t in outputs)
-  graph.control_outputs.extend(
-      o for o in graph.get_operations() if tf_compat.is_stateful(o))
+  graph.control_outputs.extend(tf_compat.order_stateful(graph))
   return graph
 
 
@@ -299,7 +303,8 @@ def _build(op, graphs, grads, differentiate):
   grad_op, outputs = tf_compat.build_while(
       loop_vars, grad_cond, grad_body, op.get_attr("parallel_iterations"),
       f"{op.name}_grad")
-  _loop_graphs[grad_op] = (grad_cond, grad_body, anchor_at)
+  _loop_graphs[grad_op] = (weakref.ref(grad_cond), weakref.ref(grad_body),
+                          anchor_at)
   results = [None] * len(op.inputs)
   for k, i in enumerate(carried):
     results[i] = outputs[3 + k]
