@@ -29,6 +29,7 @@ anywhere else it is built (`Basis.tensor()`) and the batched rule runs.
 
 import tensorflow as tf
 
+from tfgrad import graph_walk
 from tfgrad import registry
 from tfgrad import tf_compat
 
@@ -139,24 +140,10 @@ def _ops_between(ys, xs):
       continue
     if y.op not in reached:
       continue
-    _post_order(y.op, reached, seen, order)
+    graph_walk.post_order(
+        [y.op], lambda op: [t.op for t in op.inputs if t.op in reached],
+        seen, order)
   return order
-
-
-def _post_order(root, reached, seen, order):
-  stack = [(root, False)]
-  while stack:
-    op, done = stack.pop()
-    if done:
-      order.append(op)
-      continue
-    if op in seen:
-      continue
-    seen.add(op)
-    stack.append((op, True))
-    for t in op.inputs:
-      if t.op in reached and t.op not in seen:
-        stack.append((t.op, False))
 
 
 def _carries(x):

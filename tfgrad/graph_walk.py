@@ -340,3 +340,28 @@ def path_from_ys(op, to_ops, resolver):
         parent[t.op] = cur
         queue.append(t.op)
   return [op.name]
+
+
+def post_order(roots, deps, seen=None, order=None):
+  """Appends to `order` the ops reachable from `roots` through `deps(op)`
+  (the ops to place before `op`), each after its deps, skipping those in
+  `seen`; returns `order`. Iterative, so a graph's depth is not bounded by
+  Python's recursion limit. Deps are visited last to first, so a caller
+  chooses the order among siblings by the order `deps` returns them in."""
+  seen = set() if seen is None else seen
+  order = [] if order is None else order
+  for root in roots:
+    stack = [(root, False)]
+    while stack:
+      op, done = stack.pop()
+      if done:
+        order.append(op)
+        continue
+      if op in seen:
+        continue
+      seen.add(op)
+      stack.append((op, True))
+      for dep in deps(op):
+        if dep not in seen:
+          stack.append((dep, False))
+  return order

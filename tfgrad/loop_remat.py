@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgrad import emit
+from tfgrad import graph_walk
 from tfgrad import tf_compat
 from tfgrad import while_builder
 from tfgrad.emit import raw
@@ -111,22 +112,9 @@ def why_kept_whole(op):
 
 def _topological(body):
   """The body's ops, each after its inputs and control inputs."""
-  order, seen = [], set()
-  for root in body.get_operations():
-    stack = [(root, False)]
-    while stack:
-      op, done = stack.pop()
-      if done:
-        order.append(op)
-        continue
-      if op in seen:
-        continue
-      seen.add(op)
-      stack.append((op, True))
-      for dep in list(op.control_inputs) + [t.op for t in op.inputs]:
-        if dep not in seen:
-          stack.append((dep, False))
-  return order
+  return graph_walk.post_order(
+      body.get_operations(),
+      lambda op: list(op.control_inputs) + [t.op for t in op.inputs])
 
 
 def _copy_body(body, inputs):

@@ -41,6 +41,7 @@ import math
 
 import tensorflow as tf
 
+from tfgrad import graph_walk
 from tfgrad import tf_compat
 
 _SMALL_CONSTANT = 64
@@ -159,21 +160,9 @@ def analyse(ys, xs, members, inputs):
   """`members`: the ops between xs and ys; `inputs(op)` its graph inputs."""
   x_ids = {id(x) for x in xs}
   x_ops = {x.op for x in xs}
-  post, seen = [], set()
-  for y in ys:
-    stack = [(y.op, False)]
-    while stack:
-      op, done = stack.pop()
-      if done:
-        post.append(op)
-        continue
-      if op in seen or op not in members:
-        continue
-      seen.add(op)
-      stack.append((op, True))
-      for t in reversed(inputs(op)):
-        if t.op in members and t.op not in seen:
-          stack.append((t.op, False))
+  post = graph_walk.post_order(
+      [y.op for y in ys if y.op in members],
+      lambda op: [t.op for t in reversed(inputs(op)) if t.op in members])
   kind, param_ids = {}, set(x_ids)
   for op in post:
     if op in x_ops:
