@@ -7,6 +7,8 @@ TF1-style `tf.Graph` (`in_graph`) and inside a `tf.function`
 static shape, values.
 """
 
+import threading
+
 import numpy as np
 import tensorflow as tf
 
@@ -121,3 +123,41 @@ def both(build, **kwargs):
   result = in_graph(build, **kwargs)
   in_function(build, **kwargs)
   return result
+
+
+def gradients_on_two_threads(graph, ys, xs, **kwargs):
+  """`tfgrad.gradients(ys, xs, **kwargs)` called by two threads at once in
+  `graph` (released together by a barrier, so their builds overlap);
+  returns both results. The first error a thread met is raised here."""
+  barrier = threading.Barrier(2)
+  results, errors = [None, None], []
+
+  def work(i):
+    try:
+      with graph.as_default():
+        barrier.wait()
+        results[i] = tfgrad.gradients(ys, xs, **kwargs)
+    except Exception as e:  # pylint: disable=broad-except
+      errors.append(e)
+  threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  assert not errors, errors
+  return results
+
+
+def run_imported(graph_def, fetches, init=None):
+  """Imports `graph_def` into a new graph and runs the tensors named like
+  `fetches` there (after the op named like `init`, if given): the values a
+  user gets from the exported graph."""
+  names = [t.name for t in fetches] + ([init.name] if init is not None else [])
+  with tf.Graph().as_default():
+    imported = tf.graph_util.import_graph_def(
+        graph_def, return_elements=names, name="")
+    with tf.compat.v1.Session() as sess:
+      if init is not None:
+        sess.run(imported[-1])
+        imported = imported[:-1]
+      return sess.run(imported)

@@ -4,7 +4,6 @@ tf.gradients (a tf.Graph with a Session and a tf.function; strict mode),
 by finite differences at orders 1 and 2, with TF's builders made
 unavailable, from two threads at once."""
 
-import threading
 
 import numpy as np
 import pytest
@@ -225,22 +224,8 @@ def test_second_order_of_linear_call_is_none():
 def test_two_threads_differentiate_one_call():
   with tf.Graph().as_default() as graph:
     ys, xs = _nested()
-    barrier = threading.Barrier(2)
-    results, errors = [None, None], []
-
-    def work(i):
-      try:
-        with graph.as_default():
-          barrier.wait()
-          results[i] = tfgrad.gradients(ys, xs, strict=True)
-      except Exception as e:  # pylint: disable=broad-except
-        errors.append(e)
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-      t.start()
-    for t in threads:
-      t.join()
-    assert not errors, errors
+    results = differential.gradients_on_two_threads(graph, ys, xs,
+                                                    strict=True)
     stock = tf.gradients(ys, xs)
     with tf.compat.v1.Session() as sess:
       a, b, c = sess.run([results[0], results[1], stock])
@@ -322,11 +307,7 @@ def test_graph_def_round_trip_of_call_and_cond_gradients():
     graph_def = graph.as_graph_def()
   for g, h in zip(direct, stock):
     np.testing.assert_allclose(g, h, rtol=1e-5)
-  with tf.Graph().as_default():
-    imported = tf.graph_util.import_graph_def(
-        graph_def, return_elements=[g.name for g in ours], name="")
-    with tf.compat.v1.Session() as sess:
-      again = sess.run(imported)
+  again = differential.run_imported(graph_def, ours)
   for g, h in zip(again, direct):
     np.testing.assert_array_equal(g, h)
 
@@ -409,22 +390,8 @@ def test_two_threads_differentiate_one_call_with_cond():
   stock's values; the forward ops are rewritten once."""
   with tf.Graph().as_default() as graph:
     ys, xs = _call_and_cond()
-    barrier = threading.Barrier(2)
-    results, errors = [None, None], []
-
-    def work(i):
-      try:
-        with graph.as_default():
-          barrier.wait()
-          results[i] = tfgrad.gradients(ys, xs, strict=True)
-      except Exception as e:  # pylint: disable=broad-except
-        errors.append(e)
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-      t.start()
-    for t in threads:
-      t.join()
-    assert not errors, errors
+    results = differential.gradients_on_two_threads(graph, ys, xs,
+                                                    strict=True)
     stock = tf.gradients(ys, xs)
     with tf.compat.v1.Session() as sess:
       a, b, c = sess.run([results[0], results[1], stock])

@@ -4,7 +4,6 @@ tf.function; strict mode), by finite differences at orders 1 and 2, with
 TF's builders made unavailable, from two threads at once, and on bad
 input."""
 
-import threading
 
 import numpy as np
 import pytest
@@ -326,22 +325,8 @@ def test_two_threads_differentiate_one_cond():
   with tf.Graph().as_default() as graph:
     ys, xs = _nested(tf.constant(True))
     cond = [op for op in _cond_ops(graph) if op.graph is graph][0]
-    barrier = threading.Barrier(2)
-    results, errors = [None, None], []
-
-    def work(i):
-      try:
-        with graph.as_default():
-          barrier.wait()
-          results[i] = tfgrad.gradients(ys, xs, strict=True)
-      except Exception as e:  # pylint: disable=broad-except
-        errors.append(e)
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-      t.start()
-    for t in threads:
-      t.join()
-    assert not errors, errors
+    results = differential.gradients_on_two_threads(graph, ys, xs,
+                                                    strict=True)
     outputs_after_both = len(cond.outputs)
     stock = tf.gradients(ys, xs)
     with tf.compat.v1.Session() as sess:
@@ -417,13 +402,7 @@ def test_graph_def_round_trip(construct, pred):
       sess.run(init)
       direct = sess.run(ours)
     graph_def = graph.as_graph_def()
-  with tf.Graph().as_default():
-    imported = tf.graph_util.import_graph_def(
-        graph_def, return_elements=[g.name for g in ours] + [init.name],
-        name="")
-    with tf.compat.v1.Session() as sess:
-      sess.run(imported[-1])
-      again = sess.run(imported[:-1])
+  again = differential.run_imported(graph_def, ours, init)
   assert len(again) == len(direct) > 0
   for g, h in zip(again, direct):
     np.testing.assert_array_equal(g, h)

@@ -7,7 +7,6 @@ IndexedSlices; first and second order; with TF's While rules and
 forward values the gradient saves."""
 
 import contextlib
-import threading
 
 import numpy as np
 import pytest
@@ -344,22 +343,7 @@ def test_two_threads_differentiate_one_loop():
     ys, xs = _nested()
     loop = ys[0].op.inputs[0].op
     outputs = len(loop.outputs)
-  barrier = threading.Barrier(2)
-  results, errors = [None, None], []
-
-  def worker(i):
-    try:
-      with graph.as_default():
-        barrier.wait()
-        results[i] = tfgrad.gradients(ys, xs)
-    except Exception as e:  # pylint: disable=broad-except
-      errors.append(e)
-  threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
-  for t in threads:
-    t.start()
-  for t in threads:
-    t.join()
-  assert not errors, errors
+  results = differential.gradients_on_two_threads(graph, ys, xs)
   with graph.as_default():
     theirs = tf.gradients(ys, xs)
     with tf.compat.v1.Session() as sess:
@@ -567,13 +551,7 @@ def test_graph_def_round_trip(name):
       sess.run(init)
       direct = sess.run(ours)
     graph_def = graph.as_graph_def()
-  with tf.Graph().as_default():
-    imported = tf.graph_util.import_graph_def(
-        graph_def, return_elements=[g.name for g in ours] + [init.name],
-        name="")
-    with tf.compat.v1.Session() as sess:
-      sess.run(imported[-1])
-      again = sess.run(imported[:-1])
+  again = differential.run_imported(graph_def, ours, init)
   for g, h in zip(again, direct):
     np.testing.assert_array_equal(g, h)
 
