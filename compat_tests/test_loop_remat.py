@@ -99,22 +99,10 @@ def test_values_match_stock_in_graph(model):
 @pytest.mark.parametrize("model", ["rnn_7", "rnn_0", "rnn_max_iterations",
                                    "invariants", "gathered_rows"])
 def test_values_match_stock_in_function(model):
-  differential._FunctionVariables.made = []  # pylint: disable=protected-access
-  try:
-    @tf.function
-    def both():
-      differential._FunctionVariables.next = 0  # pylint: disable=protected-access
-      ys, xs = MODELS[model]()
-      assert loop_remat.why_kept_whole(_loops(ys[0].graph)[0]) is None
-      ours = tfgrad.gradients(ys, xs, checkpoints="memory")
-      theirs = tf.gradients(ys, xs)
-      return ([tf.convert_to_tensor(g) for g in ours],
-              [tf.convert_to_tensor(g) for g in theirs])
-    mine, stock = both()
-  finally:
-    differential._FunctionVariables.made = None  # pylint: disable=protected-access
-  for a, b in zip(mine, stock):
-    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+  def checkpointed(ys, xs):
+    assert loop_remat.why_kept_whole(_loops(ys[0].graph)[0]) is None
+    return tfgrad.gradients(ys, xs, checkpoints="memory")
+  differential.in_function(MODELS[model], rtol=1e-5, engine=checkpointed)
 
 
 def test_accumulators_live_in_segment_loops_only():

@@ -127,21 +127,10 @@ def test_values_match_stock_in_graph(model, mode):
 @pytest.mark.parametrize("model", ["mlp", "attention", "cond"])
 @pytest.mark.parametrize("mode", ["memory", "speed", "list"])
 def test_values_match_stock_in_function(model, mode):
-  differential._FunctionVariables.made = []  # pylint: disable=protected-access
-  try:
-    @tf.function
-    def both():
-      differential._FunctionVariables.next = 0  # pylint: disable=protected-access
-      ys, xs = MODELS[model]()
-      ours = tfgrad.gradients(ys, xs, checkpoints=_mode(mode, ys, xs))
-      theirs = tf.gradients(ys, xs)
-      return ([tf.convert_to_tensor(g) for g in ours],
-              [tf.convert_to_tensor(g) for g in theirs])
-    mine, stock = both()
-  finally:
-    differential._FunctionVariables.made = None  # pylint: disable=protected-access
-  for a, b in zip(mine, stock):
-    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+  differential.in_function(
+      MODELS[model], rtol=1e-5,
+      engine=lambda ys, xs: tfgrad.gradients(
+          ys, xs, checkpoints=_mode(mode, ys, xs)))
 
 
 def test_v1_entry_point_and_indexed_slices_stay_sparse():
