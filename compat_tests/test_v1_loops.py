@@ -877,21 +877,26 @@ def test_history_stacks_honour_swap_memory(swap):
   assert set(pushes[0]) == {swap}
 
 
+def _each_engine(build):
+  """For stock TF, then tfgrad in strict mode: a new graph with `build()`'s
+  model, differentiated; yields (ops the gradient added, the gradients)
+  inside the graph, so the caller can run them."""
+  for engine in (tf.gradients,
+                 lambda y, x: tfgrad.gradients(y, x, strict=True)):
+    with tf.Graph().as_default() as graph:
+      ys, xs = build()
+      before = len(graph.get_operations())
+      grads = engine(ys, xs)
+      yield graph.get_operations()[before:], grads
+
+
 def test_one_history_per_forward_value():
   """In a nested tf.scan, stock TF pushes a value of the outer loop that
   both gradient loops read onto two stacks; tfgrad keeps one history per
   value (one stack fewer) with the same gradients (test_sequences)."""
-  pushed = []
-  for engine in (tf.gradients,
-                 lambda y, x: tfgrad.gradients(y, x, strict=True)):
-    with tf.Graph().as_default() as graph:
-      ys, xs = _nested_scan()
-      before = len(graph.get_operations())
-      engine(ys, xs)
-      pushed.append([op.inputs[1].name
-                     for op in graph.get_operations()[before:]
-                     if op.type == "StackPushV2"])
-  stock, ours = pushed
+  stock, ours = [[op.inputs[1].name for op in added
+                  if op.type == "StackPushV2"]
+                 for added, _ in _each_engine(_nested_scan)]
   assert len(set(ours)) == len(ours)
   assert set(ours) == set(stock) and len(ours) < len(stock)
 
@@ -900,19 +905,13 @@ def _pushed_reads(build):
   """Per engine: the pushed values that are variable reads (or an
   identity of one), and the gradient values (stock first)."""
   out = []
-  for engine in (tf.gradients,
-                 lambda y, x: tfgrad.gradients(y, x, strict=True)):
-    with tf.Graph().as_default() as graph:
-      ys, xs = build()
-      before = len(graph.get_operations())
-      grads = engine(ys, xs)
-      pushed = [op.inputs[1] for op in graph.get_operations()[before:]
-                if op.type == "StackPushV2"]
-      pushed = [t.name for t in pushed if "ReadVariableOp" in
-                {t.op.type} | {i.op.type for i in t.op.inputs}]
-      with v1.Session() as sess:
-        sess.run(v1.global_variables_initializer())
-        out.append((pushed, sess.run(grads)))
+  for added, grads in _each_engine(build):
+    pushed = [op.inputs[1] for op in added if op.type == "StackPushV2"]
+    pushed = [t.name for t in pushed if "ReadVariableOp" in
+              {t.op.type} | {i.op.type for i in t.op.inputs}]
+    with v1.Session() as sess:
+      sess.run(v1.global_variables_initializer())
+      out.append((pushed, sess.run(grads)))
   return out
 
 
@@ -1088,16 +1087,10 @@ def _stacks(build):
   """Per engine (stock first): the StackV2 ops the gradient added, and
   the (forward loop, dtype) pairs of its pushes."""
   out = []
-  for engine in (tf.gradients,
-                 lambda y, x: tfgrad.gradients(y, x, strict=True)):
-    with tf.Graph().as_default() as graph:
-      ys, xs = build()
-      before = len(graph.get_operations())
-      engine(ys, xs)
-      added = graph.get_operations()[before:]
-      pairs = {(control_flow_util.GetWhileContext(op).name,
-                op.get_attr("T")) for op in added if op.type == "StackPushV2"}
-      out.append(([op for op in added if op.type == "StackV2"], pairs))
+  for added, _ in _each_engine(build):
+    pairs = {(control_flow_util.GetWhileContext(op).name,
+              op.get_attr("T")) for op in added if op.type == "StackPushV2"}
+    out.append(([op for op in added if op.type == "StackV2"], pairs))
   return out
 
 
