@@ -7,6 +7,7 @@ TF1-style `tf.Graph` (`in_graph`) and inside a `tf.function`
 static shape, values.
 """
 
+import contextlib
 import threading
 
 import numpy as np
@@ -44,6 +45,24 @@ class _FunctionVariables:
   variables created after the first trace)."""
   made = None   # list while a tf.function case runs, else None
   next = 0
+
+
+@contextlib.contextmanager
+def variables_kept_across_traces():
+  """While open, `variable` makes each variable once, on a tf.function's
+  first trace, and hands the same ones back on later traces; each trace
+  starts with `rewind_variables()`."""
+  _FunctionVariables.made = []
+  try:
+    yield
+  finally:
+    _FunctionVariables.made = None
+
+
+def rewind_variables():
+  """Called first in a traced function: the next `variable` call gets the
+  first variable made, as on the first trace."""
+  _FunctionVariables.next = 0
 
 
 def variable(value, dtype=tf.float32):
@@ -96,7 +115,7 @@ def in_function(build, engine=None, rtol=1e-6, **kwargs):
 
   @tf.function
   def run():
-    _FunctionVariables.next = 0
+    rewind_variables()
     ys, xs = build()
     ours = (tfgrad.gradients(ys, xs, **kwargs) if engine is None
             else engine(ys, xs))
@@ -105,11 +124,8 @@ def in_function(build, engine=None, rtol=1e-6, **kwargs):
     structure["theirs"] = [describe(g) for g in theirs]
     return [_fetch(g) for g in ours], [_fetch(g) for g in theirs]
 
-  _FunctionVariables.made = []
-  try:
+  with variables_kept_across_traces():
     ours_v, theirs_v = run()
-  finally:
-    _FunctionVariables.made = None
   assert structure["ours"] == structure["theirs"]
   ours_v = [None if v is None else v.numpy() for v in ours_v]
   theirs_v = [None if v is None else v.numpy() for v in theirs_v]

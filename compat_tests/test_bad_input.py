@@ -714,7 +714,7 @@ def _in_function(c, engine):
 
   @tf.function
   def run():
-    differential._FunctionVariables.next = 0  # pylint: disable=protected-access
+    differential.rewind_variables()
     bad = c.build()
     out["error"] = _error(engine, bad.args)
     if engine is not tfgrad.gradients or out["error"] is None:
@@ -725,11 +725,8 @@ def _in_function(c, engine):
     return ([differential._fetch(g) for g in ours],  # pylint: disable=protected-access
             [differential._fetch(g) for g in theirs])  # pylint: disable=protected-access
 
-  differential._FunctionVariables.made = []  # pylint: disable=protected-access
-  try:
+  with differential.variables_kept_across_traces():
     ours_v, theirs_v = run()
-  finally:
-    differential._FunctionVariables.made = None  # pylint: disable=protected-access
   return out["error"], (out.get("structure"), ours_v, theirs_v)
 
 

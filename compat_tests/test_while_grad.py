@@ -161,15 +161,12 @@ def test_second_order_matches_stock(name):
   def traced(engine):
     @tf.function
     def run():
-      differential._FunctionVariables.next = 0  # pylint: disable=protected-access
+      differential.rewind_variables()
       grads = _second_order_grads(engine, build)
       structure[engine.__module__] = [differential.describe(g) for g in grads]
       return [tf.convert_to_tensor(g) for g in grads if g is not None]
-    differential._FunctionVariables.made = []  # pylint: disable=protected-access
-    try:
+    with differential.variables_kept_across_traces():
       return run()
-    finally:
-      differential._FunctionVariables.made = None  # pylint: disable=protected-access
   a, b = traced(tfgrad.gradients), traced(tf.gradients)
   assert len(set(map(str, structure.values()))) == 1 and len(structure) == 2
   for u, v in zip(a, b):
@@ -272,14 +269,11 @@ def _values(build, engine, order, **kwargs):
 def _in_function(build, engine):
   @tf.function
   def run():
-    differential._FunctionVariables.next = 0  # pylint: disable=protected-access
+    differential.rewind_variables()
     return [tf.convert_to_tensor(g) for g in engine(*build())
             if g is not None]
-  differential._FunctionVariables.made = []  # pylint: disable=protected-access
-  try:
+  with differential.variables_kept_across_traces():
     return [v.numpy() for v in run()]
-  finally:
-    differential._FunctionVariables.made = None  # pylint: disable=protected-access
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

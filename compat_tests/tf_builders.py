@@ -71,7 +71,7 @@ def stock_then_ours_in_function(build):
   def traced(engine, guard):
     @tf.function
     def run():
-      differential._FunctionVariables.next = 0  # pylint: disable=protected-access
+      differential.rewind_variables()
       ys, xs = build()
       with guard():
         grads = engine(ys, xs)
@@ -79,14 +79,11 @@ def stock_then_ours_in_function(build):
       return [differential._fetch(g) for g in grads]  # pylint: disable=protected-access
     return run.get_concrete_function()
 
-  differential._FunctionVariables.made = []  # pylint: disable=protected-access
-  try:
+  with differential.variables_kept_across_traces():
     theirs_fn = traced(tf.gradients, contextlib.nullcontext)
     ours_fn = traced(lambda ys, xs: tfgrad.gradients(ys, xs, strict=True),
                      tf_builders_unavailable)
     theirs, ours = theirs_fn(), ours_fn()
-  finally:
-    differential._FunctionVariables.made = None  # pylint: disable=protected-access
   assert (structure[tf_builders_unavailable]
           == structure[contextlib.nullcontext])
   assert len(ours) == len(theirs)
