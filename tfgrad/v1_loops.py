@@ -252,7 +252,8 @@ def _in_xla(op):
 def _xla_context_of(value):
   """The XLA compile context `value` is built in (`xla.compile`, a TPU
   rewrite), or None: a history stack must be made in it to be compiled
-  with the loop (`control_dependencies(None)` left no context current)."""
+  with the loop, as stock makes it in the context the gradient was
+  called in (which `control_dependencies(None)` has cleared here)."""
   return control_flow_util.GetContainingXLAContext(context_of(value.op))
 
 
@@ -621,7 +622,9 @@ class LoopGradState:
     fwd = self.forward_context
     with self.forward_index.graph.as_default(), \
         tf.control_dependencies(None):
-      where = current_context() or _xla_context_of(value)
+      where = current_context()
+      if where is None:  # an XLA compile context's stacks are made in it
+        where = _xla_context_of(value)
       if (not dead_branch and output_context_of(value.op) == fwd
           and _cond_inside(context_of(value.op), where) is None
           and not _in_xla(value.op)):  # XLA's stacks hold one per iteration
