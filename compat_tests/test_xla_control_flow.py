@@ -7,7 +7,8 @@ shapes, exception types):
             in a graph with optionals switched off: intermediates leave
             the forward op unwrapped, FakeParams in the other branches
   calls     v2 While loops and function calls in jit_compile functions
-  v1 loops  `tf.compat.v1.while_loop` under `jit_scope` and inside
+  v1 loops  `tf.compat.v1.while_loop` (plain, nested, a cond inside),
+            `tf.scan` and `tf.map_fn` under `jit_scope` and inside
             `xla.compile`: history stacks bounded by `maximum_iterations`;
             without it, stock's ValueError
 
@@ -272,6 +273,27 @@ def test_v1_loop_in_xla_context_matches_stock(place, shape, bound):
     if isinstance(theirs, ValueError):  # ours may name the op it was at
       assert str(ours).startswith(str(theirs))
     return
+  assert not isinstance(ours, Exception), ours
+  assert ours[0] == theirs[0]
+  for a, b in zip(ours[1], theirs[1]):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _scan_and_map_fn(x, w):
+  """`tf.scan` and `tf.map_fn` (TensorArray loops, bounded by their
+  length)."""
+  elems = tf.reshape(tf.range(6, dtype=tf.float32), [3, 2]) * w
+  scanned = tf.scan(lambda a, e: tf.tanh(a * e + x), elems, initializer=x)
+  mapped = tf.map_fn(lambda e: tf.sin(e) * w, elems)
+  return tf.reduce_sum(scanned) + tf.reduce_sum(mapped), [x, w]
+
+
+@pytest.mark.usefixtures("_control_flow_v1")
+@pytest.mark.parametrize("place", sorted(_V1_PLACES))
+def test_v1_scan_and_map_fn_in_xla_context_match_stock(place):
+  theirs = _v1_result(_V1_PLACES[place], _scan_and_map_fn, tf.gradients)
+  ours = _v1_result(_V1_PLACES[place], _scan_and_map_fn, _ours)
+  assert not isinstance(theirs, Exception), theirs
   assert not isinstance(ours, Exception), ours
   assert ours[0] == theirs[0]
   for a, b in zip(ours[1], theirs[1]):
