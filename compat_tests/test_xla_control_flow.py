@@ -300,6 +300,31 @@ def test_v1_scan_and_map_fn_in_xla_context_match_stock(place):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def _inner_bound_from_outer_body(x, w):
+  """The inner loop's `maximum_iterations` computed in the outer body."""
+  def body(i, h):
+    _, h = v1.while_loop(lambda j, g: j < 2,
+                         lambda j, g: (j + 1, tf.sin(g * w)), (0, h),
+                         maximum_iterations=i + 2)
+    return i + 1, tf.tanh(h * w)
+  _, h = v1.while_loop(lambda i, h: i < 4, body, (0, x),
+                       maximum_iterations=5)
+  return tf.reduce_sum(h * h), [x, w]
+
+
+@pytest.mark.usefixtures("_control_flow_v1")
+@pytest.mark.parametrize("place", sorted(_V1_PLACES))
+def test_v1_bound_not_static_raises_stocks_error(place):
+  """A bound built inside an enclosing loop's body must be static: stock's
+  ValueError and message otherwise."""
+  build = _inner_bound_from_outer_body
+  theirs = _v1_result(_V1_PLACES[place], build, tf.gradients)
+  ours = _v1_result(_V1_PLACES[place], build, _ours)
+  assert isinstance(theirs, ValueError), theirs
+  assert type(ours) is ValueError, ours
+  assert str(ours).startswith(str(theirs))
+
+
 def _stack_sizes(build, engine):
   """The max_size of every history stack the gradient made, sorted."""
   graph = tf.Graph()
