@@ -372,8 +372,9 @@ def test_gradient_of_branch_tensor_from_outside():
 
 
 def test_cond_in_xla_function_matches_stock():
-  """In an XLA context (optionals unsupported) TF's If rule runs, its
-  branches differentiated by tfgrad's engine."""
+  """In an XLA context (optionals unsupported) tfgrad's If builder outputs
+  the intermediates unwrapped; compiled, the values are stock's
+  (`test_xla_control_flow.py` has the full comparison)."""
   @tf.function(jit_compile=True)
   def grads(x):
     y = tf.cond(tf.reduce_sum(x) > 0.0, lambda: tf.sin(x) * x,

@@ -697,8 +697,8 @@ def _refuse(what):
 
 @pytest.fixture
 def ours_only(monkeypatch):
-  """Within the test body: TF's engine (`_GradientsHelper`, also as kept by
-  tfgrad for XLA loops), TF's registered rules for v1 control flow, and
+  """Within the test body: TF's engine (`_GradientsHelper`, also as kept in
+  `tf_compat`), TF's registered rules for v1 control flow, and
   every function and class of TF's `control_flow_state` raise when used;
   tfgrad runs in strict mode. monkeypatch restores all afterwards."""
   from tensorflow.python.framework import ops as tf_ops  # pylint: disable=g-import-not-at-top

@@ -92,3 +92,39 @@ def stock_then_ours_in_function(build):
       assert a is None and b is None
     else:
       np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-6)
+
+
+_TF_WHILE_TYPES = ("While", "StatelessWhile")
+_TF_V1_LOOP_TYPES = ("Switch", "Merge", "Enter", "Exit", "NextIteration",
+                     "RefSwitch", "RefMerge", "RefEnter", "RefExit",
+                     "RefNextIteration")
+
+
+@contextlib.contextmanager
+def tf_loop_builders_unavailable():
+  """On top of `tf_builders_unavailable`: TF's registered rules for While
+  and StatelessWhile and for the v1 frame ops are gone, and every function
+  and class of TF's `control_flow_state` (its v1 gradient-loop state,
+  history stacks included) raises when used; all restored after."""
+  from tensorflow.python.ops import control_flow_state  # pylint: disable=g-import-not-at-top
+  registry = tf_ops.gradient_registry._registry  # pylint: disable=protected-access
+  types = _TF_WHILE_TYPES + _TF_V1_LOOP_TYPES
+  saved_rules = {k: registry[k] for k in types if k in registry}
+  refusing = {k: dict(registry[k], type=_refuse)
+              for k in _TF_V1_LOOP_TYPES if k in registry}
+  saved_state = {
+      name: value for name, value in vars(control_flow_state).items()
+      if callable(value)
+      and getattr(value, "__module__", None) == control_flow_state.__name__}
+  with tf_builders_unavailable():
+    try:
+      for k in _TF_WHILE_TYPES:
+        registry.pop(k, None)
+      registry.update(refusing)  # registered (not differentiable), refusing
+      for name in saved_state:
+        setattr(control_flow_state, name, _refuse)
+      yield
+    finally:
+      registry.update(saved_rules)
+      for name, value in saved_state.items():
+        setattr(control_flow_state, name, value)

@@ -9,8 +9,11 @@ Compared with TF's rules: only inputs some x depends on get a gradient,
 outputs nothing reached are left out (no zeros fed in), and the gradient
 op's results get an Identity only where a gradient is returned.
 
-In an XLA context (or with optionals switched off) TF's rules run, through
-`tf_compat.routed_through_tfgrad`: they output intermediates unwrapped.
+In an XLA context (which compiles no optionals) or with optionals switched
+off, intermediates are output unwrapped, as TF's rules output them there:
+each branch's in output slots of their own, the other branches filling
+those slots with FakeParams of the same dtype and shape (never read: the
+gradient runs the branch that ran; XLA turns them into zeros).
 """
 
 import tensorflow as tf
@@ -23,11 +26,12 @@ from tfgrad.registry import RegisterGradient
 from tfgrad.registry import takes_none_for_unreached_outputs
 
 
-def _branch_gradients(op, bodies, grads, needed):
-  """Each branch differentiated toward the inputs in `needed`."""
+def _branch_gradients(op, bodies, grads, needed, wrap):
+  """Each branch differentiated toward the inputs in `needed`, its
+  intermediates wrapped in optionals if `wrap`."""
   result = []
   for body in bodies:
-    bg = functional.BodyGradient(body, wrap=True, in_cond=True)
+    bg = functional.BodyGradient(body, wrap=wrap, in_cond=True)
     ys, grad_ys = [], []
     for y, g in zip(body.outputs, grads):
       if g is not None and tf_compat.is_trainable(y):
@@ -88,6 +92,29 @@ def _as_slices(r, x):
   return r
 
 
+def _own_slots_per_branch(body_grads):
+  """Lays out unwrapped intermediates for the forward rewrite: every
+  branch's added tensors in slots of their own, in branch order, and in
+  the other branches a FakeParam of the same dtype and shape (unknown
+  dimensions 0, as XLA needs static shapes) in each of those slots."""
+  laid_out = [[] for _ in body_grads]
+  for b, bg in enumerate(body_grads):
+    for t in bg.added:
+      for c, other in enumerate(body_grads):
+        laid_out[c].append(t if c == b else _fake_param(other.body, t))
+  for bg, added in zip(body_grads, laid_out):
+    bg.added = added
+
+
+def _fake_param(body, t):
+  """A FakeParam in `body` standing for `t` of another branch."""
+  shape = t.shape
+  if shape.rank is not None:
+    shape = tf.TensorShape([0 if d is None else d for d in shape.as_list()])
+  with body.as_default():
+    return tf.raw_ops.FakeParam(dtype=t.dtype, shape=shape)
+
+
 def _gradient_op(op, body_grads, first, build):
   """The If/Case computing the gradients: arguments matched across the
   branches, `build(inputs, tout, funcs, shapes, stateful)` creates it."""
@@ -127,9 +154,7 @@ def _unflatten(grad_op, kinds, needed, n_inputs):
 def _cond_gradient(op, grads, func_attr, build):
   """The gradient of an If/Case op `op`: its branches' gradient function
   graphs, the forward rewrite, the gradient op."""
-  if not tf_compat.optionals_usable(tf_compat.default_graph()):
-    return tf_compat.routed_through_tfgrad(
-        tf_compat.tf_registry_lookup(op.type))(op, *grads)
+  wrap = tf_compat.optionals_usable(tf_compat.default_graph())
   needed = [k for k in range(len(op.inputs) - 1)
             if _helpers.needs_grad(op, k + 1)]
   grads = list(grads) + [None] * (len(op.outputs) - len(grads))
@@ -137,11 +162,13 @@ def _cond_gradient(op, grads, func_attr, build):
     return [None] * len(op.inputs)
   with tf_compat.building_lock(op.graph):
     bodies = tf_compat.branch_graphs(op)
-    body_grads = _branch_gradients(op, bodies, grads, needed)
+    body_grads = _branch_gradients(op, bodies, grads, needed, wrap)
     kinds = _match_results(body_grads, needed)
     if all(kind is None for kind in kinds):
       grad_op = None
     else:
+      if not wrap:
+        _own_slots_per_branch(body_grads)
       functional.rewrite(op, body_grads, func_attr,
                          functional.none_optionals)
       grad_op = _gradient_op(op, body_grads, 1, build)

@@ -170,9 +170,6 @@ def _gradients_in_graph(ys, xs, grad_ys, name, colocate_gradients_with_ops,
       subgraph = graph_walk.between(
           to_ops, [x.op for x in xs], [t.op for t in stop_gradients],
           resolver, prune=False)
-    if v1_loops.in_xla_loop(subgraph.ops):
-      return _v1_control_flow_fallback(
-          ys, xs, grad_ys, scope, options, stop_gradients, src_graph)
     # Rules share one constant per value (`emit.const_cache`).
     with emit.const_cache():
       if seed_identity or any(g is None for g in grad_ys):
@@ -193,22 +190,6 @@ def _gradients_in_graph(ys, xs, grad_ys, name, colocate_gradients_with_ops,
       with strict_mode(options.strict), \
           tf_compat.building_in(tf_compat.default_graph()):
         return backprop.run(state, ys, grad_ys, xs)
-
-
-def _v1_control_flow_fallback(ys, xs, grad_ys, scope, options, stop_gradients,
-                              src_graph):
-  """v1 while loops inside an XLA compile context (`tf.compat.v1`'s
-  `xla.compile`/`jit_scope` around a loop) need stacks of a maximum size
-  derived from the loops' `maximum_iterations`, which `tfgrad.v1_loops`
-  does not build yet: such graphs go to TF's engine."""
-  if options.strict:
-    raise LookupError("strict mode: the graph between ys and xs contains a "
-                      "v1 while loop in an XLA context, which tfgrad leaves "
-                      "to TF's engine")
-  return tf_compat.ORIGINAL_GRADIENTS_HELPER(
-      ys, xs, grad_ys, scope, options.colocate, options.gate,
-      options.aggregation, stop_gradients, options.unconnected, src_graph,
-      options.optimize_identity_n)
 
 
 # ----- validation phase: before any walk of the graph -----

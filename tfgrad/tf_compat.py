@@ -1389,8 +1389,10 @@ def unique_grad_name(name):
 
 
 def optionals_usable(graph):
-  """False in an XLA context or with optionals switched off in gradients:
-  there TF's rules output raw intermediates instead (tfgrad runs TF's)."""
+  """False in an XLA context (XLA compiles no optionals) or with optionals
+  switched off in gradients: there a cond's intermediates leave it
+  unwrapped, as TF's rules output them (TF's `cond_v2._IfGrad` checks the
+  same two conditions on the graph the gradient is built in; TF 2.16-2.21)."""
   return (_tf_context.optionals_in_gradients_enabled()
           and not _cf_util_v1.GraphOrParentsInXlaContext(graph))
 

@@ -244,7 +244,56 @@ def _dynamic_shape(t):
 
 
 def _in_xla(op):
+  """True if `op` is compiled by XLA: inside an XLA compile context
+  (`xla.compile`, TPU rewrites) or tagged `_XlaCompile` (`jit_scope`)."""
   return control_flow_util.IsInXLAContext(op)
+
+
+def _xla_context_of(value):
+  """The XLA compile context `value` is built in (`xla.compile`, a TPU
+  rewrite), or None: a history stack must be made in it to be compiled
+  with the loop, as stock makes it in the context the gradient was
+  called in (which `control_dependencies(None)` has cleared here)."""
+  return control_flow_util.GetContainingXLAContext(context_of(value.op))
+
+
+def _xla_stack_size(value, loop, ctxt):
+  """The max_size XLA needs for a stack holding `value` once per iteration
+  of forward loop `loop`, made in context `ctxt` (where the gradient is
+  built): the product of the `maximum_iterations` of `loop` and of the
+  loops around it up to `ctxt`. A bound built outside `ctxt`'s reach (in
+  an enclosing loop's body) must be a static value. Raises stock's
+  ValueError when a loop has no bound, or a bound out of reach is not
+  static."""
+  static, dynamic = 1, []
+  while loop not in (None, ctxt):
+    bound = loop.maximum_iterations
+    if bound is None:
+      raise ValueError(
+          f"Cannot create a gradient accumulator for tensor '{value.name}' "
+          "inside XLA while_loop because maximum_iterations was not passed "
+          f"to the tf.while_loop call ('{loop.name}').")
+    bound_ctxt = bound.op._get_control_flow_context()
+    if control_flow_util.IsContainingContext(ctxt, bound_ctxt):
+      dynamic.append(bound)
+    else:
+      known = tf.get_static_value(bound)
+      if known is None:
+        raise ValueError(
+            f"Cannot create a gradient accumulator for tensor '{value.name}' "
+            f"inside XLA while_loop. maximum_iterations tensor '{bound.name}' "
+            f"for while_loop context '{loop.name}' must be statically known "
+            "(e.g. a constant value or known shape dimension), or be defined "
+            f"at or outside the while loop context "
+            f"'{ctxt.name if ctxt is not None else ''}' (currently defined in "
+            f"'{bound_ctxt.name}').")
+      static *= int(known)
+    loop = control_flow_util.GetContainingWhileContext(loop.outer_context,
+                                                       stop_ctxt=ctxt)
+  size = tf.constant(static, tf.int32, name="f_acc_size")
+  for bound in dynamic:
+    size = size * bound
+  return size
 
 
 def _is_constant(t):
@@ -570,22 +619,21 @@ class LoopGradState:
     on the branch not taken when `dead_branch`). Pushes run after the
     iteration's counter step, so they stay in iteration order. Returns the
     stack handle."""
-    if _in_xla(value.op):
-      raise NotImplementedError(
-          f"v1 while loop '{self.forward_context.name}' inside an XLA "
-          f"context: a stack for '{value.name}' needs a maximum size")
     fwd = self.forward_context
     with self.forward_index.graph.as_default(), \
         tf.control_dependencies(None):
       where = current_context()
+      if where is None:  # an XLA compile context's stacks are made in it
+        where = _xla_context_of(value)
       if (not dead_branch and output_context_of(value.op) == fwd
-          and _cond_inside(context_of(value.op), where) is None):
+          and _cond_inside(context_of(value.op), where) is None
+          and not _in_xla(value.op)):  # XLA's stacks hold one per iteration
         return self._push_pooled(value, where)
       with _inside(where):
-        unbounded = self._unbounded(where)
+        size = self._stack_size(value, where)
         with tf.compat.v1.colocate_with(value):
           stack = gen_data_flow_ops.stack_v2(
-              max_size=unbounded, elem_type=value.dtype.base_dtype,
+              max_size=size, elem_type=value.dtype.base_dtype,
               name="f_acc")
       stack_in_loop = fwd.AddValue(stack)
       value_ctxt = output_context_of(value.op)
@@ -621,9 +669,9 @@ class LoopGradState:
     pool = self._pools.get(key)
     if pool is None:
       with _inside(where):
-        unbounded = self._unbounded(where)
+        size = self._stack_size(value, where)
         with tf.compat.v1.colocate_with(value):
-          stack = _build_op("StackV2", [unbounded], "f_acc", own_order=True,
+          stack = _build_op("StackV2", [size], "f_acc", own_order=True,
                             elem_type=dict(type=dtype.as_datatype_enum),
                             stack_name=dict(s=b"")).outputs[0]
       pool = self._pools[key] = _StackPool(stack, add_value(fwd, stack))
@@ -658,13 +706,20 @@ class LoopGradState:
     self.grad_sync._add_control_input(pop.op)
     return pop
 
-  def _unbounded(self, ctxt):
-    """The stacks' max_size -1 (no bound), one constant per context for
-    all stacks of the call (stock TF makes one per stack)."""
-    key = (tf.compat.v1.get_default_graph(), ctxt)
+  def _stack_size(self, value, ctxt):
+    """The max_size of a history stack for `value` made in context
+    `ctxt`: -1 (no bound), one constant per context for all stacks of the
+    call (stock TF makes one per stack); in an XLA context, which compiles
+    stacks of a fixed size, the bound `_xla_stack_size` derives from the
+    loops' `maximum_iterations`, one per loop and context."""
+    xla = _in_xla(value.op)
+    key = (tf.compat.v1.get_default_graph(), ctxt,
+           self.forward_context if xla else None)
     found = self._shared.get(key)
     if found is None:
-      found = self._shared[key] = _const(-1, tf.int32, "f_acc_size")
+      found = (_xla_stack_size(value, self.forward_context, ctxt) if xla
+               else _const(-1, tf.int32, "f_acc_size"))
+      self._shared[key] = found
     return found
 
   def AddBackpropAccumulatedValue(self, history, value, dead_branch=False):
@@ -1115,9 +1170,3 @@ def blocked_inside_loop(blocked):
   variables, and the pass must too (zeros where stock gives zeros)."""
   return any(context_of(op) is not None
              and while_context_of(op) is not None for op in blocked)
-
-
-def in_xla_loop(ops):
-  """True if a v1 loop op among `ops` sits in an XLA compile context
-  (history stacks there need sizes tfgrad does not derive yet)."""
-  return any(_is_frame_op(op) and _in_xla(op) for op in ops)
