@@ -36,11 +36,21 @@ _FLOAT_LIKE = frozenset([tf.float16, tf.bfloat16, tf.float32, tf.float64,
                          tf.complex64, tf.complex128, tf.resource])
 
 
+# Never trainable, whatever TF's flags say (only the quantized integer
+# dtypes can be switched to trainable): answered without TF's IsTrainable,
+# whose tensor-or-dtype protocol check costs about half an op's creation.
+_NEVER_TRAINABLE = frozenset([tf.bool, tf.string, tf.int8, tf.int16,
+                              tf.int32, tf.int64, tf.uint8, tf.uint16,
+                              tf.uint32, tf.uint64])
+
+
 def is_trainable(t):
-  """True if `t` can carry a gradient (TF's IsTrainable, fast path first)."""
+  """True if `t` can carry a gradient (TF's IsTrainable, fast paths first)."""
   dtype = t.dtype
   if dtype in _FLOAT_LIKE:
     return True
+  if dtype in _NEVER_TRAINABLE:
+    return False
   if dtype == tf.variant:
     return backprop_util.IsTrainable(t)
   return backprop_util.IsTrainable(dtype)

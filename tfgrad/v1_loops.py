@@ -52,7 +52,6 @@ import functools
 
 import tensorflow as tf
 
-from tensorflow.python.eager import backprop_util
 from tensorflow.python.ops import array_ops
 from tensorflow.python.ops import control_flow_ops
 from tensorflow.python.ops import control_flow_util
@@ -1106,7 +1105,8 @@ def _add_grad(grads, t, g):
 
 
 def _is_trainable(t):
-  return backprop_util.IsTrainable(t)
+  from tfgrad import tf_compat  # pylint: disable=g-import-not-at-top
+  return tf_compat.is_trainable(t)
 
 
 def blocked_inside_loop(blocked):
