@@ -65,15 +65,29 @@ WhileContext = control_flow_ops.WhileContext
 CondContext = control_flow_ops.CondContext
 
 is_switch = control_flow_util.IsSwitch
-is_loop_constant_enter = control_flow_util.IsLoopConstantEnter
 check_input_context = control_flow_util.CheckInputFromValidContext
-is_loop_exit = control_flow_util.IsLoopExit
 is_loop_switch = control_flow_util.IsLoopSwitch
 while_context_of = control_flow_util.GetWhileContext
 output_context_of = control_flow_util.GetOutputContext
 
 merge = control_flow_ops.merge
 switch = control_flow_ops.switch
+
+_EXIT_TYPES = frozenset(["Exit", "RefExit"])
+_ENTER_TYPES = frozenset(["Enter", "RefEnter"])
+
+
+def is_loop_exit(op):
+  """`control_flow_util.IsLoopExit`, reading the op's type once (each read
+  is a C API call; the lean loop path asks for every input of every op)."""
+  return op.type in _EXIT_TYPES
+
+
+def is_loop_constant_enter(op):
+  """`control_flow_util.IsLoopConstantEnter` (an Enter of a loop
+  invariant), reading the type once and the flag through the typed
+  attribute getter rather than `get_attr`'s AttrValue parse."""
+  return op.type in _ENTER_TYPES and op._get_attr_bool("is_constant")
 
 
 def context_of(op):
@@ -164,10 +178,33 @@ def add_value(ctxt, val):
 
 def _const(value, dtype, name, shape=None):
   """A constant in the current context, by the lean path."""
-  proto = tf.make_tensor_proto(value, dtype, shape)
+  proto = _scalar_proto(value, tf.as_dtype(dtype), shape)
+  if proto is None:
+    proto = tf.make_tensor_proto(value, dtype, shape)
   return _build_op("Const", [], name, value=dict(tensor=proto),
                    dtype=dict(type=tf.as_dtype(dtype).as_datatype_enum)
                    ).outputs[0]
+
+
+# TensorProto fields holding one value of these dtypes.
+_SCALAR_FIELD = {tf.float32: "float_val", tf.float64: "double_val",
+                 tf.int32: "int_val", tf.int64: "int64_val"}
+
+
+def _scalar_proto(value, dtype, shape):
+  """`tf.make_tensor_proto(value, dtype, shape)` for a Python int or float
+  (filling `shape`, a list of ints, or a scalar), built directly: the same
+  proto (one value and the shape), without the generic path's numpy
+  conversions, which cost about two op creations. None for anything else."""
+  field = _SCALAR_FIELD.get(dtype)
+  if field is None or type(value) not in (int, float) \
+      or (dtype.is_integer and type(value) is not int) \
+      or (shape and 0 in shape):
+    return None
+  from tfgrad import tf_compat  # pylint: disable=g-import-not-at-top
+  proto = tf_compat.tensor_proto(dtype, shape or ())
+  getattr(proto, field).append(value)
+  return proto
 
 
 def add_forward_counter(fwd, outer):
@@ -416,8 +453,7 @@ def _build_op(op_type, inputs, name=None, grouped=None, bare=False,
   (`tf_compat` is imported late: it imports this module.)"""
   from tfgrad import tf_compat  # pylint: disable=g-import-not-at-top
   graph = tf.compat.v1.get_default_graph()
-  attrs = {k: (_scalar_attr(*v.items()) if v.keys() & _CACHED_FIELDS
-               else tf_compat.attr_value(**v)) for k, v in attrs.items()}
+  attrs = {k: _attr_of(v, tf_compat) for k, v in attrs.items()}
   if bare:  # no context bookkeeping: the caller does it
     return tf_compat.create_op_bare(graph, op_type, inputs, attrs, name)
   return tf_compat.create_op(graph, op_type, inputs, attrs,
@@ -428,6 +464,16 @@ def _build_op(op_type, inputs, name=None, grouped=None, bare=False,
 
 # AttrValue fields whose values are few (dtypes, flags, small counts).
 _CACHED_FIELDS = frozenset(["type", "b", "i"])
+
+
+def _attr_of(fields, tf_compat):
+  """The AttrValue of `fields` (one field: a shared serialized proto for
+  the few values of `_CACHED_FIELDS`)."""
+  if len(fields) == 1:
+    (item,) = fields.items()
+    if item[0] in _CACHED_FIELDS:
+      return _scalar_attr(item)
+  return tf_compat.attr_value(**fields)
 
 
 @functools.lru_cache(maxsize=256)
