@@ -8,6 +8,7 @@ them here means a TF upgrade that moves one of them breaks exactly one module.
 """
 
 import contextlib
+import functools
 import threading
 import weakref
 
@@ -1374,8 +1375,44 @@ def register_function(func_graph):
 def _trace_type(t):
   """TF's trace type of graph tensor `t`: what `trace_type.from_value`
   returns for it, without the protocol checks that make it cost about an
-  op's worth of time."""
-  return t.__tf_tracing_type__(_trace_type_builder.InternalTracingContext())
+  op's worth of time. Beyond resources and variants (whose type carries
+  their handle data) that is a TensorSpec of the shape and dtype
+  (`Tensor.__tf_tracing_type__`), shared through `_tensor_spec`."""
+  dtype = t.dtype
+  if dtype == tf.resource or dtype == tf.variant:
+    return t.__tf_tracing_type__(_trace_type_builder.InternalTracingContext())
+  return _tensor_spec(t.shape._dims, dtype)  # pylint: disable=protected-access
+
+
+@functools.lru_cache(maxsize=1024)
+def _tensor_spec(dims, dtype):
+  """`tf.TensorSpec(dims, dtype)`, made once per shape and dtype (trace
+  types are immutable values, compared by equality): building one costs
+  about a tenth of an op's creation, and a function type needs one per
+  argument and output."""
+  return tf.TensorSpec(dims, dtype)
+
+
+def _parameter(index, t):
+  """The FunctionType parameter `derive_from_graph` gives argument `index`,
+  graph tensor `t`."""
+  dtype = t.dtype
+  if dtype == tf.resource or dtype == tf.variant:
+    return _new_parameter(index, _trace_type(t))
+  return _shared_parameter(index, t.shape._dims, dtype)  # pylint: disable=protected-access
+
+
+def _new_parameter(index, trace_type):
+  return _function_type_lib.Parameter(
+      f"arg_{index}", _function_type_lib.Parameter.POSITIONAL_ONLY, False,
+      trace_type)
+
+
+@functools.lru_cache(maxsize=1024)
+def _shared_parameter(index, dims, dtype):
+  """`_new_parameter` of a TensorSpec, made once per index, shape and
+  dtype (parameters are immutable values)."""
+  return _new_parameter(index, _tensor_spec(dims, dtype))
 
 
 def _function_type(func_graph):
@@ -1383,11 +1420,7 @@ def _function_type(func_graph):
   and outputs by their trace types, the captures' types), built from
   `_trace_type`."""
   # (what `function_type.from_structured_signature` makes of these types)
-  positional = _function_type_lib.Parameter.POSITIONAL_ONLY
-  parameters = [
-      _function_type_lib.Parameter(f"arg_{i}", positional, False,
-                                   _trace_type(t))
-      for i, t in enumerate(func_graph.inputs)]
+  parameters = [_parameter(i, t) for i, t in enumerate(func_graph.inputs)]
   return _function_type_lib.FunctionType(
       parameters, func_graph.function_captures.capture_types or {},
       return_annotation=_default_types.Tuple(
