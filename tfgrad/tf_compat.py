@@ -728,6 +728,40 @@ def _create_op_in_loop(graph, ctxt, op_type, inputs, grouped, attrs, name,
   # pylint: enable=protected-access
 
 
+@contextlib.contextmanager
+def colocated_with_tensor(t, ignore_existing=False):
+  """`tf.compat.v1.colocate_with(t, ignore_existing)` for graph tensor `t`
+  of the default graph: the device functions set aside (and, with
+  `ignore_existing`, the colocation stack too) and `t`'s op pushed, as TF
+  does, but as a `_ColocationTarget`, so that the loop machinery's ops
+  built inside keep the lean path's placement (`_lean_placement`) instead
+  of TF's per-op colocation helper. TF's own manager when anything else
+  is on the colocation stack and `ignore_existing` is off."""
+  # pylint: disable=protected-access
+  graph = default_graph()
+  if (getattr(t, "graph", None) is not graph or is_eager_tensor(t)
+      or (not ignore_existing and graph._colocation_stack._stack)):
+    with tf.compat.v1.colocate_with(t, ignore_existing=ignore_existing):
+      yield
+    return
+  op = t.op
+  devices = graph._device_function_stack
+  graph._device_function_stack = traceable_stack.TraceableStack()
+  if ignore_existing:
+    colocations = graph._colocation_stack
+    graph._colocation_stack = traceable_stack.TraceableStack()
+  graph._colocation_stack._stack.append(traceable_stack.TraceableObject(
+      _ColocationTarget(op, lambda: private_attrs(op))))
+  try:
+    yield
+  finally:
+    graph._device_function_stack = devices
+    graph._colocation_stack.pop_obj()
+    if ignore_existing:
+      graph._colocation_stack = colocations
+  # pylint: enable=protected-access
+
+
 _NO_PLACEMENT = (None, None, {})
 
 

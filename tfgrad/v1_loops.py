@@ -506,6 +506,12 @@ def lean_merge(values, name="Merge"):
                    T=_type_attr(values[0]), N=dict(i=len(values))).outputs[0]
 
 
+def _colocated_with(t):
+  """`tf.compat.v1.colocate_with(t)`, kept on the lean path."""
+  from tfgrad import tf_compat  # pylint: disable=g-import-not-at-top
+  return tf_compat.colocated_with_tensor(t)
+
+
 def lean_switch(data, pred, name="Switch", colocate=True):
   """`switch_ref_or_tensor(data, pred)` (colocated with `data`, or, when not
   `colocate`, `switch(data, pred)`) for plain tensors, by the lean path."""
@@ -513,7 +519,8 @@ def lean_switch(data, pred, name="Switch", colocate=True):
     if colocate:
       return switch_ref_or_tensor(data, pred, name=name)
     return switch(data, pred, name=name)
-  where = (tf.compat.v1.colocate_with(data, ignore_existing=True)
+  from tfgrad import tf_compat  # pylint: disable=g-import-not-at-top
+  where = (tf_compat.colocated_with_tensor(data, ignore_existing=True)
            if colocate else contextlib.nullcontext())
   with where:
     return tuple(_build_op("Switch", [data, pred], name,
@@ -667,7 +674,7 @@ class LoopGradState:
     if pool is None:
       with _inside(where):
         unbounded = self._unbounded(where)
-        with tf.compat.v1.colocate_with(value):
+        with _colocated_with(value):
           stack = _build_op("StackV2", [unbounded], "f_acc", own_order=True,
                             elem_type=dict(type=dtype.as_datatype_enum),
                             stack_name=dict(s=b"")).outputs[0]
