@@ -207,6 +207,25 @@ def _scalar_proto(value, dtype, shape):
   return proto
 
 
+# `tf.zeros` of a static shape below this many elements is one Const
+# holding a single value (above, a Fill).
+_SMALL_ZEROS = 1000
+
+
+def _static_zeros(shape, dtype):
+  """`tf.zeros(shape, dtype)` for a fully defined `shape`: the same Const
+  (name, value, shape), built by the lean path in the current context
+  when TF would build a Const of one of the common dtypes; TF's `zeros`
+  otherwise."""
+  dims = shape.as_list()
+  size = 1
+  for d in dims:
+    size *= d
+  if dtype not in _SCALAR_FIELD or not 0 < size < _SMALL_ZEROS:
+    return tf.zeros(dims, dtype)
+  return _const(0, dtype, "zeros", dims)
+
+
 def add_forward_counter(fwd, outer):
   """`WhileContext.AddForwardLoopCounter` (`n = 0; while pivot: n += 1` in
   forward loop `fwd`, the count leaving it), built by the lean path, in
@@ -978,11 +997,11 @@ class LoopStates:
     shape = t.shape
     if outer_state is None:
       if shape.is_fully_defined():
-        return tf.zeros(shape.dims, t.dtype)
+        return _static_zeros(shape, t.dtype)
       return array_ops.zeros_like(t, optimize=False)
     if shape.is_fully_defined():
       with _inside(outer_state.grad_context):
-        return tf.zeros(shape.dims, t.dtype)
+        return _static_zeros(shape, t.dtype)
     with _inside(fwd.outer_context):
       dyn = _dynamic_shape(t)
     history = outer_state.AddForwardAccumulator(dyn)
@@ -1018,7 +1037,7 @@ class LoopStates:
         if shape.is_fully_defined():
           with _inside(gs.grad_context):
             nxt = control_flow_ops._NextIteration(
-                tf.zeros(shape.dims, first.dtype))
+                _static_zeros(shape, first.dtype))
         else:
           with _inside(gs.grad_context.outer_context):
             zeros = tf.zeros(_dynamic_shape(first.op.inputs[0]), first.dtype)
