@@ -377,8 +377,7 @@ def call_gradient(op, grads, body, attrs, needed, strict):
       with api.strict_mode(strict):
         results = bg.differentiate([body.outputs[j] for j in reached], None,
                                    [body.inputs[k] for k in needed])
-      with bg.graph.as_default():
-        flat, kinds = flatten_results(results)
+      flat, kinds = flatten_results(results)  # (builds no op)
       bg.graph.outputs = flat
       body.outputs.extend(bg.added)
       fn = _made(tf_compat.make_function(

@@ -8,6 +8,7 @@ them here means a TF upgrade that moves one of them breaks exactly one module.
 """
 
 import contextlib
+import functools
 import threading
 import weakref
 
@@ -36,11 +37,21 @@ _FLOAT_LIKE = frozenset([tf.float16, tf.bfloat16, tf.float32, tf.float64,
                          tf.complex64, tf.complex128, tf.resource])
 
 
+# Never trainable, whatever TF's flags say (only the quantized integer
+# dtypes can be switched to trainable): answered without TF's IsTrainable,
+# whose tensor-or-dtype protocol check costs about half an op's creation.
+_NEVER_TRAINABLE = frozenset([tf.bool, tf.string, tf.int8, tf.int16,
+                              tf.int32, tf.int64, tf.uint8, tf.uint16,
+                              tf.uint32, tf.uint64])
+
+
 def is_trainable(t):
-  """True if `t` can carry a gradient (TF's IsTrainable, fast path first)."""
+  """True if `t` can carry a gradient (TF's IsTrainable, fast paths first)."""
   dtype = t.dtype
   if dtype in _FLOAT_LIKE:
     return True
+  if dtype in _NEVER_TRAINABLE:
+    return False
   if dtype == tf.variant:
     return backprop_util.IsTrainable(t)
   return backprop_util.IsTrainable(dtype)
@@ -717,6 +728,40 @@ def _create_op_in_loop(graph, ctxt, op_type, inputs, grouped, attrs, name,
   # pylint: enable=protected-access
 
 
+@contextlib.contextmanager
+def colocated_with_tensor(t, ignore_existing=False):
+  """`tf.compat.v1.colocate_with(t, ignore_existing)` for graph tensor `t`
+  of the default graph: the device functions set aside (and, with
+  `ignore_existing`, the colocation stack too) and `t`'s op pushed, as TF
+  does, but as a `_ColocationTarget`, so that the loop machinery's ops
+  built inside keep the lean path's placement (`_lean_placement`) instead
+  of TF's per-op colocation helper. TF's own manager when anything else
+  is on the colocation stack and `ignore_existing` is off."""
+  # pylint: disable=protected-access
+  graph = default_graph()
+  if (getattr(t, "graph", None) is not graph or is_eager_tensor(t)
+      or (not ignore_existing and graph._colocation_stack._stack)):
+    with tf.compat.v1.colocate_with(t, ignore_existing=ignore_existing):
+      yield
+    return
+  op = t.op
+  devices = graph._device_function_stack
+  graph._device_function_stack = traceable_stack.TraceableStack()
+  if ignore_existing:
+    colocations = graph._colocation_stack
+    graph._colocation_stack = traceable_stack.TraceableStack()
+  graph._colocation_stack._stack.append(traceable_stack.TraceableObject(
+      _ColocationTarget(op, lambda: private_attrs(op))))
+  try:
+    yield
+  finally:
+    graph._device_function_stack = devices
+    graph._colocation_stack.pop_obj()
+    if ignore_existing:
+      graph._colocation_stack = colocations
+  # pylint: enable=protected-access
+
+
 _NO_PLACEMENT = (None, None, {})
 
 
@@ -1364,8 +1409,44 @@ def register_function(func_graph):
 def _trace_type(t):
   """TF's trace type of graph tensor `t`: what `trace_type.from_value`
   returns for it, without the protocol checks that make it cost about an
-  op's worth of time."""
-  return t.__tf_tracing_type__(_trace_type_builder.InternalTracingContext())
+  op's worth of time. Beyond resources and variants (whose type carries
+  their handle data) that is a TensorSpec of the shape and dtype
+  (`Tensor.__tf_tracing_type__`), shared through `_tensor_spec`."""
+  dtype = t.dtype
+  if dtype == tf.resource or dtype == tf.variant:
+    return t.__tf_tracing_type__(_trace_type_builder.InternalTracingContext())
+  return _tensor_spec(t.shape._dims, dtype)  # pylint: disable=protected-access
+
+
+@functools.lru_cache(maxsize=1024)
+def _tensor_spec(dims, dtype):
+  """`tf.TensorSpec(dims, dtype)`, made once per shape and dtype (trace
+  types are immutable values, compared by equality): building one costs
+  about a tenth of an op's creation, and a function type needs one per
+  argument and output."""
+  return tf.TensorSpec(dims, dtype)
+
+
+def _parameter(index, t):
+  """The FunctionType parameter `derive_from_graph` gives argument `index`,
+  graph tensor `t`."""
+  dtype = t.dtype
+  if dtype == tf.resource or dtype == tf.variant:
+    return _new_parameter(index, _trace_type(t))
+  return _shared_parameter(index, t.shape._dims, dtype)  # pylint: disable=protected-access
+
+
+def _new_parameter(index, trace_type):
+  return _function_type_lib.Parameter(
+      f"arg_{index}", _function_type_lib.Parameter.POSITIONAL_ONLY, False,
+      trace_type)
+
+
+@functools.lru_cache(maxsize=1024)
+def _shared_parameter(index, dims, dtype):
+  """`_new_parameter` of a TensorSpec, made once per index, shape and
+  dtype (parameters are immutable values)."""
+  return _new_parameter(index, _tensor_spec(dims, dtype))
 
 
 def _function_type(func_graph):
@@ -1373,11 +1454,7 @@ def _function_type(func_graph):
   and outputs by their trace types, the captures' types), built from
   `_trace_type`."""
   # (what `function_type.from_structured_signature` makes of these types)
-  positional = _function_type_lib.Parameter.POSITIONAL_ONLY
-  parameters = [
-      _function_type_lib.Parameter(f"arg_{i}", positional, False,
-                                   _trace_type(t))
-      for i, t in enumerate(func_graph.inputs)]
+  parameters = [_parameter(i, t) for i, t in enumerate(func_graph.inputs)]
   return _function_type_lib.FunctionType(
       parameters, func_graph.function_captures.capture_types or {},
       return_annotation=_default_types.Tuple(

@@ -52,7 +52,6 @@ import functools
 
 import tensorflow as tf
 
-from tensorflow.python.eager import backprop_util
 from tensorflow.python.ops import array_ops
 from tensorflow.python.ops import control_flow_ops
 from tensorflow.python.ops import control_flow_util
@@ -66,15 +65,29 @@ WhileContext = control_flow_ops.WhileContext
 CondContext = control_flow_ops.CondContext
 
 is_switch = control_flow_util.IsSwitch
-is_loop_constant_enter = control_flow_util.IsLoopConstantEnter
 check_input_context = control_flow_util.CheckInputFromValidContext
-is_loop_exit = control_flow_util.IsLoopExit
 is_loop_switch = control_flow_util.IsLoopSwitch
 while_context_of = control_flow_util.GetWhileContext
 output_context_of = control_flow_util.GetOutputContext
 
 merge = control_flow_ops.merge
 switch = control_flow_ops.switch
+
+_EXIT_TYPES = frozenset(["Exit", "RefExit"])
+_ENTER_TYPES = frozenset(["Enter", "RefEnter"])
+
+
+def is_loop_exit(op):
+  """`control_flow_util.IsLoopExit`, reading the op's type once (each read
+  is a C API call; the lean loop path asks for every input of every op)."""
+  return op.type in _EXIT_TYPES
+
+
+def is_loop_constant_enter(op):
+  """`control_flow_util.IsLoopConstantEnter` (an Enter of a loop
+  invariant), reading the type once and the flag through the typed
+  attribute getter rather than `get_attr`'s AttrValue parse."""
+  return op.type in _ENTER_TYPES and op._get_attr_bool("is_constant")
 
 
 def context_of(op):
@@ -165,10 +178,52 @@ def add_value(ctxt, val):
 
 def _const(value, dtype, name, shape=None):
   """A constant in the current context, by the lean path."""
-  proto = tf.make_tensor_proto(value, dtype, shape)
+  proto = _scalar_proto(value, tf.as_dtype(dtype), shape)
+  if proto is None:
+    proto = tf.make_tensor_proto(value, dtype, shape)
   return _build_op("Const", [], name, value=dict(tensor=proto),
                    dtype=dict(type=tf.as_dtype(dtype).as_datatype_enum)
                    ).outputs[0]
+
+
+# TensorProto fields holding one value of these dtypes.
+_SCALAR_FIELD = {tf.float32: "float_val", tf.float64: "double_val",
+                 tf.int32: "int_val", tf.int64: "int64_val"}
+
+
+def _scalar_proto(value, dtype, shape):
+  """`tf.make_tensor_proto(value, dtype, shape)` for a Python int or float
+  (filling `shape`, a list of ints, or a scalar), built directly: the same
+  proto (one value and the shape), without the generic path's numpy
+  conversions, which cost about two op creations. None for anything else."""
+  field = _SCALAR_FIELD.get(dtype)
+  if field is None or type(value) not in (int, float) \
+      or (dtype.is_integer and type(value) is not int) \
+      or (shape and 0 in shape):
+    return None
+  from tfgrad import tf_compat  # pylint: disable=g-import-not-at-top
+  proto = tf_compat.tensor_proto(dtype, shape or ())
+  getattr(proto, field).append(value)
+  return proto
+
+
+# `tf.zeros` of a static shape below this many elements is one Const
+# holding a single value (above, a Fill).
+_SMALL_ZEROS = 1000
+
+
+def _static_zeros(shape, dtype):
+  """`tf.zeros(shape, dtype)` for a fully defined `shape`: the same Const
+  (name, value, shape), built by the lean path in the current context
+  when TF would build a Const of one of the common dtypes; TF's `zeros`
+  otherwise."""
+  dims = shape.as_list()
+  size = 1
+  for d in dims:
+    size *= d
+  if dtype not in _SCALAR_FIELD or not 0 < size < _SMALL_ZEROS:
+    return tf.zeros(dims, dtype)
+  return _const(0, dtype, "zeros", dims)
 
 
 def add_forward_counter(fwd, outer):
@@ -466,8 +521,7 @@ def _build_op(op_type, inputs, name=None, grouped=None, bare=False,
   (`tf_compat` is imported late: it imports this module.)"""
   from tfgrad import tf_compat  # pylint: disable=g-import-not-at-top
   graph = tf.compat.v1.get_default_graph()
-  attrs = {k: (_scalar_attr(*v.items()) if v.keys() & _CACHED_FIELDS
-               else tf_compat.attr_value(**v)) for k, v in attrs.items()}
+  attrs = {k: _attr_of(v, tf_compat) for k, v in attrs.items()}
   if bare:  # no context bookkeeping: the caller does it
     return tf_compat.create_op_bare(graph, op_type, inputs, attrs, name)
   return tf_compat.create_op(graph, op_type, inputs, attrs,
@@ -478,6 +532,16 @@ def _build_op(op_type, inputs, name=None, grouped=None, bare=False,
 
 # AttrValue fields whose values are few (dtypes, flags, small counts).
 _CACHED_FIELDS = frozenset(["type", "b", "i"])
+
+
+def _attr_of(fields, tf_compat):
+  """The AttrValue of `fields` (one field: a shared serialized proto for
+  the few values of `_CACHED_FIELDS`)."""
+  if len(fields) == 1:
+    (item,) = fields.items()
+    if item[0] in _CACHED_FIELDS:
+      return _scalar_attr(item)
+  return tf_compat.attr_value(**fields)
 
 
 @functools.lru_cache(maxsize=256)
@@ -510,6 +574,12 @@ def lean_merge(values, name="Merge"):
                    T=_type_attr(values[0]), N=dict(i=len(values))).outputs[0]
 
 
+def _colocated_with(t):
+  """`tf.compat.v1.colocate_with(t)`, kept on the lean path."""
+  from tfgrad import tf_compat  # pylint: disable=g-import-not-at-top
+  return tf_compat.colocated_with_tensor(t)
+
+
 def lean_switch(data, pred, name="Switch", colocate=True):
   """`switch_ref_or_tensor(data, pred)` (colocated with `data`, or, when not
   `colocate`, `switch(data, pred)`) for plain tensors, by the lean path."""
@@ -517,7 +587,8 @@ def lean_switch(data, pred, name="Switch", colocate=True):
     if colocate:
       return switch_ref_or_tensor(data, pred, name=name)
     return switch(data, pred, name=name)
-  where = (tf.compat.v1.colocate_with(data, ignore_existing=True)
+  from tfgrad import tf_compat  # pylint: disable=g-import-not-at-top
+  where = (tf_compat.colocated_with_tensor(data, ignore_existing=True)
            if colocate else contextlib.nullcontext())
   with where:
     return tuple(_build_op("Switch", [data, pred], name,
@@ -670,7 +741,7 @@ class LoopGradState:
     if pool is None:
       with _inside(where):
         size = self._stack_size(value, where)
-        with tf.compat.v1.colocate_with(value):
+        with _colocated_with(value):
           stack = _build_op("StackV2", [size], "f_acc", own_order=True,
                             elem_type=dict(type=dtype.as_datatype_enum),
                             stack_name=dict(s=b"")).outputs[0]
@@ -981,11 +1052,11 @@ class LoopStates:
     shape = t.shape
     if outer_state is None:
       if shape.is_fully_defined():
-        return tf.zeros(shape.dims, t.dtype)
+        return _static_zeros(shape, t.dtype)
       return array_ops.zeros_like(t, optimize=False)
     if shape.is_fully_defined():
       with _inside(outer_state.grad_context):
-        return tf.zeros(shape.dims, t.dtype)
+        return _static_zeros(shape, t.dtype)
     with _inside(fwd.outer_context):
       dyn = _dynamic_shape(t)
     history = outer_state.AddForwardAccumulator(dyn)
@@ -1021,7 +1092,7 @@ class LoopStates:
         if shape.is_fully_defined():
           with _inside(gs.grad_context):
             nxt = control_flow_ops._NextIteration(
-                tf.zeros(shape.dims, first.dtype))
+                _static_zeros(shape, first.dtype))
         else:
           with _inside(gs.grad_context.outer_context):
             zeros = tf.zeros(_dynamic_shape(first.op.inputs[0]), first.dtype)
@@ -1161,7 +1232,8 @@ def _add_grad(grads, t, g):
 
 
 def _is_trainable(t):
-  return backprop_util.IsTrainable(t)
+  from tfgrad import tf_compat  # pylint: disable=g-import-not-at-top
+  return tf_compat.is_trainable(t)
 
 
 def blocked_inside_loop(blocked):
