@@ -141,6 +141,9 @@ class Forward:
   loop_plain: int = 0         # bytes of loop accumulators, plain gradient
   loop_checkpointed: int = 0  # the same with loop checkpointing
   op_flops: dict = dataclasses.field(default_factory=dict)  # op -> FLOPs
+  # (weight tensor, position of its first data reader): see
+  # _weight_gradients_from
+  param_first_use: list = dataclasses.field(default_factory=list)
 
   def bytes_of(self, t):
     """`nbytes(t)`, read once per tensor (static shapes cost a C call)."""
@@ -189,12 +192,36 @@ def analyse(ys, xs, members, inputs):
   fwd = Forward(order, pos, kind, tensors, members, x_ids, 0, 0)
   fwd.param_bytes = sum(fwd.bytes_of(o) for op in post if kind[op] == "param"
                         for o in op.outputs if tf_compat.is_trainable(o))
+  fwd.param_first_use = _first_uses(fwd, post)
   fwd.top_bytes = max([fwd.bytes_of(t) for t in tensors] or [0])
   for op in order:
     plain, checkpointed = loop_bytes(op)
     fwd.loop_plain += plain
     fwd.loop_checkpointed += checkpointed
   return fwd
+
+
+def _first_uses(fwd, post):
+  """(param tensor, position of the first data op reading it, directly or
+  through other param ops) for the trainable param tensors; a tensor no
+  data op reads counts as read last."""
+  n = len(fwd.order)
+  first = {}
+  result = []
+  for op in reversed(post):  # readers before what they read
+    if fwd.kind[op] != "param":
+      continue
+    for o in op.outputs:
+      at = n
+      for c in o.consumers():
+        if c in fwd.pos:
+          at = min(at, fwd.pos[c])
+        elif fwd.kind.get(c) == "param":
+          at = min(at, first.get(c, n))
+      first[op] = min(first.get(op, n), at)
+      if tf_compat.is_trainable(o):
+        result.append((o, at))
+  return result
 
 
 # ----- loops: what their gradients keep per iteration -----
@@ -332,7 +359,7 @@ _READS_INPUTS = frozenset([
     "MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum",
     "Conv2D", "Conv3D", "DepthwiseConv2dNative", "Mul", "Square", "Sin",
     "Cos", "Log", "Abs", "Relu6", "LeakyRelu", "Maximum", "Minimum",
-    "GatherV2"])
+    "GatherV2", "RealDiv", "Div", "DivNoNan", "Erf", "SquaredDifference"])
 
 
 def _read_by_a_gradient(fwd, t):
@@ -362,29 +389,85 @@ def _prefix_sums(fwd):
     saved[i + 1] = saved[i] + sum(fwd.bytes_of(o) for o in outs
                                   if _read_by_a_gradient(fwd, o))
     op_flops[i + 1] = op_flops[i] + fwd.flops_of(op)
-  return data_bytes, op_flops, saved
+  return data_bytes, op_flops, saved, _weight_gradients_from(fwd)
+
+
+def _weight_gradients_from(fwd):
+  """grads[p]: bytes of the weight gradients complete (and, fetched, live
+  to the end) once backprop has come down to position p: those of the
+  param tensors whose first reader among the data ops is at p or later."""
+  n = len(fwd.order)
+  grads = [0] * (n + 2)
+  for t, first in fwd.param_first_use:
+    grads[min(first, n)] += fwd.bytes_of(t)
+  for p in range(n, -1, -1):
+    grads[p] += grads[p + 1]
+  return grads[:n + 1]
+
+
+def _backprop_peak(fwd, cuts, kept_before):
+  """The largest live set of the backward pass, segment by segment from
+  the top: a segment's turn holds the weight gradients complete so far,
+  the kept tensors before it (later ones were freed once their segment's
+  gradient was done), and the saved tensors of the segment from its
+  start up to where backprop has come down to. A recomputed segment's
+  turn comes in the middle of the backward pass and holds more in
+  flight than the top's: the incoming gradient through its
+  recomputation, the kept tensor the next segment's weight gradients
+  still read, the unsaved output of the op being recomputed
+  (`_RECOMPUTE_HELD` tensors of the largest size)."""
+  _, _, saved, grads = _prefix(fwd)
+  n = len(fwd.order)
+  worst, start = 0, -1
+  for end in list(cuts) + [n - 1]:
+    base = saved[start + 1]
+    inside = max((saved[p + 1] - base + grads[p]
+                  for p in range(start + 1, end + 1)), default=0)
+    held = 0 if end == n - 1 else _RECOMPUTE_HELD * fwd.top_bytes
+    worst = max(worst, kept_before(end) + inside + held)
+    start = end
+  return worst
+
+
+# Tensors a recomputed segment's turn holds beyond the top's (see
+# _backprop_peak); calibrated against the BFC allocator (README).
+_RECOMPUTE_HELD = 3
+
+
+def _fixed(fwd):
+  """The weights, and the gradients being passed on (twice the largest
+  tensor)."""
+  return fwd.param_bytes + 2 * fwd.top_bytes
 
 
 def estimate(fwd, kept):
   """Estimated peak (bytes) and recompute FLOPs of keeping `kept`: the
-  forward order is cut at each kept tensor into segments."""
-  _, op_flops, saved = _prefix(fwd)
+  forward order is cut at each kept tensor into segments, every one but
+  the top recomputed once its gradient is there."""
+  op_flops = _prefix(fwd)[1]
   cuts = sorted({fwd.pos[t.op] for t in kept})
-  fixed = 2 * fwd.param_bytes + 2 * fwd.top_bytes
-  kept_bytes = sum(fwd.bytes_of(t) for t in kept)
-  worst, recompute, start = 0, 0, -1
+  by_pos = collections.Counter()
+  for t in {id(t): t for t in kept}.values():
+    by_pos[fwd.pos[t.op]] += fwd.bytes_of(t)
+  before, total = {}, 0
   for c in cuts:
-    worst = max(worst, saved[c] - saved[start + 1])
-    recompute += op_flops[c] - op_flops[start + 1]
+    before[c] = total  # kept bytes strictly before c
+    total += by_pos[c]
+  top = len(fwd.order) - 1
+  # The top segment's turn holds every kept tensor.
+  kept_before = lambda end: total if end == top else before[end]  # noqa: E731
+  recompute, start = 0, -1
+  for c in cuts:
+    recompute += op_flops[c + 1] - op_flops[start + 1]
     start = c
-  top = saved[-1] - saved[start + 1]
-  return (fixed + kept_bytes + max(top, worst) + fwd.loop_checkpointed,
-          recompute)
+  peak = _backprop_peak(fwd, [c for c in cuts if c != top], kept_before)
+  return _fixed(fwd) + peak + fwd.loop_checkpointed, recompute
 
 
 def plain_estimate(fwd):
-  saved = _prefix(fwd)[2]
-  return (2 * fwd.param_bytes + 2 * fwd.top_bytes + saved[-1]
+  """Keeping everything: one segment, every saved tensor live from the
+  forward pass while weight gradients appear."""
+  return (_fixed(fwd) + _backprop_peak(fwd, [], lambda end: 0)
           + fwd.loop_plain)
 
 
