@@ -472,12 +472,20 @@ def plain_estimate(fwd):
 
 
 def _chain(fwd, cands, limit):
+  """`_chains` with the top segment held to `limit` too: the kept set, or
+  None when no chain fits."""
+  return _chains(fwd, cands, limit, [limit])[0]
+
+
+def _chains(fwd, cands, limit, top_limits):
   """Dynamic program over the separators in topological order: the kept
-  set with no segment over `limit` bytes and the fewest kept bytes, ties
-  broken toward keeping the outputs of expensive ops (less recompute).
-  The predecessors a separator may follow form a window that only moves
-  forward, so the best of them is kept in a monotonic queue (linear time
-  per limit; the earliest of equal ones wins)."""
+  set with no recomputed segment over `limit` bytes and the fewest kept
+  bytes, ties broken toward keeping the outputs of expensive ops (less
+  recompute), one per top limit (the top segment, never recomputed, may
+  be longer: a longer top is less recompute). The predecessors a
+  separator may follow form a window that only moves forward, so the
+  best of them is kept in a monotonic queue (linear time per limit; the
+  earliest of equal ones wins)."""
   data_bytes = _prefix(fwd)[0]
   n = len(cands)
   pos = [fwd.pos[t.op] for t in cands]
@@ -507,9 +515,16 @@ def _chain(fwd, cands, limit):
       if c < best[j]:
         best[j], prev[j] = c, i
   total = data_bytes[-1]
-  ends = [j for j in range(n) if best[j][0] < float("inf")
-          and total - data_bytes[pos[j] + 1] <= limit]
-  if total <= limit:
+  return [_chain_to(cands, best, prev, [
+      j for j in range(n) if best[j][0] < float("inf")
+      and total - data_bytes[pos[j] + 1] <= top], total <= top)
+          for top in top_limits]
+
+
+def _chain_to(cands, best, prev, ends, everything_fits):
+  """The best chain ending at one of `ends` ([] when everything fits in
+  the top segment, None when no end does)."""
+  if everything_fits:
     return []
   if not ends:
     return None
@@ -532,23 +547,43 @@ def _limits(fwd):
                  if total / 1.4 ** k >= max(1, largest)}) or [total]
 
 
+# Tops tried per segment size, as multiples of it (see _chains).
+_TOP_FACTORS = (1, 1.4, 2, 2.8, 4)
+# "memory": the least recompute within this fraction of the smallest
+# estimated peak (a longer top segment is recomputed less).
+_MEMORY_SLACK = 0.15
+
+
 def _candidates(fwd, seps):
   # Each separator once, by position.
   return sorted({id(t): t for t in seps}.values(), key=lambda t: fwd.pos[t.op])
 
 
-def choose_memory(fwd, seps, forced):
-  """The kept separators giving the least estimated peak."""
+def _schedules(fwd, seps, forced):
+  """(estimated peak, recompute FLOPs, kept separators) of the chains of
+  every segment size tried, each with tops of 1x to 4x that size."""
   cands = _candidates(fwd, seps)
-  best = None
+  seen, result = set(), []
   for limit in _limits(fwd):
-    chosen = _chain(fwd, cands, limit)
-    if chosen is None:
-      continue
-    est, flops_ = estimate(fwd, chosen + forced)
-    if best is None or (est, flops_) < best[0]:
-      best = ((est, flops_), chosen)
-  return best[1] if best else []
+    for chosen in _chains(fwd, cands, limit,
+                          [limit * f for f in _TOP_FACTORS]):
+      if chosen is None or tuple(map(id, chosen)) in seen:
+        continue
+      seen.add(tuple(map(id, chosen)))
+      est, flops_ = estimate(fwd, chosen + forced)
+      result.append((est, flops_, chosen))
+  return result
+
+
+def choose_memory(fwd, seps, forced):
+  """The kept separators with the least recompute among the schedules
+  whose estimated peak is within `_MEMORY_SLACK` of the smallest."""
+  schedules = _schedules(fwd, seps, forced)
+  if not schedules:
+    return []
+  smallest = min(est for est, _, _ in schedules)
+  near = [s for s in schedules if s[0] <= smallest * (1 + _MEMORY_SLACK)]
+  return min(near, key=lambda s: (s[1], s[0]))[2]
 
 
 def choose_budget(fwd, seps, forced, budget):
@@ -556,23 +591,15 @@ def choose_budget(fwd, seps, forced, budget):
   fits `budget`; ValueError giving the smallest feasible estimate."""
   if plain_estimate(fwd) <= budget:
     return None  # everything fits: keep everything, recompute nothing
-  cands = _candidates(fwd, seps)
-  feasible, smallest = [], None
-  for limit in _limits(fwd):
-    chosen = _chain(fwd, cands, limit)
-    if chosen is None:
-      continue
-    est, flops_ = estimate(fwd, chosen + forced)
-    smallest = est if smallest is None else min(smallest, est)
-    if est <= budget:
-      feasible.append((flops_, est, chosen))
+  schedules = _schedules(fwd, seps, forced)
+  feasible = [s for s in schedules if s[0] <= budget]
   if not feasible:
+    smallest = min((est for est, _, _ in schedules), default=None)
     raise ValueError(
         f"MemoryBudget({budget}) is below the smallest feasible schedule: "
         f"its estimated peak is {smallest if smallest is not None else 'unknown'}"
         f" bytes (everything kept: {plain_estimate(fwd)} bytes)")
-  feasible.sort(key=lambda f: (f[0], f[1]))
-  return feasible[0][2]
+  return min(feasible, key=lambda s: (s[1], s[0]))[2]
 
 
 def choose_speed(fwd):
