@@ -427,11 +427,11 @@ def test_chain_program_matches_its_definition():
     costs = [(int(rng.choice([1, 2, 4])), -int(rng.choice([0, 5])))
              for _ in pos]
     by_id = {id(c): cost for c, cost in zip(cands, costs)}
-    flops = {c.op: -cost[1] for c, cost in zip(cands, costs)}
     fwd = types.SimpleNamespace(
         pos={op: i for i, op in enumerate(ops)},
         prefix=(data_bytes, None, None),
-        bytes_of=lambda t: by_id[id(t)][0], flops_of=flops.get)
+        bytes_of=lambda t: by_id[id(t)][0],
+        unrun_flops_of=lambda t: -by_id[id(t)][1])
     for limit in sorted({1, 3, 8, 20, int(data_bytes[-1])}):
       got = remat_select._chain(fwd, cands, limit)  # pylint: disable=protected-access
       want = _reference_chain(data_bytes, pos, costs, limit)

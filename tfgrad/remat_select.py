@@ -152,6 +152,14 @@ class Forward:
       b = self.sizes[id(t)] = nbytes(t)
     return b
 
+  def unrun_flops_of(self, t):
+    """FLOPs a segment ending at kept tensor `t` does not run: those
+    after the last tensor some gradient reads (see _recomputed_flops)."""
+    p = self.pos[t.op]
+    last = _prefix(self)[4][p]
+    op_flops = _prefix(self)[1]
+    return op_flops[p + 1] - op_flops[last + 1]
+
   def flops_of(self, op):
     f = self.op_flops.get(op)
     if f is None:
@@ -389,7 +397,25 @@ def _prefix_sums(fwd):
     saved[i + 1] = saved[i] + sum(fwd.bytes_of(o) for o in outs
                                   if _read_by_a_gradient(fwd, o))
     op_flops[i + 1] = op_flops[i] + fwd.flops_of(op)
-  return data_bytes, op_flops, saved, _weight_gradients_from(fwd)
+  last_saved, last = [], -1
+  for i in range(len(fwd.order)):
+    if saved[i + 1] > saved[i]:
+      last = i
+    last_saved.append(last)
+  return (data_bytes, op_flops, saved, _weight_gradients_from(fwd),
+          last_saved)
+
+
+def _recomputed_flops(fwd, start, end):
+  """FLOPs a segment of positions start+1..end costs when recomputed. A
+  copy runs only if some gradient reads its output or a copy that runs
+  does (the Session prunes the others): ops after the segment's last
+  saved tensor are not run, e.g. the convolution before a kept residual
+  sum. (Ops before it that no saved tensor needs are counted: an upper
+  bound.)"""
+  op_flops, last_saved = _prefix(fwd)[1], _prefix(fwd)[4]
+  last = last_saved[end]
+  return op_flops[last + 1] - op_flops[start + 1] if last > start else 0
 
 
 def _weight_gradients_from(fwd):
@@ -416,7 +442,7 @@ def _backprop_peak(fwd, cuts, kept_before):
   recomputation, the kept tensor the next segment's weight gradients
   still read, the unsaved output of the op being recomputed
   (`_RECOMPUTE_HELD` tensors of the largest size)."""
-  _, _, saved, grads = _prefix(fwd)
+  saved, grads = _prefix(fwd)[2:4]
   n = len(fwd.order)
   worst, start = 0, -1
   for end in list(cuts) + [n - 1]:
@@ -444,7 +470,6 @@ def estimate(fwd, kept):
   """Estimated peak (bytes) and recompute FLOPs of keeping `kept`: the
   forward order is cut at each kept tensor into segments, every one but
   the top recomputed once its gradient is there."""
-  op_flops = _prefix(fwd)[1]
   cuts = sorted({fwd.pos[t.op] for t in kept})
   by_pos = collections.Counter()
   for t in {id(t): t for t in kept}.values():
@@ -458,7 +483,7 @@ def estimate(fwd, kept):
   kept_before = lambda end: total if end == top else before[end]  # noqa: E731
   recompute, start = 0, -1
   for c in cuts:
-    recompute += op_flops[c + 1] - op_flops[start + 1]
+    recompute += _recomputed_flops(fwd, start, c)
     start = c
   peak = _backprop_peak(fwd, [c for c in cuts if c != top], kept_before)
   return _fixed(fwd) + peak + fwd.loop_checkpointed, recompute
@@ -480,8 +505,9 @@ def _chain(fwd, cands, limit):
 def _chains(fwd, cands, limit, top_limits):
   """Dynamic program over the separators in topological order: the kept
   set with no recomputed segment over `limit` bytes and the fewest kept
-  bytes, ties broken toward keeping the outputs of expensive ops (less
-  recompute), one per top limit (the top segment, never recomputed, may
+  bytes, ties broken toward segments whose last ops need not run (a kept
+  residual sum rather than the Relu after it: the convolution before the
+  sum is not recomputed), one per top limit (the top segment, never recomputed, may
   be longer: a longer top is less recompute). The predecessors a
   separator may follow form a window that only moves forward, so the
   best of them is kept in a monotonic queue (linear time per limit; the
@@ -494,7 +520,7 @@ def _chains(fwd, cands, limit, top_limits):
   prev = [-1] * n
   lo = 0
   window = collections.deque()  # indices, best[] increasing, front first
-  costs = [(fwd.bytes_of(t), -fwd.flops_of(t.op)) for t in cands]
+  costs = [(fwd.bytes_of(t), -fwd.unrun_flops_of(t)) for t in cands]
   seg_start = lambda i: 0 if i < 0 else pos[i] + 1  # noqa: E731
   for j in range(n):
     cost_j = costs[j]
