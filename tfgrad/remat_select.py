@@ -455,15 +455,19 @@ def _backprop_peak(fwd, cuts, kept_before):
   return worst
 
 
-# Tensors a recomputed segment's turn holds beyond the top's (see
+# Tensors of the largest size in flight at any time (see _fixed), and
+# those a recomputed segment's turn holds beyond the top's (see
 # _backprop_peak); calibrated against the BFC allocator (README).
+_IN_FLIGHT = 3
 _RECOMPUTE_HELD = 3
 
 
 def _fixed(fwd):
-  """The weights, and the gradients being passed on (twice the largest
-  tensor)."""
-  return fwd.param_bytes + 2 * fwd.top_bytes
+  """The weights, and `_IN_FLIGHT` tensors of the largest size: the
+  gradient being passed on, the one being computed, and a tensor whose
+  last reader has not run yet (the executor frees a buffer after its
+  last reader, which may run late)."""
+  return fwd.param_bytes + _IN_FLIGHT * fwd.top_bytes
 
 
 def estimate(fwd, kept):
