@@ -607,8 +607,12 @@ def _schedules(fwd, seps, forced):
 
 def choose_memory(fwd, seps, forced):
   """The kept separators with the least recompute among the schedules
-  whose estimated peak is within `_MEMORY_SLACK` of the smallest."""
+  whose estimated peak is within `_MEMORY_SLACK` of the smallest. Asked
+  for, checkpointing happens: keeping everything is a candidate only
+  when no separator can be kept (a budget, not "memory", falls back to
+  the plain pass when the estimate says it is as small)."""
   schedules = _schedules(fwd, seps, forced)
+  schedules = [s for s in schedules if s[2]] or schedules
   if not schedules:
     return []
   smallest = min(est for est, _, _ in schedules)
