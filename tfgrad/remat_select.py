@@ -19,20 +19,27 @@ bytes of a tensor = dtype size x number of elements of its static shape
 (unknown dimensions count as 1); FLOPs of an op = 2*m*n*k for MatMul and
 batch matmuls, 2 x output elements x kernel elements / output channels
 for convolutions, 2 x sqrt(elements of inputs and output multiplied) for
-Einsum, and its output elements for anything else. The estimated peak of
-the gradient computation for a kept set K is
+Einsum, and its output elements for anything else. A tensor is saved
+when some gradient reads it (by op type: `_READS_*`; the others are
+freed during the forward pass). The estimated peak for a kept set K
+follows the backward pass segment by segment, top first:
 
-    fixed + bytes(K) + max(saved bytes of the top segment,
-                           saved bytes of the largest recomputed segment)
+    weights + 3 x largest tensor (in flight)
+    + max over segments of (kept tensors before the segment
+                            + max over its positions p of (saved bytes
+                              of the segment up to p + weight gradients
+                              complete at p)
+                            + 3 x largest tensor if recomputed)
+    + loop accumulators (see loop_bytes)
 
-where the top segment (from the last kept tensor to the ys) is never
-recomputed, fixed = 2 x (bytes of param tensors + the largest tensor):
-weights and their gradients, and the gradients being passed on, and the
-saved bytes of a segment are those of its tensors some gradient reads
-(by op type: `_READS_*`; a tensor no gradient reads is freed during the
-forward pass). Keeping everything gives fixed + saved bytes of all data
-tensors, the plain estimate. Calibrated against the BFC allocator's peak
-(README). Policies never look at op names.
+(the top segment, from the last kept tensor to the ys, is never
+recomputed and holds every kept tensor; weight gradients, fetched, live
+from where backprop passes their weight's first reader to the end).
+Keeping everything is one segment: the plain estimate. Recompute FLOPs
+count only the copies that run: up to the last saved tensor of each
+segment (the Session prunes copies whose outputs nothing running reads).
+Calibrated against the BFC allocator's peak (README). Policies never
+look at op names.
 """
 
 import collections
