@@ -29,7 +29,7 @@ follows the backward pass segment by segment, top first:
                             + max over its positions p of (saved bytes
                               of the segment up to p + weight gradients
                               complete at p)
-                            + 3 x largest tensor if recomputed)
+                            + 3 x its largest tensor if recomputed)
     + loop accumulators (see loop_bytes)
 
 (the top segment, from the last kept tensor to the ys, is never
@@ -404,13 +404,16 @@ def _prefix_sums(fwd):
     saved[i + 1] = saved[i] + sum(fwd.bytes_of(o) for o in outs
                                   if _read_by_a_gradient(fwd, o))
     op_flops[i + 1] = op_flops[i] + fwd.flops_of(op)
+  largest = [max((fwd.bytes_of(o) for o in op.outputs
+                  if tf_compat.is_trainable(o)), default=0)
+             for op in fwd.order]
   last_saved, last = [], -1
   for i in range(len(fwd.order)):
     if saved[i + 1] > saved[i]:
       last = i
     last_saved.append(last)
   return (data_bytes, op_flops, saved, _weight_gradients_from(fwd),
-          last_saved)
+          last_saved, largest)
 
 
 def _recomputed_flops(fwd, start, end):
@@ -448,15 +451,18 @@ def _backprop_peak(fwd, cuts, kept_before):
   flight than the top's: the incoming gradient through its
   recomputation, the kept tensor the next segment's weight gradients
   still read, the unsaved output of the op being recomputed
-  (`_RECOMPUTE_HELD` tensors of the largest size)."""
-  saved, grads = _prefix(fwd)[2:4]
+  (`_RECOMPUTE_HELD` times its largest tensor). Segments ending at a
+  pinned op are not recomputed."""
+  _, _, saved, grads, _, largest_out = _prefix(fwd)
   n = len(fwd.order)
   worst, start = 0, -1
   for end in list(cuts) + [n - 1]:
-    base = saved[start + 1]
-    inside = max((saved[p + 1] - base + grads[p]
-                  for p in range(start + 1, end + 1)), default=0)
-    held = 0 if end == n - 1 else _RECOMPUTE_HELD * fwd.top_bytes
+    base, inside, largest = saved[start + 1], 0, 0
+    for p in range(start + 1, end + 1):
+      inside = max(inside, saved[p + 1] - base + grads[p])
+      largest = max(largest, largest_out[p])
+    recomputed = end != n - 1 and fwd.kind[fwd.order[end]] == "data"
+    held = _RECOMPUTE_HELD * largest if recomputed else 0
     worst = max(worst, kept_before(end) + inside + held)
     start = end
   return worst
@@ -615,11 +621,14 @@ def _schedules(fwd, seps, forced):
 def choose_memory(fwd, seps, forced):
   """The kept separators with the least recompute among the schedules
   whose estimated peak is within `_MEMORY_SLACK` of the smallest. Asked
-  for, checkpointing happens: keeping everything is a candidate only
-  when no separator can be kept (a budget, not "memory", falls back to
-  the plain pass when the estimate says it is as small)."""
+  for, checkpointing happens: at least one separator is kept when there
+  is one and nothing is kept anyway (pinned tensors, loops), even where
+  the estimate says keeping everything is as small (weight gradients
+  dominate, or a recomputed segment would hold as much in flight as it
+  frees); a budget, not "memory", falls back to the plain pass."""
   schedules = _schedules(fwd, seps, forced)
-  schedules = [s for s in schedules if s[2]] or schedules
+  if not forced:
+    schedules = [s for s in schedules if s[2]] or schedules
   if not schedules:
     return []
   smallest = min(est for est, _, _ in schedules)
