@@ -178,6 +178,137 @@ def test_kept_sets_of_a_chain():
     assert memory["estimated_peak"] < memory["estimated_peak_plain"]
 
 
+# The estimate on _chain, by hand. Every tensor is 2 x 4 float32 = 32
+# bytes; w is the x (no weights, no weight gradients). Forward order:
+# mm0 t0 mm1 t1 ... mm7 t7 loss. Saved (read by a gradient): t0..t7
+# (Tanh reads its output, MatMul its inputs); MatMul outputs are not.
+# Fixed part: 3 x 32 (tensors in flight). A recomputed segment's turn
+# holds 3 x 32 more. FLOPs: MatMul 2 x 8 x 4 = 64, Tanh 8.
+_CHAIN_PLAIN = 96 + 8 * 32  # every Tanh output saved, one segment
+
+
+def test_estimate_of_a_chain_by_hand():
+  with tf.Graph().as_default() as graph:
+    loss, w = _chain()
+    t3 = graph.get_tensor_by_name("t3:0")
+    listed = tfgrad.explain_checkpoints(loss, w, checkpoints=[t3])
+    assert listed["estimated_peak_plain"] == _CHAIN_PLAIN
+    # Segment mm0..t3: t0..t3 + 3 x 32 held = 224; top t4..loss with t3
+    # kept: 32 + 4 x 32 = 160. Recompute: 4 x (64 + 8).
+    assert listed["estimated_peak"] == 96 + 224
+    assert listed["recompute_flops"] == 4 * (64 + 8)
+
+
+def test_kept_matmul_output_is_not_recomputed():
+  """Keeping mm2 (no gradient reads it) rather than t1: mm2's copy is
+  built but never run, so the segment recomputes two layers, as t1's
+  would, and its tie-break is the MatMul's FLOPs left out."""
+  with tf.Graph().as_default() as graph:
+    loss, w = _chain()
+    memory = tfgrad.explain_checkpoints(loss, w, checkpoints="memory")
+    assert memory["kept"] == ["mm2:0"]
+    # Segment mm0..mm2: t0, t1 + 96 held = 160; top: mm2 + t2..t7 = 224.
+    assert memory["estimated_peak"] == 96 + 224
+    assert memory["recompute_flops"] == 2 * (64 + 8)
+    # A budget the one-checkpoint schedules miss: two kept tensors.
+    tight = tfgrad.explain_checkpoints(loss, w,
+                                       checkpoints=tfgrad.MemoryBudget(300))
+    assert tight["kept"] == ["mm2:0", "mm4:0"]
+    assert tight["estimated_peak"] <= 300
+    grads = tfgrad.gradients(loss, w, checkpoints="memory")
+    with tf.compat.v1.Session() as sess:
+      metadata = tf.compat.v1.RunMetadata()
+      # Fed, w keeps the graph from being folded to constants.
+      sess.run(grads, feed_dict={w: np.eye(4)},
+               options=tf.compat.v1.RunOptions(
+                   trace_level=tf.compat.v1.RunOptions.FULL_TRACE),
+               run_metadata=metadata)
+    ran = {n.node_name for d in metadata.step_stats.dev_stats
+           for n in d.node_stats}
+    built = {op.name for op in graph.get_operations()
+             if op.name.endswith("_remat")}
+    assert built >= {"mm2_remat", "t1_remat"}
+    assert "t1_remat" in ran and "mm2_remat" not in ran
+
+
+def _residual_relu_net(blocks=12):
+  """conv-relu-conv blocks added to the stream, Relu after the sum (the
+  ResNet of tools/remat_bench.py, small)."""
+  rng = np.random.RandomState(5)
+  h = tf.constant(rng.randn(2, 6, 6, 4).astype(np.float32))
+  ws = []
+  for i in range(blocks):
+    a = differential.variable(rng.randn(3, 3, 4, 4) * 0.2)
+    b = differential.variable(rng.randn(3, 3, 4, 4) * 0.2)
+    ws += [a, b]
+    r = tf.nn.conv2d(tf.nn.relu(tf.nn.conv2d(h, a, 1, "SAME")), b, 1, "SAME")
+    h = tf.nn.relu(h + r, name=f"out{i}")
+  return [tf.reduce_mean(tf.square(h))], ws
+
+
+def test_residual_net_keeps_the_sums_not_the_relus():
+  """A kept residual sum spares its segment the convolution before it
+  (no gradient reads the sum or that convolution's output); the Relu
+  after it would not. Values stay stock's."""
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = _residual_relu_net()
+    memory = tfgrad.explain_checkpoints(ys, xs, checkpoints="memory")
+    kept_types = {graph.get_tensor_by_name(n).op.type
+                  for n in memory["kept"]}
+    assert kept_types == {"AddV2"}, memory["kept"]
+    ours = tfgrad.gradients(ys, xs, checkpoints="memory")
+    theirs = tf.gradients(ys, xs)
+    with tf.compat.v1.Session() as sess:
+      sess.run(tf.compat.v1.global_variables_initializer())
+      mine = differential._run(sess, ours)  # pylint: disable=protected-access
+      stock = differential._run(sess, theirs)  # pylint: disable=protected-access
+  differential.assert_same(ours, theirs, mine, stock, rtol=1e-5)
+
+
+_MEASURE = r"""
+import json, os, statistics, sys
+sys.path.insert(0, os.getcwd())
+from absl import flags
+import tfgrad
+from tools import remat_bench
+flags.FLAGS(["measure"])
+sizes = dict(blocks=12, batch=8, size=8, channels=16)
+plain = remat_bench._build("resnet", "plain", sizes)
+memory = remat_bench._build("resnet", "memory", sizes)
+budget = tfgrad.MemoryBudget((plain["estimate"] + memory["estimate"]) // 2)
+built = dict(plain=plain, memory=memory,
+             budget=remat_bench._build("resnet", budget, sizes))
+stats = remat_bench._measure(built, 3)
+print(json.dumps({e: dict(estimate=b["estimate"],
+                          peak=statistics.median(stats[e]["peak"]))
+                  for e, b in built.items()} | {"budget": dict(
+    estimate=built["budget"]["estimate"], bytes=budget.bytes,
+    peak=statistics.median(stats["budget"]["peak"]))}))
+"""
+
+
+def test_estimate_against_the_allocators_peak():
+  """The small ResNet of tools/remat_bench.py (--quick sizes), measured
+  as the bench does (TF's BFC allocator, in a fresh process so that it
+  is on): the measured peak is within 15% of the estimate for
+  the plain pass, "memory" and a budget, and a budget's measured peak
+  within 1.1 x the budget."""
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true",
+             TF_CPP_MIN_LOG_LEVEL="3")
+  out = subprocess.run([sys.executable, "-c", _MEASURE], cwd=root, env=env,
+                       capture_output=True, text=True, check=True).stdout
+  result = json.loads(out.strip().splitlines()[-1])
+  for engine, r in result.items():
+    assert 0.85 <= r["peak"] / r["estimate"] <= 1.15, (engine, r)
+  assert result["budget"]["peak"] <= 1.1 * result["budget"]["bytes"]
+
+
 def test_recomputation_waits_for_the_gradient():
   with tf.Graph().as_default() as graph:
     loss, w = _chain()
@@ -425,11 +556,11 @@ def test_chain_program_matches_its_definition():
     costs = [(int(rng.choice([1, 2, 4])), -int(rng.choice([0, 5])))
              for _ in pos]
     by_id = {id(c): cost for c, cost in zip(cands, costs)}
-    flops = {c.op: -cost[1] for c, cost in zip(cands, costs)}
     fwd = types.SimpleNamespace(
         pos={op: i for i, op in enumerate(ops)},
         prefix=(data_bytes, None, None),
-        bytes_of=lambda t: by_id[id(t)][0], flops_of=flops.get)
+        bytes_of=lambda t: by_id[id(t)][0],
+        unrun_flops_of=lambda t: -by_id[id(t)][1])
     for limit in sorted({1, 3, 8, 20, int(data_bytes[-1])}):
       got = remat_select._chain(fwd, cands, limit)  # pylint: disable=protected-access
       want = _reference_chain(data_bytes, pos, costs, limit)

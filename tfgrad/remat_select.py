@@ -19,20 +19,27 @@ bytes of a tensor = dtype size x number of elements of its static shape
 (unknown dimensions count as 1); FLOPs of an op = 2*m*n*k for MatMul and
 batch matmuls, 2 x output elements x kernel elements / output channels
 for convolutions, 2 x sqrt(elements of inputs and output multiplied) for
-Einsum, and its output elements for anything else. The estimated peak of
-the gradient computation for a kept set K is
+Einsum, and its output elements for anything else. A tensor is saved
+when some gradient reads it (by op type: `_READS_*`; the others are
+freed during the forward pass). The estimated peak for a kept set K
+follows the backward pass segment by segment, top first:
 
-    fixed + bytes(K) + max(saved bytes of the top segment,
-                           saved bytes of the largest recomputed segment)
+    weights + 3 x largest tensor (in flight)
+    + max over segments of (kept tensors before the segment
+                            + max over its positions p of (saved bytes
+                              of the segment up to p + weight gradients
+                              complete at p)
+                            + 3 x its largest tensor if recomputed)
+    + loop accumulators (see loop_bytes)
 
-where the top segment (from the last kept tensor to the ys) is never
-recomputed, fixed = 2 x (bytes of param tensors + the largest tensor):
-weights and their gradients, and the gradients being passed on, and the
-saved bytes of a segment are those of its tensors some gradient reads
-(by op type: `_READS_*`; a tensor no gradient reads is freed during the
-forward pass). Keeping everything gives fixed + saved bytes of all data
-tensors, the plain estimate. Calibrated against the BFC allocator's peak
-(README). Policies never look at op names.
+(the top segment, from the last kept tensor to the ys, is never
+recomputed and holds every kept tensor; weight gradients, fetched, live
+from where backprop passes their weight's first reader to the end).
+Keeping everything is one segment: the plain estimate. Recompute FLOPs
+count only the copies that run: up to the last saved tensor of each
+segment (the Session prunes copies whose outputs nothing running reads).
+Calibrated against the BFC allocator's peak (README). Policies never
+look at op names.
 """
 
 import collections
@@ -141,6 +148,9 @@ class Forward:
   loop_plain: int = 0         # bytes of loop accumulators, plain gradient
   loop_checkpointed: int = 0  # the same with loop checkpointing
   op_flops: dict = dataclasses.field(default_factory=dict)  # op -> FLOPs
+  # (weight tensor, position of its first data reader): see
+  # _weight_gradients_from
+  param_first_use: list = dataclasses.field(default_factory=list)
 
   def bytes_of(self, t):
     """`nbytes(t)`, read once per tensor (static shapes cost a C call)."""
@@ -148,6 +158,14 @@ class Forward:
     if b is None:
       b = self.sizes[id(t)] = nbytes(t)
     return b
+
+  def unrun_flops_of(self, t):
+    """FLOPs a segment ending at kept tensor `t` does not run: those
+    after the last tensor some gradient reads (see _recomputed_flops)."""
+    p = self.pos[t.op]
+    last = _prefix(self)[4][p]
+    op_flops = _prefix(self)[1]
+    return op_flops[p + 1] - op_flops[last + 1]
 
   def flops_of(self, op):
     f = self.op_flops.get(op)
@@ -189,12 +207,36 @@ def analyse(ys, xs, members, inputs):
   fwd = Forward(order, pos, kind, tensors, members, x_ids, 0, 0)
   fwd.param_bytes = sum(fwd.bytes_of(o) for op in post if kind[op] == "param"
                         for o in op.outputs if tf_compat.is_trainable(o))
+  fwd.param_first_use = _first_uses(fwd, post)
   fwd.top_bytes = max([fwd.bytes_of(t) for t in tensors] or [0])
   for op in order:
     plain, checkpointed = loop_bytes(op)
     fwd.loop_plain += plain
     fwd.loop_checkpointed += checkpointed
   return fwd
+
+
+def _first_uses(fwd, post):
+  """(param tensor, position of the first data op reading it, directly or
+  through other param ops) for the trainable param tensors; a tensor no
+  data op reads counts as read last."""
+  n = len(fwd.order)
+  first = {}
+  result = []
+  for op in reversed(post):  # readers before what they read
+    if fwd.kind[op] != "param":
+      continue
+    for o in op.outputs:
+      at = n
+      for c in o.consumers():
+        if c in fwd.pos:
+          at = min(at, fwd.pos[c])
+        elif fwd.kind.get(c) == "param":
+          at = min(at, first.get(c, n))
+      first[op] = min(first.get(op, n), at)
+      if tf_compat.is_trainable(o):
+        result.append((o, at))
+  return result
 
 
 # ----- loops: what their gradients keep per iteration -----
@@ -332,7 +374,7 @@ _READS_INPUTS = frozenset([
     "MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum",
     "Conv2D", "Conv3D", "DepthwiseConv2dNative", "Mul", "Square", "Sin",
     "Cos", "Log", "Abs", "Relu6", "LeakyRelu", "Maximum", "Minimum",
-    "GatherV2"])
+    "GatherV2", "RealDiv", "Div", "DivNoNan", "Erf", "SquaredDifference"])
 
 
 def _read_by_a_gradient(fwd, t):
@@ -362,39 +404,131 @@ def _prefix_sums(fwd):
     saved[i + 1] = saved[i] + sum(fwd.bytes_of(o) for o in outs
                                   if _read_by_a_gradient(fwd, o))
     op_flops[i + 1] = op_flops[i] + fwd.flops_of(op)
-  return data_bytes, op_flops, saved
+  largest = [max((fwd.bytes_of(o) for o in op.outputs
+                  if tf_compat.is_trainable(o)), default=0)
+             for op in fwd.order]
+  last_saved, last = [], -1
+  for i in range(len(fwd.order)):
+    if saved[i + 1] > saved[i]:
+      last = i
+    last_saved.append(last)
+  return (data_bytes, op_flops, saved, _weight_gradients_from(fwd),
+          last_saved, largest)
+
+
+def _recomputed_flops(fwd, start, end):
+  """FLOPs a segment of positions start+1..end costs when recomputed. A
+  copy runs only if some gradient reads its output or a copy that runs
+  does (the Session prunes the others): ops after the segment's last
+  saved tensor are not run, e.g. the convolution before a kept residual
+  sum. (Ops before it that no saved tensor needs are counted: an upper
+  bound.)"""
+  op_flops, last_saved = _prefix(fwd)[1], _prefix(fwd)[4]
+  last = last_saved[end]
+  return op_flops[last + 1] - op_flops[start + 1] if last > start else 0
+
+
+def _weight_gradients_from(fwd):
+  """grads[p]: bytes of the weight gradients complete (and, fetched, live
+  to the end) once backprop has come down to position p: those of the
+  param tensors whose first reader among the data ops is at p or later."""
+  n = len(fwd.order)
+  grads = [0] * (n + 2)
+  for t, first in fwd.param_first_use:
+    grads[min(first, n)] += fwd.bytes_of(t)
+  for p in range(n, -1, -1):
+    grads[p] += grads[p + 1]
+  return grads[:n + 1]
+
+
+def _backprop_peak(fwd, cuts, kept_before):
+  """The largest live set of the backward pass, segment by segment from
+  the top: a segment's turn holds the weight gradients complete so far,
+  the kept tensors before it (later ones were freed once their segment's
+  gradient was done), and the saved tensors of the segment from its
+  start up to where backprop has come down to. A recomputed segment's
+  turn comes in the middle of the backward pass and holds more in
+  flight than the top's: the incoming gradient through its
+  recomputation, the kept tensor the next segment's weight gradients
+  still read, the unsaved output of the op being recomputed
+  (`_RECOMPUTE_HELD` times its largest tensor). Segments ending at a
+  pinned op are not recomputed."""
+  _, _, saved, grads, _, largest_out = _prefix(fwd)
+  n = len(fwd.order)
+  worst, start = 0, -1
+  for end in list(cuts) + [n - 1]:
+    base, inside, largest = saved[start + 1], 0, 0
+    for p in range(start + 1, end + 1):
+      inside = max(inside, saved[p + 1] - base + grads[p])
+      largest = max(largest, largest_out[p])
+    recomputed = end != n - 1 and fwd.kind[fwd.order[end]] == "data"
+    held = _RECOMPUTE_HELD * largest if recomputed else 0
+    worst = max(worst, kept_before(end) + inside + held)
+    start = end
+  return worst
+
+
+# Tensors of the largest size in flight at any time (see _fixed), and
+# those a recomputed segment's turn holds beyond the top's (see
+# _backprop_peak); calibrated against the BFC allocator (README).
+_IN_FLIGHT = 3
+_RECOMPUTE_HELD = 3
+
+
+def _fixed(fwd):
+  """The weights, and `_IN_FLIGHT` tensors of the largest size: the
+  gradient being passed on, the one being computed, and a tensor whose
+  last reader has not run yet (the executor frees a buffer after its
+  last reader, which may run late)."""
+  return fwd.param_bytes + _IN_FLIGHT * fwd.top_bytes
 
 
 def estimate(fwd, kept):
   """Estimated peak (bytes) and recompute FLOPs of keeping `kept`: the
-  forward order is cut at each kept tensor into segments."""
-  _, op_flops, saved = _prefix(fwd)
+  forward order is cut at each kept tensor into segments, every one but
+  the top recomputed once its gradient is there."""
   cuts = sorted({fwd.pos[t.op] for t in kept})
-  fixed = 2 * fwd.param_bytes + 2 * fwd.top_bytes
-  kept_bytes = sum(fwd.bytes_of(t) for t in kept)
-  worst, recompute, start = 0, 0, -1
+  by_pos = collections.Counter()
+  for t in {id(t): t for t in kept}.values():
+    by_pos[fwd.pos[t.op]] += fwd.bytes_of(t)
+  before, total = {}, 0
   for c in cuts:
-    worst = max(worst, saved[c] - saved[start + 1])
-    recompute += op_flops[c] - op_flops[start + 1]
+    before[c] = total  # kept bytes strictly before c
+    total += by_pos[c]
+  top = len(fwd.order) - 1
+  # The top segment's turn holds every kept tensor.
+  kept_before = lambda end: total if end == top else before[end]  # noqa: E731
+  recompute, start = 0, -1
+  for c in cuts:
+    recompute += _recomputed_flops(fwd, start, c)
     start = c
-  top = saved[-1] - saved[start + 1]
-  return (fixed + kept_bytes + max(top, worst) + fwd.loop_checkpointed,
-          recompute)
+  peak = _backprop_peak(fwd, [c for c in cuts if c != top], kept_before)
+  return _fixed(fwd) + peak + fwd.loop_checkpointed, recompute
 
 
 def plain_estimate(fwd):
-  saved = _prefix(fwd)[2]
-  return (2 * fwd.param_bytes + 2 * fwd.top_bytes + saved[-1]
+  """Keeping everything: one segment, every saved tensor live from the
+  forward pass while weight gradients appear."""
+  return (_fixed(fwd) + _backprop_peak(fwd, [], lambda end: 0)
           + fwd.loop_plain)
 
 
 def _chain(fwd, cands, limit):
+  """`_chains` with the top segment held to `limit` too: the kept set, or
+  None when no chain fits."""
+  return _chains(fwd, cands, limit, [limit])[0]
+
+
+def _chains(fwd, cands, limit, top_limits):
   """Dynamic program over the separators in topological order: the kept
-  set with no segment over `limit` bytes and the fewest kept bytes, ties
-  broken toward keeping the outputs of expensive ops (less recompute).
-  The predecessors a separator may follow form a window that only moves
-  forward, so the best of them is kept in a monotonic queue (linear time
-  per limit; the earliest of equal ones wins)."""
+  set with no recomputed segment over `limit` bytes and the fewest kept
+  bytes, ties broken toward segments whose last ops need not run (a kept
+  residual sum rather than the Relu after it: the convolution before the
+  sum is not recomputed), one per top limit (the top segment, never recomputed, may
+  be longer: a longer top is less recompute). The predecessors a
+  separator may follow form a window that only moves forward, so the
+  best of them is kept in a monotonic queue (linear time per limit; the
+  earliest of equal ones wins)."""
   data_bytes = _prefix(fwd)[0]
   n = len(cands)
   pos = [fwd.pos[t.op] for t in cands]
@@ -403,7 +537,7 @@ def _chain(fwd, cands, limit):
   prev = [-1] * n
   lo = 0
   window = collections.deque()  # indices, best[] increasing, front first
-  costs = [(fwd.bytes_of(t), -fwd.flops_of(t.op)) for t in cands]
+  costs = [(fwd.bytes_of(t), -fwd.unrun_flops_of(t)) for t in cands]
   seg_start = lambda i: 0 if i < 0 else pos[i] + 1  # noqa: E731
   for j in range(n):
     cost_j = costs[j]
@@ -424,9 +558,16 @@ def _chain(fwd, cands, limit):
       if c < best[j]:
         best[j], prev[j] = c, i
   total = data_bytes[-1]
-  ends = [j for j in range(n) if best[j][0] < float("inf")
-          and total - data_bytes[pos[j] + 1] <= limit]
-  if total <= limit:
+  return [_chain_to(cands, best, prev, [
+      j for j in range(n) if best[j][0] < float("inf")
+      and total - data_bytes[pos[j] + 1] <= top], total <= top)
+          for top in top_limits]
+
+
+def _chain_to(cands, best, prev, ends, everything_fits):
+  """The best chain ending at one of `ends` ([] when everything fits in
+  the top segment, None when no end does)."""
+  if everything_fits:
     return []
   if not ends:
     return None
@@ -449,23 +590,50 @@ def _limits(fwd):
                  if total / 1.4 ** k >= max(1, largest)}) or [total]
 
 
+# Tops tried per segment size, as multiples of it (see _chains).
+_TOP_FACTORS = (1, 1.4, 2, 2.8, 4)
+# "memory": the least recompute within this fraction of the smallest
+# estimated peak (a longer top segment is recomputed less).
+_MEMORY_SLACK = 0.15
+
+
 def _candidates(fwd, seps):
   # Each separator once, by position.
   return sorted({id(t): t for t in seps}.values(), key=lambda t: fwd.pos[t.op])
 
 
-def choose_memory(fwd, seps, forced):
-  """The kept separators giving the least estimated peak."""
+def _schedules(fwd, seps, forced):
+  """(estimated peak, recompute FLOPs, kept separators) of the chains of
+  every segment size tried, each with tops of 1x to 4x that size."""
   cands = _candidates(fwd, seps)
-  best = None
+  seen, result = set(), []
   for limit in _limits(fwd):
-    chosen = _chain(fwd, cands, limit)
-    if chosen is None:
-      continue
-    est, flops_ = estimate(fwd, chosen + forced)
-    if best is None or (est, flops_) < best[0]:
-      best = ((est, flops_), chosen)
-  return best[1] if best else []
+    for chosen in _chains(fwd, cands, limit,
+                          [limit * f for f in _TOP_FACTORS]):
+      if chosen is None or tuple(map(id, chosen)) in seen:
+        continue
+      seen.add(tuple(map(id, chosen)))
+      est, flops_ = estimate(fwd, chosen + forced)
+      result.append((est, flops_, chosen))
+  return result
+
+
+def choose_memory(fwd, seps, forced):
+  """The kept separators with the least recompute among the schedules
+  whose estimated peak is within `_MEMORY_SLACK` of the smallest. Asked
+  for, checkpointing happens: at least one separator is kept when there
+  is one and nothing is kept anyway (pinned tensors, loops), even where
+  the estimate says keeping everything is as small (weight gradients
+  dominate, or a recomputed segment would hold as much in flight as it
+  frees); a budget, not "memory", falls back to the plain pass."""
+  schedules = _schedules(fwd, seps, forced)
+  if not forced:
+    schedules = [s for s in schedules if s[2]] or schedules
+  if not schedules:
+    return []
+  smallest = min(est for est, _, _ in schedules)
+  near = [s for s in schedules if s[0] <= smallest * (1 + _MEMORY_SLACK)]
+  return min(near, key=lambda s: (s[1], s[0]))[2]
 
 
 def choose_budget(fwd, seps, forced, budget):
@@ -473,23 +641,15 @@ def choose_budget(fwd, seps, forced, budget):
   fits `budget`; ValueError giving the smallest feasible estimate."""
   if plain_estimate(fwd) <= budget:
     return None  # everything fits: keep everything, recompute nothing
-  cands = _candidates(fwd, seps)
-  feasible, smallest = [], None
-  for limit in _limits(fwd):
-    chosen = _chain(fwd, cands, limit)
-    if chosen is None:
-      continue
-    est, flops_ = estimate(fwd, chosen + forced)
-    smallest = est if smallest is None else min(smallest, est)
-    if est <= budget:
-      feasible.append((flops_, est, chosen))
+  schedules = _schedules(fwd, seps, forced)
+  feasible = [s for s in schedules if s[0] <= budget]
   if not feasible:
+    smallest = min((est for est, _, _ in schedules), default=None)
     raise ValueError(
         f"MemoryBudget({budget}) is below the smallest feasible schedule: "
         f"its estimated peak is {smallest if smallest is not None else 'unknown'}"
         f" bytes (everything kept: {plain_estimate(fwd)} bytes)")
-  feasible.sort(key=lambda f: (f[0], f[1]))
-  return feasible[0][2]
+  return min(feasible, key=lambda s: (s[1], s[0]))[2]
 
 
 def choose_speed(fwd):
