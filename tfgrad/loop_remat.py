@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgrad import emit
+from tfgrad import functional
 from tfgrad import graph_walk
 from tfgrad import tf_compat
 from tfgrad import while_builder
@@ -138,13 +139,26 @@ def _copy_body(body, inputs):
   return [mapping[id(t)] for t in body.outputs]
 
 
+class _Body(tf_compat.WhileBodyFuncGraph):
+  """The body of a loop built here: it reads outer tensors (the saved
+  state, the loop's inputs, the segment length) through placeholders made
+  on tfgrad's lean op path (`functional.lean_capture`), and ops reading
+  them take that path too, instead of TF's capture and op constructor,
+  which cost several ops' worth of time each."""
+
+  def captures_before_lean_op(self, unused_op_type):
+    return True
+
+  def _capture_helper(self, tensor, name):
+    return functional.lean_capture(self, tensor)
+
+
 def _loop(name, args, body_fn, parallel_iterations):
   """A While over `args` (counter first, its bound second) running
   `body_fn` while counter < bound; what the body reads from outside is
   passed through as extra loop variables. (op, outputs)."""
   fn_name = f"{name}_{tf_compat.new_uid()}"
-  graph = while_builder.trace(tf_compat.WhileBodyFuncGraph(fn_name + "_body"),
-                              body_fn, args)
+  graph = while_builder.trace(_Body(fn_name + "_body"), body_fn, args)
   captured = list(graph.external_captures)
   graph.outputs.extend(graph.internal_captures)
   loop_vars = list(args) + captured
