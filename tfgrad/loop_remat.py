@@ -118,25 +118,79 @@ def _topological(body):
       lambda op: list(op.control_inputs) + [t.op for t in op.inputs])
 
 
-def _copy_body(body, inputs):
-  """The body's ops copied into the default graph, reading `inputs` (one
-  per body input); the copies of the body's outputs."""
-  from tfgrad import remat  # pylint: disable=g-import-not-at-top
-  graph = tf_compat.default_graph()
-  mapping = {id(p): t for p, t in zip(body.inputs, inputs)}
-  copied = {}
-  for o in _topological(body):
-    if o.type == "Placeholder" and id(o.outputs[0]) in mapping:
+class _BodyCopier:
+  """Copies of the body's ops into the default graph (the checkpoint loop
+  and each segment loop hold one). What a copy needs from each op (its
+  attributes, OpDef, input grouping) is read once, when the copier is made:
+  reading a NodeDef or an OpDef costs about as much as making an op."""
+
+  def __init__(self, body):
+    self._body = body
+    inputs = {id(p) for p in body.inputs}
+    self._plan = [
+        (o, o.type, dict(o.node_def.attr.items()), o.op_def,
+         _group_sizes(o), [id(t) for t in o.inputs])
+        for o in _topological(body)
+        if not (o.type == "Placeholder" and id(o.outputs[0]) in inputs)]
+
+  def copy(self, inputs):
+    """The copies of the body's outputs, the body reading `inputs` (one per
+    body input)."""
+    from tfgrad import remat  # pylint: disable=g-import-not-at-top
+    graph = tf_compat.default_graph()
+    mapping = {id(p): t for p, t in zip(self._body.inputs, inputs)}
+    copied = {}
+    with graph.name_scope(None):
+      for o, op_type, attrs, op_def, sizes, input_ids in self._plan:
+        ins = [mapping[i] for i in input_ids]
+        waits = [copied[c] for c in o.control_inputs]
+        if sizes is None:
+          with graph.control_dependencies(waits):
+            new = remat.copy_named(graph, o, ins, o.name)
+        else:
+          new = tf_compat.create_op(graph, op_type, ins, attrs, op_def,
+                                    o.name, _regrouped(ins, sizes), waits)
+        copied[o] = new
+        for old, out in zip(o.outputs, new.outputs):
+          if old.dtype in (tf.resource, tf.variant):
+            tf_compat.copy_handle_data(old, out)
+          if not out.shape.is_fully_defined():
+            out.set_shape(old.shape)
+          mapping[id(old)] = out
+    return [mapping[id(t)] for t in self._body.outputs]
+
+
+def _group_sizes(op):
+  """Per input argument of op's OpDef: None for a single tensor, else the
+  length of its list; None overall when the op is copied by
+  `remat.copy_named` instead (a device set, inputs not matching)."""
+  if op.device:
+    return None
+  sizes, i = [], 0
+  for arg in op.op_def.input_arg:
+    if arg.number_attr:
+      n = op.get_attr(arg.number_attr)
+    elif arg.type_list_attr:
+      n = len(op.get_attr(arg.type_list_attr))
+    else:
+      sizes.append(None)
+      i += 1
       continue
-    ins = [mapping[id(t)] for t in o.inputs]
-    with graph.control_dependencies([copied[c] for c in o.control_inputs]):
-      new = remat.copy_named(graph, o, ins, o.name)
-    copied[o] = new
-    for old, out in zip(o.outputs, new.outputs):
-      tf_compat.copy_handle_data(old, out)
-      out.set_shape(old.shape)
-      mapping[id(old)] = out
-  return [mapping[id(t)] for t in body.outputs]
+    sizes.append(n)
+    i += n
+  return sizes if i == len(op.inputs) else None
+
+
+def _regrouped(inputs, sizes):
+  grouped, i = [], 0
+  for n in sizes:
+    if n is None:
+      grouped.append(inputs[i])
+      i += 1
+    else:
+      grouped.append(list(inputs[i:i + n]))
+      i += n
+  return grouped
 
 
 class _Body(tf_compat.WhileBodyFuncGraph):
@@ -148,6 +202,13 @@ class _Body(tf_compat.WhileBodyFuncGraph):
 
   def captures_before_lean_op(self, unused_op_type):
     return True
+
+  def capture(self, tensor, name=None, shape=None):
+    if getattr(tensor, "graph", None) is self:
+      return tensor
+    if isinstance(tensor, tf.Tensor):
+      return functional.lean_capture(self, tensor)
+    return super().capture(tensor, name, shape)
 
   def _capture_helper(self, tensor, name):
     return functional.lean_capture(self, tensor)
@@ -175,7 +236,7 @@ def _loop(name, args, body_fn, parallel_iterations):
 
 # ----- the phases -----
 
-def _checkpoint_loop(op, body, varying, trips, k, segments):
+def _checkpoint_loop(op, body, copier, varying, trips, k, segments):
   """Phase 1: one TensorList per `varying` loop variable holding its value
   before iterations 0, k, 2k, ... (slot `segments` is the spare one the
   other iterations write)."""
@@ -195,7 +256,7 @@ def _checkpoint_loop(op, body, varying, trips, k, segments):
     saved = [raw.TensorListSetItem(input_handle=lst, index=slot,
                                    item=state[i])
              for lst, i in zip(rest[n - 2:], varying)]
-    outs = _copy_body(body, state)
+    outs = copier.copy(state)
     return [outs[0], bound] + outs[2:] + saved
 
   _, outputs, _, _ = _loop(f"{op.name}_checkpoints".replace("/", "_"), args,
@@ -203,7 +264,7 @@ def _checkpoint_loop(op, body, varying, trips, k, segments):
   return outputs[n:n + len(varying)]
 
 
-def _segment(op, body, varying, lists, s, k, trips, seg_grads,
+def _segment(op, body, copier, varying, lists, s, k, trips, seg_grads,
              differentiate):
   """Phase 2, one segment: its loop re-run from the saved state, then the
   plain gradient loop of that; one gradient per loop variable. The state
@@ -224,7 +285,7 @@ def _segment(op, body, varying, lists, s, k, trips, seg_grads,
     state[i] = value
   seg_op, _, seg_cond, seg_body = _loop(
       f"{op.name}_segment".replace("/", "_"), state,
-      lambda *xs: _copy_body(body, xs), op.get_attr("parallel_iterations"))
+      lambda *xs: copier.copy(xs), op.get_attr("parallel_iterations"))
   grads = list(seg_grads) + [None] * (len(seg_op.inputs) - n)
   return while_builder.build(seg_op, (seg_cond, seg_body), grads,
                              differentiate)[:n]
@@ -245,16 +306,17 @@ def build(op, graphs, grads, differentiate):
   k = raw.Maximum(x=raw.Cast(x=root, DstT=dtype), y=emit.const(1, dtype))
   segments = raw.FloorDiv(x=raw.Sub(x=raw.AddV2(x=trips, y=k),
                                     y=emit.const(1, dtype)), y=k)
-  lists = _checkpoint_loop(op, body, varying, trips, k, segments)
+  copier = _BodyCopier(body)
+  lists = _checkpoint_loop(op, body, copier, varying, trips, k, segments)
   args = [emit.const(0, dtype), segments] + [grads[i] for i in carried]
 
   def body_fn(j, bound, *gs):
-    s = raw.Sub(x=raw.Sub(x=segments, y=j), y=emit.const(1, dtype))
+    s = raw.Sub(x=raw.Sub(x=bound, y=j), y=emit.const(1, dtype))
     seg_grads = [None] * n
     for i, g in zip(carried, gs):
       seg_grads[i] = g
-    results = _segment(op, body, varying, lists, s, k, trips, seg_grads,
-                       differentiate)
+    results = _segment(op, body, copier, varying, lists, s, k, trips,
+                       seg_grads, differentiate)
     return [raw.AddV2(x=j, y=emit.const(1, dtype)), bound] + [
         results[i] for i in carried]
 

@@ -222,7 +222,8 @@ def trace(graph, fn, args):
     placeholders = []
     for a in args:
       p = raw.Placeholder(dtype=a.dtype, shape=a.shape)
-      tf_compat.copy_handle_data(a, p)
+      if a.dtype in (tf.resource, tf.variant):  # (others carry none)
+        tf_compat.copy_handle_data(a, p)
       placeholders.append(p)
     graph.inputs.extend(placeholders)
     outputs = list(fn(*placeholders))
