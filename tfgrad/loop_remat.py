@@ -30,6 +30,8 @@ Loops this does not cover are kept whole (the plain gradient);
 `why_kept_whole` says why.
 """
 
+import collections
+
 import numpy as np
 import tensorflow as tf
 
@@ -118,46 +120,35 @@ def _topological(body):
       lambda op: list(op.control_inputs) + [t.op for t in op.inputs])
 
 
-class _BodyCopier:
-  """Copies of the body's ops into the default graph (the checkpoint loop
-  and each segment loop hold one). What a copy needs from each op (its
-  attributes, OpDef, input grouping) is read once, when the copier is made:
-  reading a NodeDef or an OpDef costs about as much as making an op."""
-
-  def __init__(self, body):
-    self._body = body
-    inputs = {id(p) for p in body.inputs}
-    self._plan = [
-        (o, o.type, dict(o.node_def.attr.items()), o.op_def,
-         _group_sizes(o), [id(t) for t in o.inputs])
-        for o in _topological(body)
-        if not (o.type == "Placeholder" and id(o.outputs[0]) in inputs)]
-
-  def copy(self, inputs):
-    """The copies of the body's outputs, the body reading `inputs` (one per
-    body input)."""
-    from tfgrad import remat  # pylint: disable=g-import-not-at-top
-    graph = tf_compat.default_graph()
-    mapping = {id(p): t for p, t in zip(self._body.inputs, inputs)}
-    copied = {}
-    with graph.name_scope(None):
-      for o, op_type, attrs, op_def, sizes, input_ids in self._plan:
-        ins = [mapping[i] for i in input_ids]
-        waits = [copied[c] for c in o.control_inputs]
-        if sizes is None:
-          with graph.control_dependencies(waits):
-            new = remat.copy_named(graph, o, ins, o.name)
-        else:
-          new = tf_compat.create_op(graph, op_type, ins, attrs, op_def,
-                                    o.name, _regrouped(ins, sizes), waits)
-        copied[o] = new
-        for old, out in zip(o.outputs, new.outputs):
-          if old.dtype in (tf.resource, tf.variant):
-            tf_compat.copy_handle_data(old, out)
-          if not out.shape.is_fully_defined():
-            out.set_shape(old.shape)
-          mapping[id(old)] = out
-    return [mapping[id(t)] for t in self._body.outputs]
+def _copy_body(body, inputs):
+  """The body's ops copied into the default graph, reading `inputs` (one
+  per body input); the copies of the body's outputs."""
+  from tfgrad import remat  # pylint: disable=g-import-not-at-top
+  graph = tf_compat.default_graph()
+  mapping = {id(p): t for p, t in zip(body.inputs, inputs)}
+  copied = {}
+  with graph.name_scope(None):
+    for o in _topological(body):
+      if o.type == "Placeholder" and id(o.outputs[0]) in mapping:
+        continue
+      ins = [mapping[id(t)] for t in o.inputs]
+      waits = [copied[c] for c in o.control_inputs]
+      sizes = _group_sizes(o)
+      if sizes is None:
+        with graph.control_dependencies(waits):
+          new = remat.copy_named(graph, o, ins, o.name)
+      else:
+        new = tf_compat.create_op(graph, o.type, ins,
+                                  dict(o.node_def.attr.items()), o.op_def,
+                                  o.name, _regrouped(ins, sizes), waits)
+      copied[o] = new
+      for old, out in zip(o.outputs, new.outputs):
+        if old.dtype in (tf.resource, tf.variant):
+          tf_compat.copy_handle_data(old, out)
+        if not out.shape.is_fully_defined():
+          out.set_shape(old.shape)
+        mapping[id(old)] = out
+  return [mapping[id(t)] for t in body.outputs]
 
 
 def _group_sizes(op):
@@ -214,10 +205,13 @@ class _Body(tf_compat.WhileBodyFuncGraph):
     return functional.lean_capture(self, tensor)
 
 
+_Loop = collections.namedtuple("_Loop", "outputs cond body captured")
+
+
 def _loop(name, args, body_fn, parallel_iterations):
   """A While over `args` (counter first, its bound second) running
   `body_fn` while counter < bound; what the body reads from outside is
-  passed through as extra loop variables. (op, outputs)."""
+  passed through as extra loop variables (`captured`, after `args`)."""
   fn_name = f"{name}_{tf_compat.new_uid()}"
   graph = while_builder.trace(_Body(fn_name + "_body"), body_fn, args)
   captured = list(graph.external_captures)
@@ -229,21 +223,22 @@ def _loop(name, args, body_fn, parallel_iterations):
 
   cond = while_builder.trace(tf_compat.WhileCondFuncGraph(fn_name + "_cond"),
                              cond_fn, loop_vars)
-  op, outputs = tf_compat.build_while(loop_vars, cond, graph,
-                                      parallel_iterations, name)
-  return op, outputs, cond, graph
+  _, outputs = tf_compat.build_while(loop_vars, cond, graph,
+                                     parallel_iterations, name)
+  return _Loop(outputs, cond, graph, captured)
 
 
 # ----- the phases -----
 
-def _checkpoint_loop(op, body, copier, varying, trips, k, segments):
+def _checkpoint_loop(op, body, varying, trips, k, segments):
   """Phase 1: one TensorList per `varying` loop variable holding its value
   before iterations 0, k, 2k, ... (slot `segments` is the spare one the
-  other iterations write)."""
+  other iterations write); the loop, which the segments re-run."""
   n = len(op.inputs)
+  slots = raw.AddV2(x=segments, y=emit.const(1, segments.dtype))
   lists = [raw.TensorListReserve(
       element_shape=while_builder.element_shape(body.inputs[i].shape),
-      num_elements=segments + 1, element_dtype=body.inputs[i].dtype)
+      num_elements=slots, element_dtype=body.inputs[i].dtype)
       for i in varying]
   args = [op.inputs[0], trips] + list(op.inputs[2:]) + lists
 
@@ -256,21 +251,26 @@ def _checkpoint_loop(op, body, copier, varying, trips, k, segments):
     saved = [raw.TensorListSetItem(input_handle=lst, index=slot,
                                    item=state[i])
              for lst, i in zip(rest[n - 2:], varying)]
-    outs = copier.copy(state)
+    outs = _copy_body(body, state)
     return [outs[0], bound] + outs[2:] + saved
 
-  _, outputs, _, _ = _loop(f"{op.name}_checkpoints".replace("/", "_"), args,
-                           body_fn, op.get_attr("parallel_iterations"))
-  return outputs[n:n + len(varying)]
+  loop = _loop(f"{op.name}_checkpoints".replace("/", "_"), args, body_fn,
+               op.get_attr("parallel_iterations"))
+  return loop.outputs[n:n + len(varying)], loop
 
 
-def _segment(op, body, copier, varying, lists, s, k, trips, seg_grads,
+def _segment(op, body, checkpoints, varying, lists, s, k, trips, seg_grads,
              differentiate):
   """Phase 2, one segment: its loop re-run from the saved state, then the
   plain gradient loop of that; one gradient per loop variable. The state
   is read once the gradient coming in from the segment after is there:
   else the reverse loop would re-run several segments at once (its
-  parallel iterations), each holding its accumulators."""
+  parallel iterations), each holding its accumulators.
+
+  The segment loop runs the checkpoint loop's own functions (`checkpoints`)
+  for its at most k iterations, so the segments build no loop body of
+  their own; its writes to the lists (slot 0, then the spare slot) go to
+  a copy of them that nothing reads."""
   n = len(op.inputs)
   with tf.control_dependencies([g for g in seg_grads if g is not None]):
     s = raw.Identity(input=s)
@@ -283,12 +283,13 @@ def _segment(op, body, copier, varying, lists, s, k, trips, seg_grads,
         element_dtype=body.inputs[i].dtype)
     value.set_shape(body.inputs[i].shape)
     state[i] = value
-  seg_op, _, seg_cond, seg_body = _loop(
-      f"{op.name}_segment".replace("/", "_"), state,
-      lambda *xs: copier.copy(xs), op.get_attr("parallel_iterations"))
+  seg_op, _ = tf_compat.build_while(
+      state + lists + checkpoints.captured, checkpoints.cond,
+      checkpoints.body, op.get_attr("parallel_iterations"),
+      f"{op.name}_segment".replace("/", "_"))
   grads = list(seg_grads) + [None] * (len(seg_op.inputs) - n)
-  return while_builder.build(seg_op, (seg_cond, seg_body), grads,
-                             differentiate)[:n]
+  return while_builder.build(seg_op, (checkpoints.cond, checkpoints.body),
+                             grads, differentiate)[:n]
 
 
 def build(op, graphs, grads, differentiate):
@@ -306,8 +307,8 @@ def build(op, graphs, grads, differentiate):
   k = raw.Maximum(x=raw.Cast(x=root, DstT=dtype), y=emit.const(1, dtype))
   segments = raw.FloorDiv(x=raw.Sub(x=raw.AddV2(x=trips, y=k),
                                     y=emit.const(1, dtype)), y=k)
-  copier = _BodyCopier(body)
-  lists = _checkpoint_loop(op, body, copier, varying, trips, k, segments)
+  lists, checkpoints = _checkpoint_loop(op, body, varying, trips, k,
+                                        segments)
   args = [emit.const(0, dtype), segments] + [grads[i] for i in carried]
 
   def body_fn(j, bound, *gs):
@@ -315,13 +316,13 @@ def build(op, graphs, grads, differentiate):
     seg_grads = [None] * n
     for i, g in zip(carried, gs):
       seg_grads[i] = g
-    results = _segment(op, body, copier, varying, lists, s, k, trips,
+    results = _segment(op, body, checkpoints, varying, lists, s, k, trips,
                        seg_grads, differentiate)
     return [raw.AddV2(x=j, y=emit.const(1, dtype)), bound] + [
         results[i] for i in carried]
 
-  _, outputs, _, _ = _loop(f"{op.name}_grad".replace("/", "_"),
-                           args, body_fn, op.get_attr("parallel_iterations"))
+  outputs = _loop(f"{op.name}_grad".replace("/", "_"), args, body_fn,
+                  op.get_attr("parallel_iterations")).outputs
   results = [None] * n
   for j, i in enumerate(carried):
     results[i] = outputs[2 + j]
