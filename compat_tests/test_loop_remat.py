@@ -61,6 +61,16 @@ def _gathered_rows():
   return [tf.reduce_sum(h * h)], [emb]
 
 
+def _scaled():
+  """A body whose gradient reads no intermediate (h * 2): the segment
+  loops gain no accumulators."""
+  h0 = tf.constant(np.arange(6, dtype=np.float32).reshape(2, 3), name="h0")
+  n = tf.compat.v1.placeholder_with_default(5, [])
+  _, h = tf.while_loop(lambda t, h: t < n, lambda t, h: (t + 1, h * 2.0),
+                       [tf.constant(0), h0])
+  return [tf.reduce_sum(h)], [h0]
+
+
 MODELS = {
     "rnn_7": _rnn,                                  # 7 = 3 + 3 + 1
     "rnn_9": lambda: _rnn(9),                       # a multiple of k = 3
@@ -69,6 +79,7 @@ MODELS = {
     "rnn_max_iterations": lambda: _rnn(10, maximum_iterations=5),
     "invariants": _invariants,
     "gathered_rows": _gathered_rows,
+    "scaled": _scaled,
 }
 
 
@@ -97,7 +108,7 @@ def test_values_match_stock_in_graph(model):
 
 
 @pytest.mark.parametrize("model", ["rnn_7", "rnn_0", "rnn_max_iterations",
-                                   "invariants", "gathered_rows"])
+                                   "invariants", "gathered_rows", "scaled"])
 def test_values_match_stock_in_function(model):
   def checkpointed(ys, xs):
     assert loop_remat.why_kept_whole(_loops(ys[0].graph)[0]) is None

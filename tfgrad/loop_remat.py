@@ -12,9 +12,10 @@ graph runs; S = ceil(T / k) segments):
                       elements; other iterations write a spare slot);
     reverse loop      runs over the segments, last first; for segment s:
       segment loop      re-runs its (at most k) iterations from the saved
-                        state: a While over a copy of the body, to which
-                        the plain builder adds its per-iteration
-                        accumulators (k elements each);
+                        state: a second While op over the checkpoint
+                        loop's own functions, to which the plain builder
+                        adds its per-iteration accumulators (k elements
+                        each);
       gradient loop     the plain gradient loop of the segment loop, fed
                         the gradient of the state after the segment, gives
                         the gradient of the state before it, carried to the
@@ -286,7 +287,7 @@ def _segment(op, body, checkpoints, varying, lists, s, k, trips, seg_grads,
   seg_op, _ = tf_compat.build_while(
       state + lists + checkpoints.captured, checkpoints.cond,
       checkpoints.body, op.get_attr("parallel_iterations"),
-      f"{op.name}_segment".replace("/", "_"))
+      f"{op.name}_segment".replace("/", "_"), registered=True)
   grads = list(seg_grads) + [None] * (len(seg_op.inputs) - n)
   return while_builder.build(seg_op, (checkpoints.cond, checkpoints.body),
                              grads, differentiate)[:n]
