@@ -234,33 +234,54 @@ def _loop(name, args, body_fn, parallel_iterations):
 def _checkpoint_loop(op, body, varying, trips, k, segments):
   """Phase 1: one TensorList per `varying` loop variable holding its value
   before iterations 0, k, 2k, ... (slot `segments` is the spare one the
-  other iterations write); the loop, which the segments re-run."""
+  other iterations write); the loop, which the segments re-run. k and
+  `segments` are loop variables passed on unchanged (the loop captures
+  nothing), so a segment can run the same functions."""
   n = len(op.inputs)
   slots = raw.AddV2(x=segments, y=emit.const(1, segments.dtype))
   lists = [raw.TensorListReserve(
       element_shape=while_builder.element_shape(body.inputs[i].shape),
       num_elements=slots, element_dtype=body.inputs[i].dtype)
       for i in varying]
-  args = [op.inputs[0], trips] + list(op.inputs[2:]) + lists
+  args = [op.inputs[0], trips] + list(op.inputs[2:]) + lists + [k, segments]
 
   def body_fn(counter, bound, *rest):
     state = [counter, bound] + list(rest[:n - 2])
+    k, spare = rest[-2:]
     at_checkpoint = raw.Equal(x=raw.FloorMod(x=counter, y=k),
                               y=emit.const(0, counter.dtype))
     slot = raw.SelectV2(condition=at_checkpoint,
-                        t=raw.FloorDiv(x=counter, y=k), e=segments)
+                        t=raw.FloorDiv(x=counter, y=k), e=spare)
     saved = [raw.TensorListSetItem(input_handle=lst, index=slot,
                                    item=state[i])
              for lst, i in zip(rest[n - 2:], varying)]
     outs = _copy_body(body, state)
-    return [outs[0], bound] + outs[2:] + saved
+    return [outs[0], bound] + outs[2:] + saved + [k, spare]
 
   loop = _loop(f"{op.name}_checkpoints".replace("/", "_"), args, body_fn,
                op.get_attr("parallel_iterations"))
   return loop.outputs[n:n + len(varying)], loop
 
 
-def _segment(op, body, checkpoints, varying, lists, s, k, trips, seg_grads,
+class _Reads(collections.namedtuple("_Reads", "k trips lists inputs")):
+  """What the reverse loop's body reads from outside, passed in as loop
+  variables (cheaper to build than captures): k, the trip count, the
+  checkpoint lists and the forward op's inputs from index 2 (None where
+  the checkpoint lists hold the value)."""
+
+  def flat(self):
+    return [self.k, self.trips] + list(self.lists) + [
+        t for t in self.inputs if t is not None]
+
+  def rebuilt(self, flat):
+    """The same reads from `flat` (the body's loop variables for them)."""
+    k, trips, rest = flat[0], flat[1], list(flat[2:])
+    lists, rest = rest[:len(self.lists)], rest[len(self.lists):]
+    inputs = [None if t is None else rest.pop(0) for t in self.inputs]
+    return _Reads(k, trips, lists, inputs)
+
+
+def _segment(op, body, checkpoints, reads, s, segments, seg_grads,
              differentiate):
   """Phase 2, one segment: its loop re-run from the saved state, then the
   plain gradient loop of that; one gradient per loop variable. The state
@@ -273,11 +294,13 @@ def _segment(op, body, checkpoints, varying, lists, s, k, trips, seg_grads,
   their own; its writes to the lists (slot 0, then the spare slot) go to
   a copy of them that nothing reads."""
   n = len(op.inputs)
+  k = reads.k
   with tf.control_dependencies([g for g in seg_grads if g is not None]):
     s = raw.Identity(input=s)
-  length = raw.Minimum(x=k, y=raw.Sub(x=trips, y=raw.Mul(x=s, y=k)))
-  state = [emit.const(0, op.inputs[0].dtype), length] + list(op.inputs[2:])
-  for lst, i in zip(lists, varying):
+  length = raw.Minimum(x=k, y=raw.Sub(x=reads.trips, y=raw.Mul(x=s, y=k)))
+  state = [emit.const(0, op.inputs[0].dtype), length] + list(reads.inputs)
+  varying = [i for i in range(2, n) if state[i] is None]
+  for lst, i in zip(reads.lists, varying):
     value = raw.TensorListGetItem(
         input_handle=lst, index=s,
         element_shape=while_builder.element_shape(body.inputs[i].shape),
@@ -285,7 +308,7 @@ def _segment(op, body, checkpoints, varying, lists, s, k, trips, seg_grads,
     value.set_shape(body.inputs[i].shape)
     state[i] = value
   seg_op, _ = tf_compat.build_while(
-      state + lists + checkpoints.captured, checkpoints.cond,
+      state + list(reads.lists) + [k, segments], checkpoints.cond,
       checkpoints.body, op.get_attr("parallel_iterations"),
       f"{op.name}_segment".replace("/", "_"), registered=True)
   grads = list(seg_grads) + [None] * (len(seg_op.inputs) - n)
@@ -310,20 +333,23 @@ def build(op, graphs, grads, differentiate):
                                     y=emit.const(1, dtype)), y=k)
   lists, checkpoints = _checkpoint_loop(op, body, varying, trips, k,
                                         segments)
+  reads = _Reads(k, trips, lists, [None if i in varying else op.inputs[i]
+                                   for i in range(2, n)])
   args = [emit.const(0, dtype), segments] + [grads[i] for i in carried]
 
-  def body_fn(j, bound, *gs):
+  def body_fn(j, bound, *rest):
+    gs, passed = rest[:len(carried)], rest[len(carried):]
     s = raw.Sub(x=raw.Sub(x=bound, y=j), y=emit.const(1, dtype))
     seg_grads = [None] * n
     for i, g in zip(carried, gs):
       seg_grads[i] = g
-    results = _segment(op, body, checkpoints, varying, lists, s, k, trips,
-                       seg_grads, differentiate)
+    results = _segment(op, body, checkpoints, reads.rebuilt(passed), s,
+                       bound, seg_grads, differentiate)
     return [raw.AddV2(x=j, y=emit.const(1, dtype)), bound] + [
-        results[i] for i in carried]
+        results[i] for i in carried] + list(passed)
 
-  outputs = _loop(f"{op.name}_grad".replace("/", "_"), args, body_fn,
-                  op.get_attr("parallel_iterations")).outputs
+  outputs = _loop(f"{op.name}_grad".replace("/", "_"), args + reads.flat(),
+                  body_fn, op.get_attr("parallel_iterations")).outputs
   results = [None] * n
   for j, i in enumerate(carried):
     results[i] = outputs[2 + j]
