@@ -8,8 +8,9 @@ graph runs; S = ceil(T / k) segments):
 
     checkpoint loop   re-runs the body T times from the loop's inputs and
                       keeps the loop state at iterations 0, k, 2k, ...
-                      (one TensorList per changing loop variable, S
-                      elements; other iterations write a spare slot);
+                      (one TensorList per changing loop variable, k + 1
+                      slots: S <= k used, other iterations write the
+                      spare one);
     reverse loop      runs over the segments, last first; for segment s:
       segment loop      re-runs its (at most k) iterations from the saved
                         state: a second While op over the checkpoint
@@ -231,32 +232,32 @@ def _loop(name, args, body_fn, parallel_iterations):
 
 # ----- the phases -----
 
-def _checkpoint_loop(op, body, varying, trips, k, segments):
+def _checkpoint_loop(op, body, varying, trips, k):
   """Phase 1: one TensorList per `varying` loop variable holding its value
-  before iterations 0, k, 2k, ... (slot `segments` is the spare one the
-  other iterations write); the loop, which the segments re-run. k and
-  `segments` are loop variables passed on unchanged (the loop captures
-  nothing), so a segment can run the same functions."""
+  before iterations 0, k, 2k, ... (S <= k of them, as T <= k * k; slot k
+  is the spare one the other iterations write); the loop, which the
+  segments re-run. k is a loop variable passed on unchanged (the loop
+  captures nothing), so a segment can run the same functions."""
   n = len(op.inputs)
-  slots = raw.AddV2(x=segments, y=emit.const(1, segments.dtype))
+  slots = raw.AddV2(x=k, y=emit.const(1, k.dtype))
   lists = [raw.TensorListReserve(
       element_shape=while_builder.element_shape(body.inputs[i].shape),
       num_elements=slots, element_dtype=body.inputs[i].dtype)
       for i in varying]
-  args = [op.inputs[0], trips] + list(op.inputs[2:]) + lists + [k, segments]
+  args = [op.inputs[0], trips] + list(op.inputs[2:]) + lists + [k]
 
   def body_fn(counter, bound, *rest):
     state = [counter, bound] + list(rest[:n - 2])
-    k, spare = rest[-2:]
+    k = rest[-1]
     at_checkpoint = raw.Equal(x=raw.FloorMod(x=counter, y=k),
                               y=emit.const(0, counter.dtype))
     slot = raw.SelectV2(condition=at_checkpoint,
-                        t=raw.FloorDiv(x=counter, y=k), e=spare)
+                        t=raw.FloorDiv(x=counter, y=k), e=k)
     saved = [raw.TensorListSetItem(input_handle=lst, index=slot,
                                    item=state[i])
              for lst, i in zip(rest[n - 2:], varying)]
     outs = _copy_body(body, state)
-    return [outs[0], bound] + outs[2:] + saved + [k, spare]
+    return [outs[0], bound] + outs[2:] + saved + [k]
 
   loop = _loop(f"{op.name}_checkpoints".replace("/", "_"), args, body_fn,
                op.get_attr("parallel_iterations"))
@@ -281,8 +282,7 @@ class _Reads(collections.namedtuple("_Reads", "k trips lists inputs")):
     return _Reads(k, trips, lists, inputs)
 
 
-def _segment(op, body, checkpoints, reads, s, segments, seg_grads,
-             differentiate):
+def _segment(op, body, checkpoints, reads, s, seg_grads, differentiate):
   """Phase 2, one segment: its loop re-run from the saved state, then the
   plain gradient loop of that; one gradient per loop variable. The state
   is read once the gradient coming in from the segment after is there:
@@ -308,7 +308,7 @@ def _segment(op, body, checkpoints, reads, s, segments, seg_grads,
     value.set_shape(body.inputs[i].shape)
     state[i] = value
   seg_op, _ = tf_compat.build_while(
-      state + list(reads.lists) + [k, segments], checkpoints.cond,
+      state + list(reads.lists) + [k], checkpoints.cond,
       checkpoints.body, op.get_attr("parallel_iterations"),
       f"{op.name}_segment".replace("/", "_"), registered=True)
   grads = list(seg_grads) + [None] * (len(seg_op.inputs) - n)
@@ -331,8 +331,7 @@ def build(op, graphs, grads, differentiate):
   k = raw.Maximum(x=raw.Cast(x=root, DstT=dtype), y=emit.const(1, dtype))
   segments = raw.FloorDiv(x=raw.Sub(x=raw.AddV2(x=trips, y=k),
                                     y=emit.const(1, dtype)), y=k)
-  lists, checkpoints = _checkpoint_loop(op, body, varying, trips, k,
-                                        segments)
+  lists, checkpoints = _checkpoint_loop(op, body, varying, trips, k)
   reads = _Reads(k, trips, lists, [None if i in varying else op.inputs[i]
                                    for i in range(2, n)])
   args = [emit.const(0, dtype), segments] + [grads[i] for i in carried]
@@ -344,7 +343,7 @@ def build(op, graphs, grads, differentiate):
     for i, g in zip(carried, gs):
       seg_grads[i] = g
     results = _segment(op, body, checkpoints, reads.rebuilt(passed), s,
-                       bound, seg_grads, differentiate)
+                       seg_grads, differentiate)
     return [raw.AddV2(x=j, y=emit.const(1, dtype)), bound] + [
         results[i] for i in carried] + list(passed)
 
