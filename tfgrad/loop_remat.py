@@ -49,7 +49,16 @@ _REPEATABLE_STATEFUL = frozenset(["ReadVariableOp", "ResourceGather"])
 LOOP_TYPES = frozenset(["While", "StatelessWhile"])
 
 
+_FUNCTION_ATTR_TYPES = frozenset(["func", "list(func)"])
+
+
 def _calls_function(op):
+  """Whether `op` runs a function (a function-valued attribute): read from
+  the registered OpDef (a lookup) rather than the op's NodeDef (a parse
+  per op); an op type the registry lacks is checked on its NodeDef."""
+  op_def = tf_compat.op_def(op.type)
+  if op_def is not None:
+    return any(a.type in _FUNCTION_ATTR_TYPES for a in op_def.attr)
   for value in op.node_def.attr.values():
     if value.HasField("func") or (value.HasField("list")
                                   and len(value.list.func)):
@@ -187,19 +196,22 @@ def _regrouped(inputs, sizes):
 
 
 class _Body(tf_compat.WhileBodyFuncGraph):
-  """The body of a loop built here: it reads outer tensors (the saved
-  state, the loop's inputs, the segment length) through placeholders made
-  on tfgrad's lean op path (`functional.lean_capture`), and ops reading
-  them take that path too, instead of TF's capture and op constructor,
-  which cost several ops' worth of time each."""
+  """The body of a loop built here. The loops take what their bodies read
+  as loop variables, so these capture little or nothing; what they do
+  capture (a tensor of an enclosing graph an op of the plain builder
+  reads) goes through a placeholder made on tfgrad's lean op path
+  (`functional.lean_capture`), and the op reading it takes that path too,
+  instead of TF's capture and op constructor, which cost several ops'
+  worth of time each."""
 
   def captures_before_lean_op(self, unused_op_type):
     return True
 
   def capture(self, tensor, name=None, shape=None):
-    if getattr(tensor, "graph", None) is self:
+    graph = getattr(tensor, "graph", None)  # (None for an eager tensor)
+    if graph is self:
       return tensor
-    if isinstance(tensor, tf.Tensor):
+    if graph is not None:
       return functional.lean_capture(self, tensor)
     return super().capture(tensor, name, shape)
 
