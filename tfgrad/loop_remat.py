@@ -144,13 +144,14 @@ def _copy_body(body, inputs):
         continue
       ins = [mapping[id(t)] for t in o.inputs]
       waits = [copied[c] for c in o.control_inputs]
-      sizes = _group_sizes(o)
+      op_def = tf_compat.op_def(o.type)
+      sizes = None if op_def is None else _group_sizes(o, op_def)
       if sizes is None:
         with graph.control_dependencies(waits):
           new = remat.copy_named(graph, o, ins, o.name)
       else:
         new = tf_compat.create_op(graph, o.type, ins,
-                                  dict(o.node_def.attr.items()), o.op_def,
+                                  dict(o.node_def.attr.items()), op_def,
                                   o.name, _regrouped(ins, sizes), waits)
       copied[o] = new
       for old, out in zip(o.outputs, new.outputs):
@@ -162,14 +163,15 @@ def _copy_body(body, inputs):
   return [mapping[id(t)] for t in body.outputs]
 
 
-def _group_sizes(op):
-  """Per input argument of op's OpDef: None for a single tensor, else the
-  length of its list; None overall when the op is copied by
+def _group_sizes(op, op_def):
+  """Per input argument of `op_def` (op's registered OpDef, read once per
+  type, where `op.op_def` parses it per call): None for a single tensor,
+  else the length of its list; None overall when the op is copied by
   `remat.copy_named` instead (a device set, inputs not matching)."""
   if op.device:
     return None
   sizes, i = [], 0
-  for arg in op.op_def.input_arg:
+  for arg in op_def.input_arg:
     if arg.number_attr:
       n = op.get_attr(arg.number_attr)
     elif arg.type_list_attr:
