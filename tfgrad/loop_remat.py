@@ -322,8 +322,8 @@ def _segment(op, body, checkpoints, reads, s, seg_grads, differentiate):
     value.set_shape(body.inputs[i].shape)
     state[i] = value
   seg_op, _ = tf_compat.build_while(
-      state + list(reads.lists) + [k], checkpoints.cond,
-      checkpoints.body, op.get_attr("parallel_iterations"),
+      state + list(reads.lists) + [k] + checkpoints.captured,
+      checkpoints.cond, checkpoints.body, op.get_attr("parallel_iterations"),
       f"{op.name}_segment".replace("/", "_"), registered=True)
   grads = list(seg_grads) + [None] * (len(seg_op.inputs) - n)
   return while_builder.build(seg_op, (checkpoints.cond, checkpoints.body),
