@@ -8,13 +8,15 @@ graph runs; S = ceil(T / k) segments):
 
     checkpoint loop   re-runs the body T times from the loop's inputs and
                       keeps the loop state at iterations 0, k, 2k, ...
-                      (one TensorList per changing loop variable, S
-                      elements; other iterations write a spare slot);
+                      (one TensorList per changing loop variable, k + 1
+                      slots: S <= k used, other iterations write the
+                      spare one);
     reverse loop      runs over the segments, last first; for segment s:
       segment loop      re-runs its (at most k) iterations from the saved
-                        state: a While over a copy of the body, to which
-                        the plain builder adds its per-iteration
-                        accumulators (k elements each);
+                        state: a second While op over the checkpoint
+                        loop's own functions, to which the plain builder
+                        adds its per-iteration accumulators (k elements
+                        each);
       gradient loop     the plain gradient loop of the segment loop, fed
                         the gradient of the state after the segment, gives
                         the gradient of the state before it, carried to the
@@ -30,10 +32,13 @@ Loops this does not cover are kept whole (the plain gradient);
 `why_kept_whole` says why.
 """
 
+import collections
+
 import numpy as np
 import tensorflow as tf
 
 from tfgrad import emit
+from tfgrad import functional
 from tfgrad import graph_walk
 from tfgrad import tf_compat
 from tfgrad import while_builder
@@ -44,7 +49,16 @@ _REPEATABLE_STATEFUL = frozenset(["ReadVariableOp", "ResourceGather"])
 LOOP_TYPES = frozenset(["While", "StatelessWhile"])
 
 
+_FUNCTION_ATTR_TYPES = frozenset(["func", "list(func)"])
+
+
 def _calls_function(op):
+  """Whether `op` runs a function (a function-valued attribute): read from
+  the registered OpDef (a lookup) rather than the op's NodeDef (a parse
+  per op); an op type the registry lacks is checked on its NodeDef."""
+  op_def = tf_compat.op_def(op.type)
+  if op_def is not None:
+    return any(a.type in _FUNCTION_ATTR_TYPES for a in op_def.attr)
   for value in op.node_def.attr.values():
     if value.HasField("func") or (value.HasField("list")
                                   and len(value.list.func)):
@@ -124,27 +138,98 @@ def _copy_body(body, inputs):
   graph = tf_compat.default_graph()
   mapping = {id(p): t for p, t in zip(body.inputs, inputs)}
   copied = {}
-  for o in _topological(body):
-    if o.type == "Placeholder" and id(o.outputs[0]) in mapping:
-      continue
-    ins = [mapping[id(t)] for t in o.inputs]
-    with graph.control_dependencies([copied[c] for c in o.control_inputs]):
-      new = remat.copy_named(graph, o, ins, o.name)
-    copied[o] = new
-    for old, out in zip(o.outputs, new.outputs):
-      tf_compat.copy_handle_data(old, out)
-      out.set_shape(old.shape)
-      mapping[id(old)] = out
+  with graph.name_scope(None):
+    for o in _topological(body):
+      if o.type == "Placeholder" and id(o.outputs[0]) in mapping:
+        continue
+      ins = [mapping[id(t)] for t in o.inputs]
+      waits = [copied[c] for c in o.control_inputs]
+      op_def = tf_compat.op_def(o.type)
+      sizes = None if op_def is None else _group_sizes(o, op_def)
+      if sizes is None:
+        with graph.control_dependencies(waits):
+          new = remat.copy_named(graph, o, ins, o.name)
+      else:
+        new = tf_compat.create_op(graph, o.type, ins,
+                                  dict(o.node_def.attr.items()), op_def,
+                                  o.name, _regrouped(ins, sizes), waits)
+      copied[o] = new
+      for old, out in zip(o.outputs, new.outputs):
+        if old.dtype in (tf.resource, tf.variant):
+          tf_compat.copy_handle_data(old, out)
+        if not out.shape.is_fully_defined():
+          out.set_shape(old.shape)
+        mapping[id(old)] = out
   return [mapping[id(t)] for t in body.outputs]
+
+
+def _group_sizes(op, op_def):
+  """Per input argument of `op_def` (op's registered OpDef, read once per
+  type, where `op.op_def` parses it per call): None for a single tensor,
+  else the length of its list; None overall when the op is copied by
+  `remat.copy_named` instead (a device set, inputs not matching)."""
+  if op.device:
+    return None
+  sizes, i = [], 0
+  for arg in op_def.input_arg:
+    if arg.number_attr:
+      n = op.get_attr(arg.number_attr)
+    elif arg.type_list_attr:
+      n = len(op.get_attr(arg.type_list_attr))
+    else:
+      sizes.append(None)
+      i += 1
+      continue
+    sizes.append(n)
+    i += n
+  return sizes if i == len(op.inputs) else None
+
+
+def _regrouped(inputs, sizes):
+  grouped, i = [], 0
+  for n in sizes:
+    if n is None:
+      grouped.append(inputs[i])
+      i += 1
+    else:
+      grouped.append(list(inputs[i:i + n]))
+      i += n
+  return grouped
+
+
+class _Body(tf_compat.WhileBodyFuncGraph):
+  """The body of a loop built here. The loops take what their bodies read
+  as loop variables, so these capture little or nothing; what they do
+  capture (a tensor of an enclosing graph an op of the plain builder
+  reads) goes through a placeholder made on tfgrad's lean op path
+  (`functional.lean_capture`), and the op reading it takes that path too,
+  instead of TF's capture and op constructor, which cost several ops'
+  worth of time each."""
+
+  def captures_before_lean_op(self, unused_op_type):
+    return True
+
+  def capture(self, tensor, name=None, shape=None):
+    graph = getattr(tensor, "graph", None)  # (None for an eager tensor)
+    if graph is self:
+      return tensor
+    if graph is not None:
+      return functional.lean_capture(self, tensor)
+    return super().capture(tensor, name, shape)
+
+  def _capture_helper(self, tensor, name):
+    return functional.lean_capture(self, tensor)
+
+
+_Loop = collections.namedtuple("_Loop", "outputs cond body captured")
 
 
 def _loop(name, args, body_fn, parallel_iterations):
   """A While over `args` (counter first, its bound second) running
   `body_fn` while counter < bound; what the body reads from outside is
-  passed through as extra loop variables. (op, outputs)."""
+  passed through as extra loop variables (`captured`, after `args`)."""
   fn_name = f"{name}_{tf_compat.new_uid()}"
-  graph = while_builder.trace(tf_compat.WhileBodyFuncGraph(fn_name + "_body"),
-                              body_fn, args)
+  graph = while_builder.trace(_Body(fn_name + "_body"), body_fn, args)
   captured = list(graph.external_captures)
   graph.outputs.extend(graph.internal_captures)
   loop_vars = list(args) + captured
@@ -154,66 +239,95 @@ def _loop(name, args, body_fn, parallel_iterations):
 
   cond = while_builder.trace(tf_compat.WhileCondFuncGraph(fn_name + "_cond"),
                              cond_fn, loop_vars)
-  op, outputs = tf_compat.build_while(loop_vars, cond, graph,
-                                      parallel_iterations, name)
-  return op, outputs, cond, graph
+  _, outputs = tf_compat.build_while(loop_vars, cond, graph,
+                                     parallel_iterations, name)
+  return _Loop(outputs, cond, graph, captured)
 
 
 # ----- the phases -----
 
-def _checkpoint_loop(op, body, varying, trips, k, segments):
+def _checkpoint_loop(op, body, varying, trips, k):
   """Phase 1: one TensorList per `varying` loop variable holding its value
-  before iterations 0, k, 2k, ... (slot `segments` is the spare one the
-  other iterations write)."""
+  before iterations 0, k, 2k, ... (S <= k of them, as T <= k * k; slot k
+  is the spare one the other iterations write); the loop, which the
+  segments re-run. k is a loop variable passed on unchanged (the loop
+  captures nothing), so a segment can run the same functions."""
   n = len(op.inputs)
+  slots = raw.AddV2(x=k, y=emit.const(1, k.dtype))
   lists = [raw.TensorListReserve(
       element_shape=while_builder.element_shape(body.inputs[i].shape),
-      num_elements=segments + 1, element_dtype=body.inputs[i].dtype)
+      num_elements=slots, element_dtype=body.inputs[i].dtype)
       for i in varying]
-  args = [op.inputs[0], trips] + list(op.inputs[2:]) + lists
+  args = [op.inputs[0], trips] + list(op.inputs[2:]) + lists + [k]
 
   def body_fn(counter, bound, *rest):
     state = [counter, bound] + list(rest[:n - 2])
+    k = rest[-1]
     at_checkpoint = raw.Equal(x=raw.FloorMod(x=counter, y=k),
                               y=emit.const(0, counter.dtype))
     slot = raw.SelectV2(condition=at_checkpoint,
-                        t=raw.FloorDiv(x=counter, y=k), e=segments)
+                        t=raw.FloorDiv(x=counter, y=k), e=k)
     saved = [raw.TensorListSetItem(input_handle=lst, index=slot,
                                    item=state[i])
              for lst, i in zip(rest[n - 2:], varying)]
     outs = _copy_body(body, state)
-    return [outs[0], bound] + outs[2:] + saved
+    return [outs[0], bound] + outs[2:] + saved + [k]
 
-  _, outputs, _, _ = _loop(f"{op.name}_checkpoints".replace("/", "_"), args,
-                           body_fn, op.get_attr("parallel_iterations"))
-  return outputs[n:n + len(varying)]
+  loop = _loop(f"{op.name}_checkpoints".replace("/", "_"), args, body_fn,
+               op.get_attr("parallel_iterations"))
+  return loop.outputs[n:n + len(varying)], loop
 
 
-def _segment(op, body, varying, lists, s, k, trips, seg_grads,
-             differentiate):
+class _Reads(collections.namedtuple("_Reads", "k trips lists inputs")):
+  """What the reverse loop's body reads from outside, passed in as loop
+  variables (cheaper to build than captures): k, the trip count, the
+  checkpoint lists and the forward op's inputs from index 2 (None where
+  the checkpoint lists hold the value)."""
+
+  def flat(self):
+    return [self.k, self.trips] + list(self.lists) + [
+        t for t in self.inputs if t is not None]
+
+  def rebuilt(self, flat):
+    """The same reads from `flat` (the body's loop variables for them)."""
+    k, trips, rest = flat[0], flat[1], list(flat[2:])
+    lists, rest = rest[:len(self.lists)], rest[len(self.lists):]
+    inputs = [None if t is None else rest.pop(0) for t in self.inputs]
+    return _Reads(k, trips, lists, inputs)
+
+
+def _segment(op, body, checkpoints, reads, s, seg_grads, differentiate):
   """Phase 2, one segment: its loop re-run from the saved state, then the
   plain gradient loop of that; one gradient per loop variable. The state
   is read once the gradient coming in from the segment after is there:
   else the reverse loop would re-run several segments at once (its
-  parallel iterations), each holding its accumulators."""
+  parallel iterations), each holding its accumulators.
+
+  The segment loop runs the checkpoint loop's own functions (`checkpoints`)
+  for its at most k iterations, so the segments build no loop body of
+  their own; its writes to the lists (slot 0, then the spare slot) go to
+  a copy of them that nothing reads."""
   n = len(op.inputs)
+  k = reads.k
   with tf.control_dependencies([g for g in seg_grads if g is not None]):
     s = raw.Identity(input=s)
-  length = raw.Minimum(x=k, y=raw.Sub(x=trips, y=raw.Mul(x=s, y=k)))
-  state = [emit.const(0, op.inputs[0].dtype), length] + list(op.inputs[2:])
-  for lst, i in zip(lists, varying):
+  length = raw.Minimum(x=k, y=raw.Sub(x=reads.trips, y=raw.Mul(x=s, y=k)))
+  state = [emit.const(0, op.inputs[0].dtype), length] + list(reads.inputs)
+  varying = [i for i in range(2, n) if state[i] is None]
+  for lst, i in zip(reads.lists, varying):
     value = raw.TensorListGetItem(
         input_handle=lst, index=s,
         element_shape=while_builder.element_shape(body.inputs[i].shape),
         element_dtype=body.inputs[i].dtype)
     value.set_shape(body.inputs[i].shape)
     state[i] = value
-  seg_op, _, seg_cond, seg_body = _loop(
-      f"{op.name}_segment".replace("/", "_"), state,
-      lambda *xs: _copy_body(body, xs), op.get_attr("parallel_iterations"))
+  seg_op, _ = tf_compat.build_while(
+      state + list(reads.lists) + [k] + checkpoints.captured,
+      checkpoints.cond, checkpoints.body, op.get_attr("parallel_iterations"),
+      f"{op.name}_segment".replace("/", "_"), registered=True)
   grads = list(seg_grads) + [None] * (len(seg_op.inputs) - n)
-  return while_builder.build(seg_op, (seg_cond, seg_body), grads,
-                             differentiate)[:n]
+  return while_builder.build(seg_op, (checkpoints.cond, checkpoints.body),
+                             grads, differentiate)[:n]
 
 
 def build(op, graphs, grads, differentiate):
@@ -231,21 +345,24 @@ def build(op, graphs, grads, differentiate):
   k = raw.Maximum(x=raw.Cast(x=root, DstT=dtype), y=emit.const(1, dtype))
   segments = raw.FloorDiv(x=raw.Sub(x=raw.AddV2(x=trips, y=k),
                                     y=emit.const(1, dtype)), y=k)
-  lists = _checkpoint_loop(op, body, varying, trips, k, segments)
+  lists, checkpoints = _checkpoint_loop(op, body, varying, trips, k)
+  reads = _Reads(k, trips, lists, [None if i in varying else op.inputs[i]
+                                   for i in range(2, n)])
   args = [emit.const(0, dtype), segments] + [grads[i] for i in carried]
 
-  def body_fn(j, bound, *gs):
-    s = raw.Sub(x=raw.Sub(x=segments, y=j), y=emit.const(1, dtype))
+  def body_fn(j, bound, *rest):
+    gs, passed = rest[:len(carried)], rest[len(carried):]
+    s = raw.Sub(x=raw.Sub(x=bound, y=j), y=emit.const(1, dtype))
     seg_grads = [None] * n
     for i, g in zip(carried, gs):
       seg_grads[i] = g
-    results = _segment(op, body, varying, lists, s, k, trips, seg_grads,
-                       differentiate)
+    results = _segment(op, body, checkpoints, reads.rebuilt(passed), s,
+                       seg_grads, differentiate)
     return [raw.AddV2(x=j, y=emit.const(1, dtype)), bound] + [
-        results[i] for i in carried]
+        results[i] for i in carried] + list(passed)
 
-  _, outputs, _, _ = _loop(f"{op.name}_grad".replace("/", "_"),
-                           args, body_fn, op.get_attr("parallel_iterations"))
+  outputs = _loop(f"{op.name}_grad".replace("/", "_"), args + reads.flat(),
+                  body_fn, op.get_attr("parallel_iterations")).outputs
   results = [None] * n
   for j, i in enumerate(carried):
     results[i] = outputs[2 + j]

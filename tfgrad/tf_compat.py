@@ -1209,17 +1209,21 @@ def set_while_original_outputs(op, count):
                attr_value_pb2.AttrValue(i=count))
 
 
-def build_while(loop_vars, cond, body, parallel_iterations, name):
+def build_while(loop_vars, cond, body, parallel_iterations, name,
+                registered=False):
   """A While (StatelessWhile when no op of cond or body is stateful) over
-  `loop_vars` running FuncGraphs `cond` and `body`; its outputs."""
+  `loop_vars` running FuncGraphs `cond` and `body`; its outputs.
+  `registered`: the functions are in the graph's library already (another
+  While op of an enclosing graph runs them), so they are not added again."""
   stateful = any(o._is_stateful for g in (cond, body)  # pylint: disable=protected-access
                  for o in g.get_operations())
   op_type = "While" if stateful else "StatelessWhile"
+  name_of = (lambda g: g.name) if registered else fill_graph_function
   attrs = {
       "T": attr_value(list=dict(type=[t.dtype.as_datatype_enum
                                       for t in loop_vars])),
-      "cond": function_attr(fill_graph_function(cond)),
-      "body": function_attr(fill_graph_function(body)),
+      "cond": function_attr(name_of(cond)),
+      "body": function_attr(name_of(body)),
       "output_shapes": attr_value(list=dict(
           shape=[t.shape.as_proto() for t in body.outputs])),
       "parallel_iterations": attr_value(i=parallel_iterations)}

@@ -219,17 +219,27 @@ def trace(graph, fn, args):
   and become control outputs (`tf_compat.order_stateful`), as in TF's
   loops, traced with automatic control dependencies."""
   with graph.as_default(), tf_compat.mutation_lock(graph):
-    placeholders = []
-    for a in args:
-      p = raw.Placeholder(dtype=a.dtype, shape=a.shape)
-      tf_compat.copy_handle_data(a, p)
-      placeholders.append(p)
+    placeholders = [_placeholder(graph, a) for a in args]
     graph.inputs.extend(placeholders)
     outputs = list(fn(*placeholders))
     graph.structured_outputs = outputs
     graph.outputs.extend(graph.capture(t) for t in outputs)
   graph.control_outputs.extend(tf_compat.order_stateful(graph))
   return graph
+
+
+def _placeholder(graph, like):
+  """A Placeholder of `graph` for a value like tensor `like` (its handle
+  data copied), built by `tf_compat.create_op` directly: a loop's cond and
+  body take one per loop variable, so the generated wrapper's argument
+  handling would cost more than the op."""
+  attrs = {"dtype": tf_compat.attr_value(type=like.dtype.as_datatype_enum),
+           "shape": tf_compat.attr_value(shape=like.shape.as_proto())}
+  p = tf_compat.create_op(graph, "Placeholder", [], attrs, None,
+                          "Placeholder", []).outputs[0]
+  if like.dtype in (tf.resource, tf.variant):  # (others carry none)
+    tf_compat.copy_handle_data(like, p)
+  return p
 
 
 def _add_accumulators(op, cond, body, pending):
