@@ -388,6 +388,8 @@ def attr_value(**fields):
 
 
 def _varint(n):
+  if n < 0x80:
+    return bytes((n,))
   out = bytearray()
   while n > 0x7F:
     out.append((n & 0x7F) | 0x80)
@@ -475,10 +477,12 @@ def create_op(graph, op_type, inputs, attrs, op_def_proto, name,
   ignored, as under `control_dependencies(None)` but staying in the
   current control-flow context (the v1 loop machinery's own ops, ordered
   by the loop's triggers)."""
-  if grouped is not None and not _lean_path_applies(graph, inputs):
-    inputs, grouped = _captured_first(graph, op_type, inputs, grouped)
   if grouped is not None:
-    if _lean_path_applies(graph, inputs):
+    lean = _lean_path_applies(graph, inputs)
+    if not lean:
+      inputs, grouped = _captured_first(graph, op_type, inputs, grouped)
+      lean = _lean_path_applies(graph, inputs)
+    if lean:
       if use_control_dependencies:
         return _create_op_lean(graph, op_type, inputs, grouped, attrs, name,
                                wait_for)
