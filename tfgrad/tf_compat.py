@@ -595,7 +595,11 @@ def _finish_op_lean(graph, op_type, name, grouped, control_inputs, wait_for,
     op = graph._create_op_from_tf_operation(c_op)  # pylint: disable=protected-access
   else:
     op = _wrap_c_op(graph, c_op, op_type, name, placement[2])
-  op._original_op = _original_op(graph)  # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  # `_original_op(graph)`, inlined on this path run once per op
+  op._original_op = (_original.op if _original.graph is graph
+                     else graph._default_original_op)
+  # pylint: enable=protected-access
   return op
 
 
