@@ -255,7 +255,10 @@ def _build_tensors(sig, kwargs):
       kind = sig.attr_kinds.get(key)
       if kind is None or key in attrs:
         return None
-      attrs[key] = _attr(kind, value)
+      try:  # what `_attr` finds in its cache for a hashable value
+        attrs[key] = _attr_cache[(kind, value)]
+      except (KeyError, TypeError):
+        attrs[key] = _attr(kind, value)
   return inputs, inputs, attrs
 
 
