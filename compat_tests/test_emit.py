@@ -130,6 +130,34 @@ def test_missing_input_and_unknown_argument_are_type_errors():
       raw.Neg(x=_f32([1.0]), bogus=1)
 
 
+def test_mismatched_input_dtypes_are_type_errors_as_in_tf_raw_ops():
+  """The single-tensor path hands such calls to the general one, which
+  raises what tf.raw_ops raises."""
+  graph = tf.Graph()
+  with graph.as_default():
+    x, y = _f32([1.0]), tf.constant([1.0], tf.float64)
+    with pytest.raises(TypeError):
+      tf.raw_ops.Mul(x=x, y=y)
+    with pytest.raises(TypeError, match="does not match"):
+      raw.Mul(x=x, y=y)
+    # an input of fixed type (bool) given a float
+    with pytest.raises(TypeError):
+      tf.raw_ops.SelectV2(condition=x, t=x, e=x)
+    with pytest.raises(TypeError, match="does not match"):
+      raw.SelectV2(condition=x, t=x, e=x)
+
+
+def test_reference_inputs_build_what_tf_raw_ops_builds():
+  graph = tf.Graph()
+  with graph.as_default():
+    ref = tf.compat.v1.Variable([1.0, 2.0], use_resource=False)._ref()  # pylint: disable=protected-access
+    assert ref.dtype._is_ref_dtype  # pylint: disable=protected-access
+    theirs = tf.raw_ops.Mul(x=ref, y=_f32([3.0, 4.0]))
+    ours = raw.Mul(x=ref, y=_f32([3.0, 4.0]))
+    assert _attrs(ours.op) == _attrs(theirs.op)
+    assert ours.dtype == theirs.dtype
+
+
 def test_python_scalars_take_the_partner_tensors_dtype():
   graph = tf.Graph()
   with graph.as_default():

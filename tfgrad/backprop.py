@@ -30,6 +30,7 @@ from tfgrad import rule_context
 from tfgrad import tf_compat
 
 _MISSING = object()
+_NO_SCOPE = contextlib.nullcontext()  # stateless, so shared
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,7 +310,12 @@ def _through_body(state, op, error):
 
 def _input_grads(state, op, out_grads):
   """Calls the op's rule; None when nothing flows back through `op`."""
-  if all(g is None for g in out_grads) or op in state.subgraph.stop_ops:
+  for g in out_grads:
+    if g is not None:
+      break
+  else:
+    return None
+  if op in state.subgraph.stop_ops:
     return None
   attrs = state.attrs_of(op)
   rule, func_call = state.rule_of(op)
@@ -320,9 +326,12 @@ def _input_grads(state, op, out_grads):
     return None
   if not getattr(rule, "takes_none_for_unreached_outputs", False):
     _fill_missing_output_grads(state, op, out_grads, needs_all=rule is None)
+  # (an op without private attributes, and no call, has no XLA scope)
+  xla_scope = (tf_compat.xla_attr_scope(op, attrs, func_call,
+                                        state.grad_scope)
+               if attrs or is_call else _NO_SCOPE)
   with tf_compat.op_grad_scope(tf_compat.default_graph(), state.src_graph,
-                               op), \
-      tf_compat.xla_attr_scope(op, attrs, func_call, state.grad_scope):
+                               op), xla_scope:
     if not getattr(rule, "takes_known_gradients", False):
       out_grads = [emit.materialize(g) for g in out_grads]
     if rule is not None:
@@ -408,13 +417,15 @@ def _check_arity(op, in_grads):
         f"{len(in_grads)} gradients, but the op has {len(op.inputs)} inputs")
 
 
+_SHAPED = (tf.Tensor, emit.Known)
+
+
 def _hand_to_inputs(state, op, in_grads):
   """Checks each gradient's static shape against its input's and records it."""
   for i, (t, g) in enumerate(zip(state.resolver.inputs(op), in_grads)):
     if g is None:
       continue
-    if isinstance(g, (tf.Tensor, emit.Known)) \
-        and not tf_compat.is_resource(t):
+    if isinstance(g, _SHAPED) and not tf_compat.is_resource(t):
       try:
         _refine_shape(g, t.shape)
       except ValueError:

@@ -155,6 +155,14 @@ class _Signature:
                          for a in outs]
     self.output_tuple = (collections.namedtuple(op_type, self.output_names)
                          if len(outs) > 1 else None)
+    # (name, type attr, fixed type's enum) per input, when no input is a
+    # list: `_build_tensors` handles calls of such types whose inputs are
+    # all graph tensors; None otherwise.
+    self.single_inputs = None if any(
+        a.number_attr or a.type_list_attr for a in self.inputs) else [
+            (a.name, a.type_attr,
+             a.fixed_type.as_datatype_enum if a.fixed_type else None)
+            for a in self.inputs]
 
   def outputs(self, op):
     """The op's outputs in tf.raw_ops' structure."""
@@ -204,8 +212,62 @@ def _inferred_attrs(op_def):
   return names
 
 
+# The `type` AttrValue of every dtype, by enum: built once, never mutated.
+_TYPE_ATTRS = {}
+for _dtype in (getattr(tf.dtypes, _n) for _n in dir(tf.dtypes)):
+  if isinstance(_dtype, tf.dtypes.DType) and _dtype.as_datatype_enum < 100:
+    _TYPE_ATTRS[_dtype.as_datatype_enum] = tf_compat.attr_value(
+        type=_dtype.as_datatype_enum)
+    tf_compat.keep_serialized(_TYPE_ATTRS[_dtype.as_datatype_enum])
+del _dtype
+
+
+def _build_tensors(sig, kwargs):
+  """`_build` for the common call: every input one graph tensor of a
+  non-reference dtype, type attributes only inferred, each from tensors
+  that agree on it. Compares dtype enums where `_build` compares DTypes.
+  None for any other call, which `_build` then handles (and explains)."""
+  attrs = {}
+  inputs = []
+  for name, type_attr, fixed in sig.single_inputs:
+    value = kwargs.get(name)
+    if not isinstance(value, tf.Tensor):
+      return None
+    enum = value.dtype._type_enum  # pylint: disable=protected-access
+    if fixed is not None:
+      if enum != fixed:
+        return None
+    elif type_attr is not None:
+      known = attrs.get(type_attr)
+      if known is None:
+        proto = _TYPE_ATTRS.get(enum)
+        if proto is None:
+          return None
+        attrs[type_attr] = proto
+      elif known.type != enum:
+        return None
+    inputs.append(value)
+  if len(kwargs) > len(inputs):
+    for key, value in kwargs.items():
+      if key in sig.input_names:
+        continue
+      key = sig.attr_alias.get(key, key)
+      kind = sig.attr_kinds.get(key)
+      if kind is None or key in attrs:
+        return None
+      try:  # what `_attr` finds in its cache for a hashable value
+        attrs[key] = _attr_cache[(kind, value)]
+      except (KeyError, TypeError):
+        attrs[key] = _attr(kind, value)
+  return inputs, inputs, attrs
+
+
 def _build(sig, kwargs):
   """(flat inputs, attrs) for one `raw.<OpType>(**kwargs)` call."""
+  if sig.single_inputs is not None:
+    built = _build_tensors(sig, kwargs)
+    if built is not None:
+      return built
   attrs = {}
   for key, value in kwargs.items():
     if key in sig.input_names:

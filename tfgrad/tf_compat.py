@@ -399,6 +399,8 @@ def attr_value(**fields):
 
 
 def _varint(n):
+  if n < 0x80:
+    return bytes((n,))
   out = bytearray()
   while n > 0x7F:
     out.append((n & 0x7F) | 0x80)
@@ -486,10 +488,12 @@ def create_op(graph, op_type, inputs, attrs, op_def_proto, name,
   ignored, as under `control_dependencies(None)` but staying in the
   current control-flow context (the v1 loop machinery's own ops, ordered
   by the loop's triggers)."""
-  if grouped is not None and not _lean_path_applies(graph, inputs):
-    inputs, grouped = _captured_first(graph, op_type, inputs, grouped)
   if grouped is not None:
-    if _lean_path_applies(graph, inputs):
+    lean = _lean_path_applies(graph, inputs)
+    if not lean:
+      inputs, grouped = _captured_first(graph, op_type, inputs, grouped)
+      lean = _lean_path_applies(graph, inputs)
+    if lean:
       if use_control_dependencies:
         return _create_op_lean(graph, op_type, inputs, grouped, attrs, name,
                                wait_for)
@@ -602,7 +606,11 @@ def _finish_op_lean(graph, op_type, name, grouped, control_inputs, wait_for,
     op = graph._create_op_from_tf_operation(c_op)  # pylint: disable=protected-access
   else:
     op = _wrap_c_op(graph, c_op, op_type, name, placement[2])
-  op._original_op = _original_op(graph)  # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  # `_original_op(graph)`, inlined on this path run once per op
+  op._original_op = (_original.op if _original.graph is graph
+                     else graph._default_original_op)
+  # pylint: enable=protected-access
   return op
 
 
