@@ -327,7 +327,7 @@ def _segment(op, body, checkpoints, reads, s, seg_grads, differentiate):
       f"{op.name}_segment".replace("/", "_"), registered=True)
   grads = list(seg_grads) + [None] * (len(seg_op.inputs) - n)
   return while_builder.build(seg_op, (checkpoints.cond, checkpoints.body),
-                             grads, differentiate)[:n]
+                             grads, differentiate, reread_variables=True)[:n]
 
 
 def build(op, graphs, grads, differentiate):
