@@ -92,12 +92,17 @@ def _counter_reason(op, body):
   return None
 
 
+def has_accumulators(op):
+  """Whether an earlier gradient added accumulator outputs to While `op`."""
+  return len(op.outputs) > tf_compat.while_original_output_count(op)
+
+
 def why_kept_whole(op):
   """Why loop checkpointing leaves While op `op` to the plain gradient
   (all per-iteration accumulators), or None when it checkpoints it."""
   if op.type not in LOOP_TYPES:
     return f"{op.type} is not a v2 While"
-  if len(op.outputs) > tf_compat.while_original_output_count(op):
+  if has_accumulators(op):
     return "an earlier gradient already added accumulators to it"
   body = tf_compat.while_body_graph(op)
   reason = _counter_reason(op, body)
