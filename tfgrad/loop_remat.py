@@ -226,7 +226,7 @@ class _Body(tf_compat.WhileBodyFuncGraph):
     return functional.lean_capture(self, tensor)
 
 
-_Loop = collections.namedtuple("_Loop", "outputs cond body captured")
+_Loop = collections.namedtuple("_Loop", "op outputs cond body captured")
 
 
 def _loop(name, args, body_fn, parallel_iterations):
@@ -244,9 +244,9 @@ def _loop(name, args, body_fn, parallel_iterations):
 
   cond = while_builder.trace(tf_compat.WhileCondFuncGraph(fn_name + "_cond"),
                              cond_fn, loop_vars)
-  _, outputs = tf_compat.build_while(loop_vars, cond, graph,
-                                     parallel_iterations, name)
-  return _Loop(outputs, cond, graph, captured)
+  op, outputs = tf_compat.build_while(loop_vars, cond, graph,
+                                      parallel_iterations, name)
+  return _Loop(op, outputs, cond, graph, captured)
 
 
 # ----- the phases -----
@@ -329,7 +329,8 @@ def _segment(op, body, checkpoints, reads, s, seg_grads, differentiate):
   seg_op, _ = tf_compat.build_while(
       state + list(reads.lists) + [k] + checkpoints.captured,
       checkpoints.cond, checkpoints.body, op.get_attr("parallel_iterations"),
-      f"{op.name}_segment".replace("/", "_"), registered=True)
+      f"{op.name}_segment".replace("/", "_"), registered=True,
+      like=checkpoints.op)
   grads = list(seg_grads) + [None] * (len(seg_op.inputs) - n)
   return while_builder.build(seg_op, (checkpoints.cond, checkpoints.body),
                              grads, differentiate, reread_variables=True)[:n]

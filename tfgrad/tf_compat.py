@@ -1218,14 +1218,20 @@ def set_while_original_outputs(op, count):
 
 
 def build_while(loop_vars, cond, body, parallel_iterations, name,
-                registered=False):
+                registered=False, like=None):
   """A While (StatelessWhile when no op of cond or body is stateful) over
   `loop_vars` running FuncGraphs `cond` and `body`; its outputs.
   `registered`: the functions are in the graph's library already (another
-  While op of an enclosing graph runs them), so they are not added again."""
-  stateful = any(o._is_stateful for g in (cond, body)  # pylint: disable=protected-access
-                 for o in g.get_operations())
-  op_type = "While" if stateful else "StatelessWhile"
+  While op of an enclosing graph runs them), so they are not added again.
+  `like`: a While op already running these functions over loop variables
+  of the same types, whose op type and read-only resource inputs are
+  taken rather than found again by walking both functions."""
+  if like is not None:
+    op_type = like.type
+  else:
+    stateful = any(o._is_stateful for g in (cond, body)  # pylint: disable=protected-access
+                   for o in g.get_operations())
+    op_type = "While" if stateful else "StatelessWhile"
   name_of = (lambda g: g.name) if registered else fill_graph_function
   attrs = {
       "T": attr_value(list=dict(type=[t.dtype.as_datatype_enum
@@ -1243,9 +1249,12 @@ def build_while(loop_vars, cond, body, parallel_iterations, name,
     _handle_data.copy_handle_data(src, dst)
   _cf_util.maybe_set_lowering_attr(op)
   _cf_util.maybe_propagate_compile_time_consts_in_xla(op)
-  read_only = set(range(len(op.inputs)))
-  for g in (cond, body):
-    read_only &= set(_acd.get_read_only_resource_input_indices_graph(g))
+  if like is not None:
+    read_only = like.get_attr(_acd.READ_ONLY_RESOURCE_INPUTS_ATTR)
+  else:
+    read_only = set(range(len(op.inputs)))
+    for g in (cond, body):
+      read_only &= set(_acd.get_read_only_resource_input_indices_graph(g))
   tf_ops.set_int_list_attr(op, _acd.READ_ONLY_RESOURCE_INPUTS_ATTR,
                            sorted(read_only))
   set_while_original_outputs(op, len(body.outputs))
