@@ -20,7 +20,10 @@ graph runs; S = ceil(T / k) segments):
       gradient loop     the plain gradient loop of the segment loop, fed
                         the gradient of the state after the segment, gives
                         the gradient of the state before it, carried to the
-                        segment before.
+                        segment before; it reads variables again where
+                        the rules read the body's variable reads
+                        (`while_builder.build(reread_variables=True)`):
+                        no accumulator for them.
 
 The forward op is not changed (no accumulators, no new outputs), so the
 forward pass keeps no per-iteration state at all; the price is running
