@@ -132,7 +132,8 @@ def test_accumulators_live_in_segment_loops_only():
   intermediate (T elements each). Checkpointed: the forward loop is left
   as it was; a checkpoint loop saves the changing state (one list per
   changing loop variable), and the accumulators belong to the segment
-  loop inside the reverse loop (at most k elements each)."""
+  loop inside the reverse loop (at most k elements each), which reads
+  variables again rather than accumulating their reads."""
   graph = tf.Graph()
   with graph.as_default():
     ys, xs = _rnn(9)
@@ -155,12 +156,22 @@ def test_accumulators_live_in_segment_loops_only():
                and op.name.endswith("_segment")]
     assert len(segment) == 1
     segment_body = tf_compat.while_body_graph(segment[0])
-    accumulators = len([op for op in segment_body.get_operations()
-                        if op.type == "TensorListPushBack"])
-    assert accumulators >= 1
-    # The same call without checkpoints: the forward loop accumulates.
+    pushed = [op.inputs[1] for op in segment_body.get_operations()
+              if op.type == "TensorListPushBack"]
+    assert pushed
+    # Variable reads are read again by the segment's gradient loop, not
+    # accumulated.
+    assert not [t for t in pushed if t.op.type == "ReadVariableOp"]
+    # The same call without checkpoints: the forward loop accumulates
+    # the same intermediates, and the variable reads the rules read.
     tfgrad.gradients(ys, xs)
-    assert len(forward.outputs) - before == accumulators
+    plain_body = tf_compat.while_body_graph(forward)
+    plain_pushed = [op.inputs[1] for op in plain_body.get_operations()
+                    if op.type == "TensorListPushBack"]
+    reads = [t for t in plain_pushed if t.op.type == "ReadVariableOp"]
+    assert reads
+    assert len(forward.outputs) - before == len(plain_pushed)
+    assert len(plain_pushed) - len(reads) == len(pushed)
 
 
 def _random_body():

@@ -20,7 +20,10 @@ graph runs; S = ceil(T / k) segments):
       gradient loop     the plain gradient loop of the segment loop, fed
                         the gradient of the state after the segment, gives
                         the gradient of the state before it, carried to the
-                        segment before.
+                        segment before; it reads variables again where
+                        the rules read the body's variable reads
+                        (`while_builder.build(reread_variables=True)`):
+                        no accumulator for them.
 
 The forward op is not changed (no accumulators, no new outputs), so the
 forward pass keeps no per-iteration state at all; the price is running
@@ -92,12 +95,17 @@ def _counter_reason(op, body):
   return None
 
 
+def has_accumulators(op):
+  """Whether an earlier gradient added accumulator outputs to While `op`."""
+  return len(op.outputs) > tf_compat.while_original_output_count(op)
+
+
 def why_kept_whole(op):
   """Why loop checkpointing leaves While op `op` to the plain gradient
   (all per-iteration accumulators), or None when it checkpoints it."""
   if op.type not in LOOP_TYPES:
     return f"{op.type} is not a v2 While"
-  if len(op.outputs) > tf_compat.while_original_output_count(op):
+  if has_accumulators(op):
     return "an earlier gradient already added accumulators to it"
   body = tf_compat.while_body_graph(op)
   reason = _counter_reason(op, body)
@@ -221,7 +229,7 @@ class _Body(tf_compat.WhileBodyFuncGraph):
     return functional.lean_capture(self, tensor)
 
 
-_Loop = collections.namedtuple("_Loop", "outputs cond body captured")
+_Loop = collections.namedtuple("_Loop", "op outputs cond body captured")
 
 
 def _loop(name, args, body_fn, parallel_iterations):
@@ -239,9 +247,9 @@ def _loop(name, args, body_fn, parallel_iterations):
 
   cond = while_builder.trace(tf_compat.WhileCondFuncGraph(fn_name + "_cond"),
                              cond_fn, loop_vars)
-  _, outputs = tf_compat.build_while(loop_vars, cond, graph,
-                                     parallel_iterations, name)
-  return _Loop(outputs, cond, graph, captured)
+  op, outputs = tf_compat.build_while(loop_vars, cond, graph,
+                                      parallel_iterations, name)
+  return _Loop(op, outputs, cond, graph, captured)
 
 
 # ----- the phases -----
@@ -324,10 +332,11 @@ def _segment(op, body, checkpoints, reads, s, seg_grads, differentiate):
   seg_op, _ = tf_compat.build_while(
       state + list(reads.lists) + [k] + checkpoints.captured,
       checkpoints.cond, checkpoints.body, op.get_attr("parallel_iterations"),
-      f"{op.name}_segment".replace("/", "_"), registered=True)
+      f"{op.name}_segment".replace("/", "_"), registered=True,
+      like=checkpoints.op)
   grads = list(seg_grads) + [None] * (len(seg_op.inputs) - n)
   return while_builder.build(seg_op, (checkpoints.cond, checkpoints.body),
-                             grads, differentiate)[:n]
+                             grads, differentiate, reread_variables=True)[:n]
 
 
 def build(op, graphs, grads, differentiate):

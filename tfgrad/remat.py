@@ -110,17 +110,20 @@ def installed_default(ys, xs):
 
 # ----- loop checkpointing, for the length of one call -----
 
-_loops = threading.local()  # .graphs: graphs of the calls running here
+_loops = threading.local()  # .graphs: (graph, loop reasons) of the calls
+#                               running here
 
 
 @contextlib.contextmanager
-def _checkpointing_loops(graph):
+def _checkpointing_loops(graph, reasons):
   """While this thread runs a rematerializing call, `While` ops of `graph`
-  (not those inside loop or function bodies) get loop checkpointing."""
+  (not those inside loop or function bodies) get loop checkpointing;
+  `reasons`: what `loop_remat.why_kept_whole` said of the loops the
+  call's analysis saw (`Forward.loop_reasons`), not asked again."""
   graphs = getattr(_loops, "graphs", None)
   if graphs is None:
     graphs = _loops.graphs = []
-  graphs.append(graph)
+  graphs.append((graph, reasons))
   try:
     yield
   finally:
@@ -133,8 +136,14 @@ def checkpoints_loop(op):
   running and the loop is one it can checkpoint."""
   from tfgrad import loop_remat  # pylint: disable=g-import-not-at-top
   graphs = getattr(_loops, "graphs", None)
-  return bool(graphs) and op.graph is graphs[-1] and \
-      loop_remat.why_kept_whole(op) is None
+  if not graphs or op.graph is not graphs[-1][0]:
+    return False
+  reasons = graphs[-1][1]
+  if op not in reasons:
+    return loop_remat.why_kept_whole(op) is None
+  # (what may have changed since: another thread's plain gradient of the
+  # same loop adding its accumulators)
+  return reasons[op] is None and not loop_remat.has_accumulators(op)
 
 
 class _Call:
@@ -210,7 +219,7 @@ def gradients(ys, xs, grad_ys, name, colocate, gate, aggregation,
   graph = tf_compat.default_graph()
   with tf.compat.v1.name_scope(name, "gradients", ys + xs) as scope:
     call = _Call(scope, colocate, gate, aggregation, strict)
-    with _checkpointing_loops(graph):
+    with _checkpointing_loops(graph, fwd.loop_reasons):
       return _Backprop(graph, call, fwd, plan, stops).run(
           ys, xs, grad_ys, unconnected)
 
@@ -385,13 +394,16 @@ class Explanation(dict):
     return "\n".join(lines)
 
 
-def _loops_explained(members, whole=None):
-  """(name, None or why kept whole) for each While op in `members`;
-  `whole`: a reason that applies to all of them."""
+def _loops_explained(fwd, whole=None):
+  """(name, None or why kept whole) for each While op between the xs and
+  the ys; `whole`: a reason that applies to all of them."""
   from tfgrad import loop_remat  # pylint: disable=g-import-not-at-top
-  loops = sorted((op for op in members if op.type in loop_remat.LOOP_TYPES),
+  loops = sorted((op for op in fwd.members
+                  if op.type in loop_remat.LOOP_TYPES),
                  key=lambda op: op.name)
-  return [(op.name, whole or loop_remat.why_kept_whole(op)) for op in loops]
+  return [(op.name, whole or (fwd.loop_reasons[op] if op in fwd.loop_reasons
+                              else loop_remat.why_kept_whole(op)))
+          for op in loops]
 
 
 def explain_checkpoints(ys, xs, checkpoints="memory", stop_gradients=None):
@@ -407,14 +419,14 @@ def explain_checkpoints(ys, xs, checkpoints="memory", stop_gradients=None):
   if plan.kept is None:
     return Explanation(kept=["(everything: the plain gradient)"], segments=[],
                        loops=_loops_explained(
-                           fwd.members, "the budget fits the plain gradient"),
+                           fwd, "the budget fits the plain gradient"),
                        estimated_peak_plain=plan.plain_estimate,
                        estimated_peak=plan.estimate, recompute_flops=0)
   bp = _Backprop(tf_compat.default_graph(), None, fwd, plan, stops)
   segments = [(c.name, [op.name for op in bp._segment_ops(c)])  # pylint: disable=protected-access
               for c in bp.kept if fwd.kind[c.op] == "data"]
   return Explanation(kept=[t.name for t in plan.kept], segments=segments,
-                     loops=_loops_explained(fwd.members),
+                     loops=_loops_explained(fwd),
                      estimated_peak_plain=plan.plain_estimate,
                      estimated_peak=plan.estimate,
                      recompute_flops=plan.recompute_flops)

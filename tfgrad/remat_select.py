@@ -151,6 +151,9 @@ class Forward:
   # (weight tensor, position of its first data reader): see
   # _weight_gradients_from
   param_first_use: list = dataclasses.field(default_factory=list)
+  # While op of `order` -> why loop checkpointing keeps it whole, or None
+  # (`loop_remat.why_kept_whole`, asked once per call)
+  loop_reasons: dict = dataclasses.field(default_factory=dict)
 
   def bytes_of(self, t):
     """`nbytes(t)`, read once per tensor (static shapes cost a C call)."""
@@ -209,8 +212,12 @@ def analyse(ys, xs, members, inputs):
                         for o in op.outputs if tf_compat.is_trainable(o))
   fwd.param_first_use = _first_uses(fwd, post)
   fwd.top_bytes = max([fwd.bytes_of(t) for t in tensors] or [0])
+  from tfgrad import loop_remat  # pylint: disable=g-import-not-at-top
   for op in order:
-    plain, checkpointed = loop_bytes(op)
+    if op.type not in loop_remat.LOOP_TYPES:
+      continue
+    reason = fwd.loop_reasons[op] = loop_remat.why_kept_whole(op)
+    plain, checkpointed = loop_bytes(op, reason)
     fwd.loop_plain += plain
     fwd.loop_checkpointed += checkpointed
   return fwd
@@ -273,13 +280,17 @@ def trip_count_guess(op):
   return min(counts) if counts else None
 
 
-def loop_bytes(op):
+_ASK = object()  # loop_bytes: ask why_kept_whole
+
+
+def loop_bytes(op, reason=_ASK):
   """(plain, checkpointed): estimated bytes of the accumulators of the
   gradient of While `op`: per iteration, the body tensors some gradient
   reads (a loop variable's new value once: it is the next iteration's
   input; a variable read not at all: it aliases the variable), times the trip count for the plain gradient; with loop
   checkpointing k = ceil(sqrt(T)) iterations' worth plus T / k saved
-  states. (0, 0) for other ops or an unknown trip count."""
+  states. (0, 0) for other ops or an unknown trip count. `reason`: what
+  `loop_remat.why_kept_whole(op)` says, when the caller has asked it."""
   from tfgrad import loop_remat  # pylint: disable=g-import-not-at-top
   if op.type not in loop_remat.LOOP_TYPES:
     return 0, 0
@@ -303,7 +314,9 @@ def loop_bytes(op):
         for c in x.consumers()):
       saved[id(x)] = x
   per_iteration = sum(nbytes(t) for t in saved.values())
-  if loop_remat.why_kept_whole(op) is not None:
+  if reason is _ASK:
+    reason = loop_remat.why_kept_whole(op)
+  if reason is not None:
     return trips * per_iteration, trips * per_iteration
   k = math.ceil(math.sqrt(trips))
   return (trips * per_iteration,

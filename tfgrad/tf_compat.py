@@ -1218,14 +1218,20 @@ def set_while_original_outputs(op, count):
 
 
 def build_while(loop_vars, cond, body, parallel_iterations, name,
-                registered=False):
+                registered=False, like=None):
   """A While (StatelessWhile when no op of cond or body is stateful) over
   `loop_vars` running FuncGraphs `cond` and `body`; its outputs.
   `registered`: the functions are in the graph's library already (another
-  While op of an enclosing graph runs them), so they are not added again."""
-  stateful = any(o._is_stateful for g in (cond, body)  # pylint: disable=protected-access
-                 for o in g.get_operations())
-  op_type = "While" if stateful else "StatelessWhile"
+  While op of an enclosing graph runs them), so they are not added again.
+  `like`: a While op already running these functions over loop variables
+  of the same types, whose op type and read-only resource inputs are
+  taken rather than found again by walking both functions."""
+  if like is not None:
+    op_type = like.type
+  else:
+    stateful = any(o._is_stateful for g in (cond, body)  # pylint: disable=protected-access
+                   for o in g.get_operations())
+    op_type = "While" if stateful else "StatelessWhile"
   name_of = (lambda g: g.name) if registered else fill_graph_function
   attrs = {
       "T": attr_value(list=dict(type=[t.dtype.as_datatype_enum
@@ -1243,9 +1249,12 @@ def build_while(loop_vars, cond, body, parallel_iterations, name,
     _handle_data.copy_handle_data(src, dst)
   _cf_util.maybe_set_lowering_attr(op)
   _cf_util.maybe_propagate_compile_time_consts_in_xla(op)
-  read_only = set(range(len(op.inputs)))
-  for g in (cond, body):
-    read_only &= set(_acd.get_read_only_resource_input_indices_graph(g))
+  if like is not None:
+    read_only = like.get_attr(_acd.READ_ONLY_RESOURCE_INPUTS_ATTR)
+  else:
+    read_only = set(range(len(op.inputs)))
+    for g in (cond, body):
+      read_only &= set(_acd.get_read_only_resource_input_indices_graph(g))
   tf_ops.set_int_list_attr(op, _acd.READ_ONLY_RESOURCE_INPUTS_ATTR,
                            sorted(read_only))
   set_while_original_outputs(op, len(body.outputs))
@@ -1263,10 +1272,11 @@ from tensorflow.python.eager import context as _tf_context  # pylint: disable=g-
 from tensorflow.python.eager.polymorphic_function import atomic_function as _atomic_function  # pylint: disable=g-import-not-at-top
 from tensorflow.python.eager.polymorphic_function import transform as _transform  # pylint: disable=g-import-not-at-top
 from tensorflow.core.function.polymorphism import function_type as _function_type_lib  # pylint: disable=g-import-not-at-top
-from tensorflow.core.function.trace_type import trace_type_builder as _trace_type_builder  # pylint: disable=g-import-not-at-top
+from tensorflow.python.framework import cpp_shape_inference_pb2 as _shape_inference  # pylint: disable=g-import-not-at-top
 from tensorflow.core.function.trace_type import default_types as _default_types  # pylint: disable=g-import-not-at-top
 from tensorflow.python.framework import func_graph as _func_graph  # pylint: disable=g-import-not-at-top
 from tensorflow.python.framework import tensor_util as _tensor_util  # pylint: disable=g-import-not-at-top
+from tensorflow.python.framework import dtypes as _dtypes  # pylint: disable=g-import-not-at-top
 from tensorflow.python.ops import control_flow_util as _cf_util_v1  # pylint: disable=g-import-not-at-top
 from tensorflow.python.ops import control_flow_util_v2 as _cf_util  # pylint: disable=g-import-not-at-top
 from tensorflow.python.ops import math_ops as _math_ops  # pylint: disable=g-import-not-at-top
@@ -1426,8 +1436,27 @@ def _trace_type(t):
   (`Tensor.__tf_tracing_type__`), shared through `_tensor_spec`."""
   dtype = t.dtype
   if dtype == tf.resource or dtype == tf.variant:
-    return t.__tf_tracing_type__(_trace_type_builder.InternalTracingContext())
+    with t.graph._c_graph.get() as c_graph:  # pylint: disable=protected-access
+      data = _c_api.GetHandleShapeAndType(c_graph, t._as_tf_output())  # pylint: disable=protected-access
+    return _handle_tensor_spec(t.shape._dims, dtype.as_datatype_enum,  # pylint: disable=protected-access
+                               bytes(data))
   return _tensor_spec(t.shape._dims, dtype)  # pylint: disable=protected-access
+
+
+@functools.lru_cache(maxsize=1024)
+def _handle_tensor_spec(dims, dtype_enum, handle_data):
+  """The trace type of a resource or variant tensor of static shape `dims`
+  whose serialized handle data (what it holds: `GetHandleShapeAndType`, as
+  `Tensor.__tf_tracing_type__` reads it, TF 2.16-2.21) is `handle_data`:
+  a TensorSpec whose dtype carries the parsed handle data. Made once per
+  such triple of immutable values: parsing the proto and building the
+  dtype and spec cost more than the C call, and a loop's functions take
+  several TensorLists each."""
+  parsed = _shape_inference.CppShapeInferenceResult.HandleData.FromString(
+      handle_data)
+  dtype = _dtypes.DType(dtype_enum,
+                        _dtypes.HandleData(parsed) if parsed else None)
+  return tf.TensorSpec(dims, dtype)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -1442,10 +1471,7 @@ def _tensor_spec(dims, dtype):
 def _parameter(index, t):
   """The FunctionType parameter `derive_from_graph` gives argument `index`,
   graph tensor `t`."""
-  dtype = t.dtype
-  if dtype == tf.resource or dtype == tf.variant:
-    return _new_parameter(index, _trace_type(t))
-  return _shared_parameter(index, t.shape._dims, dtype)  # pylint: disable=protected-access
+  return _shared_parameter(index, _trace_type(t))
 
 
 def _new_parameter(index, trace_type):
@@ -1455,10 +1481,10 @@ def _new_parameter(index, trace_type):
 
 
 @functools.lru_cache(maxsize=1024)
-def _shared_parameter(index, dims, dtype):
-  """`_new_parameter` of a TensorSpec, made once per index, shape and
-  dtype (parameters are immutable values)."""
-  return _new_parameter(index, _tensor_spec(dims, dtype))
+def _shared_parameter(index, trace_type):
+  """`_new_parameter`, made once per index and trace type (both, and
+  parameters, are immutable values)."""
+  return _new_parameter(index, trace_type)
 
 
 def _function_type(func_graph):

@@ -12,6 +12,8 @@ The gradient body reads forward values these ways (`_GradBody`):
     a loop invariant                    the forward loop's result for it
     a resource                          the forward loop's input for it
     a Const of the forward body         copied
+    a variable read (only when asked,   read again from the variable
+      `reread_variables`)
     Shape/Size/Rank of a forward value  computed in the forward body, then
                                         as any other intermediate:
     any other forward intermediate      pushed on a TensorList accumulator
@@ -108,9 +110,10 @@ class _GradBody(tf_compat.WhileBodyFuncGraph):
   accumulators for, with their empty TensorLists; `capture_outputs` maps each
   captured placeholder to what the body hands to the next iteration."""
 
-  def __init__(self, name, op, cond, body):
+  def __init__(self, name, op, cond, body, reread_variables=False):
     super().__init__(name)
     self._op, self._cond, self._body = op, cond, body
+    self._reread_variables = reread_variables
     self.pending = []  # (forward tensor, empty TensorList) to accumulate
     self.capture_outputs = {}
     self._captured = {}  # id(forward tensor) -> tensor here
@@ -173,6 +176,8 @@ class _GradBody(tf_compat.WhileBodyFuncGraph):
     value = tf_compat.constant_value(tensor)
     if value is not None:
       return emit.const(value, tensor.dtype)
+    if self._reread_variables and tensor.op.type == "ReadVariableOp":
+      return self._read_again(tensor)
     if tensor.dtype == tf.resource:
       return self.capture(
           self._op.inputs[tf_compat.resource_input_index(self._body, tensor)])
@@ -185,6 +190,15 @@ class _GradBody(tf_compat.WhileBodyFuncGraph):
         element_dtype=tensor.dtype)
     value.set_shape(tensor.shape)
     self.capture_outputs[id(placeholder)] = rest
+    return value
+
+  def _read_again(self, read):
+    """The variable `read` (a ReadVariableOp output of the forward body)
+    reads, read here again: no accumulator. Loop checkpointing asks for
+    it, whose segment loops read the variable again anyway."""
+    handle = self._capture_helper(read.op.inputs[0], None)
+    value = raw.ReadVariableOp(resource=handle, dtype=read.dtype)
+    value.set_shape(read.shape)
     return value
 
   def _new_accumulator(self, tensor):
@@ -233,8 +247,9 @@ def _placeholder(graph, like):
   data copied), built by `tf_compat.create_op` directly: a loop's cond and
   body take one per loop variable, so the generated wrapper's argument
   handling would cost more than the op."""
-  attrs = {"dtype": tf_compat.attr_value(type=like.dtype.as_datatype_enum),
-           "shape": tf_compat.attr_value(shape=like.shape.as_proto())}
+  # (attribute protos shared per dtype and shape, serialized once)
+  attrs = {"dtype": emit._attr("type", like.dtype),  # pylint: disable=protected-access
+           "shape": emit._attr("shape", like.shape._dims)}  # pylint: disable=protected-access
   p = tf_compat.create_op(graph, "Placeholder", [], attrs, None,
                           "Placeholder", []).outputs[0]
   if like.dtype in (tf.resource, tf.variant):  # (others carry none)
@@ -259,17 +274,21 @@ def _add_accumulators(op, cond, body, pending):
   return {id(e): op.outputs[first + j] for j, (_, e) in enumerate(pending)}
 
 
-def build(op, graphs, grads, differentiate):
+def build(op, graphs, grads, differentiate, reread_variables=False):
   """The gradient loop of While `op`, whose FuncGraphs are `graphs`
   (`loop_graphs(op)`), for `grads` (one per loop variable, None where none
   flows in); one result per input, None where no gradient was carried.
   `differentiate(ys, xs, grad_ys, body)` is the engine, returning a
-  gradient (zeros when unconnected) per x."""
+  gradient (zeros when unconnected) per x. `reread_variables`: the
+  gradient body reads variables again where the rules read a variable
+  read of the forward body, instead of accumulating each iteration's
+  value (same values unless the variable changes in between; loop
+  checkpointing, which re-runs the body anyway, asks for it)."""
   with tf_compat.building_lock(op.graph):
-    return _build(op, graphs, grads, differentiate)
+    return _build(op, graphs, grads, differentiate, reread_variables)
 
 
-def _build(op, graphs, grads, differentiate):
+def _build(op, graphs, grads, differentiate, reread_variables):
   cond, body = graphs
   carried = [i for i, g in enumerate(grads) if g is not None]
   ys = [body.outputs[i] for i in carried]
@@ -286,7 +305,8 @@ def _build(op, graphs, grads, differentiate):
     return [step, max_iters, n_iters] + result
 
   name = tf_compat.grad_fn_name(body.name)
-  grad_body = trace(_GradBody(name, op, cond, body), body_fn, args)
+  grad_body = trace(_GradBody(name, op, cond, body, reread_variables),
+                    body_fn, args)
   added = {}
   if grad_body.pending:
     added = _add_accumulators(op, cond, body, grad_body.pending)
