@@ -1581,6 +1581,12 @@ def add_function(graph, function):
   return function.name
 
 
+def point_call_at(op, name):
+  """Sets call op `op`'s function (attribute `f`) to `name`, with no new
+  shape inference (the caller holds the graph's mutation lock)."""
+  op._set_func_attr("f", tf.compat.as_str(name))  # pylint: disable=protected-access
+
+
 def has_function(graph, name):
   """Whether `graph` (or a graph it is nested in) holds function `name`."""
   return graph._is_function(name)  # pylint: disable=protected-access
