@@ -1363,10 +1363,20 @@ def capture_placeholder_attrs(tensor):
   graph tensor `tensor`: named after the tensor's op, which it records as
   `_user_specified_name` (TF's `TensorSpec.placeholder_value`)."""
   name = tensor.op.name
+  dtype, shape = _placeholder_type_attrs(
+      tensor.shape._dims, tensor.dtype.base_dtype.as_datatype_enum)  # pylint: disable=protected-access
   return name, {
-      "dtype": attr_value(type=tensor.dtype.base_dtype.as_datatype_enum),
-      "shape": attr_value(shape=tensor.shape.as_proto()),
+      "dtype": dtype, "shape": shape,
       "_user_specified_name": attr_value(s=tf.compat.as_bytes(name))}
+
+
+@functools.lru_cache(maxsize=1024)
+def _placeholder_type_attrs(dims, dtype_enum):
+  """The `dtype` and `shape` AttrValues of a placeholder, made once per
+  shape and dtype (a shape proto costs about a third of a capture's
+  attributes); shared, so never mutated (ops copy them)."""
+  return (attr_value(type=dtype_enum),
+          attr_value(shape=tf.TensorShape(dims).as_proto()))
 
 
 def record_capture(func_graph, tensor, placeholder):
