@@ -73,27 +73,42 @@ def _call_grad(op, *grads):
 
 
 def _call_backward(op, bg, kinds, fn, seeds):
-  """The call of gradient function `fn`. When the graph does not hold `fn`
-  yet and its output shapes are all known, the call op is built before
-  `fn` is added: TF's shape inference of a call op instantiates the called
-  function (and the functions it calls) to infer shapes the op gets below
-  anyway."""
+  """The call of gradient function `fn`. When its output shapes are all
+  known, the call op is built naming a function the graph does not hold
+  (`fn` itself when not added yet, else `_unbound_name`) and pointed at
+  `fn` after: TF's shape inference of a call op instantiates the called
+  function (and the functions it calls) to infer the shapes the op gets
+  below anyway, a cost each later call of an added function would pay
+  again. The graph's mutation lock spans the op's creation and the edit,
+  so no Session run sees the op before it names `fn`."""
   outer, _ = bg.outer_inputs(op, 0)
   graph = tf_compat.default_graph()
-  later = not tf_compat.has_function(graph, fn.name) and all(
-      t.shape.is_fully_defined() for t in bg.graph.outputs)
-  if not later:
+  shapes_known = all(t.shape.is_fully_defined() for t in bg.graph.outputs)
+  bound = fn.name
+  if shapes_known and tf_compat.has_function(graph, fn.name):
+    bound = _unbound_name(graph, fn.name)
+  if not shapes_known or bound is None:
     tf_compat.add_function(graph, fn)
+    bound = fn.name
   make = (raw.StatefulPartitionedCall if tf_compat.has_stateful_op(bg.graph)
           else raw.PartitionedCall)
-  outs = make(args=seeds + outer, Tout=[t.dtype for t in bg.graph.outputs],
-              f=tf_compat.function_attr(fn.name))
-  if later:
+  with tf_compat.mutation_lock(graph):
+    outs = make(args=seeds + outer, Tout=[t.dtype for t in bg.graph.outputs],
+                f=tf_compat.function_attr(bound))
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
     tf_compat.add_function(graph, fn)
-  outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    if bound != fn.name:
+      tf_compat.point_call_at(outs[0].op, fn.name)
   for o, t in zip(outs, bg.graph.outputs):
     o.set_shape(t.shape)
   return functional.unflatten_results(outs, kinds)
+
+
+def _unbound_name(graph, name):
+  """A function name derived from `name` that `graph` does not hold (a
+  call op names it only while being built), else None."""
+  unbound = f"{tf.compat.as_str(name)}_unbound"
+  return None if tf_compat.has_function(graph, unbound) else unbound
 
 
 RegisterGradient("PartitionedCall")(_call_grad)

@@ -1373,10 +1373,20 @@ def capture_placeholder_attrs(tensor):
   graph tensor `tensor`: named after the tensor's op, which it records as
   `_user_specified_name` (TF's `TensorSpec.placeholder_value`)."""
   name = tensor.op.name
+  dtype, shape = _placeholder_type_attrs(
+      tensor.shape._dims, tensor.dtype.base_dtype.as_datatype_enum)  # pylint: disable=protected-access
   return name, {
-      "dtype": attr_value(type=tensor.dtype.base_dtype.as_datatype_enum),
-      "shape": attr_value(shape=tensor.shape.as_proto()),
+      "dtype": dtype, "shape": shape,
       "_user_specified_name": attr_value(s=tf.compat.as_bytes(name))}
+
+
+@functools.lru_cache(maxsize=1024)
+def _placeholder_type_attrs(dims, dtype_enum):
+  """The `dtype` and `shape` AttrValues of a placeholder, made once per
+  shape and dtype (a shape proto costs about a third of a capture's
+  attributes); shared, so never mutated (ops copy them)."""
+  return (attr_value(type=dtype_enum),
+          attr_value(shape=tf.TensorShape(dims).as_proto()))
 
 
 def record_capture(func_graph, tensor, placeholder):
@@ -1605,6 +1615,12 @@ def add_function(graph, function):
   if not graph._is_function(function.name):  # pylint: disable=protected-access
     graph._add_function_recursive(function)  # pylint: disable=protected-access
   return function.name
+
+
+def point_call_at(op, name):
+  """Sets call op `op`'s function (attribute `f`) to `name`, with no new
+  shape inference (the caller holds the graph's mutation lock)."""
+  op._set_func_attr("f", tf.compat.as_str(name))  # pylint: disable=protected-access
 
 
 def has_function(graph, name):
