@@ -22,6 +22,10 @@ class CountingResolver(graph_walk.InputResolver):
     self.touched.add(op)
     return super().inputs(op)
 
+  def input_edges(self, op):
+    self.touched.add(op)
+    return super().input_edges(op)
+
   def consumers(self, t):
     self.touched.add(t.op)
     return super().consumers(t)
@@ -254,3 +258,87 @@ def test_v1_loops_walk_everything_the_xs_reach():
     with tf.compat.v1.Session() as sess:
       a, b = sess.run([ours, theirs])
   np.testing.assert_allclose(a[0], b[0], rtol=1e-6)
+
+
+class _GeneralPathResolver(graph_walk.InputResolver):
+  """An InputResolver kept off the one-step read of plain ops: a redirect
+  that names no tensor of the graph sends every op through the general
+  path (resolution, eager filter, redirect)."""
+
+  def __init__(self, xs, func_graphs):
+    super().__init__(xs, func_graphs, redirect={-1: None})
+
+
+def _assert_resolvers_agree(ops, xs, chain):
+  fast = graph_walk.InputResolver(xs, chain)
+  general = _GeneralPathResolver(xs, chain)
+  for op in ops:
+    # edges first on one, inputs first on the other: either order fills
+    # the caches the same
+    edges = fast.input_edges(op)
+    inputs = general.inputs(op)
+    assert list(fast.inputs(op)) == list(inputs)
+    assert list(edges[0]) == list(general.graph_inputs(op))
+    assert list(edges[1]) == list(general.input_ops(op))
+    assert [t.op for t in edges[0]] == list(edges[1])
+
+
+def test_one_step_input_read_equals_general_path():
+  """The one-step read of a plain op's inputs (no capture, no redirect)
+  gives what the general path gives, and the walk over it equals the
+  walk over the general path, in plain and function graphs."""
+  g = tf.Graph()
+  with g.as_default():
+    x = tf.constant([1.0, 2.0], name="x")
+    i = tf.constant(3, name="i")
+    a = tf.sin(x) * tf.cast(i, tf.float32)
+    b = tf.concat([a, x, a], 0)           # repeated inputs
+    y = tf.reduce_sum(b * b) + tf.reduce_sum(tf.stop_gradient(a))
+    _assert_resolvers_agree(g.get_operations(), [x], [])
+    blocks = lambda op: backprop.blocks_gradient(op, g, False)  # noqa: E731
+    for prune in (True, False):
+      fast = graph_walk.between([y.op], [x.op], [],
+                                graph_walk.InputResolver([x], []), blocks,
+                                prune=prune)
+      general = graph_walk.between([y.op], [x.op], [],
+                                   _GeneralPathResolver([x], []), blocks,
+                                   prune=prune)
+      assert fast.ops == general.ops
+      assert dict(fast.pending) == dict(general.pending)
+      assert fast.stop_ops == general.stop_ops
+      assert fast.blocked == general.blocked
+      assert fast.ancestors == general.ancestors
+
+    @tf.function
+    def f(t):
+      return tf.reduce_sum(tf.sin(t) * x)  # captures x
+
+    cf = f.get_concrete_function(tf.TensorSpec([2], tf.float32))
+    chain = tf_compat.function_graph_chain(cf.graph)
+    _assert_resolvers_agree(cf.graph.get_operations(), [x], chain)
+
+
+def test_trainability_check_equals_is_trainable():
+  """The per-call, per-dtype answer equals TF's, for every dtype kind
+  (variant tensors are answered one by one)."""
+  g = tf.Graph()
+  with g.as_default():
+    values = [tf.constant(1.0), tf.constant(1.0, tf.float64),
+              tf.constant(1.0, tf.float16), tf.constant(1.0, tf.bfloat16),
+              tf.constant(1j, tf.complex64), tf.constant(1, tf.int32),
+              tf.constant(1, tf.int64), tf.constant(True),
+              tf.constant("s"), tf.constant(1, tf.uint8),
+              tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=[]),
+              tf.raw_ops.TensorListReserve(element_shape=tf.constant([], tf.int32),
+                                           num_elements=2,
+                                           element_dtype=tf.float32),
+              tf.raw_ops.TensorListReserve(element_shape=tf.constant([], tf.int32),
+                                           num_elements=2,
+                                           element_dtype=tf.int32)]
+    qint = tf.raw_ops.QuantizeV2(input=tf.constant([1.0]), min_range=0.0,
+                                 max_range=1.0, T=tf.qint8)
+    values.append(qint.output)
+    check = tf_compat.trainability_check()
+    for _ in range(2):  # answered again from what the check remembers
+      for t in values:
+        assert check(t) == tf_compat.is_trainable(t), t

@@ -34,6 +34,8 @@ class InputResolver:
       for outer, inner in tf_compat.captures(graph):
         self._inner_of[id(outer)].append(inner)
     self._indexed_graphs = set()
+    # `is_trainable` for this call, answered once per dtype.
+    self.is_trainable = tf_compat.trainability_check()
 
   def _index_captures(self, graph):
     if graph not in self._indexed_graphs:
@@ -71,11 +73,28 @@ class InputResolver:
     pending counts ask for these for every op they visit."""
     cached = self._edges_cache.get(op)
     if cached is None:
+      if not self._redirect and not tf_compat.is_function_graph(op.graph):
+        # The common case, read in one step: no capture to resolve, no
+        # eager input to drop, nothing redirected. The tuple TF caches on
+        # the op serves as the list of inputs too (callers only read it).
+        ts = tf_compat.op_inputs(op)
+        self._cache[op] = ts
+        cached = self._edges_cache[op] = (ts, [t.op for t in ts])
+        return cached
       ts = self.inputs(op)
       if tf_compat.is_function_graph(op.graph):  # only these resolve to
         ts = [t for t in ts if not tf_compat.is_eager_tensor(t)]  # eager
       cached = self._edges_cache[op] = (ts, [t.op for t in ts])
     return cached
+
+  def edges_reader(self):
+    """`input_edges` for a loop over many ops: answers ops already read
+    from the cache without a method call."""
+    cached = self._edges_cache.get
+    read = self.input_edges
+    def edges(op):
+      return cached(op) or read(op)
+    return edges
 
   def graph_inputs(self, op):
     """Inputs of `op` that are graph tensors (captured eager values
@@ -139,11 +158,11 @@ class _Forward:
     self.reached = set()
     self.blocked = blocked
     self._blocks = blocks
-    self._next = self._consumers_of(resolver.consumers)
+    self._next = self._consumers_of(resolver.consumers,
+                                    resolver.is_trainable)
 
   @staticmethod
-  def _consumers_of(consumers):
-    is_trainable = tf_compat.is_trainable
+  def _consumers_of(consumers, is_trainable):
     def next_ops(op):
       found = []
       for out in op.outputs:
@@ -156,8 +175,8 @@ class _Forward:
     """From now on, only ops in `within`; `feeds` maps each op to the ops
     of `within` its trainable outputs feed, if known."""
     self.queue = collections.deque(op for op in self.queue if op in within)
-    if feeds is not None:
-      self._next = lambda op: feeds.get(op, ())
+    if feeds is not None:  # a defaultdict: an op feeding none gives []
+      self._next = feeds.__getitem__
     else:
       next_ops = self._next
       self._next = lambda op: [c for c in next_ops(op) if c in within]
@@ -193,12 +212,13 @@ class _Backward:
 
   def run(self, budget=-1):
     seen, stack, feeds = self.seen, self.stack, self.feeds
-    input_edges = self._resolver.input_edges
-    is_trainable = tf_compat.is_trainable
+    edges = self._resolver.edges_reader()
+    is_trainable = self._resolver.is_trainable
     while stack and budget:
       budget -= 1
       op = stack.pop()
-      for t, inp in zip(*input_edges(op)):
+      ts, ins = edges(op)
+      for t, inp in zip(ts, ins):
         if is_trainable(t):
           feeds[inp].append(op)
         if inp not in seen:
@@ -261,13 +281,13 @@ def between(to_ops, from_ops, stop_gradient_ops, resolver, blocks=None,
   ops, members = [], set()
   pending = collections.defaultdict(int)
   queue = collections.deque(op for op in to_ops if op in reached)
-  input_ops = resolver.input_ops
+  edges = resolver.edges_reader()
   while queue:
     op = queue.popleft()
     if op not in members:
       members.add(op)
       ops.append(op)
-      for inp in input_ops(op):
+      for inp in edges(op)[1]:
         if inp in reached:
           pending[inp] += 1
           queue.append(inp)

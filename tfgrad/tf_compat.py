@@ -1651,3 +1651,36 @@ def op_running_graph(func_graph):
       if any(tf.compat.as_bytes(f.name) == name for f in funcs):
         return op
   return None
+
+
+# ----- graph walk reads (tfgrad/graph_walk) -----
+# The walk between xs and ys reads every op's inputs and every input's
+# dtype once per gradient call; these skip the generic paths for that.
+
+
+def op_inputs(op):
+  """`op.inputs`: the tuple TF's Operation keeps in `_inputs_val` once its
+  `inputs` property has built it (TF 2.x through 2.21), read without the
+  property call; built through the property the first time."""
+  cached = op._inputs_val  # pylint: disable=protected-access
+  return op.inputs if cached is None else cached
+
+
+def trainability_check():
+  """A function answering `is_trainable(t)` for graph tensors that
+  remembers the answer per dtype object (`Tensor._dtype`, the DType TF
+  stores on each graph tensor, TF 2.x through 2.21; keyed by identity,
+  which skips DType's Python-level hash, and holding the dtype so its id
+  stays its own): all but variant tensors are trainable or not by dtype
+  alone. Create one per gradient call: the answer for quantized dtypes
+  follows TF's flags, which may change between calls."""
+  known = {}
+  def check(t):
+    dtype = t._dtype  # pylint: disable=protected-access
+    entry = known.get(id(dtype))
+    if entry is None:
+      if dtype == tf.variant:
+        return is_trainable(t)
+      entry = known[id(dtype)] = (dtype, is_trainable(t))
+    return entry[1]
+  return check
