@@ -39,6 +39,14 @@ def _run(sess, grads):
   return [None if g is None else next(values) for g in grads]
 
 
+def values_in_session(*gradient_lists):
+  """In a new Session on the default graph, with variables initialized:
+  the values of each list of gradients (None kept in place)."""
+  with tf.compat.v1.Session() as sess:
+    sess.run(tf.compat.v1.global_variables_initializer())
+    return [_run(sess, grads) for grads in gradient_lists]
+
+
 class _FunctionVariables:
   """Variables made while tracing a tf.function: created on the first trace,
   handed back in the same order on later traces (tf.function refuses

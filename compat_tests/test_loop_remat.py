@@ -109,10 +109,7 @@ def test_values_match_stock_in_graph(model):
     plain = tfgrad.gradients(ys, xs)
     ours = tfgrad.gradients(ys, xs, checkpoints="memory")
     theirs = tf.gradients(ys, xs)
-    with tf.compat.v1.Session() as sess:
-      sess.run(tf.compat.v1.global_variables_initializer())
-      mine = differential._run(sess, ours)  # pylint: disable=protected-access
-      stock = differential._run(sess, theirs)  # pylint: disable=protected-access
+    mine, stock = differential.values_in_session(ours, theirs)
   del outputs
   differential.assert_same(ours, theirs, mine, stock, rtol=1e-5)
   assert [type(g) for g in ours] == [type(g) for g in plain]

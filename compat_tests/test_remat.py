@@ -115,10 +115,7 @@ def test_values_match_stock_in_graph(model, mode):
     theirs = tf.gradients(ys, xs)
     copies = [op for op in graph.get_operations()
               if op.name.endswith("_remat")]
-    with tf.compat.v1.Session() as sess:
-      sess.run(tf.compat.v1.global_variables_initializer())
-      mine = differential._run(sess, ours)  # pylint: disable=protected-access
-      stock = differential._run(sess, theirs)  # pylint: disable=protected-access
+    mine, stock = differential.values_in_session(ours, theirs)
   differential.assert_same(ours, theirs, mine, stock, rtol=1e-5)
   if mode == "list" or (mode == "memory" and model in ("mlp", "convnet")):
     assert copies, "nothing was recomputed"
@@ -141,10 +138,7 @@ def test_v1_entry_point_and_indexed_slices_stay_sparse():
                                       colocate_gradients_with_ops=True)
     theirs = tf.compat.v1.gradients(ys, xs, colocate_gradients_with_ops=True)
     assert isinstance(ours[0], tf.IndexedSlices)
-    with tf.compat.v1.Session() as sess:
-      sess.run(tf.compat.v1.global_variables_initializer())
-      mine = differential._run(sess, ours)  # pylint: disable=protected-access
-      stock = differential._run(sess, theirs)  # pylint: disable=protected-access
+    mine, stock = differential.values_in_session(ours, theirs)
   differential.assert_same(ours, theirs, mine, stock, rtol=1e-5)
 
 
@@ -259,10 +253,7 @@ def test_residual_net_keeps_the_sums_not_the_relus():
     assert kept_types == {"AddV2"}, memory["kept"]
     ours = tfgrad.gradients(ys, xs, checkpoints="memory")
     theirs = tf.gradients(ys, xs)
-    with tf.compat.v1.Session() as sess:
-      sess.run(tf.compat.v1.global_variables_initializer())
-      mine = differential._run(sess, ours)  # pylint: disable=protected-access
-      stock = differential._run(sess, theirs)  # pylint: disable=protected-access
+    mine, stock = differential.values_in_session(ours, theirs)
   differential.assert_same(ours, theirs, mine, stock, rtol=1e-5)
 
 
