@@ -833,25 +833,11 @@ def test_two_threads_differentiate_one_loop():
   """Two threads build gradients of the same v1 loop at once (each call
   adds its own counters and stacks to the forward loop, taking turns on
   the graph); both equal stock's."""
-  import threading  # pylint: disable=g-import-not-at-top
   graph = tf.Graph()
   with graph.as_default():
     ys, xs = _several_vars_and_invariants()
     theirs = tf.gradients(ys, xs)
-  results, errors = [None, None], []
-
-  def work(k):
-    try:
-      with graph.as_default():
-        results[k] = tfgrad.gradients(ys, xs, strict=True)
-    except Exception as e:  # pylint: disable=broad-except
-      errors.append(e)
-  threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
-  for t in threads:
-    t.start()
-  for t in threads:
-    t.join()
-  assert not errors, errors
+  results = differential.gradients_on_two_threads(graph, ys, xs, strict=True)
   with v1.Session(graph=graph) as sess:
     want = sess.run(theirs)
     for got in sess.run(results):
