@@ -147,6 +147,26 @@ def test_mismatched_input_dtypes_are_type_errors_as_in_tf_raw_ops():
       raw.SelectV2(condition=x, t=x, e=x)
 
 
+def test_a_dtype_the_op_def_does_not_allow_is_a_type_error_as_in_tf_raw_ops():
+  """Reshape's `Tshape` allows int32 and int64 only: a float shape is the
+  TypeError tf.raw_ops raises (not the ValueError of the C API), with the
+  parameter and the allowed dtypes named."""
+  graph = tf.Graph()
+  with graph.as_default():
+    x = _f32([1.0, 2.0, 3.0, 4.0])
+    shape = tf.constant([2.0, 2.0])
+    with pytest.raises(TypeError, match="allowed values: int32, int64"):
+      tf.raw_ops.Reshape(tensor=x, shape=shape)
+    with pytest.raises(TypeError, match=r"'shape'.* float32 not in list of "
+                       r"allowed values: int32, int64"):
+      raw.Reshape(tensor=x, shape=shape)
+    # an allowed dtype still builds
+    assert raw.Reshape(tensor=x, shape=tf.constant([2, 2], tf.int64)
+                       ).shape.as_list() == [2, 2]
+    assert not [op for op in graph.get_operations() if op.type == "Reshape"
+                and op.get_attr("Tshape") == tf.float32]
+
+
 def test_reference_inputs_build_what_tf_raw_ops_builds():
   graph = tf.Graph()
   with graph.as_default():

@@ -163,6 +163,15 @@ class _Signature:
             (a.name, a.type_attr,
              a.fixed_type.as_datatype_enum if a.fixed_type else None)
             for a in self.inputs]
+    # type attribute -> the dtype enums its OpDef allows, where it limits
+    # them, and their names in the OpDef's order (for the error)
+    self.allowed_types = {a.name: frozenset(a.allowed_values.list.type)
+                          for a in op_def.attr
+                          if a.type == "type" and a.allowed_values.list.type}
+    self.allowed_names = {
+        a.name: ", ".join(tf.as_dtype(e).name
+                          for e in a.allowed_values.list.type)
+        for a in op_def.attr if a.name in self.allowed_types}
 
   def outputs(self, op):
     """The op's outputs in tf.raw_ops' structure."""
@@ -241,7 +250,8 @@ def _build_tensors(sig, kwargs):
       known = attrs.get(type_attr)
       if known is None:
         proto = _TYPE_ATTRS.get(enum)
-        if proto is None:
+        if proto is None or (type_attr in sig.allowed_types and
+                             enum not in sig.allowed_types[type_attr]):
           return None
         attrs[type_attr] = proto
       elif known.type != enum:
@@ -290,9 +300,9 @@ def _build(sig, kwargs):
       if arg.type_attr and arg.type_attr not in attrs:
         first = next((v for v in value if _is_tensor(v)), None)
         if first is not None:
-          attrs[arg.type_attr] = _attr("type", first.dtype.base_dtype)
+          attrs[arg.type_attr] = _inferred_type(sig, arg, first)
     elif arg.type_attr and arg.type_attr not in attrs and _is_tensor(value):
-      attrs[arg.type_attr] = _attr("type", value.dtype.base_dtype)
+      attrs[arg.type_attr] = _inferred_type(sig, arg, value)
     values.append(value)
   flat, grouped = [], []
   for arg, value in zip(sig.inputs, values):
@@ -312,7 +322,7 @@ def _build(sig, kwargs):
                           f"{[t.dtype.base_dtype.name for t in items]} "
                           "that don't all match")
         if arg.type_attr and arg.type_attr not in attrs and items:
-          attrs[arg.type_attr] = _attr("type", items[0].dtype.base_dtype)
+          attrs[arg.type_attr] = _inferred_type(sig, arg, items[0])
       flat.extend(items)
       grouped.append(items)
     else:
@@ -326,10 +336,22 @@ def _build(sig, kwargs):
                         f"{t.dtype.base_dtype.name} that does not match "
                         f"type {dtype.name} expected there")
       if arg.type_attr and arg.type_attr not in attrs:
-        attrs[arg.type_attr] = _attr("type", t.dtype.base_dtype)
+        attrs[arg.type_attr] = _inferred_type(sig, arg, t)
       flat.append(t)
       grouped.append(t)
   return flat, grouped, attrs
+
+
+def _inferred_type(sig, arg, t):
+  """The `type` attribute that input `arg`'s tensor `t` sets; a TypeError,
+  as `tf.raw_ops` raises, where the OpDef does not allow its dtype."""
+  dtype = t.dtype.base_dtype
+  allowed = sig.allowed_types.get(arg.type_attr)
+  if allowed and dtype.as_datatype_enum not in allowed:
+    raise TypeError(f"Value passed to parameter '{arg.name}' of "
+                    f"'{sig.op_type}' has DataType {dtype.name} not in list "
+                    f"of allowed values: {sig.allowed_names[arg.type_attr]}")
+  return _attr("type", dtype)
 
 
 def _as_tensor(value, dtype):
