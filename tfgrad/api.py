@@ -119,7 +119,8 @@ def gradients_helper(ys, xs, grad_ys=None, name="gradients",
         seed_identity=seed_identity)
     return tf_compat.unflatten_composites(xs, flat_grads)
 
-  with tf_compat.building_lock(tf_compat.default_graph()):
+  with tf_compat.building_lock(tf_compat.default_graph()), \
+      tf_compat.caller_stack_trace():
     return _gradients_in_graph(ys, xs, grad_ys, name,
                                colocate_gradients_with_ops, gate_gradients,
                                aggregation_method, stop_gradients,

@@ -9,6 +9,8 @@ them here means a TF upgrade that moves one of them breaks exactly one module.
 
 import contextlib
 import functools
+import os
+import sys
 import threading
 import weakref
 
@@ -27,6 +29,7 @@ from tensorflow.core.framework import node_def_pb2
 from tensorflow.python.client import pywrap_tf_session as _c_api
 from tensorflow.python.framework import traceable_stack
 from tensorflow.python.util import tf_stack as _tf_stack
+from tensorflow.python.util import _tf_stack as _pywrap_tf_stack
 
 from tfgrad import v1_loops
 
@@ -462,6 +465,96 @@ def building_in(graph):
       _held.graph, _held.c_graph = saved
 
 
+# ----- the creation stack trace of the ops a gradient call builds -----
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# Frames of these files are the engine's: a gradient op's stack trace ends
+# where the caller's code called into them (tfgrad/cli holds tools, whose
+# frames are callers).
+_ENGINE_DIRS = (_PACKAGE_DIR + os.sep,
+                os.path.join(os.path.dirname(_PACKAGE_DIR), "ops") + os.sep)
+_CALLER_DIRS = (os.path.join(_PACKAGE_DIR, "cli") + os.sep,)
+_TF_DIR = os.path.dirname(os.path.abspath(tf.__file__)) + os.sep
+
+
+class _CallTrace(threading.local):
+  trace = None  # the stack trace of this thread's outermost gradient call
+
+
+_call_trace = _CallTrace()
+
+
+def _is_engine_frame(filename):
+  return filename.startswith(_ENGINE_DIRS) and not filename.startswith(
+      _CALLER_DIRS)
+
+
+def _caller_stack_trace():
+  """TF's stack trace of the code that called the gradient engine, as
+  `tf_stack.extract_stack` records it: this thread's stack, with the files
+  of the engine's frames inside the caller's added to the trace's filter
+  (to those of the thread's own filter, TF's `StackTraceFilter` stack).
+  Dropping the innermost frames by `stacklevel` instead would not do: TF's
+  error messages read the filter only (and a `stacklevel` together with a
+  filter makes TF's `last_user_frame` fail)."""
+  frame = sys._getframe(0)  # pylint: disable=protected-access
+  engine_files = set()
+  while frame is not None:
+    filename = frame.f_code.co_filename
+    if _is_engine_frame(filename):
+      engine_files.add(filename)
+    elif not filename.startswith(_TF_DIR):
+      break
+    frame = frame.f_back
+  if frame is None:
+    # No caller frame would be left: TF's error messages fail on a trace
+    # without one (`last_user_frame`); each op then takes its own trace.
+    return None
+  del frame
+  # (what `tf_stack.extract_stack` passes, TF 2.16-2.21)
+  thread_key = _tf_stack._get_thread_key()  # pylint: disable=protected-access
+  mapper = _tf_stack._source_mapper_stacks[thread_key][-1]  # pylint: disable=protected-access
+  user_filter = _tf_stack._source_filter_stacks[thread_key][-1]  # pylint: disable=protected-access
+  filtered = _file_set(
+      frozenset(user_filter.get_filtered_filenames()) | engine_files)
+  return _pywrap_tf_stack.extract_stack(mapper.internal_map, filtered, 0)
+
+
+_file_sets = {}
+_file_sets_lock = threading.Lock()
+
+
+def _file_set(filenames):
+  """TF's C++ set of `filenames` for a stack trace's filter, one per set
+  of names, never freed: a trace keeps a pointer to its filter, not a
+  reference (TF keeps its own filters alive on its thread stacks)."""
+  with _file_sets_lock:
+    file_set = _file_sets.get(filenames)
+    if file_set is None:
+      file_set = _file_sets[filenames] = _pywrap_tf_stack.PyBindFileSet()
+      file_set.update_to(set(filenames))
+  return file_set
+
+
+class caller_stack_trace:  # pylint: disable=invalid-name
+  """Within the block, ops the lean path builds on this thread get one
+  stack trace: the caller's code up to its call of the engine, taken once
+  at the outermost block. TF's error messages show the frames of a failing
+  op's trace outside TF itself ("defined at"); for stock's gradient ops
+  those are the caller's frames, since the rest is TF's. A trace taken
+  per op would add the engine's frames (and cost about a tenth of a
+  gradient op's construction: TF walks the whole Python stack)."""
+
+  def __enter__(self):
+    self._outermost = _call_trace.trace is None
+    if self._outermost:
+      _call_trace.trace = _caller_stack_trace()
+
+  def __exit__(self, *exc):
+    if self._outermost:
+      _call_trace.trace = None
+
+
 def op_def(op_type):
   """The registered OpDef of `op_type`, or None."""
   return op_def_registry.get(op_type)
@@ -601,7 +694,9 @@ def _finish_op_lean(graph, op_type, name, grouped, control_inputs, wait_for,
     c_op = _c_api.TF_FinishOperation(desc)
   except tf.errors.InvalidArgumentError as e:
     raise ValueError(e.message) from None  # as TF's own constructor does
-  _c_api.TF_SetOpStackTrace(c_op, _tf_stack.extract_stack(stacklevel=5))
+  trace = _call_trace.trace
+  _c_api.TF_SetOpStackTrace(c_op, trace if trace is not None
+                            else _tf_stack.extract_stack(stacklevel=5))
   if placement is None:
     op = graph._create_op_from_tf_operation(c_op)  # pylint: disable=protected-access
   else:
