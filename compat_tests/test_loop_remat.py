@@ -325,3 +325,49 @@ def test_second_order_through_a_checkpointed_loop():
     (sg,) = tf.gradients(y, [x])
     (sgg,) = tf.gradients(sg, [x])
     _assert_one_run_matches([g, gg], [sg, sgg], atol=0)
+
+
+def _signature_and_body(fdef):
+  """A FunctionDef without its names: argument and output types, argument
+  attributes, node types and their attributes."""
+  sig = fdef.signature
+  return ([a.type for a in sig.input_arg], [a.type for a in sig.output_arg],
+          {k: v.SerializeToString(deterministic=True)
+           for k, v in fdef.arg_attr.items()},
+          [(n.op, {k: v.SerializeToString(deterministic=True)
+                   for k, v in n.attr.items()}) for n in fdef.node_def])
+
+
+def test_less_cond_matches_a_traced_cond():
+  """`tf_compat.LessCond` registers the FunctionDef TF's conversion gives a
+  traced cond FuncGraph (one placeholder per loop variable, Less of the
+  first two), names aside (the checkpointing tests run it); an added
+  accumulator input registers it again with one more argument."""
+  graph = tf.Graph()
+  with graph.as_default():
+    v = tf.Variable(tf.ones([3]))
+    lst = tf.raw_ops.EmptyTensorList(element_shape=[3], max_num_elements=-1,
+                                     element_dtype=tf.float32)
+    loop_vars = [tf.constant(0), tf.constant(4), tf.zeros([2, 3]),
+                 v.handle, lst]
+    traced = tf_compat.WhileCondFuncGraph("traced_cond")
+    with traced.as_default():
+      args = [tf.compat.v1.placeholder(t.dtype, t.shape) for t in loop_vars]
+      for a, t in zip(args, loop_vars):
+        tf_compat.copy_handle_data(t, a)
+      traced.inputs.extend(args)
+      traced.outputs.append(tf.raw_ops.Less(x=args[0], y=args[1]))
+    tf_compat.register_function(traced)
+    cond = tf_compat.LessCond("less_cond", loop_vars, 0, 1)
+    cond.register(graph)
+    library = {f.signature.name: f
+               for f in graph.as_graph_def().library.function}
+    assert (_signature_and_body(library["less_cond"])
+            == _signature_and_body(library["traced_cond"]))
+    assert tf_compat.has_function(graph, "less_cond")
+    cond.loop_vars.append(lst)
+    cond.name = "less_cond_more"
+    cond.register(graph)
+    library = {f.signature.name: f
+               for f in graph.as_graph_def().library.function}
+    assert len(library["less_cond_more"].signature.input_arg) == 6

@@ -241,12 +241,7 @@ def _loop(name, args, body_fn, parallel_iterations):
   captured = list(graph.external_captures)
   graph.outputs.extend(graph.internal_captures)
   loop_vars = list(args) + captured
-
-  def cond_fn(counter, bound, *unused):
-    return [raw.Less(x=counter, y=bound)]
-
-  cond = while_builder.trace(tf_compat.WhileCondFuncGraph(fn_name + "_cond"),
-                             cond_fn, loop_vars)
+  cond = tf_compat.LessCond(fn_name + "_cond", loop_vars, 0, 1)
   op, outputs = tf_compat.build_while(loop_vars, cond, graph,
                                       parallel_iterations, name)
   return _Loop(op, outputs, cond, graph, captured)

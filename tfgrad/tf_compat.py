@@ -23,6 +23,7 @@ from tensorflow.python.ops import gen_functional_ops
 from tensorflow.python.ops import resource_variable_ops
 
 from tensorflow.core.framework import attr_value_pb2
+from tensorflow.core.framework import function_pb2 as _function_pb2
 from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.framework import tensor_shape_pb2
 from tensorflow.core.framework import node_def_pb2
@@ -1286,7 +1287,8 @@ def fill_graph_function(graph):
 def add_while_accumulators(op, cond, body, new_inputs, new_outputs):
   """Graph edit: While `op` (whose `cond`/`body` FuncGraphs have gained
   `new_inputs` as captures and `new_outputs` as outputs) takes the new
-  inputs and gives the new outputs, as TF's own While gradient does."""
+  inputs and gives the new outputs, as TF's own While gradient does. A
+  `LessCond` cond takes the new inputs here."""
   # Function names are global (the eager context's library holds every
   # graph's functions): a rewritten function gets a name no other
   # definition has, also when the loop came from a GraphDef imported
@@ -1294,7 +1296,9 @@ def add_while_accumulators(op, cond, body, new_inputs, new_outputs):
   for graph in (cond, body):
     graph.name = f"{graph.name.split('_rewritten')[0]}_rewritten_{tf_ops.uid()}"
   with mutation_lock(op.graph):
-    op._set_func_attr("cond", fill_graph_function(cond))  # pylint: disable=protected-access
+    if isinstance(cond, LessCond):
+      cond.loop_vars.extend(new_inputs)
+    op._set_func_attr("cond", _register_loop_function(op.graph, cond))  # pylint: disable=protected-access
     op._set_func_attr("body", fill_graph_function(body))  # pylint: disable=protected-access
     op._set_type_list_attr("T", body.output_types)  # pylint: disable=protected-access
     op._set_shape_list_attr("output_shapes", body.output_shapes)  # pylint: disable=protected-access
@@ -1312,10 +1316,92 @@ def set_while_original_outputs(op, count):
                attr_value_pb2.AttrValue(i=count))
 
 
+class LessCond:
+  """The cond of a loop tfgrad builds, `loop_vars[i] < loop_vars[j]`,
+  standing in for its FuncGraph: that graph would hold one placeholder
+  per loop variable (each about an op's creation) to feed one Less, and
+  converting it to a function costs as much again. `build_while`
+  registers it from a FunctionDef written directly (`_less_cond_def`);
+  `add_while_accumulators` registers it again with the new inputs.
+  `loop_vars` are tensors of the graph the While goes in, giving the
+  arguments' types, shapes and handle data."""
+
+  def __init__(self, name, loop_vars, i, j):
+    self.name = name
+    self.loop_vars = list(loop_vars)
+    self.outer_graph = None
+    self._compared = (i, j)
+
+  def register(self, graph):
+    """Adds the function to `graph` (and the eager context); its name."""
+    i, j = self._compared
+    fdef = _less_cond_def(self.name, self.loop_vars, i, j)
+    context = _tf_context.context()
+    context.add_function_def(fdef)
+    x, y = self.loop_vars[i], self.loop_vars[j]
+    out = _tensor_spec(tf.broadcast_static_shape(x.shape, y.shape)._dims,  # pylint: disable=protected-access
+                       tf.bool)
+    function_type = _function_type_lib.FunctionType(
+        [_parameter(k, t) for k, t in enumerate(self.loop_vars)], {},
+        return_annotation=_default_types.Tuple(out))
+    graph._add_function_recursive(_atomic_function.AtomicFunction(  # pylint: disable=protected-access
+        self.name, context, function_type))
+    return self.name
+
+
+def _less_cond_def(name, loop_vars, i, j):
+  """The FunctionDef `TF_GraphToFunction` gives a cond FuncGraph holding
+  one placeholder per loop variable and Less(i-th, j-th) as its output,
+  up to the names of arguments and output: each non-resource argument
+  records its static shape (`_output_shapes`, read by `_Arg`'s shape
+  function), as that conversion does (TF 2.16-2.21)."""
+  fdef = _function_pb2.FunctionDef()
+  signature = fdef.signature
+  signature.name = name
+  for k, t in enumerate(loop_vars):
+    arg = signature.input_arg.add()
+    arg.name = f"arg_{k}"
+    arg.type = t.dtype.as_datatype_enum
+    if t.dtype != tf.resource:
+      fdef.arg_attr[k].attr["_output_shapes"].CopyFrom(
+          _output_shapes_attr(t.shape._dims))  # pylint: disable=protected-access
+  out = signature.output_arg.add()
+  out.name = "less"
+  out.type = tf.bool.as_datatype_enum
+  node = fdef.node_def.add()
+  node.name = "Less"
+  node.op = "Less"
+  node.input.extend([f"arg_{i}", f"arg_{j}"])
+  node.attr["T"].type = loop_vars[i].dtype.as_datatype_enum
+  fdef.ret["less"] = "Less:z:0"
+  return fdef
+
+
+@functools.lru_cache(maxsize=1024)
+def _output_shapes_attr(dims):
+  """The `_output_shapes` AttrValue of an argument of static shape `dims`
+  (made once per shape; shared, so never mutated: callers copy it)."""
+  return attr_value(list=dict(shape=[tf.TensorShape(dims).as_proto()]))
+
+
+def _register_loop_function(graph, func):
+  """Registers a loop's cond or body `func` (a FuncGraph, or a `LessCond`
+  for `graph`, the graph of the While op); its name."""
+  if isinstance(func, LessCond):
+    return func.register(graph)
+  return fill_graph_function(func)
+
+
+def _loop_function_graphs(cond, body):
+  """Of a loop's cond and body, those that are FuncGraphs (with ops)."""
+  return (body,) if isinstance(cond, LessCond) else (cond, body)
+
+
 def build_while(loop_vars, cond, body, parallel_iterations, name,
                 registered=False, like=None):
   """A While (StatelessWhile when no op of cond or body is stateful) over
-  `loop_vars` running FuncGraphs `cond` and `body`; its outputs.
+  `loop_vars` running FuncGraphs `cond` (or a `LessCond`) and `body`; its
+  outputs.
   `registered`: the functions are in the graph's library already (another
   While op of an enclosing graph runs them), so they are not added again.
   `like`: a While op already running these functions over loop variables
@@ -1324,10 +1410,13 @@ def build_while(loop_vars, cond, body, parallel_iterations, name,
   if like is not None:
     op_type = like.type
   else:
-    stateful = any(o._is_stateful for g in (cond, body)  # pylint: disable=protected-access
+    stateful = any(o._is_stateful  # pylint: disable=protected-access
+                   for g in _loop_function_graphs(cond, body)
                    for o in g.get_operations())
     op_type = "While" if stateful else "StatelessWhile"
-  name_of = (lambda g: g.name) if registered else fill_graph_function
+  graph = default_graph()
+  name_of = ((lambda g: g.name) if registered
+             else functools.partial(_register_loop_function, graph))
   attrs = {
       "T": attr_value(list=dict(type=[t.dtype.as_datatype_enum
                                       for t in loop_vars])),
@@ -1337,7 +1426,7 @@ def build_while(loop_vars, cond, body, parallel_iterations, name,
           shape=[t.shape.as_proto() for t in body.outputs])),
       "parallel_iterations": attr_value(i=parallel_iterations)}
   loop_vars = list(loop_vars)
-  op = create_op(default_graph(), op_type, loop_vars, attrs, op_def(op_type),
+  op = create_op(graph, op_type, loop_vars, attrs, op_def(op_type),
                  name, [loop_vars])
   outputs = op.outputs
   for src, dst in zip(body.outputs, outputs):
@@ -1348,7 +1437,7 @@ def build_while(loop_vars, cond, body, parallel_iterations, name,
     read_only = like.get_attr(_acd.READ_ONLY_RESOURCE_INPUTS_ATTR)
   else:
     read_only = set(range(len(op.inputs)))
-    for g in (cond, body):
+    for g in _loop_function_graphs(cond, body):
       read_only &= set(_acd.get_read_only_resource_input_indices_graph(g))
   tf_ops.set_int_list_attr(op, _acd.READ_ONLY_RESOURCE_INPUTS_ATTR,
                            sorted(read_only))

@@ -266,8 +266,9 @@ def _add_accumulators(op, cond, body, pending):
     with body.as_default():
       pushed.append(raw.TensorListPushBack(
           input_handle=functional.lean_capture(body, empty), tensor=tensor))
-    with cond.as_default():
-      functional.lean_capture(cond, empty)
+    if tf_compat.is_function_graph(cond):  # (a LessCond takes them later)
+      with cond.as_default():
+        functional.lean_capture(cond, empty)
   body.outputs.extend(pushed)
   tf_compat.add_while_accumulators(op, cond, body,
                                    [e for _, e in pending], pushed)
