@@ -296,6 +296,56 @@ def test_known_seed_through_reductions_is_bit_identical(reduce, dtype):
   assert ours[0].tobytes() == theirs[0].tobytes()
 
 
+def _with_unknown_shape(t):
+  return tf.compat.v1.placeholder_with_default(t, shape=[None] * t.shape.rank)
+
+
+# Reshape and ExpandDims rules, and the cross-entropy rules' loss gradient,
+# keep a known gradient known (reshaped in numpy) or make it one constant of
+# the expanded shape: no Reshape or ExpandDims op is built for it (one is
+# when the input's shape is not static).
+_KNOWN_RESHAPES = {
+    "reshape_y": lambda h: tf.reshape(h, [21]),
+    "expand_dims_y": lambda h: tf.expand_dims(h, 1),
+    "mean_of_reshape": lambda h: tf.reduce_mean(tf.reshape(h, [3, 7])),
+    "reshape_of_unknown_shape": lambda h: tf.reshape(_with_unknown_shape(h),
+                                                     [21]),
+    "xent": lambda h: tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(
+        labels=tf.nn.softmax(tf.ones_like(h)), logits=h)),
+    "sparse_xent": lambda h: tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.constant([0, 2, 1, 1, 0, 2, 1]), logits=h)),
+    "xent_both_outputs": lambda h: tf.reduce_sum(
+        tf.raw_ops.SoftmaxCrossEntropyWithLogits(
+            features=h, labels=tf.nn.softmax(h * 0.5))[0]),
+}
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+@pytest.mark.parametrize("case", sorted(_KNOWN_RESHAPES))
+def test_known_seed_through_reshapes_is_bit_identical(case, dtype):
+  def build():
+    x = _c(np.linspace(-1.0, 2.0, 21).reshape(7, 3), dtype)
+    return [_KNOWN_RESHAPES[case](x * x)], [x]
+  ours, _, ours_v, theirs_v = both(build)
+  assert ours_v[0].tobytes() == theirs_v[0].tobytes()
+  reshaped_constants = [
+      op.name for op in _ops_between(ours[0])
+      if op.type in ("Reshape", "ExpandDims")
+      and op.inputs[0].op.type == "Const"]
+  assert len(reshaped_constants) == (case == "reshape_of_unknown_shape")
+
+
+def _ops_between(t):
+  """The ops of the gradient graph behind `t` (up to the forward graph)."""
+  seen, stack = set(), [t.op]
+  while stack:
+    op = stack.pop()
+    if op not in seen and op.name.startswith("gradients"):
+      seen.add(op)
+      stack.extend(i.op for i in op.inputs)
+  return seen
+
 def _dead_ops(added, grads):
   reached, stack = set(), [g.op for g in grads if g is not None]
   while stack:

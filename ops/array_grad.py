@@ -12,6 +12,7 @@ import tensorflow as tf
 from tfgrad import emit
 from tfgrad.emit import raw
 from tfgrad.registry import RegisterGradient
+from tfgrad.registry import takes_known_gradients
 
 from tfgrad.ops import _helpers
 from tfgrad.ops.registrars import def_linear, def_not_differentiable
@@ -218,16 +219,36 @@ def _prevent_gradient_grad(op, grad):
 # ----- Reshaping -----
 
 
+def _known_reshaped(grad, x):
+  """A gradient known at construction time reshaped to `x`'s static shape
+  (the same values, in numpy), else the gradient as a constant."""
+  shape = _helpers.static_shape(x)
+  if shape is not None and int(np.prod(shape, dtype=np.int64)) \
+      == grad.value.size:
+    return emit.Known(grad.value.reshape(shape), grad.dtype)
+  return emit.materialize(grad)
+
+
+def _reshape_or_known(grad, x):
+  if isinstance(grad, emit.Known):
+    grad = _known_reshaped(grad, x)
+    if isinstance(grad, emit.Known):
+      return grad
+  return _reshape_like(grad, x)
+
+
 @RegisterGradient("Reshape")
+@takes_known_gradients
 def _reshape_grad(op, grad):
   """dx = reshape(grad, shape(x))."""
-  return _reshape_like(grad, op.inputs[0]), None
+  return _reshape_or_known(grad, op.inputs[0]), None
 
 
 @RegisterGradient("ExpandDims")
+@takes_known_gradients
 def _expand_dims_grad(op, grad):
   """dx = reshape(grad, shape(x))."""
-  return _reshape_like(grad, op.inputs[0]), None
+  return _reshape_or_known(grad, op.inputs[0]), None
 
 
 @RegisterGradient("Squeeze")

@@ -11,6 +11,7 @@ import tensorflow as tf
 from tfgrad import emit
 from tfgrad.emit import raw
 from tfgrad.registry import RegisterGradient
+from tfgrad.registry import takes_known_gradients
 from tfgrad.registry import takes_none_for_unreached_outputs
 
 from tfgrad.ops import _helpers
@@ -182,18 +183,24 @@ def _xent_logits_grad(op, grad_loss, grad_backprop):
 
 
 def _expanded_loss_grad(op, grad_loss):
-  """g_loss with a trailing axis; zeros when only `backprop` was reached."""
+  """g_loss with a trailing axis; zeros when only `backprop` was reached.
+  A g_loss known at construction time becomes one constant of the
+  expanded shape (the same values)."""
   if grad_loss is None:
     grad_loss = raw.ZerosLike(x=op.outputs[0])
+  elif isinstance(grad_loss, emit.Known):
+    return emit.const(grad_loss.value[..., np.newaxis], grad_loss.dtype)
   return raw.ExpandDims(input=grad_loss, axis=-1)
 
 
 @RegisterGradient("SoftmaxCrossEntropyWithLogits")
 @takes_none_for_unreached_outputs
+@takes_known_gradients
 def _softmax_xent_grad(op, grad_loss, grad_backprop):
   """logits: see _xent_logits_grad; labels: -g_loss * log_softmax - g_backprop
   (backprop = softmax - labels), when labels lead to an x."""
   grad_loss = _expanded_loss_grad(op, grad_loss)
+  grad_backprop = emit.materialize(grad_backprop)
   d_logits = (_xent_logits_grad(op, grad_loss, grad_backprop)
               if _helpers.needs_grad(op, 0) else None)
   if not _helpers.needs_grad(op, 1):
@@ -207,9 +214,11 @@ def _softmax_xent_grad(op, grad_loss, grad_backprop):
 
 @RegisterGradient("SparseSoftmaxCrossEntropyWithLogits")
 @takes_none_for_unreached_outputs
+@takes_known_gradients
 def _sparse_softmax_xent_grad(op, grad_loss, grad_backprop):
   """As the dense rule for logits; integer labels get none."""
   grad_loss = _expanded_loss_grad(op, grad_loss)
+  grad_backprop = emit.materialize(grad_backprop)
   return [_xent_logits_grad(op, grad_loss, grad_backprop), None]
 
 
