@@ -394,6 +394,96 @@ def test_none_pattern_and_unconnected_zero_match_stock():
       assert [g is None for g in ours] == [g is None for g in theirs]
 
 
+@pytest.mark.parametrize("mode", ["memory", "speed", "budget"])
+def test_a_data_x_is_checkpointed_like_data(mode):
+  """Asking for the input batch's gradient as well as the weights' (an
+  x that is not a variable) leaves the activations it feeds to be kept or
+  recomputed as without it: the same kept set, values equal to stock's."""
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, ws = _mlp()
+    data = graph.get_tensor_by_name("data:0")
+    checkpoints = _mode(mode, ys, ws)
+    weights_only = tfgrad.explain_checkpoints(ys, ws, checkpoints=checkpoints)
+    with_data = tfgrad.explain_checkpoints(ys, [data] + ws,
+                                           checkpoints=checkpoints)
+    assert with_data["kept"] == weights_only["kept"]
+    assert with_data["segments"] == weights_only["segments"]
+    ours = tfgrad.gradients(ys, [data] + ws, checkpoints=checkpoints)
+    theirs = tf.gradients(ys, [data] + ws)
+    mine, stock = differential.values_in_session(ours, theirs)
+  differential.assert_same(ours, theirs, mine, stock, rtol=1e-5)
+  if mode == "memory":
+    assert with_data["segments"], "nothing is recomputed"
+
+
+def _ragged_mlp(depth=6, width=8):
+  """Ragged rows of data scaled by a ragged x of the same row lengths,
+  through a tanh MLP: the loss is ragged per row (a composite y), the xs
+  are the ragged scale (a composite x) and the weights."""
+  rng = np.random.RandomState(4)
+  splits = [0, 2, 5]
+  rows = tf.RaggedTensor.from_row_splits(
+      tf.constant(rng.randn(5, width).astype(np.float32), name="data"),
+      splits)
+  scale = tf.RaggedTensor.from_row_splits(
+      tf.constant(rng.rand(5, width).astype(np.float32) + 0.5), splits)
+  h, ws = rows * scale, []
+  for _ in range(depth):
+    w = differential.variable(rng.randn(width, width) / np.sqrt(width))
+    ws.append(w)
+    h = tf.ragged.map_flat_values(lambda v, w=w: tf.nn.tanh(tf.matmul(v, w)),
+                                  h)
+  return [h * h], [scale] + ws
+
+
+@pytest.mark.parametrize("mode", ["memory", "speed", "list"])
+def test_composite_ys_and_xs_are_checkpointed_as_their_components(mode):
+  """Ragged ys and xs: the gradient has stock's types and values, and the
+  recomputation happens (the components go through the segment pass)."""
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = _ragged_mlp()
+    checkpoints = mode if mode != "list" else [
+        t for t in _tensors(graph) if t.op.type == "Tanh"][1:2]
+    ours = tfgrad.gradients(ys, xs, checkpoints=checkpoints)
+    theirs = tf.gradients(ys, xs)
+    assert [type(g) for g in ours] == [type(g) for g in theirs]
+    assert isinstance(ours[0], tf.RaggedTensor)
+    copies = [op for op in graph.get_operations()
+              if op.name.endswith("_remat")]
+    explained = tfgrad.explain_checkpoints(ys, xs, checkpoints=checkpoints)
+    with tf.compat.v1.Session() as sess:
+      sess.run(tf.compat.v1.global_variables_initializer())
+      mine, stock = sess.run((ours, theirs))
+  np.testing.assert_allclose(mine[0].flat_values, stock[0].flat_values,
+                             rtol=1e-5)
+  np.testing.assert_array_equal(mine[0].row_splits, stock[0].row_splits)
+  for g, h in zip(mine[1:], stock[1:]):
+    np.testing.assert_allclose(g, h, rtol=1e-5, atol=1e-7)
+  if mode != "speed":
+    assert copies, "nothing was recomputed"
+    assert explained["segments"]
+
+
+def test_installed_default_covers_composite_ys_and_xs():
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = _ragged_mlp()
+    with tfgrad.installed(checkpoints="memory"):
+      ours = tfgrad.gradients(ys, xs)
+    assert [op for op in graph.get_operations()
+            if op.name.endswith("_remat")]
+    theirs = tf.gradients(ys, xs)
+    with tf.compat.v1.Session() as sess:
+      sess.run(tf.compat.v1.global_variables_initializer())
+      mine, stock = sess.run((ours, theirs))
+  np.testing.assert_allclose(mine[0].flat_values, stock[0].flat_values,
+                             rtol=1e-5)
+  for g, h in zip(mine[1:], stock[1:]):
+    np.testing.assert_allclose(g, h, rtol=1e-5, atol=1e-7)
+
+
 def test_bad_checkpoints_value():
   with tf.Graph().as_default():
     loss, w = _chain()

@@ -90,21 +90,12 @@ def thread_default(checkpoints):
 def installed_default(ys, xs):
   """What a call that leaves `checkpoints` None gets: the innermost
   `installed(checkpoints=...)` block of this thread that gave one, else the
-  last `install(checkpoints=...)`, else None. None too for composite ys or
-  xs, which the rematerializing pass does not cover (a default, unlike an
-  explicit value, falls back to the plain pass there)."""
+  last `install(checkpoints=...)`, else None."""
   stack = getattr(_thread_default, "stack", None)
   value = next((v for v in reversed(stack) if v is not None), None) \
       if stack else None
   if value is None:
     value = _Installed.value
-  if value is None:
-    return None
-  ys = tf_compat.variables_to_tensors(_as_list(ys))
-  xs = [x.handle if tf_compat.is_resource_variable(x) else x
-        for x in _as_list(xs)]
-  if tf_compat.any_composite(xs) or tf_compat.any_composite(ys):
-    return None
   return value
 
 
@@ -174,9 +165,6 @@ def prepare(ys, xs, grad_ys, stop_gradients, strict, checkpoints):
   ys = tf_compat.variables_to_tensors(_as_list(ys))
   xs = [x.handle if tf_compat.is_resource_variable(x) else x
         for x in _as_list(xs)]
-  if tf_compat.any_composite(xs) or tf_compat.any_composite(ys):
-    raise NotImplementedError("checkpoints: composite ys or xs are not "
-                              "supported")
   grad_ys = [None] * len(ys) if grad_ys is None else _as_list(grad_ys)
   stops = [] if stop_gradients is None else _as_list(stop_gradients)
   ys, xs, grad_ys = api._validated(ys, xs, grad_ys, stops)  # pylint: disable=protected-access
@@ -206,6 +194,19 @@ def gradients(ys, xs, grad_ys, name, colocate, gate, aggregation,
                      f"'{unconnected}'") from None
   aggregation = aggregate.check_method(aggregation)
   strict = api._strict_default() if strict is None else bool(strict)  # pylint: disable=protected-access
+  ys = tf_compat.variables_to_tensors(_as_list(ys))
+  xs = [x.handle if tf_compat.is_resource_variable(x) else x
+        for x in _as_list(xs)]
+  if tf_compat.any_composite(xs) or tf_compat.any_composite(ys):
+    # as the plain pass: composites' component tensors are differentiated
+    # and the gradients packed back into the xs' types
+    flat_grads = gradients(
+        tf_compat.flatten_composites(ys), tf_compat.flatten_composites(xs),
+        None if grad_ys is None else tf_compat.flatten_composites(
+            _as_list(grad_ys)),
+        name, colocate, gate, aggregation, stop_gradients, unconnected,
+        strict, checkpoints)
+    return tf_compat.unflatten_composites(xs, flat_grads)
   prepared = prepare(ys, xs, grad_ys, stop_gradients, strict, checkpoints)
   if prepared is None:  # the plain pass (never an installed default)
     return api.gradients_helper(ys, xs, grad_ys, name, colocate, gate,
@@ -410,7 +411,14 @@ def explain_checkpoints(ys, xs, checkpoints="memory", stop_gradients=None):
   """Which tensors `checkpoints` keeps, which ops each kept tensor's
   segment recomputes, which loops are checkpointed (and why the others
   are kept whole), and the estimated peak before and after. Builds
-  nothing."""
+  nothing. Composite ys and xs (ragged, sparse) are taken as their
+  component tensors, as `gradients` takes them."""
+  ys = tf_compat.variables_to_tensors(_as_list(ys))
+  xs = [x.handle if tf_compat.is_resource_variable(x) else x
+        for x in _as_list(xs)]
+  if tf_compat.any_composite(xs) or tf_compat.any_composite(ys):
+    ys = tf_compat.flatten_composites(ys)
+    xs = tf_compat.flatten_composites(xs)
   prepared = prepare(ys, xs, None, stop_gradients, False, checkpoints)
   if prepared is None:
     raise NotImplementedError("checkpoints do not apply to this graph (ops "

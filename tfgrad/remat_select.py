@@ -177,6 +177,23 @@ class Forward:
     return f
 
 
+# Op types whose outputs are variables or reads of one: an x made by one
+# is a parameter; any other x (a placeholder of inputs, a computed tensor)
+# is data, whose downstream activations are recomputed like any others.
+_VARIABLE_TYPES = frozenset(["VarHandleOp", "_VarHandlesOp", "ReadVariableOp",
+                             "VariableV2", "Variable"])
+
+
+def is_parameter(x):
+  """Whether x is a parameter (a variable, its handle or a read of it):
+  what only parameters compute (`w * 2`, a transposed weight) lives
+  through the whole step anyway and is never a checkpoint; what a data
+  x feeds (an input batch whose gradient is asked for too) is, as what
+  non-x data feeds."""
+  return (x.dtype == tf.resource or x.dtype._is_ref_dtype  # pylint: disable=protected-access
+          or x.op.type in _VARIABLE_TYPES)
+
+
 def analyse(ys, xs, members, inputs):
   """`members`: the ops between xs and ys; `inputs(op)` its graph inputs."""
   x_ids = {id(x) for x in xs}
@@ -184,7 +201,8 @@ def analyse(ys, xs, members, inputs):
   post = graph_walk.post_order(
       [y.op for y in ys if y.op in members],
       lambda op: [t.op for t in reversed(inputs(op)) if t.op in members])
-  kind, param_ids = {}, set(x_ids)
+  kind = {}
+  param_ids = {id(x) for x in xs if is_parameter(x)}
   for op in post:
     if op in x_ops:
       kind[op] = "x"
