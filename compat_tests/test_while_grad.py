@@ -569,7 +569,7 @@ def test_graph_is_freed_after_loop_gradient():
       built = while_builder._loop_graphs  # pylint: disable=protected-access
       loops = [o for o in graph.get_operations() if o in built]
       assert loops and all(
-          while_builder.loop_graphs(o)[1] is built[o][1]() is not None
+          while_builder.loop_graphs(o)[1] is built[o][0]() is not None
           for o in loops)
       tfgrad.gradients(g, x)
     return weakref.ref(graph)

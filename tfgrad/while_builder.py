@@ -45,21 +45,23 @@ from tfgrad.emit import raw
 _SHAPE_OPS = frozenset(["Shape", "Size", "Rank", "TensorListElementShape",
                         "TensorListLength"])
 
-# FuncGraphs of the gradient loops built here, by While op: a gradient of a
-# gradient loop needs them (TF's rebuilt-from-definition graph is slower).
-# Held by weak reference: they capture tensors of the op's graph, which
-# holds the op, so a strong reference would keep the key alive for good;
-# the functions the op's graph holds keep them alive as long as it lives.
-_loop_graphs = weakref.WeakKeyDictionary()  # op -> (ref, ref, anchor index)
+# Body FuncGraphs of the gradient loops built here, by While op: a gradient
+# of a gradient loop needs them (TF's rebuilt-from-definition graph is
+# slower). Held by weak reference: they capture tensors of the op's graph,
+# which holds the op, so a strong reference would keep the key alive for
+# good; the functions the op's graph holds keep them alive as long as it
+# lives. (Their conds are written as FunctionDefs, `tf_compat.LessCond`,
+# with no FuncGraph: a second order converts the definition, one Less.)
+_loop_graphs = weakref.WeakKeyDictionary()  # op -> (body ref, anchor index)
 
 
 def loop_graphs(op):
   """(cond, body) FuncGraphs of While `op`."""
   graphs = _loop_graphs.get(op)
   if graphs is not None:
-    cond, body = graphs[0](), graphs[1]()
-    if cond is not None and body is not None:
-      return cond, body
+    body = graphs[0]()
+    if body is not None:
+      return tf_compat.while_cond_graph(op), body
   return tf_compat.while_cond_graph(op), tf_compat.while_body_graph(op)
 
 
@@ -67,7 +69,7 @@ def anchor_index(op):
   """For a gradient loop built here: the index of its anchor input (see
   `_build`), else None."""
   graphs = _loop_graphs.get(op)
-  return None if graphs is None else graphs[2]
+  return None if graphs is None else graphs[1]
 
 
 def original_output_count(op):
@@ -325,17 +327,13 @@ def _build(op, graphs, grads, differentiate, reread_variables):
     grad_body.outputs.append(grad_body.capture_outputs[id(internal)])
   loop_vars = args + captured
 
-  def cond_fn(counter, unused_max_iters, n_iters, *unused):
-    return [raw.Less(x=counter, y=n_iters)]
-
+  # counter < n_iters (loop_vars[0] and [2]), with no graph traced
   cond_name = tf_compat.grad_fn_name(op.get_attr("cond").name)
-  grad_cond = trace(tf_compat.WhileCondFuncGraph(cond_name), cond_fn,
-                     loop_vars)
+  grad_cond = tf_compat.LessCond(cond_name, loop_vars, 0, 2)
   grad_op, outputs = tf_compat.build_while(
       loop_vars, grad_cond, grad_body, op.get_attr("parallel_iterations"),
       f"{op.name}_grad")
-  _loop_graphs[grad_op] = (weakref.ref(grad_cond), weakref.ref(grad_body),
-                          anchor_at)
+  _loop_graphs[grad_op] = (weakref.ref(grad_body), anchor_at)
   results = [None] * len(op.inputs)
   for k, i in enumerate(carried):
     results[i] = outputs[3 + k]
