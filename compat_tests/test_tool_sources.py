@@ -301,6 +301,30 @@ def test_fit_exponent_recovers_a_power_law():
   assert bench.fit_exponent([10], [1.0]) is None
 
 
+def test_checkpoints_reports_what_is_kept_and_gradients_match(tmp_path):
+  status, result = compare_json(tmp_path, ["--model=mlp", "--depth=12",
+                                           "--checkpoints=memory"])
+  assert status == 0, result["verdict"]
+  found = result["checkpoints"]
+  assert found["applies"] and found["kept"]
+  assert found["segments"] and all(ops for _, ops in found["segments"])
+  assert found["estimated_peak_plain"] > 0
+  assert found["text"].startswith(f"kept {len(found['kept'])} tensors")
+  markdown = (tmp_path / "out.md")
+  run_tool(compare, ["--model=mlp", "--depth=12", "--checkpoints=speed",
+                     f"--markdown={markdown}"])
+  assert "Checkpoints:" in markdown.read_text()
+
+
+def test_checkpoints_budget_flag_takes_byte_suffixes():
+  assert compare.checkpoints_value("200MiB").bytes == 200 * 2 ** 20
+  assert compare.checkpoints_value("1.5G").bytes == 1_500_000_000
+  assert compare.checkpoints_value("64kB").bytes == 64_000
+  assert compare.checkpoints_value("4096").bytes == 4096
+  assert compare.checkpoints_value("memory") == "memory"
+  assert compare.checkpoints_value(None) is None
+
+
 # ----- Bad input: exit 2, one line, the names that exist -----
 
 
@@ -310,6 +334,13 @@ def _error(capsys, module, argv):
   assert status == 2
   assert len(err) == 1, err
   return err[0]
+
+
+def test_bad_checkpoints_values(capsys):
+  line = _error(capsys, compare, ["--model=mlp", "--checkpoints=fast"])
+  assert "--checkpoints=fast" in line and "memory, speed" in line
+  line = _error(capsys, compare, ["--model=mlp", "--checkpoints=10"])
+  assert "smallest feasible" in line
 
 
 def test_missing_files(capsys, tmp_path):

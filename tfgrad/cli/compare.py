@@ -8,12 +8,16 @@ same graph, and compares the results x by x.
     tfgrad-compare --graphdef=g.pb --ys=loss:0 --xs=x:0 --explain
     tfgrad-compare --keras=model.keras --json=out.json
     tfgrad-compare --fn=my.module:build --tensorboard=/tmp/tb
+    tfgrad-compare --keras=model.keras --checkpoints=memory
+    tfgrad-compare --model=mlp --depth=64 --checkpoints=20MiB
 
 (`python -m tfgrad.compare` and, in a checkout, `python tools/compare.py`
 are the same tool.) Prints one row per x (max abs / rel difference, None
 pattern, dense vs IndexedSlices for each engine), then ops added and
 construction time for each engine; `--explain` says why each None
-gradient is None. Exit status: 0 when every gradient matches in structure
+gradient is None; `--checkpoints` differentiates with tfgrad's
+memory-saving gradients and says which tensors are kept, which ops are
+recomputed, which loops are checkpointed, and the estimated peaks. Exit status: 0 when every gradient matches in structure
 and within tolerance, 1 on a mismatch, 2 on a mistake in the command line
 or the model files, or when --strict finds an op type without a native
 rule.
@@ -84,6 +88,12 @@ def define_flags(fv):
                       "graphs (scopes tfgrad_gradients, stock_gradients; "
                       "dead ops carry the attribute _dead) for TensorBoard.",
                       flag_values=fv)
+  flags.DEFINE_string("checkpoints", None,
+                      "tfgrad's gradient with checkpoints: memory, speed, "
+                      "or a memory budget in bytes (suffixes K, M, G, KiB, "
+                      "MiB, GiB: 200MiB). Reports what is kept and "
+                      "recomputed, and the estimated peak before and "
+                      "after.", flag_values=fv)
   flags.DEFINE_bool("progress", True,
                     "Progress bar on stderr (only when it is a terminal).",
                     flag_values=fv)
@@ -112,12 +122,37 @@ def _builder(opts):
       opts.model, seed=opts.seed, dtype=opts.dtype, **sizes))
 
 
+_BYTE_SUFFIXES = {"": 1, "k": 10 ** 3, "m": 10 ** 6, "g": 10 ** 9,
+                  "kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30}
+
+
+def checkpoints_value(text):
+  """The `checkpoints` argument a --checkpoints flag value names: None,
+  "memory", "speed" or a `tfgrad.MemoryBudget` (UserError otherwise)."""
+  if text is None or text in ("memory", "speed"):
+    return text
+  number = text.rstrip("kKmMgGiIbB ")
+  suffix = text[len(number):].strip().lower()
+  if suffix.endswith("b") and not suffix.endswith("ib"):
+    suffix = suffix[:-1]
+  try:
+    size = float(number) * _BYTE_SUFFIXES[suffix]
+  except (KeyError, ValueError):
+    size = None
+  if size is None or size <= 0:
+    raise UserError(f"--checkpoints={text}: give memory, speed, or a "
+                    "memory budget in bytes such as 200MiB")
+  return tfgrad.MemoryBudget(int(size))
+
+
 def _engines(opts):
   kwargs = dict(aggregation_method=_AGGREGATION[opts.aggregation_method],
                 unconnected_gradients=opts.unconnected_gradients)
+  checkpoints = checkpoints_value(opts.checkpoints)
   return {
       "tfgrad": lambda ys, xs: tfgrad.gradients(
-          ys, xs, strict=opts.strict, name=_SCOPES["tfgrad"], **kwargs),
+          ys, xs, strict=opts.strict, name=_SCOPES["tfgrad"],
+          checkpoints=checkpoints, **kwargs),
       "stock": lambda ys, xs: tf.gradients(
           ys, xs, name=_SCOPES["stock"], **kwargs),
   }
@@ -303,6 +338,9 @@ def markdown(result):
        ["construction ms", f"{e['stock']['ms']:.1f}",
         f"{e['tfgrad']['ms']:.1f}",
         _fmt_ratio(e["tfgrad"]["ms"], e["stock"]["ms"])]]))
+  if result.get("checkpoints"):
+    out.append("Checkpoints:\n")
+    out.append("```\n" + result["checkpoints"]["text"] + "\n```\n")
   if result.get("explanations"):
     out.append("Why gradients are None:\n")
     out.extend(f"- `{x['x']}`: {x['text']}" for x in result["explanations"])
@@ -363,6 +401,22 @@ def _explanations(built, grads, values):
           for i, e in zip(pick, found)]
 
 
+def _checkpointing(opts, ys, xs):
+  """`explain_checkpoints` of the --checkpoints value as a dict (None
+  without the flag). Raises the ValueError of a budget below the smallest
+  feasible schedule as a UserError."""
+  if opts.checkpoints is None:
+    return None
+  try:
+    found = tfgrad.explain_checkpoints(
+        ys, xs, checkpoints=checkpoints_value(opts.checkpoints))
+  except NotImplementedError as e:
+    return {"applies": False, "text": f"the plain gradient: {e}"}
+  except ValueError as e:
+    raise UserError(f"--checkpoints={opts.checkpoints}: {e}") from None
+  return {"applies": True, "text": str(found), **found}
+
+
 def run(opts):
   """Runs the comparison for parsed flags `opts`; returns the exit status
   (a user's mistake: one line on stderr, status 2)."""
@@ -398,6 +452,7 @@ def _run(opts):
           f"{len(xs)} xs, aggregation: {opts.aggregation_method or 'default'}"
           f", strict: {opts.strict}")
     missing = _report_coverage(graph, ys, xs)
+    checkpointing = _checkpointing(opts, ys, xs)
     try:
       ours, ours_ops, ours_s = _timed_gradients(engines["tfgrad"], graph, ys,
                                                 xs)
@@ -453,6 +508,8 @@ def _run(opts):
   else:
     verdict = f"all {len(rows)} gradients match"
   print(f"verdict:            {verdict}")
+  if checkpointing is not None:
+    print(f"\ncheckpoints={opts.checkpoints}: {checkpointing['text']}")
   if explanations:
     print("\nwhy gradients are None (or zero):")
     for e in explanations:
@@ -468,6 +525,7 @@ def _run(opts):
           "stock": {"ops": len(stock_ops), "dead_ops": len(dead["stock"]),
                     "ms": stock_s * 1e3}},
       "explanations": explanations,
+      "checkpoints": checkpointing,
   }
   if opts.json:
     common.write_json(opts.json, result)
