@@ -484,6 +484,32 @@ def test_installed_default_covers_composite_ys_and_xs():
     np.testing.assert_allclose(g, h, rtol=1e-5, atol=1e-7)
 
 
+def test_v1_control_flow_gets_the_plain_gradient_and_says_so(caplog):
+  """A v1 while loop between xs and ys: the gradient is the plain pass's
+  (values as stock's), with a warning naming why; explain_checkpoints
+  raises NotImplementedError with the same reason."""
+  tf.compat.v1.disable_control_flow_v2()
+  try:
+    graph = tf.Graph()
+    with graph.as_default():
+      ys, xs = _mlp(depth=2)
+      w = xs[0]
+      loss = tf.compat.v1.while_loop(
+          lambda i, h: i < 3, lambda i, h: (i + 1, tf.tanh(h) * 0.5),
+          [0, ys[0]])[1] + tf.reduce_sum(w)
+      with caplog.at_level("WARNING"):
+        ours = tfgrad.gradients(loss, xs, checkpoints="memory")
+      assert "v1 control flow" in caplog.text
+      assert "checkpoints='memory' does not apply" in caplog.text
+      with pytest.raises(NotImplementedError, match="v1 control flow"):
+        tfgrad.explain_checkpoints(loss, xs, checkpoints="memory")
+      theirs = tf.gradients(loss, xs)
+      mine, stock = differential.values_in_session(ours, theirs)
+    differential.assert_same(ours, theirs, mine, stock, rtol=1e-5)
+  finally:
+    tf.compat.v1.enable_control_flow_v2()
+
+
 def test_bad_checkpoints_value():
   with tf.Graph().as_default():
     loss, w = _chain()

@@ -29,6 +29,7 @@ recompute the same values.
 import contextlib
 import threading
 
+from absl import logging
 import tensorflow as tf
 
 from tfgrad import aggregate
@@ -152,10 +153,15 @@ class _Call:
         strict=self.strict, **hooks)
 
 
+class NotApplicable(NotImplementedError):
+  """The call falls outside what checkpointing covers (see README); the
+  message says why."""
+
+
 def prepare(ys, xs, grad_ys, stop_gradients, strict, checkpoints):
   """Argument checks and the forward analysis: (ys, xs, grad_ys, stops,
-  fwd, plan), or None when the call falls outside what checkpointing
-  covers (see README)."""
+  fwd, plan). Raises `NotApplicable` when the call falls outside what
+  checkpointing covers."""
   from tfgrad import api  # pylint: disable=g-import-not-at-top
   from tfgrad import backprop  # pylint: disable=g-import-not-at-top
   remat_select.check_choice(checkpoints)
@@ -174,9 +180,14 @@ def prepare(ys, xs, grad_ys, stop_gradients, strict, checkpoints):
   sub = graph_walk.between(
       [y.op for y in ys], [x.op for x in xs], [t.op for t in stops],
       resolver, blocks=lambda op: backprop.blocks_gradient(op, graph, strict))
-  if any(op.graph is not graph for op in sub.members) or \
-      tf_compat.has_v1_control_flow(sub.ops):
-    return None
+  elsewhere = next((op for op in sub.members if op.graph is not graph), None)
+  if elsewhere is not None:
+    raise NotApplicable(
+        f"op {elsewhere.name} ({elsewhere.type}) between the xs and the ys "
+        "is in another graph than the call's")
+  if tf_compat.has_v1_control_flow(sub.ops):
+    raise NotApplicable("v1 control flow (Enter/Exit/Switch/Merge frames) "
+                        "lies between the xs and the ys")
   inputs = lambda op: list(op.inputs)  # noqa: E731
   fwd = remat_select.analyse(ys, xs, sub.members, inputs)
   plan = remat_select.choose(fwd, checkpoints, inputs)
@@ -207,8 +218,11 @@ def gradients(ys, xs, grad_ys, name, colocate, gate, aggregation,
         name, colocate, gate, aggregation, stop_gradients, unconnected,
         strict, checkpoints)
     return tf_compat.unflatten_composites(xs, flat_grads)
-  prepared = prepare(ys, xs, grad_ys, stop_gradients, strict, checkpoints)
-  if prepared is None:  # the plain pass (never an installed default)
+  try:
+    prepared = prepare(ys, xs, grad_ys, stop_gradients, strict, checkpoints)
+  except NotApplicable as e:  # the plain pass, said
+    logging.warning("tfgrad.gradients: checkpoints=%r does not apply here, "
+                    "the plain gradient is built: %s", checkpoints, e)
     return api.gradients_helper(ys, xs, grad_ys, name, colocate, gate,
                                 aggregation, stop_gradients, unconnected,
                                 strict=strict)
@@ -419,10 +433,10 @@ def explain_checkpoints(ys, xs, checkpoints="memory", stop_gradients=None):
   if tf_compat.any_composite(xs) or tf_compat.any_composite(ys):
     ys = tf_compat.flatten_composites(ys)
     xs = tf_compat.flatten_composites(xs)
-  prepared = prepare(ys, xs, None, stop_gradients, False, checkpoints)
-  if prepared is None:
-    raise NotImplementedError("checkpoints do not apply to this graph (ops "
-                              "in several graphs, or v1 control flow)")
+  try:
+    prepared = prepare(ys, xs, None, stop_gradients, False, checkpoints)
+  except NotApplicable as e:
+    raise NotImplementedError(f"checkpoints do not apply here: {e}") from None
   _, _, _, stops, fwd, plan = prepared
   if plan.kept is None:
     return Explanation(kept=["(everything: the plain gradient)"], segments=[],
