@@ -73,7 +73,8 @@ def gradients_v1(ys, xs, grad_ys=None, name="gradients",
   if checkpoints is None:  # `tfgrad.install(checkpoints=...)`'s default
     checkpoints = remat.installed_default(ys, xs)
   if checkpoints is not None:  # rematerializing: tfgrad.remat
-    with tf_compat.mutation_lock(graph), tf_compat.building_lock(graph):
+    with tf_compat.mutation_lock(graph), tf_compat.building_lock(graph), \
+        tf_compat.caller_stack_trace():
       return remat.gradients(ys, xs, grad_ys, name, colocate_gradients_with_ops,
                              gate_gradients, aggregation_method,
                              stop_gradients, unconnected_gradients, strict,
