@@ -22,6 +22,7 @@ and "memory" peaks of MLPs from depth 25 to 400 and fits the exponent of
 depth (log-log least squares), drawn as an SVG plot by --plot.
 """
 
+import gc
 import json
 import math
 import os
@@ -107,6 +108,7 @@ def _build(model, engine, sizes):
   with graph.as_default():
     ys, xs = _model(model, sizes)
     before = len(graph.get_operations())
+    gc.collect()
     start = time.thread_time()
     if engine == "stock":
       grads = tf.gradients(ys, xs)
@@ -140,6 +142,7 @@ def _build_seconds(model, engine, sizes):
   graph = tf.Graph()
   with graph.as_default():
     ys, xs = _model(model, sizes)
+    gc.collect()  # earlier graphs' garbage is not charged to this build
     start = time.thread_time()
     if engine == "plain":
       tfgrad.gradients(ys, xs)
