@@ -71,6 +71,72 @@ def _scaled():
   return [tf.reduce_sum(h)], [h0]
 
 
+def _masked_rnn(steps=7, width=4, batch=2):
+  """The RNN step, then a cond (masking): h * mask where the step's input
+  sums positive, else h."""
+  rng = np.random.RandomState(4)
+  wx = differential.variable(rng.randn(3, width) * 0.5)
+  wh = differential.variable(rng.randn(width, width) * 0.5)
+  seq = tf.constant(rng.randn(max(steps, 12), batch, 3).astype(np.float32))
+  mask = tf.constant((rng.rand(batch, width) > 0.3).astype(np.float32))
+  h0 = tf.constant(rng.randn(batch, width).astype(np.float32), name="h0")
+  n = tf.compat.v1.placeholder_with_default(steps, [])
+
+  def body(t, h):
+    x = tf.gather(seq, t)
+    h = tf.tanh(tf.matmul(x, wx) + tf.matmul(h, wh))
+    return t + 1, tf.cond(tf.reduce_sum(x) > 0, lambda: h * mask,
+                          lambda: h)
+
+  _, h = tf.while_loop(lambda t, h: t < n, body, [tf.constant(0), h0])
+  return [tf.reduce_sum(tf.square(h))], [h0, wx, wh]
+
+
+def _clipped_and_switched():
+  """Conds whose branches compute (clipping by the norm; a branch reading
+  a variable) and a switch_case (Case) on the iteration counter."""
+  rng = np.random.RandomState(5)
+  w = differential.variable(rng.randn(4, 4) * 0.7)
+  scale = differential.variable(rng.randn(4) * 0.5 + 1.0)
+  h0 = tf.constant(rng.randn(2, 4).astype(np.float32) * 2.0, name="h0")
+  n = tf.compat.v1.placeholder_with_default(8, [])
+
+  def body(t, h):
+    h = tf.matmul(h, w)
+    norm = tf.norm(h)
+    h = tf.cond(norm > 1.5, lambda: h * (1.5 / norm),
+                lambda: tf.sin(h) * scale)
+    h = tf.switch_case(t % 3, [lambda: h * h, lambda: tf.tanh(h),
+                               lambda: h + scale])
+    return t + 1, h
+
+  _, h = tf.while_loop(lambda t, h: t < n, body, [tf.constant(0), h0])
+  return [tf.reduce_sum(h)], [h0, w, scale]
+
+
+def _called_step():
+  """The step is a tf.function (a call in the body) holding a cond, and
+  reading captured variables."""
+  rng = np.random.RandomState(6)
+  wx = differential.variable(rng.randn(3, 4) * 0.5)
+  wh = differential.variable(rng.randn(4, 4) * 0.5)
+  seq = tf.constant(rng.randn(12, 2, 3).astype(np.float32))
+  h0 = tf.constant(rng.randn(2, 4).astype(np.float32), name="h0")
+  n = tf.compat.v1.placeholder_with_default(7, [])
+
+  @tf.function
+  def step(x, h):
+    h = tf.tanh(tf.matmul(x, wx) + tf.matmul(h, wh))
+    return tf.cond(tf.reduce_max(h) > 0.5, lambda: h * 0.5,
+                   lambda: tf.square(h))
+
+  def body(t, h):
+    return t + 1, step(tf.gather(seq, t), h)
+
+  _, h = tf.while_loop(lambda t, h: t < n, body, [tf.constant(0), h0])
+  return [tf.reduce_sum(tf.square(h))], [h0, wx, wh]
+
+
 MODELS = {
     "rnn_7": _rnn,                                  # 7 = 3 + 3 + 1
     "rnn_9": lambda: _rnn(9),                       # a multiple of k = 3
@@ -80,6 +146,10 @@ MODELS = {
     "invariants": _invariants,
     "gathered_rows": _gathered_rows,
     "scaled": _scaled,
+    "masked_rnn_7": _masked_rnn,
+    "masked_rnn_0": lambda: _masked_rnn(0),
+    "clipped_and_switched": _clipped_and_switched,
+    "called_step": _called_step,
 }
 
 
@@ -116,7 +186,9 @@ def test_values_match_stock_in_graph(model):
 
 
 @pytest.mark.parametrize("model", ["rnn_7", "rnn_0", "rnn_max_iterations",
-                                   "invariants", "gathered_rows", "scaled"])
+                                   "invariants", "gathered_rows", "scaled",
+                                   "masked_rnn_7", "clipped_and_switched",
+                                   "called_step"])
 def test_values_match_stock_in_function(model):
   def checkpointed(ys, xs):
     assert loop_remat.why_kept_whole(_loops(ys[0].graph)[0]) is None

@@ -359,6 +359,20 @@ def own_function_source(name):
   return None if entry is None else (graph, entry.attrs)
 
 
+def add_own_copy(graph, fdef, input_shapes=None):
+  """Adds to `graph` a function running FunctionDef `fdef` (named as it
+  says) with a FuncGraph of its own, built from the definition: the
+  gradient of a call of it is built from that graph, so the rewrites
+  that gradient makes (new outputs) touch the copy only, never the
+  function `fdef` was copied from. Returns the function's name."""
+  with _default(graph):
+    body = tf_compat.graph_from_definition(fdef, input_shapes)
+  attrs = tf_compat.function_attrs(fdef)
+  function = _made(tf_compat.make_function(body, body.name, attrs), body,
+                   attrs)
+  return tf_compat.add_function(graph, function)
+
+
 def call_gradient(op, grads, body, attrs, needed, strict):
   """The gradient function for call op `op` of the function graph `body`
   (with function attributes `attrs`), for the inputs in `needed`: one per

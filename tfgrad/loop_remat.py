@@ -95,6 +95,48 @@ def _counter_reason(op, body):
   return None
 
 
+def _function_names(attrs):
+  """The functions named by the attribute map `attrs` (a NodeDef's)."""
+  names = []
+  for value in attrs.values():
+    if value.HasField("func"):
+      names.append(value.func.name)
+    elif value.HasField("list"):
+      names.extend(f.name for f in value.list.func)
+  return names
+
+
+def _function_reason(graph, names, seen):
+  """Why the functions `names` (of `graph`'s library), or those they run,
+  keep a loop running them whole (a loop; a stateful op other than a
+  variable read; an op type not registered), or None. `seen`: the names
+  walked already."""
+  for name in names:
+    if name in seen:
+      continue
+    seen.add(name)
+    fdef = tf_compat.function_definition(graph, name)
+    if fdef is None:
+      return f"the graph does not hold function {name}"
+    for node in fdef.node_def:
+      where = f"{node.name} ({node.op}) in {name}"
+      if node.op in LOOP_TYPES:
+        return f"a nested loop, {where}"
+      inner = _function_names(node.attr)
+      if inner:
+        reason = _function_reason(graph, inner, seen)
+        if reason is not None:
+          return reason
+        continue
+      op_def = tf_compat.op_def(node.op)
+      if op_def is None:
+        return f"{where}, an op type with no registered definition"
+      if op_def.is_stateful and node.op not in _REPEATABLE_STATEFUL:
+        return (f"the stateful op {where}: recomputing it could change "
+                "values")
+  return None
+
+
 def has_accumulators(op):
   """Whether an earlier gradient added accumulator outputs to While `op`."""
   return len(op.outputs) > tf_compat.while_original_output_count(op)
@@ -112,10 +154,14 @@ def why_kept_whole(op):
   if reason is not None:
     return reason
   for o in body.get_operations():
+    if o.type in LOOP_TYPES:
+      return f"its body holds a nested loop ({o.name}, {o.type})"
     if _calls_function(o):
-      kind = ("a nested loop" if o.type in LOOP_TYPES
-              else "a function call or cond")
-      return f"its body holds {kind} ({o.name}, {o.type})"
+      reason = _function_reason(body, _function_names(o.node_def.attr),
+                                set())
+      if reason is not None:
+        return f"its body runs functions ({o.name}, {o.type}): {reason}"
+      continue
     if tf_compat.is_stateful(o) and o.type not in _REPEATABLE_STATEFUL:
       return (f"its body holds the stateful op {o.name} ({o.type}): "
               "recomputing it could change values")
@@ -139,11 +185,63 @@ def _topological(body):
       lambda op: list(op.control_inputs) + [t.op for t in op.inputs])
 
 
+class _FunctionCopies:
+  """Copies, under new names, of the functions the ops of a loop body run
+  (branches, called functions) and of those these run in turn, added to
+  `graph` (the copy of the body's graph), each with a FuncGraph of its
+  own (`functional.add_own_copy`). The copied body's ops run them, so
+  the cond and call gradient builders, which rewrite the op they
+  differentiate and its functions to output intermediates, rewrite
+  copies the checkpointed gradient owns: never the forward loop's ops or
+  the functions it runs, whose names other gradients of the same graph
+  (stock's, tfgrad's plain ones) derive their rewrites' names from."""
+
+  def __init__(self, source, graph):
+    self._source, self._graph = source, graph
+    self._names = {}  # (original name, shapes) -> copy's name
+
+  def attrs(self, op):
+    """`op`'s attributes, naming the copies of the functions it runs."""
+    attrs = dict(op.node_def.attr.items())  # (parsed anew: ours to edit)
+    shapes = [t.shape for t in op.inputs] \
+        if len(_function_names(attrs)) == 1 else None
+    self._rename(attrs, shapes)
+    return attrs
+
+  def _rename(self, attrs, shapes=None):
+    for value in attrs.values():
+      if value.HasField("func"):
+        value.func.name = self._copy(value.func.name, shapes)
+      elif value.HasField("list"):
+        for f in value.list.func:
+          f.name = self._copy(f.name)
+
+  def _copy(self, name, shapes=None):
+    """The name of the copy of function `name`, its arguments of `shapes`
+    (a call's input shapes) when given (one copy per shapes)."""
+    key = (name, None if shapes is None else tuple(map(str, shapes)))
+    found = self._names.get(key)
+    if found is None:
+      fdef = type(tf_compat.function_definition(self._source, name))()
+      fdef.CopyFrom(tf_compat.function_definition(self._source, name))
+      for node in fdef.node_def:
+        self._rename(node.attr)
+      found = f"{name}_checkpointed_{tf_compat.new_uid()}"
+      fdef.signature.name = found
+      if shapes is not None and len(shapes) != len(fdef.signature.input_arg):
+        shapes = None
+      functional.add_own_copy(self._graph, fdef, shapes)
+      self._names[key] = found
+    return found
+
+
 def _copy_body(body, inputs):
   """The body's ops copied into the default graph, reading `inputs` (one
-  per body input); the copies of the body's outputs."""
+  per body input); the copies of the body's outputs. Ops running
+  functions run copies of them (`_FunctionCopies`)."""
   from tfgrad import remat  # pylint: disable=g-import-not-at-top
   graph = tf_compat.default_graph()
+  functions = _FunctionCopies(body, graph)
   mapping = {id(p): t for p, t in zip(body.inputs, inputs)}
   copied = {}
   with graph.name_scope(None):
@@ -154,13 +252,16 @@ def _copy_body(body, inputs):
       waits = [copied[c] for c in o.control_inputs]
       op_def = tf_compat.op_def(o.type)
       sizes = None if op_def is None else _group_sizes(o, op_def)
+      attrs = functions.attrs(o) if _calls_function(o) else None
       if sizes is None:
         with graph.control_dependencies(waits):
-          new = remat.copy_named(graph, o, ins, o.name)
+          new = (remat.copy_named(graph, o, ins, o.name) if attrs is None
+                 else tf_compat.copy_op(graph, o, ins, o.name, attrs))
       else:
         new = tf_compat.create_op(graph, o.type, ins,
-                                  dict(o.node_def.attr.items()), op_def,
-                                  o.name, _regrouped(ins, sizes), waits)
+                                  attrs or dict(o.node_def.attr.items()),
+                                  op_def, o.name, _regrouped(ins, sizes),
+                                  waits)
       copied[o] = new
       for old, out in zip(o.outputs, new.outputs):
         if old.dtype in (tf.resource, tf.variant):
