@@ -243,6 +243,159 @@ def test_accumulators_live_in_segment_loops_only():
     assert len(plain_pushed) - len(reads) == len(pushed)
 
 
+def _function_ops(graph):
+  return [op for op in graph.get_operations()
+          if op.type in ("If", "StatelessIf", "PartitionedCall",
+                         "StatefulPartitionedCall")]
+
+
+def _library(graph):
+  return {f.signature.name: f.SerializeToString(deterministic=True)
+          for f in graph.as_graph_def().library.function}
+
+
+def test_loop_with_a_cond_keeps_fewer_accumulators():
+  """200 steps of a tanh RNN masked by a tf.cond: checkpointed, and the
+  per-iteration accumulators (the If's intermediates included) live in
+  the segment loop (at most k = 15 elements each) rather than on the
+  forward loop (200 each); the forward loop, its If and the functions
+  they run are left as they were."""
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = _masked_rnn(200, width=8)
+    (forward,) = _loops(graph)
+    assert loop_remat.why_kept_whole(forward) is None
+    explained = tfgrad.explain_checkpoints(ys, xs, checkpoints="memory")
+    assert explained["loops"] == [(forward.name, None)]
+    assert f"loop {forward.name}: checkpointed" in str(explained)
+    plain_bytes, checkpointed_bytes = remat_select.loop_bytes(forward)
+    assert checkpointed_bytes * 4 < plain_bytes
+    body = tf_compat.while_body_graph(forward)
+    (cond,) = _function_ops(body)
+    before = (len(forward.outputs), len(cond.outputs),
+              cond.get_attr("then_branch").name, _library(graph))
+    ours = tfgrad.gradients(ys, xs, checkpoints="memory")
+    assert len(forward.outputs) == before[0]
+    assert len(cond.outputs) == before[1]
+    assert cond.get_attr("then_branch").name == before[2]
+    library = _library(graph)
+    assert {k: v for k, v in library.items() if k in before[3]} == before[3]
+    (reverse,) = [op for op in _loops(graph) if op.name.endswith("_grad")]
+    (segment,) = [op for op in tf_compat.while_body_graph(
+        reverse).get_operations() if op.name.endswith("_segment")]
+    segment_body = tf_compat.while_body_graph(segment)
+    pushed = [op.inputs[1] for op in segment_body.get_operations()
+              if op.type == "TensorListPushBack"]
+    # the cond's predicate among them: the If's inputs are accumulated
+    assert "Greater" in [t.op.type for t in pushed]
+    # The plain gradient after it, then stock's: the forward loop gets the
+    # 200-element accumulators the checkpointed gradient did without.
+    plain = tfgrad.gradients(ys, xs)
+    plain_pushed = [op.inputs[1] for op in tf_compat.while_body_graph(
+        forward).get_operations() if op.type == "TensorListPushBack"]
+    reads = [t for t in plain_pushed if t.op.type == "ReadVariableOp"]
+    assert len(forward.outputs) - before[0] == len(plain_pushed)
+    assert len(plain_pushed) - len(reads) == len(pushed)
+    theirs = tf.gradients(ys, xs)
+    mine, again, stock = differential.values_in_session(ours, plain, theirs)
+  differential.assert_same(ours, theirs, mine, stock, rtol=1e-4)
+  differential.assert_same(plain, theirs, again, stock, rtol=1e-4)
+
+
+def _runs_functions(graph):
+  """Per op of `graph` running functions: the functions and its output
+  count."""
+  return {op.name: (sorted(loop_remat._function_names(op.node_def.attr)),  # pylint: disable=protected-access
+                    len(op.outputs))
+          for op in graph.get_operations()
+          if op.type in ("If", "StatelessIf", "Case", "StatelessCase",
+                         "PartitionedCall", "StatefulPartitionedCall")}
+
+
+@pytest.mark.parametrize("model", ["clipped_and_switched", "called_step"])
+def test_functions_the_loop_runs_are_left_alone(model):
+  """The checkpointed gradient rewrites copies of the conds' branches and
+  of the called functions, never the forward body's If/Case/call ops or
+  the functions they run; a plain gradient after it, and stock's, then
+  rewrite the forward ones (the names they derive do not collide with
+  the copies') and agree with it."""
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = MODELS[model]()
+    (forward,) = _loops(graph)
+    assert loop_remat.why_kept_whole(forward) is None
+    body = tf_compat.while_body_graph(forward)
+    before = _runs_functions(body), _library(graph)
+    ours = tfgrad.gradients(ys, xs, checkpoints="memory")
+    assert [op for op in _loops(graph) if op.name.endswith("_checkpoints")]
+    assert _runs_functions(body) == before[0]
+    library = _library(graph)
+    assert {k: library[k] for k in before[1]} == before[1]
+    assert not [op for op in graph.get_operations()
+                if op.type == "SymbolicGradient"]
+    plain = tfgrad.gradients(ys, xs)
+    theirs = tf.gradients(ys, xs)
+    mine, again, stock = differential.values_in_session(ours, plain, theirs)
+  differential.assert_same(ours, theirs, mine, stock, rtol=1e-5)
+  differential.assert_same(plain, theirs, again, stock, rtol=1e-5)
+
+
+def _stateful_inside(where):
+  """A random op inside a cond branch, or inside a called tf.function."""
+  rng = np.random.RandomState(7)
+  w = differential.variable(rng.randn(4, 4) * 0.5)
+  h0 = tf.constant(rng.randn(2, 4).astype(np.float32))
+
+  @tf.function
+  def noisy(h):
+    return h * tf.random.uniform([2, 4], seed=3)
+
+  def body(t, h):
+    h = tf.tanh(tf.matmul(h, w))
+    if where == "call":
+      return t + 1, noisy(h)
+    return t + 1, tf.cond(t > 1, lambda: h * tf.random.uniform([2, 4]),
+                          lambda: h)
+
+  _, h = tf.while_loop(lambda t, h: t < 5, body, [tf.constant(0), h0])
+  return [tf.reduce_sum(h)], [w, h0]
+
+
+@pytest.mark.parametrize("where", ["cond", "call"])
+def test_stateful_op_inside_a_function_keeps_the_loop_whole(where):
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = _stateful_inside(where)
+    (forward,) = _loops(graph)
+    reason = loop_remat.why_kept_whole(forward)
+    assert "stateful" in reason and "RandomUniform" in reason
+    ours = tfgrad.gradients(ys, xs, checkpoints="memory")
+    theirs = tf.gradients(ys, xs)
+    assert not [op for op in graph.get_operations()
+                if op.name.endswith("_checkpoints")]
+    _assert_one_run_matches(ours, theirs)
+
+
+def test_nested_loop_inside_a_cond_keeps_the_loop_whole():
+  graph = tf.Graph()
+  with graph.as_default():
+    x = tf.constant(1.5)
+
+    def inner(v):
+      return tf.while_loop(lambda u: u < 10.0, lambda u: [u * 2.0], [v])[0]
+
+    _, y = tf.while_loop(
+        lambda t, v: t < 3,
+        lambda t, v: (t + 1, tf.cond(v > 0, lambda: inner(v), lambda: v)),
+        [0, x])
+    (forward,) = [op for op in _loops(graph)
+                  if op.graph is graph]
+    assert "nested loop" in loop_remat.why_kept_whole(forward)
+    ours = tfgrad.gradients([y], [x], checkpoints="memory")
+    theirs = tf.gradients([y], [x])
+    _assert_one_run_matches(ours, theirs, rtol=1e-6, atol=0)
+
+
 def _random_body():
   rng = np.random.RandomState(3)
   w = differential.variable(rng.randn(4, 4) * 0.5)
