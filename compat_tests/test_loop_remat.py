@@ -191,7 +191,8 @@ def test_values_match_stock_in_graph(model):
                                    "called_step"])
 def test_values_match_stock_in_function(model):
   def checkpointed(ys, xs):
-    assert loop_remat.why_kept_whole(_loops(ys[0].graph)[0]) is None
+    reason = loop_remat.why_kept_whole(_loops(ys[0].graph)[0])
+    assert reason is None, reason
     return tfgrad.gradients(ys, xs, checkpoints="memory")
   differential.in_function(MODELS[model], rtol=1e-5, engine=checkpointed)
 

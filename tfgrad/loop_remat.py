@@ -31,14 +31,33 @@ the body about twice more. Gradients of loop invariants (captured
 weights) are summed over segments by the gradient loops themselves: each
 starts from what the segments after it gave.
 
+Conds and function calls in the body (If/Case, PartitionedCall) are
+covered: the checkpoint loop's copy of the body runs copies of the
+functions they run, under new names, each with a FuncGraph of its own
+(`_FunctionCopies`). The cond and call builders rewrite the op they
+differentiate and its functions to output the intermediates the
+gradient reads (a graph edit, as stock's); so they rewrite the segment
+loop's If/call and these copies, which the checkpointed gradient owns,
+and the forward loop, its ops and the functions they run stay as they
+were: a later gradient of the same graph (tfgrad's plain one, stock's)
+rewrites those itself, under names of its own.
+
 Loops this does not cover are kept whole (the plain gradient);
-`why_kept_whole` says why.
+`why_kept_whole` says why: among them loops running a stateful op other
+than a variable read, in the body or in a function it runs (a re-run
+would draw again), and nested loops, in the body or in a function it
+runs. Nested loops are not done yet: the inner loop's copy in the
+segment loop would get the plain builder's accumulators (one list per
+inner iteration's intermediate, which the segment loop accumulates per
+outer iteration); that path is untested, and the inner iterations'
+memory would not be reduced.
 """
 
 import collections
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import function_pb2
 
 from tfgrad import emit
 from tfgrad import functional
@@ -115,7 +134,7 @@ def _function_reason(graph, names, seen):
     if name in seen:
       continue
     seen.add(name)
-    fdef = tf_compat.function_definition(graph, name)
+    fdef = tf_compat.function_def_of(graph, name)
     if fdef is None:
       return f"the graph does not hold function {name}"
     for node in fdef.node_def:
@@ -222,8 +241,8 @@ class _FunctionCopies:
     key = (name, None if shapes is None else tuple(map(str, shapes)))
     found = self._names.get(key)
     if found is None:
-      fdef = type(tf_compat.function_definition(self._source, name))()
-      fdef.CopyFrom(tf_compat.function_definition(self._source, name))
+      fdef = function_pb2.FunctionDef()
+      fdef.CopyFrom(tf_compat.function_def_of(self._source, name))
       for node in fdef.node_def:
         self._rename(node.attr)
       found = f"{name}_checkpointed_{tf_compat.new_uid()}"

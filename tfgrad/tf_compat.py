@@ -1798,15 +1798,16 @@ def make_function(func_graph, name, attrs):
       name, func_graph, attrs, function_type=_function_type(func_graph))
 
 
-def function_definition(graph, name):
+def function_def_of(graph, name):
   """The FunctionDef of function `name` as `graph` or a graph it is nested
   in holds it, else None (the lookup `control_flow_util_v2.get_func_graph`
   makes; TF 2.16-2.21)."""
   name = tf.compat.as_str(name)
   while graph is not None:
     found = graph._get_function(name)  # pylint: disable=protected-access
-    if found is not None:
-      return found.cached_definition
+    if found is not None:  # (an AtomicFunction, or a v1 Defun's function)
+      definition = getattr(found, "cached_definition", None)
+      return definition if definition is not None else found.definition
     graph = getattr(graph, "outer_graph", None)
   return None
 
