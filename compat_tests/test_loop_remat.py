@@ -137,6 +137,24 @@ def _called_step():
   return [tf.reduce_sum(tf.square(h))], [h0, wx, wh]
 
 
+def _gathered_in_cond():
+  """Rows of a captured variable gathered inside a cond's branch (the
+  branch's gradient is IndexedSlices)."""
+  rng = np.random.RandomState(8)
+  emb = differential.variable(rng.randn(10, 4) * 0.5)
+  ids = tf.constant([[1, 2], [3, 1], [4, 5], [9, 0], [2, 2]])
+  h0 = tf.constant(rng.randn(2, 4).astype(np.float32))
+
+  def body(t, h):
+    return t + 1, tf.cond(
+        tf.equal(t % 2, 0),
+        lambda: tf.tanh(h + tf.gather(emb, tf.gather(ids, t))),
+        lambda: h * 0.9)
+
+  _, h = tf.while_loop(lambda t, h: t < 5, body, [tf.constant(0), h0])
+  return [tf.reduce_sum(h * h)], [emb, h0]
+
+
 MODELS = {
     "rnn_7": _rnn,                                  # 7 = 3 + 3 + 1
     "rnn_9": lambda: _rnn(9),                       # a multiple of k = 3
@@ -150,6 +168,7 @@ MODELS = {
     "masked_rnn_0": lambda: _masked_rnn(0),
     "clipped_and_switched": _clipped_and_switched,
     "called_step": _called_step,
+    "gathered_in_cond": _gathered_in_cond,
 }
 
 
@@ -188,7 +207,7 @@ def test_values_match_stock_in_graph(model):
 @pytest.mark.parametrize("model", ["rnn_7", "rnn_0", "rnn_max_iterations",
                                    "invariants", "gathered_rows", "scaled",
                                    "masked_rnn_7", "clipped_and_switched",
-                                   "called_step"])
+                                   "called_step", "gathered_in_cond"])
 def test_values_match_stock_in_function(model):
   def checkpointed(ys, xs):
     reason = loop_remat.why_kept_whole(_loops(ys[0].graph)[0])
@@ -339,6 +358,48 @@ def test_functions_the_loop_runs_are_left_alone(model):
     mine, again, stock = differential.values_in_session(ours, plain, theirs)
   differential.assert_same(ours, theirs, mine, stock, rtol=1e-5)
   differential.assert_same(plain, theirs, again, stock, rtol=1e-5)
+
+
+@pytest.mark.parametrize("model", ["clipped_and_switched", "called_step",
+                                   "gathered_in_cond"])
+def test_two_checkpointed_calls_on_one_graph(model):
+  """Each checkpointed call copies the functions again, under names of
+  its own."""
+  graph = tf.Graph()
+  with graph.as_default():
+    ys, xs = MODELS[model]()
+    first = tfgrad.gradients(ys, xs, checkpoints="memory")
+    second = tfgrad.gradients(ys, xs, checkpoints="memory")
+    assert len([op for op in _loops(graph)
+                if op.name.endswith("_checkpoints")]) == 2
+    theirs = tf.gradients(ys, xs)
+    a, b, stock = differential.values_in_session(first, second, theirs)
+  differential.assert_same(first, theirs, a, stock, rtol=1e-5)
+  differential.assert_same(second, theirs, b, stock, rtol=1e-5)
+
+
+def test_second_order_through_a_checkpointed_loop_with_a_cond():
+  graph = tf.Graph()
+  with graph.as_default():
+    x = tf.constant(0.7)
+    w = tf.constant(np.random.RandomState(0).randn(3, 3).astype(np.float32)
+                    * 0.5)
+
+    def body(t, h):
+      return t + 1, tf.cond(tf.reduce_sum(h) > 0,
+                            lambda: tf.tanh(tf.matmul(h, w)),
+                            lambda: tf.sin(h))
+
+    _, h = tf.while_loop(lambda t, h: t < 5, body,
+                         [0, tf.ones([2, 3]) * x])
+    y = tf.reduce_sum(h * h)
+    (forward,) = _loops(graph)
+    assert loop_remat.why_kept_whole(forward) is None
+    (g,) = tfgrad.gradients(y, [x], checkpoints="memory")
+    (gg,) = tfgrad.gradients(g, [x])
+    (sg,) = tf.gradients(y, [x])
+    (sgg,) = tf.gradients(sg, [x])
+    _assert_one_run_matches([g, gg], [sg, sgg])
 
 
 def _stateful_inside(where):
