@@ -31,26 +31,25 @@ the body about twice more. Gradients of loop invariants (captured
 weights) are summed over segments by the gradient loops themselves: each
 starts from what the segments after it gave.
 
-Conds and function calls in the body (If/Case, PartitionedCall) are
-covered: the checkpoint loop's copy of the body runs copies of the
-functions they run, under new names, each with a FuncGraph of its own
-(`_FunctionCopies`). The cond and call builders rewrite the op they
-differentiate and its functions to output the intermediates the
-gradient reads (a graph edit, as stock's); so they rewrite the segment
-loop's If/call and these copies, which the checkpointed gradient owns,
-and the forward loop, its ops and the functions they run stay as they
-were: a later gradient of the same graph (tfgrad's plain one, stock's)
-rewrites those itself, under names of its own.
+Conds, function calls and nested loops in the body (If/Case,
+PartitionedCall, While) are covered: the checkpoint loop's copy of the
+body runs copies of the functions they run (and of those these run),
+under new names, each with a FuncGraph of its own (`_FunctionCopies`).
+The cond, call and While builders rewrite the op they differentiate and
+its functions to output the intermediates the gradient reads (a graph
+edit, as stock's); so they rewrite the segment loop's ops and these
+copies, which the checkpointed gradient owns, and the forward loop, its
+ops and the functions they run stay as they were: a later gradient of
+the same graph (tfgrad's plain one, stock's) rewrites those itself,
+under names of its own. An inner loop gets the plain gradient inside
+the segment loop: its accumulators (the inner iterations' intermediates)
+are accumulated by the segment loop, k outer iterations' worth at a time
+instead of T.
 
 Loops this does not cover are kept whole (the plain gradient);
 `why_kept_whole` says why: among them loops running a stateful op other
 than a variable read, in the body or in a function it runs (a re-run
-would draw again), and nested loops, in the body or in a function it
-runs. Nested loops are not done yet: the inner loop's copy in the
-segment loop would get the plain builder's accumulators (one list per
-inner iteration's intermediate, which the segment loop accumulates per
-outer iteration); that path is untested, and the inner iterations'
-memory would not be reduced.
+would draw again).
 """
 
 import collections
@@ -127,8 +126,8 @@ def _function_names(attrs):
 
 def _function_reason(graph, names, seen):
   """Why the functions `names` (of `graph`'s library), or those they run,
-  keep a loop running them whole (a loop; a stateful op other than a
-  variable read; an op type not registered), or None. `seen`: the names
+  keep a loop running them whole (a stateful op other than a variable
+  read; an op type not registered), or None. `seen`: the names
   walked already."""
   for name in names:
     if name in seen:
@@ -139,8 +138,6 @@ def _function_reason(graph, names, seen):
       return f"the graph does not hold function {name}"
     for node in fdef.node_def:
       where = f"{node.name} ({node.op}) in {name}"
-      if node.op in LOOP_TYPES:
-        return f"a nested loop, {where}"
       inner = _function_names(node.attr)
       if inner:
         reason = _function_reason(graph, inner, seen)
@@ -173,8 +170,6 @@ def why_kept_whole(op):
   if reason is not None:
     return reason
   for o in body.get_operations():
-    if o.type in LOOP_TYPES:
-      return f"its body holds a nested loop ({o.name}, {o.type})"
     if _calls_function(o):
       reason = _function_reason(body, _function_names(o.node_def.attr),
                                 set())
@@ -206,14 +201,15 @@ def _topological(body):
 
 class _FunctionCopies:
   """Copies, under new names, of the functions the ops of a loop body run
-  (branches, called functions) and of those these run in turn, added to
-  `graph` (the copy of the body's graph), each with a FuncGraph of its
-  own (`functional.add_own_copy`). The copied body's ops run them, so
-  the cond and call gradient builders, which rewrite the op they
-  differentiate and its functions to output intermediates, rewrite
-  copies the checkpointed gradient owns: never the forward loop's ops or
-  the functions it runs, whose names other gradients of the same graph
-  (stock's, tfgrad's plain ones) derive their rewrites' names from."""
+  (branches, called functions, an inner loop's cond and body) and of
+  those these run in turn, added to `graph` (the copy of the body's
+  graph), each with a FuncGraph of its own (`functional.add_own_copy`).
+  The copied body's ops run them, so the cond, call and While gradient
+  builders, which rewrite the op they differentiate and its functions to
+  output intermediates, rewrite copies the checkpointed gradient owns:
+  never the forward loop's ops or the functions they run, whose names
+  other gradients of the same graph (stock's, tfgrad's plain ones)
+  derive their rewrites' names from."""
 
   def __init__(self, source, graph):
     self._source, self._graph = source, graph
