@@ -191,6 +191,23 @@ def _nested_in_cond():
   return [y], [x, w]
 
 
+def _nested_in_call():
+  """An inner loop in a tf.function the body calls."""
+  rng = np.random.RandomState(10)
+  w = differential.variable(rng.randn(3, 3) * 0.5)
+  h0 = tf.constant(rng.randn(2, 3).astype(np.float32))
+
+  @tf.function
+  def step(h):
+    return tf.while_loop(lambda u, h: u < 2,
+                         lambda u, h: (u + 1, tf.sin(tf.matmul(h, w))),
+                         [0, h])[1]
+
+  _, h = tf.while_loop(lambda t, h: t < 5, lambda t, h: (t + 1, step(h)),
+                       [tf.constant(0), h0])
+  return [tf.reduce_sum(h * h)], [w, h0]
+
+
 MODELS = {
     "rnn_7": _rnn,                                  # 7 = 3 + 3 + 1
     "rnn_9": lambda: _rnn(9),                       # a multiple of k = 3
@@ -207,6 +224,7 @@ MODELS = {
     "gathered_in_cond": _gathered_in_cond,
     "nested_rnn": _nested_rnn,
     "nested_in_cond": _nested_in_cond,
+    "nested_in_call": _nested_in_call,
 }
 
 
@@ -246,7 +264,8 @@ def test_values_match_stock_in_graph(model):
                                    "invariants", "gathered_rows", "scaled",
                                    "masked_rnn_7", "clipped_and_switched",
                                    "called_step", "gathered_in_cond",
-                                   "nested_rnn", "nested_in_cond"])
+                                   "nested_rnn", "nested_in_cond",
+                                   "nested_in_call"])
 def test_values_match_stock_in_function(model):
   def checkpointed(ys, xs):
     reason = loop_remat.why_kept_whole(_loops(ys[0].graph)[0])
@@ -477,7 +496,8 @@ def test_stateful_op_inside_a_function_keeps_the_loop_whole(where):
     _assert_one_run_matches(ours, theirs)
 
 
-@pytest.mark.parametrize("model", ["nested_rnn", "nested_in_cond"])
+@pytest.mark.parametrize("model", ["nested_rnn", "nested_in_cond",
+                                   "nested_in_call"])
 def test_nested_loop_accumulators_live_in_segment_loops(model):
   """A loop in the body (or in a cond's branch): checkpointed; neither
   the forward loop nor the inner loop it runs gains accumulators or

@@ -218,34 +218,42 @@ class _FunctionCopies:
   def attrs(self, op):
     """`op`'s attributes, naming the copies of the functions it runs."""
     attrs = dict(op.node_def.attr.items())  # (parsed anew: ours to edit)
-    shapes = [t.shape for t in op.inputs] \
-        if len(_function_names(attrs)) == 1 else None
-    self._rename(attrs, shapes)
+    args = list(op.inputs) if len(_function_names(attrs)) == 1 else None
+    self._rename(attrs, args)
     return attrs
 
-  def _rename(self, attrs, shapes=None):
+  def _rename(self, attrs, args=None):
     for value in attrs.values():
       if value.HasField("func"):
-        value.func.name = self._copy(value.func.name, shapes)
+        value.func.name = self._copy(value.func.name, args)
       elif value.HasField("list"):
         for f in value.list.func:
           f.name = self._copy(f.name)
 
-  def _copy(self, name, shapes=None):
-    """The name of the copy of function `name`, its arguments of `shapes`
-    (a call's input shapes) when given (one copy per shapes)."""
-    key = (name, None if shapes is None else tuple(map(str, shapes)))
+  def _copy(self, name, args=None):
+    """The name of the copy of function `name`; `args`: a call's inputs,
+    whose shapes and handle data its arguments take (one copy per
+    shapes), else the original function graph's arguments give the
+    handle data (when the function was made from one)."""
+    fdef = tf_compat.function_def_of(self._source, name)
+    if args is not None and len(args) != len(fdef.signature.input_arg):
+      args = None
+    key = (name, None if args is None else tuple(str(t.shape) for t in args))
     found = self._names.get(key)
     if found is None:
-      fdef = function_pb2.FunctionDef()
-      fdef.CopyFrom(tf_compat.function_def_of(self._source, name))
+      fdef, original = function_pb2.FunctionDef(), fdef
+      fdef.CopyFrom(original)
       for node in fdef.node_def:
         self._rename(node.attr)
       found = f"{name}_checkpointed_{tf_compat.new_uid()}"
       fdef.signature.name = found
-      if shapes is not None and len(shapes) != len(fdef.signature.input_arg):
-        shapes = None
-      functional.add_own_copy(self._graph, fdef, shapes)
+      like = args
+      if like is None:
+        source = tf_compat.function_graph_of(self._source, name)
+        like = None if source is None else list(source.inputs)
+      functional.add_own_copy(
+          self._graph, fdef,
+          None if args is None else [t.shape for t in args], like)
       self._names[key] = found
     return found
 

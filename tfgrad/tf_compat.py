@@ -1812,6 +1812,18 @@ def function_def_of(graph, name):
   return None
 
 
+def function_graph_of(graph, name):
+  """The FuncGraph function `name` (as `graph` or a graph it is nested in
+  holds it) was made from, else None (a function from a definition)."""
+  name = tf.compat.as_str(name)
+  while graph is not None:
+    found = graph._get_function(name)  # pylint: disable=protected-access
+    if found is not None:
+      return getattr(found, "graph", None)
+    graph = getattr(graph, "outer_graph", None)
+  return None
+
+
 def graph_from_definition(fdef, input_shapes=None):
   """A new FuncGraph running FunctionDef `fdef`, nested in the default
   graph (TF's `function_def_to_graph`), its inputs of `input_shapes` when
