@@ -262,8 +262,9 @@ def test_values_match_stock_in_graph(model):
 
 @pytest.mark.parametrize("model", ["rnn_7", "rnn_0", "rnn_max_iterations",
                                    "invariants", "gathered_rows", "scaled",
-                                   "masked_rnn_7", "clipped_and_switched",
-                                   "called_step", "gathered_in_cond",
+                                   "masked_rnn_7", "masked_rnn_0",
+                                   "clipped_and_switched", "called_step",
+                                   "gathered_in_cond",
                                    "nested_rnn", "nested_in_cond",
                                    "nested_in_call"])
 def test_values_match_stock_in_function(model):
