@@ -216,16 +216,20 @@ class _FunctionCopies:
     self._names = {}  # (original name, shapes) -> copy's name
 
   def attrs(self, op):
-    """`op`'s attributes, naming the copies of the functions it runs."""
+    """`op`'s attributes, naming the copies of the functions it runs; a
+    call's function (attribute `f`, called on the op's inputs) is copied
+    for the inputs' shapes and handle data."""
     attrs = dict(op.node_def.attr.items())  # (parsed anew: ours to edit)
-    args = list(op.inputs) if len(_function_names(attrs)) == 1 else None
-    self._rename(attrs, args)
+    self._rename(attrs, list(op.inputs))
     return attrs
 
-  def _rename(self, attrs, args=None):
-    for value in attrs.values():
+  def _rename(self, attrs, call_args=None):
+    """Points the function-valued attributes in `attrs` at copies; the
+    call function `f` gets `call_args` (see `_copy`)."""
+    for key, value in attrs.items():
       if value.HasField("func"):
-        value.func.name = self._copy(value.func.name, args)
+        value.func.name = self._copy(value.func.name,
+                                     call_args if key == "f" else None)
       elif value.HasField("list"):
         for f in value.list.func:
           f.name = self._copy(f.name)
