@@ -359,6 +359,27 @@ def own_function_source(name):
   return None if entry is None else (graph, entry.attrs)
 
 
+def add_own_copy(graph, fdef, input_shapes=None, like=None):
+  """Adds to `graph` a function running FunctionDef `fdef` (named as it
+  says) with a FuncGraph of its own, built from the definition: the
+  gradient of a call of it is built from that graph, so the rewrites
+  that gradient makes (new outputs) touch the copy only, never the
+  function `fdef` was copied from. `like`: tensors (one per argument)
+  whose handle data (a variable's dtype and shape) the arguments take,
+  which a definition does not always carry. Returns the function's
+  name."""
+  with _default(graph):
+    body = tf_compat.graph_from_definition(fdef, input_shapes)
+  if like is not None and len(like) == len(body.inputs):
+    for src, dst in zip(like, body.inputs):
+      if dst.dtype in (tf.resource, tf.variant):
+        tf_compat.copy_handle_data(src, dst)
+  attrs = tf_compat.function_attrs(fdef)
+  function = _made(tf_compat.make_function(body, body.name, attrs), body,
+                   attrs)
+  return tf_compat.add_function(graph, function)
+
+
 def call_gradient(op, grads, body, attrs, needed, strict):
   """The gradient function for call op `op` of the function graph `body`
   (with function attributes `attrs`), for the inputs in `needed`: one per

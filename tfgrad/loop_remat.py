@@ -31,14 +31,32 @@ the body about twice more. Gradients of loop invariants (captured
 weights) are summed over segments by the gradient loops themselves: each
 starts from what the segments after it gave.
 
+Conds, function calls and nested loops in the body (If/Case,
+PartitionedCall, While) are covered: the checkpoint loop's copy of the
+body runs copies of the functions they run (and of those these run),
+under new names, each with a FuncGraph of its own (`_FunctionCopies`).
+The cond, call and While builders rewrite the op they differentiate and
+its functions to output the intermediates the gradient reads (a graph
+edit, as stock's); so they rewrite the segment loop's ops and these
+copies, which the checkpointed gradient owns, and the forward loop, its
+ops and the functions they run stay as they were: a later gradient of
+the same graph (tfgrad's plain one, stock's) rewrites those itself,
+under names of its own. An inner loop gets the plain gradient inside
+the segment loop: its accumulators (the inner iterations' intermediates)
+are accumulated by the segment loop, k outer iterations' worth at a time
+instead of T.
+
 Loops this does not cover are kept whole (the plain gradient);
-`why_kept_whole` says why.
+`why_kept_whole` says why: among them loops running a stateful op other
+than a variable read, in the body or in a function it runs (a re-run
+would draw again).
 """
 
 import collections
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import function_pb2
 
 from tfgrad import emit
 from tfgrad import functional
@@ -95,6 +113,46 @@ def _counter_reason(op, body):
   return None
 
 
+def _function_names(attrs):
+  """The functions named by the attribute map `attrs` (a NodeDef's)."""
+  names = []
+  for value in attrs.values():
+    if value.HasField("func"):
+      names.append(value.func.name)
+    elif value.HasField("list"):
+      names.extend(f.name for f in value.list.func)
+  return names
+
+
+def _function_reason(graph, names, seen):
+  """Why the functions `names` (of `graph`'s library), or those they run,
+  keep a loop running them whole (a stateful op other than a variable
+  read; an op type not registered), or None. `seen`: the names
+  walked already."""
+  for name in names:
+    if name in seen:
+      continue
+    seen.add(name)
+    fdef = tf_compat.function_def_of(graph, name)
+    if fdef is None:
+      return f"the graph does not hold function {name}"
+    for node in fdef.node_def:
+      where = f"{node.name} ({node.op}) in {name}"
+      inner = _function_names(node.attr)
+      if inner:
+        reason = _function_reason(graph, inner, seen)
+        if reason is not None:
+          return reason
+        continue
+      op_def = tf_compat.op_def(node.op)
+      if op_def is None:
+        return f"{where}, an op type with no registered definition"
+      if op_def.is_stateful and node.op not in _REPEATABLE_STATEFUL:
+        return (f"the stateful op {where}: recomputing it could change "
+                "values")
+  return None
+
+
 def has_accumulators(op):
   """Whether an earlier gradient added accumulator outputs to While `op`."""
   return len(op.outputs) > tf_compat.while_original_output_count(op)
@@ -113,9 +171,11 @@ def why_kept_whole(op):
     return reason
   for o in body.get_operations():
     if _calls_function(o):
-      kind = ("a nested loop" if o.type in LOOP_TYPES
-              else "a function call or cond")
-      return f"its body holds {kind} ({o.name}, {o.type})"
+      reason = _function_reason(body, _function_names(o.node_def.attr),
+                                set())
+      if reason is not None:
+        return f"its body runs functions ({o.name}, {o.type}): {reason}"
+      continue
     if tf_compat.is_stateful(o) and o.type not in _REPEATABLE_STATEFUL:
       return (f"its body holds the stateful op {o.name} ({o.type}): "
               "recomputing it could change values")
@@ -139,11 +199,76 @@ def _topological(body):
       lambda op: list(op.control_inputs) + [t.op for t in op.inputs])
 
 
+class _FunctionCopies:
+  """Copies, under new names, of the functions the ops of a loop body run
+  (branches, called functions, an inner loop's cond and body) and of
+  those these run in turn, added to `graph` (the copy of the body's
+  graph), each with a FuncGraph of its own (`functional.add_own_copy`).
+  The copied body's ops run them, so the cond, call and While gradient
+  builders, which rewrite the op they differentiate and its functions to
+  output intermediates, rewrite copies the checkpointed gradient owns:
+  never the forward loop's ops or the functions they run, whose names
+  other gradients of the same graph (stock's, tfgrad's plain ones)
+  derive their rewrites' names from."""
+
+  def __init__(self, source, graph):
+    self._source, self._graph = source, graph
+    self._names = {}  # (original name, shapes) -> copy's name
+
+  def attrs(self, op):
+    """`op`'s attributes, naming the copies of the functions it runs; a
+    call's function (attribute `f`, called on the op's inputs) is copied
+    for the inputs' shapes and handle data."""
+    attrs = dict(op.node_def.attr.items())  # (parsed anew: ours to edit)
+    self._rename(attrs, list(op.inputs))
+    return attrs
+
+  def _rename(self, attrs, call_args=None):
+    """Points the function-valued attributes in `attrs` at copies; the
+    call function `f` gets `call_args` (see `_copy`)."""
+    for key, value in attrs.items():
+      if value.HasField("func"):
+        value.func.name = self._copy(value.func.name,
+                                     call_args if key == "f" else None)
+      elif value.HasField("list"):
+        for f in value.list.func:
+          f.name = self._copy(f.name)
+
+  def _copy(self, name, args=None):
+    """The name of the copy of function `name`; `args`: a call's inputs,
+    whose shapes and handle data its arguments take (one copy per
+    shapes), else the original function graph's arguments give the
+    handle data (when the function was made from one)."""
+    fdef = tf_compat.function_def_of(self._source, name)
+    if args is not None and len(args) != len(fdef.signature.input_arg):
+      args = None
+    key = (name, None if args is None else tuple(str(t.shape) for t in args))
+    found = self._names.get(key)
+    if found is None:
+      fdef, original = function_pb2.FunctionDef(), fdef
+      fdef.CopyFrom(original)
+      for node in fdef.node_def:
+        self._rename(node.attr)
+      found = f"{name}_checkpointed_{tf_compat.new_uid()}"
+      fdef.signature.name = found
+      like = args
+      if like is None:
+        source = tf_compat.function_graph_of(self._source, name)
+        like = None if source is None else list(source.inputs)
+      functional.add_own_copy(
+          self._graph, fdef,
+          None if args is None else [t.shape for t in args], like)
+      self._names[key] = found
+    return found
+
+
 def _copy_body(body, inputs):
   """The body's ops copied into the default graph, reading `inputs` (one
-  per body input); the copies of the body's outputs."""
+  per body input); the copies of the body's outputs. Ops running
+  functions run copies of them (`_FunctionCopies`)."""
   from tfgrad import remat  # pylint: disable=g-import-not-at-top
   graph = tf_compat.default_graph()
+  functions = _FunctionCopies(body, graph)
   mapping = {id(p): t for p, t in zip(body.inputs, inputs)}
   copied = {}
   with graph.name_scope(None):
@@ -154,13 +279,16 @@ def _copy_body(body, inputs):
       waits = [copied[c] for c in o.control_inputs]
       op_def = tf_compat.op_def(o.type)
       sizes = None if op_def is None else _group_sizes(o, op_def)
+      attrs = functions.attrs(o) if _calls_function(o) else None
       if sizes is None:
         with graph.control_dependencies(waits):
-          new = remat.copy_named(graph, o, ins, o.name)
+          new = (remat.copy_named(graph, o, ins, o.name) if attrs is None
+                 else tf_compat.copy_op(graph, o, ins, o.name, attrs))
       else:
         new = tf_compat.create_op(graph, o.type, ins,
-                                  dict(o.node_def.attr.items()), op_def,
-                                  o.name, _regrouped(ins, sizes), waits)
+                                  attrs or dict(o.node_def.attr.items()),
+                                  op_def, o.name, _regrouped(ins, sizes),
+                                  waits)
       copied[o] = new
       for old, out in zip(o.outputs, new.outputs):
         if old.dtype in (tf.resource, tf.variant):

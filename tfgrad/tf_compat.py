@@ -1202,12 +1202,14 @@ def while_original_output_count(op):
     return len(op.outputs)
 
 
-def copy_op(graph, op, inputs, name):
+def copy_op(graph, op, inputs, name, attrs=None):
   """A copy of `op` reading `inputs`: same type, attributes (colocation
-  `_class` included) and device, named `name` from the graph's root name
-  scope (made unique), built by `Graph._create_op_internal`, so the
-  graph's control-dependency stack applies (TF 2.16-2.21)."""
-  attrs = dict(op.node_def.attr.items())
+  `_class` included; `attrs` instead when given) and device, named `name`
+  from the graph's root name scope (made unique), built by
+  `Graph._create_op_internal`, so the graph's control-dependency stack
+  applies (TF 2.16-2.21)."""
+  if attrs is None:
+    attrs = dict(op.node_def.attr.items())
   saved = graph._name_stack  # pylint: disable=protected-access
   graph._name_stack = ""  # pylint: disable=protected-access
   try:
@@ -1464,6 +1466,8 @@ from tensorflow.python.framework import dtypes as _dtypes  # pylint: disable=g-i
 from tensorflow.python.ops import control_flow_util as _cf_util_v1  # pylint: disable=g-import-not-at-top
 from tensorflow.python.ops import control_flow_util_v2 as _cf_util  # pylint: disable=g-import-not-at-top
 from tensorflow.python.ops import math_ops as _math_ops  # pylint: disable=g-import-not-at-top
+from tensorflow.python.framework import function_def_to_graph as _function_def_to_graph  # pylint: disable=g-import-not-at-top
+from tensorflow.python.eager.polymorphic_function import attributes as _attributes  # pylint: disable=g-import-not-at-top
 
 
 def branch_graphs(op):
@@ -1792,6 +1796,49 @@ def make_function(func_graph, name, attrs):
   """A function of `func_graph` named `name`, not yet in any graph."""
   return _atomic_function.from_func_graph(
       name, func_graph, attrs, function_type=_function_type(func_graph))
+
+
+def function_def_of(graph, name):
+  """The FunctionDef of function `name` as `graph` or a graph it is nested
+  in holds it, else None (the lookup `control_flow_util_v2.get_func_graph`
+  makes; TF 2.16-2.21)."""
+  name = tf.compat.as_str(name)
+  while graph is not None:
+    found = graph._get_function(name)  # pylint: disable=protected-access
+    if found is not None:  # (an AtomicFunction, or a v1 Defun's function)
+      definition = getattr(found, "cached_definition", None)
+      return definition if definition is not None else found.definition
+    graph = getattr(graph, "outer_graph", None)
+  return None
+
+
+def function_graph_of(graph, name):
+  """The FuncGraph function `name` (as `graph` or a graph it is nested in
+  holds it) was made from, else None (a function from a definition)."""
+  name = tf.compat.as_str(name)
+  while graph is not None:
+    found = graph._get_function(name)  # pylint: disable=protected-access
+    if found is not None:
+      return getattr(found, "graph", None)
+    graph = getattr(graph, "outer_graph", None)
+  return None
+
+
+def graph_from_definition(fdef, input_shapes=None):
+  """A new FuncGraph running FunctionDef `fdef`, nested in the default
+  graph (TF's `function_def_to_graph`), its inputs of `input_shapes` when
+  given."""
+  return _function_def_to_graph.function_def_to_graph(
+      fdef, input_shapes=input_shapes)
+
+
+def function_attrs(fdef):
+  """The attributes of FunctionDef `fdef` a function made from a graph may
+  carry (those TF's `from_func_graph` accepts), less `_implements`,
+  which a function given new outputs no longer does."""
+  allowed = _attributes.MONOMORPHIC_FUNCTION_ALLOWLIST
+  return {k: v for k, v in fdef.attr.items()
+          if k in allowed and k != _attributes.IMPLEMENTS}
 
 
 def add_function(graph, function):
