@@ -225,6 +225,31 @@ def test_kept_matmul_output_is_not_recomputed():
     assert "t1_remat" in ran and "mm2_remat" not in ran
 
 
+def test_a_kept_tanh_is_read_by_its_gradient_not_recomputed():
+  """Keeping t2 (a Tanh output, which Tanh's gradient reads): the
+  gradient reads the kept t2, so neither t2's copy nor mm2's (read only
+  by it) runs; the values are stock's."""
+  with tf.Graph().as_default() as graph:
+    loss, w = _chain()
+    t2 = graph.get_tensor_by_name("t2:0")
+    ours = tfgrad.gradients(loss, w, checkpoints=[t2])
+    theirs = tf.gradients(loss, w)
+    tanh_grad = graph.get_operation_by_name("gradients/t2_remat_grad/TanhGrad")
+    assert t2 in tanh_grad.inputs
+    assert not graph.get_tensor_by_name("t2_remat:0").consumers()
+    with tf.compat.v1.Session() as sess:
+      metadata = tf.compat.v1.RunMetadata()
+      mine, stock = sess.run((ours, theirs), feed_dict={w: np.eye(4) * 0.9},
+                             options=tf.compat.v1.RunOptions(
+                                 trace_level=tf.compat.v1.RunOptions.FULL_TRACE),
+                             run_metadata=metadata)
+  ran = {n.node_name for d in metadata.step_stats.dev_stats
+         for n in d.node_stats}
+  assert "t1_remat" in ran
+  assert "t2_remat" not in ran and "mm2_remat" not in ran
+  np.testing.assert_allclose(mine[0], stock[0], rtol=1e-6)
+
+
 def _residual_relu_net(blocks=12):
   """conv-relu-conv blocks added to the stream, Relu after the sum (the
   ResNet of tools/remat_bench.py, small)."""
@@ -315,9 +340,11 @@ def test_recomputation_waits_for_the_gradient():
     (wait,) = first.control_inputs
     assert not _upstream(wait, {op for op in graph.get_operations()
                                 if op.name.endswith("_remat")})
-    # The copy of t3, not t3, gets the gradient: t3's rule is not run.
-    consumers = {c.name for c in t3_remat.outputs[0].consumers()}
+    # The copy of t3, not t3, gets the gradient: t3's rule is not run; the
+    # copy's rule reads the kept t3 (its TanhGrad reads the op's output).
+    consumers = {c.name for c in t3.consumers()}
     assert any("t3_remat_grad" in n for n in consumers), consumers
+    assert not t3_remat.outputs[0].consumers()
     assert not any(n.startswith("gradients/t3_grad")
                    for n in (op.name for op in graph.get_operations()))
 

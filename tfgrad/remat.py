@@ -275,6 +275,7 @@ class _Backprop:
     ys = [redirect.get(id(y), y) for y in ys]
     grads = self.call.grads(ys, xs, grad_ys, self.stops, redirect=redirect,
                             on_ready=self._ready)
+    self._read_kept_values(redirect)
     if unconnected == tf.UnconnectedGradients.ZERO:
       grads = [tf_compat.zeros_like_unconnected(x) if g is None else g
                for x, g in zip(xs, grads)]
@@ -314,6 +315,22 @@ class _Backprop:
       if id(out) in self.kept_ids:
         redirect[id(out)] = copies[id(out)]
     self.waits[copies[id(c)].op] = roots
+
+  def _read_kept_values(self, redirect):
+    """Gradient ops that read a kept tensor's copy (the rules of ops whose
+    gradient reads their own output: Tanh, Sigmoid, Relu, Exp, ...) read
+    the kept tensor instead: the same value, held anyway, so the copy of
+    the kept op (and of what only it reads) never runs. Only this call's
+    gradient ops read such a copy: copies in later segments read the kept
+    tensors themselves."""
+    for t in self.kept:
+      copy = redirect.get(id(t))
+      if copy is None:
+        continue
+      for consumer in copy.consumers():
+        for i, source in enumerate(consumer.inputs):
+          if source is copy:
+            tf_compat.update_input(consumer, i, t)
 
   def _ready(self, op, per_output):
     """The engine's turn for the last copy of a segment: sums each output's

@@ -1188,6 +1188,12 @@ def routed_through_tfgrad(rule):
   return run_builder
 
 
+def update_input(op, index, tensor):
+  """Graph edit: `op`'s input `index` becomes `tensor` (an op this call
+  created, not yet seen by any other caller)."""
+  op._update_input(index, tensor)  # pylint: disable=protected-access
+
+
 def while_body_graph(op):
   """The FuncGraph of a While op's body (TF keeps it cached on the op)."""
   return while_v2._get_graph(op, "body", "_body_graph")  # pylint: disable=protected-access
