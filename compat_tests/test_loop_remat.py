@@ -391,6 +391,24 @@ def _runs_functions(graph):
                          "PartitionedCall", "StatefulPartitionedCall")}
 
 
+def _checkpointed_leaving_forward_alone(graph, model):
+  """Builds `model` in `graph` (the default graph) and its checkpointed
+  gradient, checking that the forward loop is checkpointed and keeps its
+  outputs, the function-running ops of its body and the functions the
+  library held before; (ys, xs, gradients, forward loop)."""
+  ys, xs = MODELS[model]()
+  (forward,) = _loops(graph)
+  assert loop_remat.why_kept_whole(forward) is None
+  body = tf_compat.while_body_graph(forward)
+  before = (len(forward.outputs), _runs_functions(body), _library(graph))
+  ours = tfgrad.gradients(ys, xs, checkpoints="memory")
+  assert len(forward.outputs) == before[0]
+  assert _runs_functions(body) == before[1]
+  library = _library(graph)
+  assert {k: library[k] for k in before[2]} == before[2]
+  return ys, xs, ours, forward
+
+
 @pytest.mark.parametrize("model", ["clipped_and_switched", "called_step"])
 def test_functions_the_loop_runs_are_left_alone(model):
   """The checkpointed gradient rewrites copies of the conds' branches and
@@ -400,16 +418,8 @@ def test_functions_the_loop_runs_are_left_alone(model):
   the copies') and agree with it."""
   graph = tf.Graph()
   with graph.as_default():
-    ys, xs = MODELS[model]()
-    (forward,) = _loops(graph)
-    assert loop_remat.why_kept_whole(forward) is None
-    body = tf_compat.while_body_graph(forward)
-    before = _runs_functions(body), _library(graph)
-    ours = tfgrad.gradients(ys, xs, checkpoints="memory")
+    ys, xs, ours, _ = _checkpointed_leaving_forward_alone(graph, model)
     assert [op for op in _loops(graph) if op.name.endswith("_checkpoints")]
-    assert _runs_functions(body) == before[0]
-    library = _library(graph)
-    assert {k: library[k] for k in before[1]} == before[1]
     assert not [op for op in graph.get_operations()
                 if op.type == "SymbolicGradient"]
     plain = tfgrad.gradients(ys, xs)
@@ -508,16 +518,8 @@ def test_nested_loop_accumulators_live_in_segment_loops(model):
   after it agree."""
   graph = tf.Graph()
   with graph.as_default():
-    ys, xs = MODELS[model]()
-    (forward,) = _loops(graph)
-    assert loop_remat.why_kept_whole(forward) is None
-    body = tf_compat.while_body_graph(forward)
-    before = (len(forward.outputs), _runs_functions(body), _library(graph))
-    ours = tfgrad.gradients(ys, xs, checkpoints="memory")
-    assert len(forward.outputs) == before[0]
-    assert _runs_functions(body) == before[1]
-    library = _library(graph)
-    assert {k: library[k] for k in before[2]} == before[2]
+    ys, xs, ours, forward = _checkpointed_leaving_forward_alone(graph, model)
+    outputs = len(forward.outputs)  # as before the checkpointed call
     (reverse,) = [op for op in _loops(graph) if op.name.endswith("_grad")]
     (segment,) = [op for op in tf_compat.while_body_graph(
         reverse).get_operations() if op.name.endswith("_segment")]
@@ -525,7 +527,7 @@ def test_nested_loop_accumulators_live_in_segment_loops(model):
         segment).get_operations() if op.type == "TensorListPushBack"]
     assert [t for t in pushed if t.dtype == tf.variant]
     plain = tfgrad.gradients(ys, xs)
-    assert len(forward.outputs) > before[0]
+    assert len(forward.outputs) > outputs
     theirs = tf.gradients(ys, xs)
     mine, again, stock = differential.values_in_session(ours, plain, theirs)
   differential.assert_same(ours, theirs, mine, stock, rtol=1e-5)
