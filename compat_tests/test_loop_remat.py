@@ -384,7 +384,7 @@ def test_loop_with_a_cond_keeps_fewer_accumulators():
 def _runs_functions(graph):
   """Per op of `graph` running functions: the functions and its output
   count."""
-  return {op.name: (sorted(loop_remat._function_names(op.node_def.attr)),  # pylint: disable=protected-access
+  return {op.name: (sorted(tf_compat.function_names(op.node_def.attr)),
                     len(op.outputs))
           for op in graph.get_operations()
           if op.type in ("If", "StatelessIf", "Case", "StatelessCase",

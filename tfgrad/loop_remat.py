@@ -80,11 +80,7 @@ def _calls_function(op):
   op_def = tf_compat.op_def(op.type)
   if op_def is not None:
     return any(a.type in _FUNCTION_ATTR_TYPES for a in op_def.attr)
-  for value in op.node_def.attr.values():
-    if value.HasField("func") or (value.HasField("list")
-                                  and len(value.list.func)):
-      return True
-  return False
+  return bool(tf_compat.function_names(op.node_def.attr))
 
 
 def _through_identity(t):
@@ -113,17 +109,6 @@ def _counter_reason(op, body):
   return None
 
 
-def _function_names(attrs):
-  """The functions named by the attribute map `attrs` (a NodeDef's)."""
-  names = []
-  for value in attrs.values():
-    if value.HasField("func"):
-      names.append(value.func.name)
-    elif value.HasField("list"):
-      names.extend(f.name for f in value.list.func)
-  return names
-
-
 def _function_reason(graph, names, seen):
   """Why the functions `names` (of `graph`'s library), or those they run,
   keep a loop running them whole (a stateful op other than a variable
@@ -138,7 +123,7 @@ def _function_reason(graph, names, seen):
       return f"the graph does not hold function {name}"
     for node in fdef.node_def:
       where = f"{node.name} ({node.op}) in {name}"
-      inner = _function_names(node.attr)
+      inner = tf_compat.function_names(node.attr)
       if inner:
         reason = _function_reason(graph, inner, seen)
         if reason is not None:
@@ -171,7 +156,7 @@ def why_kept_whole(op):
     return reason
   for o in body.get_operations():
     if _calls_function(o):
-      reason = _function_reason(body, _function_names(o.node_def.attr),
+      reason = _function_reason(body, tf_compat.function_names(o.node_def.attr),
                                 set())
       if reason is not None:
         return f"its body runs functions ({o.name}, {o.type}): {reason}"

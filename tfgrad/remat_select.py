@@ -125,11 +125,7 @@ def _calls_functions(op):
   """Control flow and calls of graph functions (an attribute naming a
   function): kept as a whole, differentiated on the original op (TF's
   rules for them rewrite the op they differentiate)."""
-  for value in op.node_def.attr.values():
-    if value.HasField("func") or (value.HasField("list")
-                                  and len(value.list.func)):
-      return True
-  return False
+  return bool(tf_compat.function_names(op.node_def.attr))
 
 
 @dataclasses.dataclass

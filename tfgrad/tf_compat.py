@@ -975,12 +975,7 @@ def is_function_call(op, src_graph):
 def function_definition(op, src_graph):
   """The function a call op calls, searched through enclosing graphs."""
   if is_partitioned_call(op):
-    name = op.get_attr("f").name
-    graph = src_graph
-    func = None
-    while graph is not None and func is None:
-      func = graph._get_function(tf.compat.as_bytes(name))  # pylint: disable=protected-access
-      graph = getattr(graph, "outer_graph", None)
+    func = _registered_function(src_graph, op.get_attr("f").name)
   else:
     func = src_graph._get_function(op.type)  # pylint: disable=protected-access
   return getattr(op, "__defun", func)
@@ -1804,30 +1799,45 @@ def make_function(func_graph, name, attrs):
       name, func_graph, attrs, function_type=_function_type(func_graph))
 
 
-def function_def_of(graph, name):
-  """The FunctionDef of function `name` as `graph` or a graph it is nested
-  in holds it, else None (the lookup `control_flow_util_v2.get_func_graph`
-  makes; TF 2.16-2.21)."""
-  name = tf.compat.as_str(name)
+def function_names(attrs):
+  """The functions named by the attribute map `attrs` (a NodeDef's, as
+  `node_def.attr` or a FunctionDef node's `attr`): its `func` values and
+  the entries of its `list(func)` values."""
+  names = []
+  for value in attrs.values():
+    if value.HasField("func"):
+      names.append(value.func.name)
+    elif value.HasField("list"):
+      names.extend(f.name for f in value.list.func)
+  return names
+
+
+def _registered_function(graph, name):
+  """Function `name` as `graph` or the nearest graph it is nested in holds
+  it (an AtomicFunction, or a v1 Defun's function), else None (the lookup
+  `control_flow_util_v2.get_func_graph` makes; TF 2.16-2.21)."""
   while graph is not None:
     found = graph._get_function(name)  # pylint: disable=protected-access
-    if found is not None:  # (an AtomicFunction, or a v1 Defun's function)
-      definition = getattr(found, "cached_definition", None)
-      return definition if definition is not None else found.definition
+    if found is not None:
+      return found
     graph = getattr(graph, "outer_graph", None)
   return None
+
+
+def function_def_of(graph, name):
+  """The FunctionDef of function `name` as `graph` or a graph it is nested
+  in holds it, else None."""
+  found = _registered_function(graph, name)
+  if found is None:
+    return None
+  definition = getattr(found, "cached_definition", None)
+  return definition if definition is not None else found.definition
 
 
 def function_graph_of(graph, name):
   """The FuncGraph function `name` (as `graph` or a graph it is nested in
   holds it) was made from, else None (a function from a definition)."""
-  name = tf.compat.as_str(name)
-  while graph is not None:
-    found = graph._get_function(name)  # pylint: disable=protected-access
-    if found is not None:
-      return getattr(found, "graph", None)
-    graph = getattr(graph, "outer_graph", None)
-  return None
+  return getattr(_registered_function(graph, name), "graph", None)
 
 
 def graph_from_definition(fdef, input_shapes=None):

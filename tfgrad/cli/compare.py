@@ -33,6 +33,7 @@ from tensorflow.python.framework import ops as tf_ops
 
 import tfgrad
 from tfgrad import registry
+from tfgrad import tf_compat
 from tfgrad.cli import common
 from tfgrad.cli import models
 from tfgrad.cli import sources
@@ -193,14 +194,8 @@ def _function_body_types(graph, ops):
   library = {f.signature.name: f
              for f in graph.as_graph_def().library.function}
 
-  def called(attrs):
-    for value in attrs.values():
-      if value.HasField("func"):
-        yield value.func.name
-      if value.HasField("list"):
-        yield from (f.name for f in value.list.func)
-
-  pending = [name for op in ops for name in called(op.node_def.attr)]
+  pending = [name for op in ops
+             for name in tf_compat.function_names(op.node_def.attr)]
   seen, types = set(), set()
   while pending:
     name = pending.pop()
@@ -209,7 +204,7 @@ def _function_body_types(graph, ops):
     seen.add(name)
     for node in library[name].node_def:
       types.add(node.op)
-      pending.extend(called(node.attr))
+      pending.extend(tf_compat.function_names(node.attr))
   return types
 
 
