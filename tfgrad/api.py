@@ -71,7 +71,7 @@ def gradients_v1(ys, xs, grad_ys=None, name="gradients",
   """A drop-in for `tf.compat.v1.gradients` (adds colocate_gradients_with_ops)."""
   graph = tf.compat.v1.get_default_graph()
   if checkpoints is None:  # `tfgrad.install(checkpoints=...)`'s default
-    checkpoints = remat.installed_default(ys, xs)
+    checkpoints = remat.installed_default()
   if checkpoints is not None:  # rematerializing: tfgrad.remat
     with tf_compat.mutation_lock(graph), tf_compat.building_lock(graph), \
         tf_compat.caller_stack_trace():
@@ -87,6 +87,15 @@ def gradients_v1(ys, xs, grad_ys=None, name="gradients",
 
 def _as_list(x):
   return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def tensor_lists(ys, xs):
+  """`ys` and `xs` (a value or a list) as lists of graph values: variables
+  among the ys read, resource variables among the xs as their handles."""
+  ys = tf_compat.variables_to_tensors(_as_list(ys))
+  xs = [x.handle if tf_compat.is_resource_variable(x) else x
+        for x in _as_list(xs)]
+  return ys, xs
 
 
 @tf.autograph.experimental.do_not_convert
@@ -107,9 +116,7 @@ def gradients_helper(ys, xs, grad_ys=None, name="gradients",
   if tf.executing_eagerly():
     raise RuntimeError("tf.gradients is not supported when eager execution "
                        "is enabled. Use tf.GradientTape instead.")
-  ys = tf_compat.variables_to_tensors(_as_list(ys))
-  xs = [x.handle if tf_compat.is_resource_variable(x) else x
-        for x in _as_list(xs)]
+  ys, xs = tensor_lists(ys, xs)
   grad_ys = None if grad_ys is None else _as_list(grad_ys)
   if tf_compat.any_composite(xs) or tf_compat.any_composite(ys):
     flat_grads = gradients_helper(

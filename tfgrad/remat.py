@@ -88,7 +88,7 @@ def thread_default(checkpoints):
     stack.pop()
 
 
-def installed_default(ys, xs):
+def installed_default():
   """What a call that leaves `checkpoints` None gets: the innermost
   `installed(checkpoints=...)` block of this thread that gave one, else the
   last `install(checkpoints=...)`, else None."""
@@ -159,8 +159,8 @@ class NotApplicable(NotImplementedError):
 
 
 def prepare(ys, xs, grad_ys, stop_gradients, strict, checkpoints):
-  """Argument checks and the forward analysis: (ys, xs, grad_ys, stops,
-  fwd, plan). Raises `NotApplicable` when the call falls outside what
+  """Argument checks and the forward analysis of `ys` and `xs` (lists of
+  graph values, `api.tensor_lists`): (ys, xs, grad_ys, stops, fwd, plan). Raises `NotApplicable` when the call falls outside what
   checkpointing covers."""
   from tfgrad import api  # pylint: disable=g-import-not-at-top
   from tfgrad import backprop  # pylint: disable=g-import-not-at-top
@@ -168,9 +168,6 @@ def prepare(ys, xs, grad_ys, stop_gradients, strict, checkpoints):
   if tf.executing_eagerly():
     raise RuntimeError("tf.gradients is not supported when eager execution "
                        "is enabled. Use tf.GradientTape instead.")
-  ys = tf_compat.variables_to_tensors(_as_list(ys))
-  xs = [x.handle if tf_compat.is_resource_variable(x) else x
-        for x in _as_list(xs)]
   grad_ys = [None] * len(ys) if grad_ys is None else _as_list(grad_ys)
   stops = [] if stop_gradients is None else _as_list(stop_gradients)
   ys, xs, grad_ys = api._validated(ys, xs, grad_ys, stops)  # pylint: disable=protected-access
@@ -205,9 +202,7 @@ def gradients(ys, xs, grad_ys, name, colocate, gate, aggregation,
                      f"'{unconnected}'") from None
   aggregation = aggregate.check_method(aggregation)
   strict = api._strict_default() if strict is None else bool(strict)  # pylint: disable=protected-access
-  ys = tf_compat.variables_to_tensors(_as_list(ys))
-  xs = [x.handle if tf_compat.is_resource_variable(x) else x
-        for x in _as_list(xs)]
+  ys, xs = api.tensor_lists(ys, xs)
   if tf_compat.any_composite(xs) or tf_compat.any_composite(ys):
     # as the plain pass: composites' component tensors are differentiated
     # and the gradients packed back into the xs' types
@@ -444,9 +439,8 @@ def explain_checkpoints(ys, xs, checkpoints="memory", stop_gradients=None):
   are kept whole), and the estimated peak before and after. Builds
   nothing. Composite ys and xs (ragged, sparse) are taken as their
   component tensors, as `gradients` takes them."""
-  ys = tf_compat.variables_to_tensors(_as_list(ys))
-  xs = [x.handle if tf_compat.is_resource_variable(x) else x
-        for x in _as_list(xs)]
+  from tfgrad import api  # pylint: disable=g-import-not-at-top
+  ys, xs = api.tensor_lists(ys, xs)
   if tf_compat.any_composite(xs) or tf_compat.any_composite(ys):
     ys = tf_compat.flatten_composites(ys)
     xs = tf_compat.flatten_composites(xs)

@@ -58,11 +58,10 @@ _loop_graphs = weakref.WeakKeyDictionary()  # op -> (body ref, anchor index)
 def loop_graphs(op):
   """(cond, body) FuncGraphs of While `op`."""
   graphs = _loop_graphs.get(op)
-  if graphs is not None:
-    body = graphs[0]()
-    if body is not None:
-      return tf_compat.while_cond_graph(op), body
-  return tf_compat.while_cond_graph(op), tf_compat.while_body_graph(op)
+  body = None if graphs is None else graphs[0]()
+  if body is None:
+    body = tf_compat.while_body_graph(op)
+  return tf_compat.while_cond_graph(op), body
 
 
 def anchor_index(op):
