@@ -444,6 +444,19 @@ def test_a_data_x_is_checkpointed_like_data(mode):
     assert with_data["segments"], "nothing is recomputed"
 
 
+def _mlp_with_data_x():
+  ys, ws = _mlp()
+  data = tf.compat.v1.get_default_graph().get_tensor_by_name("data:0")
+  return ys, [data] + ws
+
+
+@pytest.mark.parametrize("mode", ["memory", "speed"])
+def test_a_data_x_in_a_function_matches_stock(mode):
+  differential.in_function(
+      _mlp_with_data_x, rtol=1e-5,
+      engine=lambda ys, xs: tfgrad.gradients(ys, xs, checkpoints=mode))
+
+
 def _ragged_mlp(depth=6, width=8):
   """Ragged rows of data scaled by a ragged x of the same row lengths,
   through a tanh MLP: the loss is ragged per row (a composite y), the xs
@@ -491,6 +504,29 @@ def test_composite_ys_and_xs_are_checkpointed_as_their_components(mode):
   if mode != "speed":
     assert copies, "nothing was recomputed"
     assert explained["segments"]
+
+
+def test_composite_ys_and_xs_in_a_function_match_stock():
+  structure = {}
+
+  @tf.function
+  def run():
+    differential.rewind_variables()
+    ys, xs = _ragged_mlp()
+    ours = tfgrad.gradients(ys, xs, checkpoints="memory")
+    theirs = tf.gradients(ys, xs)
+    structure["types"] = ([type(g) for g in ours], [type(g) for g in theirs])
+    structure["copies"] = [op.name for op in ys[0].flat_values.graph
+                           .get_operations() if op.name.endswith("_remat")]
+    return ([ours[0].flat_values, ours[0].row_splits] + ours[1:],
+            [theirs[0].flat_values, theirs[0].row_splits] + theirs[1:])
+
+  with differential.variables_kept_across_traces():
+    mine, stock = run()
+  assert structure["types"][0] == structure["types"][1]
+  assert structure["copies"], "nothing was recomputed"
+  for g, h in zip(mine, stock):
+    np.testing.assert_allclose(g.numpy(), h.numpy(), rtol=1e-5, atol=1e-7)
 
 
 def test_installed_default_covers_composite_ys_and_xs():
