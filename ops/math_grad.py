@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgrad import emit
+from tfgrad import tf_compat
 from tfgrad.emit import raw
 from tfgrad.registry import RegisterGradient
 from tfgrad.registry import takes_known_gradients
@@ -710,7 +711,7 @@ def _cumprod_grad(op, grad):
 @RegisterGradient("MatMul")
 def _matmul_grad(op, grad):
   """C = op(A) op(B): dA = grad B^H, dB = A^H grad (with transposes)."""
-  t_a, t_b = op.get_attr("transpose_a"), op.get_attr("transpose_b")
+  t_a, t_b = tf_compat.bool_attrs(op, "transpose_a", "transpose_b")
   a, b = (_helpers.conj(t) for t in op.inputs)
   mm = raw.MatMul
   ga = gb = None
@@ -745,7 +746,7 @@ def _matmul(a, b, adjoint_a=False, adjoint_b=False, grad_a=False,
 def _batch_matmul_grads(op, grad, hints=False):
   """dx, dy of z = adj?(x) adj?(y) for batched matrices (no unbroadcast)."""
   x, y = op.inputs
-  adj_x, adj_y = op.get_attr("adj_x"), op.get_attr("adj_y")
+  adj_x, adj_y = tf_compat.bool_attrs(op, "adj_x", "adj_y")
   hx = {"grad_a": True} if hints else {}
   hy = {"grad_b": True} if hints else {}
   gx = gy = None

@@ -133,6 +133,9 @@ def run(state, ys, grad_ys, xs):
     elif not _passed_through(state, op, per_output):
       if plain:  # no context to enter around the op's gradients
         _apply_rule(state, op, _aggregated_output_grads(state, op))
+      elif state.loops is None:  # colocation alone
+        with state.colocated(op):
+          _apply_rule(state, op, _aggregated_output_grads(state, op))
       else:
         with state.colocated(op):
           with state.loop_context(op, before=True):

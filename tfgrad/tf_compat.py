@@ -139,6 +139,16 @@ def private_attrs(op):
           if k.startswith(_READ_PRIVATE_ATTRS)}
 
 
+def bool_attrs(op, *names):
+  """`op.get_attr(name)` for each of `names`, boolean attributes the op's
+  type always has (MatMul's `transpose_a`, say), read by the C API's
+  typed getter: a fraction of `get_attr`'s buffer and proto round trip,
+  which a rule of a frequent op type otherwise pays per attribute."""
+  c_op = op._c_op  # pylint: disable=protected-access
+  return tuple(bool(_c_api.TF_OperationGetAttrBool(c_op, name))
+               for name in names)
+
+
 def override(op, attrs):
   """The gradient TF would use for `op` instead of its type's: a function
   attached to the op (tf.function call ops, control flow v2) or the name
@@ -205,14 +215,16 @@ class _ColocationTarget:
       self._groups = _colocation_groups(self.name, self._attrs_fn())
     return self._groups
 
-  def placement(self, graph):
+  def placement(self):
     """(serialized `_class` AttrValue, device, colocation code locations)
     of an op created under this stand-in alone, as TF's op constructor
     would set them; computed once for all the ops of the forward op."""
     if self._class_attr is None:
       self._class_attr = serialized_string_list_attr(
           sorted(set(self.colocation_groups())))
-      self._code_locations = graph._snapshot_colocation_stack_metadata()  # pylint: disable=protected-access
+      # what `Graph._snapshot_colocation_stack_metadata` records for a
+      # stack holding only this stand-in (pushed with no code location)
+      self._code_locations = {self.name: traceable_stack.TraceableObject(None)}
     return self._class_attr, self.device, self._code_locations
 
 
@@ -888,7 +900,7 @@ def _lean_placement(graph, in_control_scopes=True):
   if not stack:
     return _NO_PLACEMENT
   if len(stack) == 1 and isinstance(stack[0].obj, _ColocationTarget):
-    return stack[0].obj.placement(graph)
+    return stack[0].obj.placement()
   return None
   # pylint: enable=protected-access
 
