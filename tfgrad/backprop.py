@@ -412,9 +412,8 @@ def _check_arity(op, in_grads):
           f"a {type(g).__name__} for input index {i}, where a Tensor, "
           f"IndexedSlices or None is due ('{type(g).__name__}' object has "
           "no attribute 'name')")
-  if tf_compat.rule_may_return_fewer_grads(op):
-    return
-  if len(in_grads) != len(op.inputs):
+  if len(in_grads) != len(op.inputs) \
+      and not tf_compat.rule_may_return_fewer_grads(op):
     raise ValueError(
         f"Gradient rule for op '{op.name}' (op type: {op.type}) returned "
         f"{len(in_grads)} gradients, but the op has {len(op.inputs)} inputs")

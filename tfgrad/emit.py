@@ -422,8 +422,7 @@ _state = _ThreadState()
 # ----- scheduling: derivatives computed once their gradient is there -----
 
 
-@contextlib.contextmanager
-def after(*grads):
+class after:  # pylint: disable=invalid-name
   """Ops `raw` builds in this block wait for the ops producing `grads`
   (control inputs), unless an input already makes them wait: one of their
   inputs comes from those ops or was built in the block. A rule's factors
@@ -433,16 +432,21 @@ def after(*grads):
   stock TF's rules do by building such factors under
   `control_dependencies([grad])`. A gradient that is a constant, a known
   value or None imposes no wait."""
-  ops = tuple(op for op in map(_producer, grads) if op is not None)
-  if not ops:
-    yield
-    return
-  waits = _state.after
-  waits.append((ops, set()))
-  try:
-    yield
-  finally:
-    waits.pop()
+
+  __slots__ = ("_ops",)
+
+  def __init__(self, *grads):
+    self._ops = tuple(op for op in map(_producer, grads) if op is not None)
+
+  def __enter__(self):
+    # (a class, not a generator context manager: one is entered per rule)
+    if self._ops:
+      _state.after.append((self._ops, set()))
+
+  def __exit__(self, *exc):
+    if self._ops:
+      _state.after.pop()
+    return False
 
 
 def _producer(grad):
