@@ -667,8 +667,11 @@ def _create_op_lean(graph, op_type, inputs, grouped, attrs, name,
   name = (tf_ops.name_from_scope_name(name) if name[-1] == "/"
           else graph.unique_name(name))
   if control_inputs is None:
-    control_inputs = graph._control_dependencies_for_inputs(  # pylint: disable=protected-access
-        {t.op for t in inputs}) if graph._control_dependencies_stack else ()  # pylint: disable=protected-access
+    if placement is not None and in_control_scopes:
+      control_inputs = ()  # (`_lean_placement` found no control scope)
+    else:
+      control_inputs = graph._control_dependencies_for_inputs(  # pylint: disable=protected-access
+          {t.op for t in inputs}) if graph._control_dependencies_stack else ()  # pylint: disable=protected-access
   if graph in _mutating.graphs:  # the gradient call holds the lock
     return _finish_op_lean(graph, op_type, name, grouped, control_inputs,
                            wait_for, attrs, placement)
@@ -891,12 +894,20 @@ def _lean_placement(graph, in_control_scopes=True):
   dependency scopes count only `in_control_scopes` (an op built outside
   them is not recorded in them, as under `control_dependencies(None)`)."""
   # pylint: disable=protected-access
+  if graph._stack_state_is_thread_local:
+    controls, devices, colocation = (graph._control_dependencies_stack,
+                                     graph._device_function_stack,
+                                     graph._colocation_stack)
+  else:  # the graph's own stacks, which those properties return then
+    controls = graph._graph_control_dependencies_stack
+    devices = graph._graph_device_function_stack
+    colocation = graph._graph_colocation_stack
   if (graph._attr_scope_map or graph._op_to_kernel_label_map
       or graph._gradient_override_map
-      or (in_control_scopes and graph._control_dependencies_stack)
-      or graph._device_function_stack or graph._container):
+      or (in_control_scopes and controls)
+      or devices or graph._container):
     return None
-  stack = graph._colocation_stack._stack
+  stack = colocation._stack
   if not stack:
     return _NO_PLACEMENT
   if len(stack) == 1 and isinstance(stack[0].obj, _ColocationTarget):
