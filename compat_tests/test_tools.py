@@ -72,3 +72,23 @@ def test_one_measurement_of_both_engines():
   assert results["stock"]["dead_ops"] > 0
   assert results["tfgrad"]["dead_ops"] == 0
   assert results["tfgrad"]["ops"] < results["stock"]["ops"]
+
+
+def test_function_ops_count_the_nodes_of_functions_the_gradient_adds():
+  """A call's gradient is mostly the body of a new function: the bench
+  counts its nodes (none for a plain model, none of the forward's)."""
+  config = bench.builtin_config("nested_function")
+  for engine in bench.ENGINES:
+    plain, _ = bench.measure(bench.builtin_config("mlp_10"), engine)
+    assert plain["function_ops"] == 0
+    calls, _ = bench.measure(config, engine)
+    graph = tf.Graph()
+    with graph.as_default():
+      built = config.builder.build()
+      forward = {f.signature.name
+                 for f in graph.as_graph_def().library.function}
+      bench.engines(False)[engine](built.ys, built.xs)
+    new_nodes = sum(len(f.node_def)
+                    for f in graph.as_graph_def().library.function
+                    if f.signature.name not in forward)
+    assert calls["function_ops"] == new_nodes > 0, engine

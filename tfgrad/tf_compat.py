@@ -1305,6 +1305,16 @@ def resource_input_index(body, t):
       body._functions)  # pylint: disable=protected-access
 
 
+def library_node_counts(graph):
+  """{function name: number of nodes} for the functions in `graph`'s
+  library (those its ops and functions call, registered in it), read
+  from its GraphDef only when it holds any."""
+  if not graph._functions:  # pylint: disable=protected-access
+    return {}
+  return {f.signature.name: len(f.node_def)
+          for f in graph.as_graph_def().library.function}
+
+
 def fill_graph_function(graph):
   """Registers `graph` as a function of its outer graph; its name."""
   return register_function(graph)
