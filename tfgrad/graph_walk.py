@@ -339,8 +339,11 @@ def stops_in_unpruned_walk(op, subgraph, resolver):
 def unneeded_inputs(op, members, resolver):
   """Indices of `op`'s inputs through which no x can be reached: their
   gradients would be dead ops."""
-  return tuple(i for i, t in enumerate(resolver.inputs(op))
-               if tf_compat.is_eager_tensor(t) or t.op not in members)
+  skip = ()
+  for i, t in enumerate(resolver.inputs(op)):
+    if tf_compat.is_eager_tensor(t) or t.op not in members:
+      skip += (i,)
+  return skip
 
 
 def path_from_ys(op, to_ops, resolver):

@@ -248,8 +248,12 @@ class colocated_with_op:  # pylint: disable=invalid-name
         or tf_ops._get_enclosing_context(g) is not None):  # pylint: disable=protected-access
       self._tf_ctx = colocate_for_gradient(self.op, self.uid)
       return self._tf_ctx.__enter__()
-    self._saved_devices = g._device_function_stack  # pylint: disable=protected-access
-    g._device_function_stack = traceable_stack.TraceableStack()  # pylint: disable=protected-access
+    devices = g._device_function_stack  # pylint: disable=protected-access
+    if devices:  # an empty stack is what colocation would put in its place
+      g._device_function_stack = traceable_stack.TraceableStack()  # pylint: disable=protected-access
+      self._saved_devices = devices
+    else:
+      self._saved_devices = None
     g._colocation_stack._stack.append(  # pylint: disable=protected-access
         traceable_stack.TraceableObject(
             _ColocationTarget(self.op, self.attrs_fn)))
@@ -259,7 +263,8 @@ class colocated_with_op:  # pylint: disable=invalid-name
     if self._tf_ctx is not None:
       return self._tf_ctx.__exit__(*exc)
     g = self.graph
-    g._device_function_stack = self._saved_devices  # pylint: disable=protected-access
+    if self._saved_devices is not None:
+      g._device_function_stack = self._saved_devices  # pylint: disable=protected-access
     g._colocation_stack.pop_obj()  # pylint: disable=protected-access
     return False
 
