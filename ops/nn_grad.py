@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgrad import emit
+from tfgrad import tf_compat
 from tfgrad.emit import raw
 from tfgrad.registry import RegisterGradient
 from tfgrad.registry import takes_known_gradients
@@ -27,8 +28,9 @@ _MAX_POOL_V2_ATTRS = ("padding", "data_format")
 
 
 def _attrs(op, names):
-  """The attributes `names` of `op`, as keyword arguments for a raw op."""
-  return {name: op.get_attr(name) for name in names}
+  """The attributes `names` of `op`, as keyword arguments for a raw op
+  (AttrValue protos, read at once: see `tf_compat.attr_protos`)."""
+  return tf_compat.attr_protos(op, names) if names else {}
 
 
 def _is_zero(t):
