@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgrad import emit
+from tfgrad import tf_compat
 from tfgrad.emit import raw
 from tfgrad.registry import RegisterGradient
 from tfgrad.registry import takes_known_gradients
@@ -711,7 +712,8 @@ def _cumprod_grad(op, grad):
 @RegisterGradient("MatMul")
 def _matmul_grad(op, grad):
   """C = op(A) op(B): dA = grad B^H, dB = A^H grad (with transposes)."""
-  t_a, t_b = op.get_attr("transpose_a"), op.get_attr("transpose_b")
+  flags = tf_compat.attr_protos(op, ("transpose_a", "transpose_b"))
+  t_a, t_b = flags["transpose_a"].b, flags["transpose_b"].b
   a, b = (_helpers.conj(t) for t in op.inputs)
   mm = raw.MatMul
   ga = gb = None
