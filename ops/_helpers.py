@@ -1,6 +1,8 @@
 """Helpers shared by the rule families: static shapes, un-broadcasting,
 complex conjugation. Ops are built through `tfgrad.emit` (the cheap path)."""
 
+import math
+
 import numpy as np
 import tensorflow as tf
 
@@ -28,6 +30,48 @@ def static_shape(t):
   if shape.rank is None or not shape.is_fully_defined():
     return None
   return tuple(shape.as_list())
+
+
+# TensorProto field of the values of an integer Const, by dtype
+_INT_VALUE_FIELDS = {tf.int32: "int_val", tf.int64: "int64_val"}
+
+
+def static_value(t):
+  """`tf.get_static_value(t)`. The value of an int32/int64 Const (axes,
+  perms, shapes) is read from its TensorProto here, and `t` marked
+  unfeedable as TF marks it: TF's generic decoding costs about as much as
+  building an op. Anything else goes to TF."""
+  field = _INT_VALUE_FIELDS.get(getattr(t, "dtype", None))
+  op = getattr(t, "op", None) if field else None  # (eager: no op)
+  if op is None or op.type != "Const" or not isinstance(t, tf.Tensor):
+    return tf.get_static_value(t)
+  value = _int_proto_value(op.get_attr("value"), t.dtype, field)
+  if value is None:
+    return tf.get_static_value(t)
+  t.graph.prevent_feeding(t)
+  return value
+
+
+def _int_proto_value(proto, dtype, field):
+  """The array an integer TensorProto holds (values listed once stand for
+  the elements after them, as in TF's encoding); None when it is not a
+  well-formed one of `dtype`."""
+  shape = [d.size for d in proto.tensor_shape.dim]
+  count = math.prod(shape)
+  np_dtype = dtype.as_numpy_dtype
+  if proto.dtype != dtype.as_datatype_enum:
+    return None
+  if proto.tensor_content:
+    if len(proto.tensor_content) != count * np.dtype(np_dtype).itemsize:
+      return None
+    return np.frombuffer(proto.tensor_content, np_dtype).reshape(shape).copy()
+  values = list(getattr(proto, field))
+  if len(values) > count:
+    return None
+  if not values:
+    return np.zeros(shape, np_dtype)
+  values.extend([values[-1]] * (count - len(values)))
+  return np.array(values, np_dtype).reshape(shape)
 
 
 def shape_of(t):

@@ -81,7 +81,7 @@ def _times(a, b):
 
 def _const_or(t):
   """The constant value of `t` when known at graph time, else `t`."""
-  value = tf.get_static_value(t)
+  value = _helpers.static_value(t)
   return t if value is None else value
 
 
@@ -139,7 +139,7 @@ def _reshape_like(grad, x):
 
 def _inverse_perm(perm):
   """The permutation undoing `perm` (static when possible)."""
-  static = tf.get_static_value(perm)
+  static = _helpers.static_value(perm)
   if static is not None:
     return np.argsort(static).astype(perm.dtype.as_numpy_dtype)
   return raw.InvertPermutation(x=perm)
@@ -382,7 +382,7 @@ def _concat_grad(grad, values, axis_t):
   """The gradient pieces for concatenated `values` (dense or sliced)."""
   if len(values) == 1:
     return [grad]
-  axis = tf.get_static_value(axis_t)
+  axis = _helpers.static_value(axis_t)
   if isinstance(grad, tf.IndexedSlices):
     return _split_slices_like(grad, values, axis)
   return _split_like(grad, values, axis, axis_t)
@@ -447,7 +447,7 @@ def _slice_grad(op, grad):
   x, begin, _ = op.inputs
   x_shape = _helpers.static_shape(x)
   y_shape = _helpers.static_shape(op.outputs[0])
-  b = tf.get_static_value(begin)
+  b = _helpers.static_value(begin)
   if x_shape is not None and y_shape is not None and b is not None:
     pads = [[int(s), int(n - s - m)] for s, n, m in zip(b, x_shape, y_shape)]
     return raw.Pad(input=grad, paddings=emit.const(pads, tf.int32)), None, None
@@ -479,7 +479,7 @@ def _strided_slice_grad_grad(op, grad):
 def _pad_grad(op, grad):
   """dx = the slice of grad that x occupies."""
   x, paddings = op.inputs[:2]
-  pads, x_shape = tf.get_static_value(paddings), _helpers.static_shape(x)
+  pads, x_shape = _helpers.static_value(paddings), _helpers.static_shape(x)
   if pads is not None and x_shape is not None:
     dx = raw.Slice(input=grad,
                    begin=emit.const([int(p) for p in pads[:, 0]], tf.int32),
@@ -592,7 +592,7 @@ def _gather_v2_grad(op, grad):
   """d params = grad's rows summed back where they were gathered from:
   IndexedSlices for axis 0, a dense segment sum otherwise."""
   params, indices, axis_t = op.inputs
-  axis = tf.get_static_value(axis_t)
+  axis = _helpers.static_value(axis_t)
   batch_dims = op.get_attr("batch_dims")
   if batch_dims < 0:
     batch_dims += indices.shape.rank

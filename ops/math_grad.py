@@ -8,6 +8,8 @@ they are known, so no Shape ops are emitted in that case. Ops are built
 through `tfgrad.emit` (the cheap path).
 """
 
+import math
+
 import numpy as np
 import tensorflow as tf
 
@@ -157,7 +159,7 @@ def _nonzero_mask(x):
 
 def _kept_shape(x, axes):
   """x's shape with the `axes` set to 1: a list when static, else a Tensor."""
-  shape, static_axes = _helpers.static_shape(x), tf.get_static_value(axes)
+  shape, static_axes = _helpers.static_shape(x), _helpers.static_value(axes)
   if shape is not None and static_axes is not None:
     return _helpers.reduced_shape(shape, static_axes)
   x_shape = _helpers.shape_of(x)
@@ -196,7 +198,7 @@ def _sum_grad_dense(op, grad):
 
 def _prod_layout(x, axes):
   """(perm, reduced count, kept count) putting the reduced axes of x first."""
-  rank, static_axes = x.shape.rank, tf.get_static_value(axes)
+  rank, static_axes = x.shape.rank, _helpers.static_value(axes)
   shape = _helpers.static_shape(x)
   if rank is not None and static_axes is not None:
     reduced = list(dict.fromkeys(int(a) % rank
@@ -574,17 +576,16 @@ def _known_sum_grad(op, grad, mean):
   shapes or axes are not static or the result would not be small."""
   x_shape = _helpers.static_shape(op.inputs[0])
   y_shape = _helpers.static_shape(op.outputs[0])
-  axes = tf.get_static_value(op.inputs[1])
+  axes = _helpers.static_value(op.inputs[1])
   if (x_shape is None or y_shape is None or axes is None
       or grad.value.shape != y_shape
       or grad.dtype not in (tf.float32, tf.float64)
-      or np.prod(x_shape) > emit.SMALL_CONSTANT_ELEMENTS):
+      or math.prod(x_shape) > emit.SMALL_CONSTANT_ELEMENTS):
     return None
   kept = _helpers.reduced_shape(x_shape, axes)
   value = np.broadcast_to(grad.value.reshape(kept), x_shape)
   if mean:
-    count = np.prod(x_shape, dtype=np.int64) // max(
-        np.prod(y_shape, dtype=np.int64), 1)
+    count = math.prod(x_shape) // max(math.prod(y_shape), 1)
     value = value / grad.dtype.as_numpy_dtype(count)
   return emit.Known(value, grad.dtype)
 

@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgrad import emit
+from tfgrad import tf_compat
 from tfgrad.emit import raw
 from tfgrad.registry import RegisterGradient
 from tfgrad.registry import takes_known_gradients
@@ -27,8 +28,9 @@ _MAX_POOL_V2_ATTRS = ("padding", "data_format")
 
 
 def _attrs(op, names):
-  """The attributes `names` of `op`, as keyword arguments for a raw op."""
-  return {name: op.get_attr(name) for name in names}
+  """The attributes `names` of `op`, as keyword arguments for a raw op
+  (AttrValue protos, read at once: see `tf_compat.attr_protos`)."""
+  return tf_compat.attr_protos(op, names) if names else {}
 
 
 def _is_zero(t):
@@ -341,8 +343,7 @@ def _max_pool_grad(op, grad):
   """Routes each window's grad to its max (MaxPoolGrad)."""
   return raw.MaxPoolGrad(
       orig_input=op.inputs[0], orig_output=op.outputs[0], grad=grad,
-      explicit_paddings=op.get_attr("explicit_paddings"),
-      **_attrs(op, _POOL_ATTRS))
+      **_attrs(op, _POOL_ATTRS + ("explicit_paddings",)))
 
 
 def _def_max_pool_grad_grad(op_type, adjoint, attr_names):
@@ -410,7 +411,8 @@ def _fused_batch_norm_grad(op, grad_y, *unused_stat_grads):
     grad_y = raw.ZerosLike(x=op.outputs[0])
   grad_op = getattr(raw, _FUSED_BATCH_NORM_GRAD[op.type])
   x, scale = op.inputs[0], op.inputs[1]
-  fmt, training = op.get_attr("data_format"), op.get_attr("is_training")
+  a = _attrs(op, ("data_format", "is_training", "epsilon"))
+  fmt, training = a["data_format"].s, a["is_training"].b
   stats = op.outputs[3:5] if training else op.inputs[3:5]
   extra = {"reserve_space_3": op.outputs[5]} if len(op.outputs) > 5 else {}
   to_last = None if training else _TO_CHANNELS_LAST.get(fmt)
@@ -420,11 +422,10 @@ def _fused_batch_norm_grad(op, grad_y, *unused_stat_grads):
     fmt = b"NHWC" if fmt == b"NCHW" else b"NDHWC"
   dx, dscale, doffset = grad_op(
       y_backprop=grad_y, x=x, scale=scale, reserve_space_1=stats[0],
-      reserve_space_2=stats[1], epsilon=op.get_attr("epsilon"),
+      reserve_space_2=stats[1], epsilon=a["epsilon"],
       data_format=fmt, is_training=training, **extra)[:3]
   if to_last:
-    dx = raw.Transpose(x=dx, perm=_TO_CHANNELS_FIRST[op.get_attr(
-        "data_format")])
+    dx = raw.Transpose(x=dx, perm=_TO_CHANNELS_FIRST[a["data_format"].s])
   return [dx, dscale, doffset, None, None]
 
 

@@ -3,6 +3,7 @@ then the backprop pass. Signatures and error types are those of
 `tf.gradients` / `tf.compat.v1.gradients`."""
 
 import contextlib
+import functools
 import os
 import threading
 
@@ -375,9 +376,13 @@ def _default_grad_ys(grad_ys, ys, colocate, gradient_uid):
   given one passed through an identity named grad_ys_<i> in the gradient
   scope."""
   result = []
+  graph = tf_compat.default_graph()
   for i, (y, grad_y) in enumerate(zip(ys, grad_ys)):
-    ctx = (tf_compat.colocate_for_gradient(y.op, gradient_uid) if colocate
-           else contextlib.nullcontext())
+    # (backprop's colocation scope: TF's reads y's placement per op built)
+    ctx = (tf_compat.colocated_with_op(
+        graph, y.op, gradient_uid, functools.partial(tf_compat.private_attrs,
+                                                     y.op))
+           if colocate else contextlib.nullcontext())
     with ctx:
       if grad_y is None:
         result.append(_ones_like(y, f"grad_ys_{i}"))

@@ -514,7 +514,7 @@ def const(value, dtype=None, name="Const"):
     hit = cache.by_key.get(key)
     if hit is not None:
       return hit
-  attrs = {"value": tf_compat.attr_value(tensor=_tensor_proto(array, dtype)),
+  attrs = {"value": _value_attr(array, dtype, key[-1] if key else None),
            "dtype": _attr("type", dtype)}
   if key is not None:
     # A shared constant belongs to no one op: it is created outside the
@@ -532,6 +532,30 @@ def const(value, dtype=None, name="Const"):
   if cache is not None and array.size <= SMALL_CONSTANT_ELEMENTS:
     cache.values[id(t)] = (t, array)
   return t
+
+
+# (tf dtype, shape, bytes) -> the `value` AttrValue of a small numeric
+# constant: rules ask for the same shape vectors and scalars in every call.
+_value_attrs = {}
+_VALUE_ATTR_BYTES = 256  # larger values are built per constant
+_VALUE_ATTRS_KEPT = 20_000
+
+
+def _value_attr(array, dtype, data=None):
+  """The `value` AttrValue of a Const holding `array` (`data` is
+  `array.tobytes()` when the caller has it). For small numeric arrays, the
+  first one built for their dtype, shape and bytes, which no one mutates
+  and every thread uses, serialized once."""
+  if array.nbytes > _VALUE_ATTR_BYTES or array.dtype.kind not in "biufc":
+    return tf_compat.attr_value(tensor=_tensor_proto(array, dtype))
+  key = (dtype, array.shape, array.tobytes() if data is None else data)
+  proto = _value_attrs.get(key)
+  if proto is None:
+    proto = tf_compat.attr_value(tensor=_tensor_proto(array, dtype))
+    if len(_value_attrs) < _VALUE_ATTRS_KEPT:
+      proto = _value_attrs.setdefault(key, proto)
+      tf_compat.keep_serialized(proto)
+  return proto
 
 
 # TensorProto fields holding one value of these dtypes (`make_tensor_proto`

@@ -149,6 +149,22 @@ def bool_attrs(op, *names):
                for name in names)
 
 
+def attr_protos(op, names):
+  """{name: AttrValue} for the attributes `names` of `op`, as `op.get_attr`
+  would read them but as protos (`emit.raw` takes them as they are), from
+  one NodeDef read: one `get_attr` call costs about as much as parsing
+  all of a small op's attributes. The protos belong to the caller. A name
+  the op lacks raises `op.get_attr`'s ValueError."""
+  attrs = node_def_pb2.NodeDef.FromString(op._node_def).attr  # pylint: disable=protected-access
+  result = {}
+  for name in names:
+    value = attrs.get(name)
+    if value is None:
+      op.get_attr(name)  # raises
+    result[name] = value
+  return result
+
+
 def override(op, attrs):
   """The gradient TF would use for `op` instead of its type's: a function
   attached to the op (tf.function call ops, control flow v2) or the name
