@@ -6,6 +6,7 @@ through, gathers give IndexedSlices over the variable's full shape.
 
 import tensorflow as tf
 
+from tfgrad import emit
 from tfgrad.emit import raw
 from tfgrad.registry import RegisterGradient
 from tfgrad.registry import passes_gradients_through
@@ -19,7 +20,7 @@ def _variable_shape(handle, dtype=tf.int32):
   if handle.op.type == "VarHandleOp":
     shape = tf.TensorShape(handle.op.get_attr("shape"))
     if shape.is_fully_defined():
-      return tf.constant(shape.as_list(), dtype)
+      return emit.const(shape.as_list(), dtype)
   return raw.VariableShape(input=handle, out_type=dtype)
 
 
@@ -49,12 +50,14 @@ def _resource_gather_grad(op, grad):
   n = indices.shape.num_elements()
   tail = grad.shape[indices.shape.rank:] if n is not None else None
   if tail is not None and tail.is_fully_defined():
-    values_shape = [n] + tail.as_list()
+    values = raw.Reshape(tensor=grad,
+                         shape=emit.const([n] + tail.as_list(), tf.int32))
+    flat_indices = raw.Reshape(tensor=indices, shape=emit.const([n], tf.int32))
   else:
     n = tf.size(indices)
-    values_shape = tf.concat([[n], shape[1:]], 0)
-  values = tf.reshape(grad, values_shape)
-  return tf.IndexedSlices(values, tf.reshape(indices, [n]), shape), None
+    values = tf.reshape(grad, tf.concat([[n], shape[1:]], 0))
+    flat_indices = tf.reshape(indices, [n])
+  return tf.IndexedSlices(values, flat_indices, shape), None
 
 
 @RegisterGradient("ResourceGatherNd")
@@ -63,5 +66,6 @@ def _resource_gather_nd_grad(op, grad):
   handle, indices = op.inputs
   shape = _variable_shape(handle, indices.dtype)
   if indices.shape.rank == 2 and indices.shape[-1] == 1:
-    return tf.IndexedSlices(grad, tf.squeeze(indices, -1), shape), None
-  return tf.scatter_nd(indices, grad, shape), None
+    return tf.IndexedSlices(grad, raw.Squeeze(input=indices, axis=[-1]),
+                            shape), None
+  return raw.ScatterNd(indices=indices, updates=grad, shape=shape), None
