@@ -93,3 +93,35 @@ def test_create_op_without_control_dependencies(in_loop):
   assert built["with"].op.control_inputs
   assert not built["without"].op.control_inputs
   assert built["without"].op._get_control_flow_context() is built["ctxt"]  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("names", [
+    ("transpose_a", "transpose_b"),
+    ("grad_a", "transpose_b"),
+    ("T",),          # not a bool: get_attr's value
+    ("missing",),    # absent: get_attr's ValueError
+])
+def test_bool_attrs_is_get_attr(names):
+  with tf.Graph().as_default():
+    a = tf.zeros([2, 3])
+    op = tf.matmul(a, a, transpose_b=True).op
+    try:
+      expected = tuple(op.get_attr(n) for n in names)
+    except ValueError:
+      with pytest.raises(ValueError):
+        tf_compat.bool_attrs(op, *names)
+      return
+    assert tf_compat.bool_attrs(op, *names) == expected
+
+
+def test_attr_protos_are_the_ops_attributes():
+  with tf.Graph().as_default():
+    x = tf.zeros([1, 8, 8, 2])
+    op = tf.nn.conv2d(x, tf.zeros([3, 3, 2, 4]), strides=2,
+                      padding="SAME", dilations=1).op
+    names = ("strides", "padding", "data_format", "dilations")
+    protos = tf_compat.attr_protos(op, names)
+    for name in names:
+      assert protos[name] == op.node_def.attr[name]
+    with pytest.raises(ValueError):
+      tf_compat.attr_protos(op, ("missing",))

@@ -145,8 +145,11 @@ def bool_attrs(op, *names):
   typed getter: a fraction of `get_attr`'s buffer and proto round trip,
   which a rule of a frequent op type otherwise pays per attribute."""
   c_op = op._c_op  # pylint: disable=protected-access
-  return tuple(bool(_c_api.TF_OperationGetAttrBool(c_op, name))
-               for name in names)
+  try:
+    return tuple(bool(_c_api.TF_OperationGetAttrBool(c_op, name))
+                 for name in names)
+  except tf.errors.OpError:  # absent or not a bool: get_attr's own error
+    return tuple(op.get_attr(name) for name in names)
 
 
 def attr_protos(op, names):
