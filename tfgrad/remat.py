@@ -37,7 +37,6 @@ from tfgrad import emit
 from tfgrad import graph_walk
 from tfgrad import remat_select
 from tfgrad import tf_compat
-from tfgrad.emit import raw
 
 
 def _as_list(x):
@@ -160,7 +159,8 @@ class NotApplicable(NotImplementedError):
 
 def prepare(ys, xs, grad_ys, stop_gradients, strict, checkpoints):
   """Argument checks and the forward analysis of `ys` and `xs` (lists of
-  graph values, `api.tensor_lists`): (ys, xs, grad_ys, stops, fwd, plan). Raises `NotApplicable` when the call falls outside what
+  graph values, `api.tensor_lists`): (ys, xs, grad_ys, stops, fwd,
+  plan). Raises `NotApplicable` when the call falls outside what
   checkpointing covers."""
   from tfgrad import api  # pylint: disable=g-import-not-at-top
   from tfgrad import backprop  # pylint: disable=g-import-not-at-top
