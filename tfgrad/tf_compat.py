@@ -28,6 +28,7 @@ from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.framework import tensor_shape_pb2
 from tensorflow.core.framework import node_def_pb2
 from tensorflow.python.client import pywrap_tf_session as _c_api
+from tensorflow.python.framework import c_api_util
 from tensorflow.python.framework import traceable_stack
 from tensorflow.python.util import tf_stack as _tf_stack
 from tensorflow.python.util import _tf_stack as _pywrap_tf_stack
@@ -468,6 +469,14 @@ def keep_serialized(proto):
   """Records the serialization of `proto`, which the caller never mutates;
   ops built with it then skip serializing it."""
   _serialized_attrs[id(proto)] = (proto, proto.SerializeToString())
+
+
+def forget_serialized(proto):
+  """Drops what `keep_serialized(proto)` recorded (for protos that live
+  only as long as one measurement)."""
+  entry = _serialized_attrs.get(id(proto))
+  if entry is not None and entry[0] is proto:
+    del _serialized_attrs[id(proto)]
 
 
 def _serialized(value):
@@ -953,6 +962,47 @@ def _wrap_c_op(graph, c_op, op_type, name, colocation_code_locations):
   op._device_code_locations = []
   op._colocation_code_locations = colocation_code_locations
   return op
+  # pylint: enable=protected-access
+
+
+def import_nodes(graph, graph_def, input_map, control_map):
+  """Adds the nodes of `graph_def` to `graph` in one
+  `TF_GraphImportGraphDef` call, names unchanged, then a Python Operation
+  for each, as the lean path makes them (`_wrap_c_op`): the cheapest way
+  TF offers to add many ops that Python code can use afterwards.
+  `input_map` maps "name:index" of tensors outside `graph_def` to tensors
+  of `graph`, `control_map` op names to ops; `_class` attributes may name
+  ops outside `graph_def`. Returns the Operations, in `graph_def`'s order.
+  For measurements (tfgrad/cli/creation_floor.py): unlike TF's
+  `import_graph_def`, it skips the Python-side device and colocation
+  processing."""
+  # pylint: disable=protected-access
+  options = _c_api.TF_NewImportGraphDefOptions()
+  try:
+    _c_api.TF_ImportGraphDefOptionsSetPrefix(options, "")
+    _c_api.TF_ImportGraphDefOptionsSetValidateColocationConstraints(
+        options, False)
+    for key, tensor in input_map.items():
+      name, index = key.rsplit(":", 1)
+      _c_api.TF_ImportGraphDefOptionsAddInputMapping(
+          options, name, int(index), tensor._as_tf_output())
+    for name, op in control_map.items():
+      _c_api.TF_ImportGraphDefOptionsRemapControlDependency(
+          options, name, op._c_op)
+    for node in graph_def.node:
+      _c_api.TF_ImportGraphDefOptionsAddReturnOperation(options, node.name)
+    with c_api_util.tf_buffer(graph_def.SerializeToString()) as buffer, \
+        graph._mutation_lock(), graph._c_graph.get() as c_graph:
+      results = _c_api.TF_GraphImportGraphDefWithResults(
+          c_graph, buffer, options)
+      try:
+        c_ops = _c_api.TF_ImportGraphDefResultsReturnOperations(results)
+      finally:
+        _c_api.TF_DeleteImportGraphDefResults(results)
+      return [_wrap_c_op(graph, c_op, node.op, node.name, {})
+              for node, c_op in zip(graph_def.node, c_ops)]
+  finally:
+    _c_api.TF_DeleteImportGraphDefOptions(options)
   # pylint: enable=protected-access
 
 
