@@ -5,6 +5,7 @@ r"""Benchmarks gradient construction with tfgrad against stock tf.gradients.
     tfgrad-bench --models=mlp_100,fanout_1000 --json=bench.json
     tfgrad-bench --saved_model=DIR --markdown=bench.md   # your own model
     tfgrad-bench --quick --plot=scaling.png       # needs tfgrad[plot]
+    tfgrad-bench --models=mlp_1000 --creation_floor   # engine vs op creation
 
 (`python -m tfgrad.bench` and, in a checkout, `python tools/bench.py` are
 the same tool; the model sources are those of tfgrad-compare.)
@@ -97,6 +98,14 @@ def define_flags(fv):
                     "in microseconds and floors per added op (one extra "
                     "build per model and engine under cProfile; see "
                     "tfgrad/cli/build_profile.py).", flag_values=fv)
+  flags.DEFINE_bool("creation_floor", False,
+                    "Also report what making each engine's added ops alone "
+                    "costs, per op: the same ops made again in a fresh "
+                    "build of the model, one by one through tfgrad's lean "
+                    "op creation and in one GraphDef import, with nothing "
+                    "to walk or decide (see tfgrad/cli/creation_floor.py); "
+                    "an engine's build time less that is its own work.",
+                    flag_values=fv)
   flags.DEFINE_bool("heap", False,
                     "Also report the Python heap growth per added op of "
                     "each engine's build (tracemalloc: memory allocated "
@@ -619,6 +628,8 @@ def _run(opts):
   print_scaling(exponents)
   profiles = _profiles(chosen, rows, floor, opts) if opts.profile else None
   heap = _heap_growth(chosen, opts) if opts.heap else None
+  creation = (_creation_floors(chosen, rows, floor, opts)
+              if opts.creation_floor else None)
   report = {"tf_version": tf.__version__, "tfgrad_version": tfgrad.__version__,
             "quick": opts.quick, "repeats": opts.repeats, "clock": opts.clock,
             "strict": opts.strict, "floor_us": floor,
@@ -628,6 +639,8 @@ def _run(opts):
     report["profiles"] = profiles
   if heap:
     report["heap_bytes_per_op"] = heap
+  if creation:
+    report["creation_floor"] = creation
   if opts.json:
     common.write_json(opts.json, report)
     _log(f"wrote {opts.json}")
@@ -674,6 +687,63 @@ def _heap_growth(chosen, opts):
   for name, per_engine in out.items():
     print(f"  {name:<20} " + "   ".join(
         f"{e} {_fmt(v, '.0f')} B" for e, v in per_engine.items()))
+  return out
+
+
+def creation_floor(config, engine, clock="thread", strict=False):
+  """`creation_floor.measure` for `config` and `engine` (a v1 model built
+  and differentiated with v1 control flow, as in `measure`): a dict of
+  ops and microseconds per op, or the reason the ops cannot be made
+  again."""
+  from tfgrad.cli import creation_floor as floors  # pylint: disable=g-import-not-at-top
+
+  def build():
+    built = config.builder.build()
+    return built.ys, built.xs
+
+  family = _CONFIGS.get(config.name, (None,))[0]
+  with (models.v1_control_flow() if family in models.V1_MODELS
+        else contextlib.nullcontext()):
+    try:
+      found = floors.measure(build, engines(strict)[engine], _CLOCKS[clock])
+    except floors.NotReplayable as e:
+      return {"not_replayable": str(e)}
+  return {"ops": found.ops, "one_by_one_us": found.one_by_one_us,
+          "batch_us": found.batch_us}
+
+
+def _creation_floors(chosen, rows, floor, opts):
+  """--creation_floor: per model and engine, what making the added ops
+  alone costs against the engine's median build; printed, and returned
+  for the JSON report."""
+  out = {}
+  print()
+  print("creation floor, us per added op: the engine's median build; its "
+        "ops made again one by one (lean op creation) and in one GraphDef "
+        "import, nothing to decide; the build less the one-by-one floor "
+        "(the engine's own work); floors in brackets:")
+  width = max(len(f"{c.name}/{e}") for c in chosen for e in ENGINES) + 2
+  for config, row in zip(chosen, rows):
+    out[config.name] = {}
+    for engine in ENGINES:
+      found = creation_floor(config, engine, opts.clock, opts.strict)
+      ops = row[f"ops_{engine}"]
+      build_us = (1e3 * row[f"build_ms_{engine}"] / ops if ops else None)
+      found["build_us"] = build_us
+      out[config.name][engine] = found
+      label = "  " + f"{config.name}/{engine}".ljust(width)
+      if "not_replayable" in found:
+        print(f"{label} build {_fmt(build_us, '7.1f')}; not replayable: "
+              f"{found['not_replayable']}")
+        continue
+      found["engine_us"] = (build_us - found["one_by_one_us"]
+                            if build_us is not None else None)
+      cells = [("build", build_us), ("one by one", found["one_by_one_us"]),
+               ("batch", found["batch_us"]), ("engine", found["engine_us"])]
+      print(label + "  ".join(
+          f"{k} {_fmt(v, '7.1f')} "
+          f"({_fmt(v / floor if v is not None else None, '.2f')})"
+          for k, v in cells))
   return out
 
 
