@@ -350,19 +350,10 @@ class _Backprop:
 def _grouped(op, inputs):
   """`inputs` with list-valued arguments of op's OpDef as lists, or None
   when they cannot be matched."""
-  grouped, i = [], 0
-  for arg in op.op_def.input_arg:
-    if arg.number_attr:
-      n = op.get_attr(arg.number_attr)
-    elif arg.type_list_attr:
-      n = len(op.get_attr(arg.type_list_attr))
-    else:
-      grouped.append(inputs[i])
-      i += 1
-      continue
-    grouped.append(list(inputs[i:i + n]))
-    i += n
-  return grouped if i == len(inputs) else None
+  return tf_compat.grouped_inputs(
+      op.op_def, inputs,
+      lambda arg: (op.get_attr(arg.number_attr) if arg.number_attr
+                   else len(op.get_attr(arg.type_list_attr))))
 
 
 def _copy(graph, op, inputs):

@@ -2038,3 +2038,23 @@ def trainability_check():
       entry = known[id(dtype)] = (dtype, is_trainable(t))
     return entry[1]
   return check
+
+
+# ----- inputs grouped by argument -----
+
+
+def grouped_inputs(op_def_proto, inputs, list_length):
+  """`inputs` (flat, as an op lists them) grouped by `op_def_proto`'s input
+  arguments, list arguments as lists, as the C API takes them; None when
+  they do not add up. `list_length(arg)` gives the number of inputs of a
+  list argument (from an op's attributes or a NodeDef's)."""
+  grouped, i = [], 0
+  for arg in op_def_proto.input_arg:
+    if arg.number_attr or arg.type_list_attr:
+      n = list_length(arg)
+      grouped.append(list(inputs[i:i + n]))
+      i += n
+    else:
+      grouped.append(inputs[i])
+      i += 1
+  return grouped if i == len(inputs) else None

@@ -690,20 +690,27 @@ def _heap_growth(chosen, opts):
   return out
 
 
+def _pair_builder(config):
+  """(`build()` -> (ys, xs) of `config`'s model, the scope to build and
+  differentiate it in): v1 control flow for a v1 model, as in `measure`
+  (with v2 on, its loops would be While ops)."""
+  def build():
+    built = config.builder.build()
+    return built.ys, built.xs
+
+  family = _CONFIGS.get(config.name, (None,))[0]
+  return build, (models.v1_control_flow() if family in models.V1_MODELS
+                 else contextlib.nullcontext())
+
+
 def creation_floor(config, engine, clock="thread", strict=False):
   """`creation_floor.measure` for `config` and `engine` (a v1 model built
   and differentiated with v1 control flow, as in `measure`): a dict of
   ops and microseconds per op, or the reason the ops cannot be made
   again."""
   from tfgrad.cli import creation_floor as floors  # pylint: disable=g-import-not-at-top
-
-  def build():
-    built = config.builder.build()
-    return built.ys, built.xs
-
-  family = _CONFIGS.get(config.name, (None,))[0]
-  with (models.v1_control_flow() if family in models.V1_MODELS
-        else contextlib.nullcontext()):
+  build, scope = _pair_builder(config)
+  with scope:
     try:
       found = floors.measure(build, engines(strict)[engine], _CLOCKS[clock])
     except floors.NotReplayable as e:
@@ -753,14 +760,8 @@ def profile_build(config, engine, strict=False):
   built and differentiated with v1 control flow, as in `measure` (with v2
   on, its loops would be While ops)."""
   from tfgrad.cli import build_profile  # pylint: disable=g-import-not-at-top
-
-  def build():
-    built = config.builder.build()
-    return built.ys, built.xs
-
-  family = _CONFIGS.get(config.name, (None,))[0]
-  with (models.v1_control_flow() if family in models.V1_MODELS
-        else contextlib.nullcontext()):
+  build, scope = _pair_builder(config)
+  with scope:
     return build_profile.profile(build, engines(strict)[engine])
 
 

@@ -82,20 +82,11 @@ def _source(ref):
 
 def _grouped(op_def, attrs, inputs):
   """`inputs` grouped by `op_def`'s arguments (list arguments as lists),
-  as the C API takes them."""
-  grouped, i = [], 0
-  for arg in op_def.input_arg:
-    if arg.number_attr:
-      n = attrs[arg.number_attr].i
-    elif arg.type_list_attr:
-      n = len(attrs[arg.type_list_attr].list.type)
-    else:
-      grouped.append(inputs[i])
-      i += 1
-      continue
-    grouped.append(list(inputs[i:i + n]))
-    i += n
-  return grouped
+  as the C API takes them; list lengths from the NodeDef's `attrs`."""
+  return tf_compat.grouped_inputs(
+      op_def, inputs,
+      lambda arg: (attrs[arg.number_attr].i if arg.number_attr
+                   else len(attrs[arg.type_list_attr].list.type)))
 
 
 def _fresh(build, library):
