@@ -34,6 +34,7 @@ class InputResolver:
       for outer, inner in tf_compat.captures(graph):
         self._inner_of[id(outer)].append(inner)
     self._indexed_graphs = set()
+    self._plain_graphs = {}  # graph -> no capture to resolve, no redirect
     # `is_trainable` for this call, answered once per dtype.
     self.is_trainable = tf_compat.trainability_check()
 
@@ -73,7 +74,12 @@ class InputResolver:
     pending counts ask for these for every op they visit."""
     cached = self._edges_cache.get(op)
     if cached is None:
-      if not self._redirect and not tf_compat.is_function_graph(op.graph):
+      graph = op.graph  # asked once per graph: the walks meet few graphs
+      plain = self._plain_graphs.get(graph)
+      if plain is None:
+        plain = self._plain_graphs[graph] = (
+            not self._redirect and not tf_compat.is_function_graph(graph))
+      if plain:
         # The common case, read in one step: no capture to resolve, no
         # eager input to drop, nothing redirected. The tuple TF caches on
         # the op serves as the list of inputs too (callers only read it).
@@ -87,14 +93,11 @@ class InputResolver:
       cached = self._edges_cache[op] = (ts, [t.op for t in ts])
     return cached
 
-  def edges_reader(self):
-    """`input_edges` for a loop over many ops: answers ops already read
-    from the cache without a method call."""
-    cached = self._edges_cache.get
-    read = self.input_edges
-    def edges(op):
-      return cached(op) or read(op)
-    return edges
+  def edge_readers(self):
+    """(cached, read) for the walks' inner loops, which spell
+    `cached(op) or read(op)` for `input_edges(op)` (one call per op
+    instead of two): `cached` answers None for an op not read yet."""
+    return self._edges_cache.get, self.input_edges
 
   def graph_inputs(self, op):
     """Inputs of `op` that are graph tensors (captured eager values
@@ -212,18 +215,19 @@ class _Backward:
 
   def run(self, budget=-1):
     seen, stack, feeds = self.seen, self.stack, self.feeds
-    edges = self._resolver.edges_reader()
+    cached, read = self._resolver.edge_readers()
     is_trainable = self._resolver.is_trainable
+    pop, push, see = stack.pop, stack.append, seen.add
     while stack and budget:
       budget -= 1
-      op = stack.pop()
-      ts, ins = edges(op)
+      op = pop()
+      ts, ins = cached(op) or read(op)
       for t, inp in zip(ts, ins):
         if is_trainable(t):
           feeds[inp].append(op)
         if inp not in seen:
-          seen.add(inp)
-          stack.append(inp)
+          see(inp)
+          push(inp)
     return not stack
 
 
@@ -281,16 +285,17 @@ def between(to_ops, from_ops, stop_gradient_ops, resolver, blocks=None,
   ops, members = [], set()
   pending = collections.defaultdict(int)
   queue = collections.deque(op for op in to_ops if op in reached)
-  edges = resolver.edges_reader()
+  cached, read = resolver.edge_readers()
+  pop, push, add, append = queue.popleft, queue.append, members.add, ops.append
   while queue:
-    op = queue.popleft()
+    op = pop()
     if op not in members:
-      members.add(op)
-      ops.append(op)
-      for inp in edges(op)[1]:
+      add(op)
+      append(op)
+      for inp in (cached(op) or read(op))[1]:
         if inp in reached:
           pending[inp] += 1
-          queue.append(inp)
+          push(inp)
   stops = stop_ops(from_ops, stop_gradient_ops, pending, resolver)
   return Subgraph(ops, members, pending, reachable_to_ops, stops,
                   list(from_ops), set(stop_gradient_ops), blocked=blocked,
