@@ -172,8 +172,7 @@ def _gradients_in_graph(ys, xs, grad_ys, name, colocate_gradients_with_ops,
     prune = not graph_walk.may_hold_v1_loops(src_graph)
     subgraph = graph_walk.between(
         to_ops, [x.op for x in xs], [t.op for t in stop_gradients], resolver,
-        blocks=lambda op: backprop.blocks_gradient(op, src_graph,
-                                                   options.strict),
+        blocks=backprop.gradient_blocker(src_graph, options.strict),
         prune=prune)
     if v1_loops.blocked_inside_loop(subgraph.blocked):
       # as stock, whose walk crosses ops declared not differentiable

@@ -270,6 +270,25 @@ def blocks_gradient(op, src_graph, strict):
   return rule is None and func_call is None
 
 
+def gradient_blocker(src_graph, strict):
+  """`blocks_gradient` for one walk, asked for most ops the walk reaches:
+  an op type with a rule in tfgrad's registry is remembered, so that its
+  ops cost one set lookup. Create one per walk (the registry may change
+  between calls)."""
+  registered = set()
+  lookup = registry.GRADIENTS.get
+  def blocks(op):
+    op_type = op.type
+    if op_type in registered:
+      return False
+    if lookup(op_type, _MISSING) is not None:
+      registered.add(op_type)
+      return False
+    rule, func_call = find_rule(op, src_graph, strict)
+    return rule is None and func_call is None
+  return blocks
+
+
 def _missing_rule_error(state, op):
   chain = graph_walk.path_from_ys(op, state.to_ops, state.resolver)
   kind, name = tf_compat.override(op, state.attrs_of(op))

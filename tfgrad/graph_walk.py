@@ -34,6 +34,7 @@ class InputResolver:
       for outer, inner in tf_compat.captures(graph):
         self._inner_of[id(outer)].append(inner)
     self._indexed_graphs = set()
+    self._plain_graphs = {}  # graph -> no capture to resolve, no redirect
     # `is_trainable` for this call, answered once per dtype.
     self.is_trainable = tf_compat.trainability_check()
 
@@ -73,28 +74,46 @@ class InputResolver:
     pending counts ask for these for every op they visit."""
     cached = self._edges_cache.get(op)
     if cached is None:
-      if not self._redirect and not tf_compat.is_function_graph(op.graph):
-        # The common case, read in one step: no capture to resolve, no
-        # eager input to drop, nothing redirected. The tuple TF caches on
-        # the op serves as the list of inputs too (callers only read it).
-        ts = tf_compat.op_inputs(op)
-        self._cache[op] = ts
-        cached = self._edges_cache[op] = (ts, [t.op for t in ts])
-        return cached
+      graph = op.graph  # asked once per graph: the walks meet few graphs
+      plain = self._plain_graphs.get(graph)
+      if plain is None:
+        plain = self._plain_graphs[graph] = (
+            not self._redirect and not tf_compat.is_function_graph(graph))
+      if plain:
+        return self._plain_edges(op)
       ts = self.inputs(op)
       if tf_compat.is_function_graph(op.graph):  # only these resolve to
         ts = [t for t in ts if not tf_compat.is_eager_tensor(t)]  # eager
       cached = self._edges_cache[op] = (ts, [t.op for t in ts])
     return cached
 
-  def edges_reader(self):
-    """`input_edges` for a loop over many ops: answers ops already read
-    from the cache without a method call."""
-    cached = self._edges_cache.get
-    read = self.input_edges
-    def edges(op):
-      return cached(op) or read(op)
-    return edges
+  def _plain_edges(self, op):
+    """`input_edges` of an op not read yet, in the common case: no capture
+    to resolve, no eager input to drop, nothing redirected. The tuple TF
+    caches on the op serves as the list of inputs too (callers only read
+    it)."""
+    ts = tf_compat.op_inputs(op)
+    self._cache[op] = ts
+    cached = self._edges_cache[op] = (ts, [t.op for t in ts])
+    return cached
+
+  def plain_from(self, ops):
+    """True if every op met going up through inputs from `ops` is read
+    the common way (`_plain_edges`): nothing is redirected and no op of
+    `ops` is in a function graph. An op's inputs are tensors of its own
+    graph, and only inside a function graph may one stand for a tensor of
+    another graph, so a walk from `ops` never leaves their graphs."""
+    return not self._redirect and not any(
+        tf_compat.is_function_graph(op.graph) for op in ops)
+
+  def edge_readers(self, plain=False):
+    """(cached, read) for the walks' inner loops, which spell
+    `cached(op) or read(op)` for `input_edges(op)` (one call per op
+    instead of two): `cached` answers None for an op not read yet. With
+    `plain` (`plain_from` of the walk's start ops is true), `read` skips
+    asking for each op's graph."""
+    return (self._edges_cache.get,
+            self._plain_edges if plain else self.input_edges)
 
   def graph_inputs(self, op):
     """Inputs of `op` that are graph tensors (captured eager values
@@ -209,21 +228,23 @@ class _Backward:
     self.stack = list(self.seen)
     self.feeds = collections.defaultdict(list)
     self._resolver = resolver
+    self._plain = resolver.plain_from(self.stack)
 
   def run(self, budget=-1):
     seen, stack, feeds = self.seen, self.stack, self.feeds
-    edges = self._resolver.edges_reader()
+    cached, read = self._resolver.edge_readers(self._plain)
     is_trainable = self._resolver.is_trainable
+    pop, push, see = stack.pop, stack.append, seen.add
     while stack and budget:
       budget -= 1
-      op = stack.pop()
-      ts, ins = edges(op)
+      op = pop()
+      ts, ins = cached(op) or read(op)
       for t, inp in zip(ts, ins):
         if is_trainable(t):
           feeds[inp].append(op)
         if inp not in seen:
-          seen.add(inp)
-          stack.append(inp)
+          see(inp)
+          push(inp)
     return not stack
 
 
@@ -281,16 +302,17 @@ def between(to_ops, from_ops, stop_gradient_ops, resolver, blocks=None,
   ops, members = [], set()
   pending = collections.defaultdict(int)
   queue = collections.deque(op for op in to_ops if op in reached)
-  edges = resolver.edges_reader()
+  cached, read = resolver.edge_readers(resolver.plain_from(queue))
+  pop, push, add, append = queue.popleft, queue.append, members.add, ops.append
   while queue:
-    op = queue.popleft()
+    op = pop()
     if op not in members:
-      members.add(op)
-      ops.append(op)
-      for inp in edges(op)[1]:
+      add(op)
+      append(op)
+      for inp in (cached(op) or read(op))[1]:
         if inp in reached:
           pending[inp] += 1
-          queue.append(inp)
+          push(inp)
   stops = stop_ops(from_ops, stop_gradient_ops, pending, resolver)
   return Subgraph(ops, members, pending, reachable_to_ops, stops,
                   list(from_ops), set(stop_gradient_ops), blocked=blocked,
