@@ -82,6 +82,21 @@ def has_static_shape(t, shape):
           and tuple(dims) == shape._dims)  # pylint: disable=protected-access
 
 
+def same_static_shape(a, b):
+  """True if graph tensors `a` and `b` both have fully known static shapes
+  and they are equal, read from the graph without building a TensorShape
+  for either (the check backprop makes for every gradient it hands on,
+  whose answer is nearly always yes). False otherwise, and for anything
+  but graph tensors."""
+  try:
+    a_dims, a_unknown = a._shape  # pylint: disable=protected-access
+    b_dims, b_unknown = b._shape  # pylint: disable=protected-access
+  except AttributeError:
+    return False
+  return (not a_unknown and not b_unknown and a_dims == b_dims
+          and None not in a_dims)
+
+
 def is_eager_tensor(t):
   return isinstance(t, tf_ops.EagerTensor)
 
