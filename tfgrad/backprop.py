@@ -338,9 +338,8 @@ def _input_grads(state, op, out_grads):
     if not getattr(rule, "takes_known_gradients", False):
       out_grads = [emit.materialize(g) for g in out_grads]
     if rule is not None:
-      skip = graph_walk.unneeded_inputs(op, state.subgraph.members,
-                                        state.resolver)
-      in_grads = _call_rule(state, rule, op, out_grads, skip)
+      in_grads = _call_rule(state, rule, op, out_grads,
+                            _unneeded_inputs(state, op))
     else:
       in_grads = tf_compat.symbolic_gradient(op, out_grads)
     in_grads = _as_grad_list(in_grads)
@@ -351,6 +350,22 @@ def _input_grads(state, op, out_grads):
           None, state.gradient_uid, ignore_existing=True):
         in_grads = tf.tuple(in_grads)
   return in_grads
+
+
+def _unneeded_inputs(state, op):
+  """`graph_walk.unneeded_inputs`, from the input ops the walk has read
+  (`InputResolver.input_edges`) when they line up with the inputs (no
+  captured eager value dropped), without reading each input's op again."""
+  members = state.subgraph.members
+  resolver = state.resolver
+  ts, in_ops = resolver.input_edges(op)
+  if len(ts) != len(resolver.inputs(op)):
+    return graph_walk.unneeded_inputs(op, members, resolver)
+  skip = ()
+  for i, in_op in enumerate(in_ops):
+    if in_op not in members:
+      skip += (i,)
+  return skip
 
 
 def _call_rule(state, rule, op, out_grads, skip):
@@ -391,8 +406,10 @@ def _fill_missing_output_grads(state, op, out_grads, needs_all):
   if state.options.optimize_identity_n and tf_compat.is_identity_n(op):
     return
   for i, g in enumerate(out_grads):
+    if g is not None:
+      continue
     out = op.outputs[i]
-    if g is None and (needs_all or tf_compat.is_trainable(out)) \
+    if (needs_all or tf_compat.is_trainable(out)) \
         and tf_compat.supports_default_grad(out):
       out_grads[i] = state.zeros_for(op, i)
 
