@@ -218,6 +218,12 @@ def _colocation_groups(name, attrs):
   return groups or [f"loc:@{name}".encode()]
 
 
+# The code location of a colocation pushed without one (a
+# `_ColocationTarget`'s), shared by the ops created under such stand-ins:
+# nothing writes a TraceableObject once recorded.
+_NO_CODE_LOCATION = traceable_stack.TraceableObject(None)
+
+
 class _ColocationTarget:
   """Stands for a forward op on the graph's colocation stack, reading its
   name, device and colocation groups only once and only if an op is
@@ -255,11 +261,12 @@ class _ColocationTarget:
     of an op created under this stand-in alone, as TF's op constructor
     would set them; computed once for all the ops of the forward op."""
     if self._class_attr is None:
+      groups = self.colocation_groups()
       self._class_attr = serialized_string_list_attr(
-          sorted(set(self.colocation_groups())))
+          groups if len(groups) == 1 else sorted(set(groups)))
       # what `Graph._snapshot_colocation_stack_metadata` records for a
       # stack holding only this stand-in (pushed with no code location)
-      self._code_locations = {self.name: traceable_stack.TraceableObject(None)}
+      self._code_locations = {self.name: _NO_CODE_LOCATION}
     return self._class_attr, self.device, self._code_locations
 
 
