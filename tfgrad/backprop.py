@@ -434,6 +434,8 @@ def _check_arity(op, in_grads, n_inputs):
 
 
 def _raise_not_a_gradient(op, in_grads):
+  """`_check_arity`'s AttributeError for the first result that is no
+  gradient (kept out of its loop, which runs once per op)."""
   for i, g in enumerate(in_grads):
     if g is not None and not isinstance(g, _GRADIENT_TYPES) \
         and not hasattr(g, "name"):
