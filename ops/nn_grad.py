@@ -229,8 +229,10 @@ def _sparse_softmax_xent_grad(op, grad_loss, grad_backprop):
 @RegisterGradient("BiasAdd")
 def _bias_add_grad(op, grad):
   """grad for the value; grad summed over all but the channel axis for bias."""
-  d_bias = raw.BiasAddGrad(out_backprop=grad,
-                                  data_format=op.get_attr("data_format"))
+  # (the attribute's bytes, read from one NodeDef parse: half of a
+  # get_attr call, and `raw` finds the proto for them in its cache)
+  data_format = _attrs(op, ("data_format",))["data_format"].s
+  d_bias = raw.BiasAddGrad(out_backprop=grad, data_format=data_format)
   return [grad, d_bias]
 
 

@@ -189,7 +189,7 @@ def _passed_through(state, op, per_output):
     return False
   per_output[:] = [c[0] for c in per_output]
   in_grads = _as_grad_list(rule(op, *per_output))
-  _check_arity(op, in_grads)
+  _check_arity(op, in_grads, len(state.resolver.inputs(op)))
   _hand_to_inputs(state, op, in_grads)
   return True
 
@@ -357,19 +357,34 @@ def _input_grads(state, op, out_grads):
     if not getattr(rule, "takes_known_gradients", False):
       out_grads = [emit.materialize(g) for g in out_grads]
     if rule is not None:
-      skip = graph_walk.unneeded_inputs(op, state.subgraph.members,
-                                        state.resolver)
-      in_grads = _call_rule(state, rule, op, out_grads, skip)
+      in_grads = _call_rule(state, rule, op, out_grads,
+                            _unneeded_inputs(state, op))
     else:
       in_grads = tf_compat.symbolic_gradient(op, out_grads)
     in_grads = _as_grad_list(in_grads)
-    _check_arity(op, in_grads)
+    _check_arity(op, in_grads, len(state.resolver.inputs(op)))
     if state.options.gate and sum(g is not None for g in in_grads) > 1:
       in_grads = [emit.materialize(g) for g in in_grads]
       with tf.device(None), tf_compat.colocate_for_gradient(
           None, state.gradient_uid, ignore_existing=True):
         in_grads = tf.tuple(in_grads)
   return in_grads
+
+
+def _unneeded_inputs(state, op):
+  """`graph_walk.unneeded_inputs`, from the input ops the walk has read
+  (`InputResolver.input_edges`) when they line up with the inputs (no
+  captured eager value dropped), without reading each input's op again."""
+  members = state.subgraph.members
+  resolver = state.resolver
+  ts, in_ops = resolver.input_edges(op)
+  if len(ts) != len(resolver.inputs(op)):
+    return graph_walk.unneeded_inputs(op, members, resolver)
+  skip = ()
+  for i, in_op in enumerate(in_ops):
+    if in_op not in members:
+      skip += (i,)
+  return skip
 
 
 def _call_rule(state, rule, op, out_grads, skip):
@@ -410,8 +425,10 @@ def _fill_missing_output_grads(state, op, out_grads, needs_all):
   if state.options.optimize_identity_n and tf_compat.is_identity_n(op):
     return
   for i, g in enumerate(out_grads):
+    if g is not None:
+      continue
     out = op.outputs[i]
-    if g is None and (needs_all or tf_compat.is_trainable(out)) \
+    if (needs_all or tf_compat.is_trainable(out)) \
         and tf_compat.supports_default_grad(out):
       out_grads[i] = state.zeros_for(op, i)
 
@@ -419,10 +436,25 @@ def _fill_missing_output_grads(state, op, out_grads, needs_all):
 _GRADIENT_TYPES = (tf.Tensor, tf.IndexedSlices, emit.Known)
 
 
-def _check_arity(op, in_grads):
+def _check_arity(op, in_grads, n_inputs):
   """A rule's result: one gradient per input (ValueError, as TF), each
   None, a Tensor or IndexedSlices (AttributeError, TF's type for a result
-  without a name: a string, a numpy array, a nested list)."""
+  without a name: a string, a numpy array, a nested list). `n_inputs` is
+  `len(op.inputs)` (the resolver's inputs: one per input)."""
+  for g in in_grads:
+    if g is not None and not isinstance(g, _GRADIENT_TYPES) \
+        and not hasattr(g, "name"):
+      _raise_not_a_gradient(op, in_grads)
+  if len(in_grads) != n_inputs \
+      and not tf_compat.rule_may_return_fewer_grads(op):
+    raise ValueError(
+        f"Gradient rule for op '{op.name}' (op type: {op.type}) returned "
+        f"{len(in_grads)} gradients, but the op has {len(op.inputs)} inputs")
+
+
+def _raise_not_a_gradient(op, in_grads):
+  """`_check_arity`'s AttributeError for the first result that is no
+  gradient (kept out of its loop, which runs once per op)."""
   for i, g in enumerate(in_grads):
     if g is not None and not isinstance(g, _GRADIENT_TYPES) \
         and not hasattr(g, "name"):
@@ -431,22 +463,20 @@ def _check_arity(op, in_grads):
           f"a {type(g).__name__} for input index {i}, where a Tensor, "
           f"IndexedSlices or None is due ('{type(g).__name__}' object has "
           "no attribute 'name')")
-  if len(in_grads) != len(op.inputs) \
-      and not tf_compat.rule_may_return_fewer_grads(op):
-    raise ValueError(
-        f"Gradient rule for op '{op.name}' (op type: {op.type}) returned "
-        f"{len(in_grads)} gradients, but the op has {len(op.inputs)} inputs")
 
 
 _SHAPED = (tf.Tensor, emit.Known)
 
 
 def _hand_to_inputs(state, op, in_grads):
-  """Checks each gradient's static shape against its input's and records it."""
+  """Checks each gradient's static shape against its input's and records
+  it (`add_gradient`, inlined: this runs once per op of the pass)."""
+  grads = state.grads
   for i, (t, g) in enumerate(zip(state.resolver.inputs(op), in_grads)):
     if g is None:
       continue
-    if isinstance(g, _SHAPED) and not tf_compat.is_resource(t):
+    if isinstance(g, _SHAPED) and not tf_compat.is_resource(t) \
+        and not tf_compat.same_static_shape(g, t):
       try:
         _refine_shape(g, t.shape)
       except ValueError:
@@ -457,7 +487,11 @@ def _hand_to_inputs(state, op, in_grads):
             f"input shape {t.shape}, gradient shape {g.shape}"
             + (f" ({'; '.join(seeds)})" if seeds else "")) from None
     if not tf_compat.is_eager_tensor(t):
-      add_gradient(state.grads, t, g)
+      t_op = t.op
+      per_output = grads.get(t_op)
+      if per_output is None:
+        per_output = grads[t_op] = [[] for _ in t_op.outputs]
+      per_output[t.value_index].append(g)
 
 
 def _refine_shape(g, shape):

@@ -82,6 +82,21 @@ def has_static_shape(t, shape):
           and tuple(dims) == shape._dims)  # pylint: disable=protected-access
 
 
+def same_static_shape(a, b):
+  """True if graph tensors `a` and `b` both have fully known static shapes
+  and they are equal, read from the graph without building a TensorShape
+  for either (the check backprop makes for every gradient it hands on,
+  whose answer is nearly always yes). False otherwise, and for anything
+  but graph tensors."""
+  try:
+    a_dims, a_unknown = a._shape  # pylint: disable=protected-access
+    b_dims, b_unknown = b._shape  # pylint: disable=protected-access
+  except AttributeError:
+    return False
+  return (not a_unknown and not b_unknown and a_dims == b_dims
+          and None not in a_dims)
+
+
 def is_eager_tensor(t):
   return isinstance(t, tf_ops.EagerTensor)
 
@@ -203,6 +218,12 @@ def _colocation_groups(name, attrs):
   return groups or [f"loc:@{name}".encode()]
 
 
+# The code location of a colocation pushed without one (a
+# `_ColocationTarget`'s), shared by the ops created under such stand-ins:
+# nothing writes a TraceableObject once recorded.
+_NO_CODE_LOCATION = traceable_stack.TraceableObject(None)
+
+
 class _ColocationTarget:
   """Stands for a forward op on the graph's colocation stack, reading its
   name, device and colocation groups only once and only if an op is
@@ -240,11 +261,12 @@ class _ColocationTarget:
     of an op created under this stand-in alone, as TF's op constructor
     would set them; computed once for all the ops of the forward op."""
     if self._class_attr is None:
+      groups = self.colocation_groups()
       self._class_attr = serialized_string_list_attr(
-          sorted(set(self.colocation_groups())))
+          groups if len(groups) == 1 else sorted(set(groups)))
       # what `Graph._snapshot_colocation_stack_metadata` records for a
       # stack holding only this stand-in (pushed with no code location)
-      self._code_locations = {self.name: traceable_stack.TraceableObject(None)}
+      self._code_locations = {self.name: _NO_CODE_LOCATION}
     return self._class_attr, self.device, self._code_locations
 
 
