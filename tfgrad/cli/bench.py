@@ -740,7 +740,7 @@ def _creation_floors(chosen, rows, floor, opts):
       out[config.name][engine] = found
       label = "  " + f"{config.name}/{engine}".ljust(width)
       if "not_replayable" in found:
-        print(f"{label} build {_fmt(build_us, '7.1f')}; not replayable: "
+        print(f"{label}build {_fmt(build_us, '7.1f')}; not replayable: "
               f"{found['not_replayable']}")
         continue
       found["engine_us"] = (build_us - found["one_by_one_us"]
