@@ -284,8 +284,7 @@ def gradient_blocker(src_graph, strict):
     if lookup(op_type, _MISSING) is not None:
       registered.add(op_type)
       return False
-    rule, func_call = find_rule(op, src_graph, strict)
-    return rule is None and func_call is None
+    return blocks_gradient(op, src_graph, strict)
   return blocks
 
 
@@ -357,8 +356,9 @@ def _input_grads(state, op, out_grads):
     if not getattr(rule, "takes_known_gradients", False):
       out_grads = [emit.materialize(g) for g in out_grads]
     if rule is not None:
-      in_grads = _call_rule(state, rule, op, out_grads,
-                            _unneeded_inputs(state, op))
+      skip = graph_walk.unneeded_inputs(op, state.subgraph.members,
+                                        state.resolver)
+      in_grads = _call_rule(state, rule, op, out_grads, skip)
     else:
       in_grads = tf_compat.symbolic_gradient(op, out_grads)
     in_grads = _as_grad_list(in_grads)
@@ -369,22 +369,6 @@ def _input_grads(state, op, out_grads):
           None, state.gradient_uid, ignore_existing=True):
         in_grads = tf.tuple(in_grads)
   return in_grads
-
-
-def _unneeded_inputs(state, op):
-  """`graph_walk.unneeded_inputs`, from the input ops the walk has read
-  (`InputResolver.input_edges`) when they line up with the inputs (no
-  captured eager value dropped), without reading each input's op again."""
-  members = state.subgraph.members
-  resolver = state.resolver
-  ts, in_ops = resolver.input_edges(op)
-  if len(ts) != len(resolver.inputs(op)):
-    return graph_walk.unneeded_inputs(op, members, resolver)
-  skip = ()
-  for i, in_op in enumerate(in_ops):
-    if in_op not in members:
-      skip += (i,)
-  return skip
 
 
 def _call_rule(state, rule, op, out_grads, skip):
@@ -441,20 +425,6 @@ def _check_arity(op, in_grads, n_inputs):
   None, a Tensor or IndexedSlices (AttributeError, TF's type for a result
   without a name: a string, a numpy array, a nested list). `n_inputs` is
   `len(op.inputs)` (the resolver's inputs: one per input)."""
-  for g in in_grads:
-    if g is not None and not isinstance(g, _GRADIENT_TYPES) \
-        and not hasattr(g, "name"):
-      _raise_not_a_gradient(op, in_grads)
-  if len(in_grads) != n_inputs \
-      and not tf_compat.rule_may_return_fewer_grads(op):
-    raise ValueError(
-        f"Gradient rule for op '{op.name}' (op type: {op.type}) returned "
-        f"{len(in_grads)} gradients, but the op has {len(op.inputs)} inputs")
-
-
-def _raise_not_a_gradient(op, in_grads):
-  """`_check_arity`'s AttributeError for the first result that is no
-  gradient (kept out of its loop, which runs once per op)."""
   for i, g in enumerate(in_grads):
     if g is not None and not isinstance(g, _GRADIENT_TYPES) \
         and not hasattr(g, "name"):
@@ -463,22 +433,24 @@ def _raise_not_a_gradient(op, in_grads):
           f"a {type(g).__name__} for input index {i}, where a Tensor, "
           f"IndexedSlices or None is due ('{type(g).__name__}' object has "
           "no attribute 'name')")
+  if len(in_grads) != n_inputs \
+      and not tf_compat.rule_may_return_fewer_grads(op):
+    raise ValueError(
+        f"Gradient rule for op '{op.name}' (op type: {op.type}) returned "
+        f"{len(in_grads)} gradients, but the op has {len(op.inputs)} inputs")
 
 
 _SHAPED = (tf.Tensor, emit.Known)
 
 
 def _hand_to_inputs(state, op, in_grads):
-  """Checks each gradient's static shape against its input's and records
-  it (`add_gradient`, inlined: this runs once per op of the pass)."""
-  grads = state.grads
+  """Checks each gradient's static shape against its input's and records it."""
   for i, (t, g) in enumerate(zip(state.resolver.inputs(op), in_grads)):
     if g is None:
       continue
-    if isinstance(g, _SHAPED) and not tf_compat.is_resource(t) \
-        and not tf_compat.same_static_shape(g, t):
+    if isinstance(g, _SHAPED) and not tf_compat.is_resource(t):
       try:
-        _refine_shape(g, t.shape)
+        _refine_shape(g, t)
       except ValueError:
         seeds = _seeds_among(state, op, state.grads.get(op) or [])
         raise ValueError(
@@ -487,19 +459,18 @@ def _hand_to_inputs(state, op, in_grads):
             f"input shape {t.shape}, gradient shape {g.shape}"
             + (f" ({'; '.join(seeds)})" if seeds else "")) from None
     if not tf_compat.is_eager_tensor(t):
-      t_op = t.op
-      per_output = grads.get(t_op)
-      if per_output is None:
-        per_output = grads[t_op] = [[] for _ in t_op.outputs]
-      per_output[t.value_index].append(g)
+      add_gradient(state.grads, t, g)
 
 
-def _refine_shape(g, shape):
-  """g.set_shape(shape), without the call into the graph when g's static
-  shape is already fully known (then there is nothing to refine, only to
-  check; an `emit.Known` always is)."""
-  if not isinstance(g, emit.Known) and tf_compat.has_static_shape(g, shape):
+def _refine_shape(g, t):
+  """g.set_shape(t.shape). When both static shapes are fully known and
+  equal (nearly always), read from the graph without building a
+  TensorShape for either: nothing to refine or check. Otherwise without
+  the call into the graph when g's static shape is fully known (then
+  there is nothing to refine, only to check; an `emit.Known` always is)."""
+  if tf_compat.same_static_shape(g, t):  # (False for an `emit.Known`)
     return
+  shape = t.shape
   known = g.shape
   if known.is_fully_defined():
     if not known.is_compatible_with(shape):

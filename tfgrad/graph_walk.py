@@ -360,8 +360,16 @@ def stops_in_unpruned_walk(op, subgraph, resolver):
 
 def unneeded_inputs(op, members, resolver):
   """Indices of `op`'s inputs through which no x can be reached: their
-  gradients would be dead ops."""
+  gradients would be dead ops. Read from the input ops the walk cached
+  (`input_edges`) when they line up with the inputs (no captured eager
+  value dropped)."""
   skip = ()
+  ts, in_ops = resolver.input_edges(op)
+  if len(ts) == len(resolver.inputs(op)):
+    for i, in_op in enumerate(in_ops):
+      if in_op not in members:
+        skip += (i,)
+    return skip
   for i, t in enumerate(resolver.inputs(op)):
     if tf_compat.is_eager_tensor(t) or t.op not in members:
       skip += (i,)

@@ -70,18 +70,6 @@ def is_resource(t):
   return t.dtype._type_enum == _DT_RESOURCE  # pylint: disable=protected-access
 
 
-def has_static_shape(t, shape):
-  """True if graph tensor `t`'s static shape is fully known and is `shape`
-  (a TensorShape), read from the graph without building a TensorShape.
-  False for anything else (an eager tensor has no graph shape to read)."""
-  try:
-    dims, unknown_rank = t._shape  # pylint: disable=protected-access
-  except AttributeError:
-    return False
-  return (not unknown_rank and None not in dims
-          and tuple(dims) == shape._dims)  # pylint: disable=protected-access
-
-
 def same_static_shape(a, b):
   """True if graph tensors `a` and `b` both have fully known static shapes
   and they are equal, read from the graph without building a TensorShape
