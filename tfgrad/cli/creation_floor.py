@@ -28,6 +28,7 @@ to the forward loop) cannot be made again in a fresh build of the model:
 for those `measure` returns None, with the reason.
 """
 
+import contextlib
 import dataclasses
 import gc
 import time
@@ -138,6 +139,9 @@ def _forward_refs(graph, outside):
   return tensors, controls
 
 
+_NO_DEVICE = contextlib.nullcontext()  # stateless, so shared
+
+
 def one_by_one(build, added, library, outside, clock=time.thread_time):
   """Seconds to make `added`'s ops one by one in a fresh build (see the
   module doc); returns (seconds, graph)."""
@@ -180,17 +184,6 @@ def one_by_one(build, added, library, outside, clock=time.thread_time):
     for proto in protos.values():
       tf_compat.forget_serialized(proto)
   return seconds, graph
-
-
-class _NoDevice:
-  def __enter__(self):
-    return None
-
-  def __exit__(self, *exc):
-    return False
-
-
-_NO_DEVICE = _NoDevice()
 
 
 def batch(build, added, library, outside, clock=time.thread_time):
